@@ -1,0 +1,586 @@
+//! The untyped term tree of Haskell-literal syntax, and its parser.
+//!
+//! A term is a constructor application, a record, a list, a tuple or a literal.
+//! Redundant parentheses are dropped; comments stay attached to the terms they
+//! precede or follow, so the printer can put them back.
+
+use crate::lang::lexer::{tokenize, Comment, Token, TokenKind};
+use crate::lang::source::Span;
+
+/// A parsed value with its span and comments.
+#[derive(Clone, Debug)]
+pub struct Term {
+    /// The value.
+    pub kind: TermKind,
+    /// From the first to the last token (including redundant parentheses).
+    pub span: Span,
+    /// Comments before the term.
+    pub leading: Vec<Comment>,
+    /// Comments after the term, on its last line.
+    pub trailing: Vec<Comment>,
+}
+
+/// The shapes a term can take.
+#[derive(Clone, Debug)]
+pub enum TermKind {
+    /// `Name arg ...` (also a nullary constructor such as `True`).
+    Con {
+        /// The constructor name.
+        name: String,
+        /// Where the name is.
+        name_span: Span,
+        /// The arguments.
+        args: Vec<Term>,
+    },
+    /// `Name {field = value, ...}`.
+    Record {
+        /// The constructor name.
+        name: String,
+        /// Where the name is.
+        name_span: Span,
+        /// Field names with their spans and values.
+        fields: Vec<(String, Span, Term)>,
+        /// Comments before the closing `}`.
+        closing: Vec<Comment>,
+    },
+    /// `[a, b]`.
+    List {
+        /// The elements.
+        items: Vec<Term>,
+        /// Comments before the closing `]`.
+        closing: Vec<Comment>,
+    },
+    /// `(a, b)`.
+    Tuple {
+        /// The elements (two or more).
+        items: Vec<Term>,
+        /// Comments before the closing `)`.
+        closing: Vec<Comment>,
+    },
+    /// A string literal.
+    Str(String),
+    /// A character literal.
+    Char(char),
+    /// An integer literal (sign included).
+    Int(i128),
+    /// A floating-point literal (sign included).
+    Float(f64),
+}
+
+impl Term {
+    /// A term without place or comments (for printing generated values).
+    pub fn bare(kind: TermKind) -> Term {
+        Term {
+            kind,
+            span: Span::default(),
+            leading: Vec::new(),
+            trailing: Vec::new(),
+        }
+    }
+
+    /// How the term is named in "expected ..., found ..." messages.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            TermKind::Con { name, .. } | TermKind::Record { name, .. } => format!("`{name}`"),
+            TermKind::List { .. } => "a list".into(),
+            TermKind::Tuple { items, .. } => format!("a {}-tuple", items.len()),
+            TermKind::Str(_) => "a string".into(),
+            TermKind::Char(_) => "a character".into(),
+            TermKind::Int(_) => "an integer".into(),
+            TermKind::Float(_) => "a floating-point number".into(),
+        }
+    }
+}
+
+/// A syntax error.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyntaxError {
+    /// What is wrong.
+    pub message: String,
+    /// Where.
+    pub span: Span,
+    /// What would have been valid there.
+    pub hint: Option<String>,
+}
+
+/// A whole parsed text: one term plus the comments after it.
+#[derive(Clone, Debug)]
+pub struct Document {
+    /// The term.
+    pub term: Term,
+    /// Comments after the term.
+    pub trailing: Vec<Comment>,
+}
+
+/// Parses a text holding exactly one term. Reports every syntax error it can
+/// find (it resynchronises at list commas), not only the first.
+pub fn parse_document(text: &str) -> Result<Document, Vec<SyntaxError>> {
+    let tokens = tokenize(text).map_err(|e| {
+        vec![SyntaxError {
+            message: e.message,
+            span: e.span,
+            hint: None,
+        }]
+    })?;
+    let mut p = Parser {
+        tokens,
+        pos: 0,
+        errors: Vec::new(),
+    };
+    let term = p.term();
+    let mut doc = None;
+    match term {
+        Some(term) => {
+            let tok = p.peek();
+            if tok.kind == TokenKind::Eof {
+                let trailing = tok.leading.clone();
+                doc = Some(Document { term, trailing });
+            } else {
+                let span = tok.span;
+                let found = tok.kind.describe();
+                p.errors.push(SyntaxError {
+                    message: format!("unexpected {found} after the end of the build term"),
+                    span,
+                    hint: Some(
+                        "a file holds exactly one value; combine several generators with `Let [] [a, b]`"
+                            .into(),
+                    ),
+                });
+            }
+        }
+        None => p.sync_to_end(),
+    }
+    match doc {
+        Some(doc) if p.errors.is_empty() => Ok(doc),
+        _ => Err(p.errors),
+    }
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    pos: usize,
+    errors: Vec<SyntaxError>,
+}
+
+impl Parser {
+    fn peek(&self) -> &Token {
+        // The token list always ends with Eof, and `bump` never passes it.
+        &self.tokens[self.pos.min(self.tokens.len() - 1)]
+    }
+
+    fn bump(&mut self) -> Token {
+        let tok = self.peek().clone();
+        if tok.kind != TokenKind::Eof {
+            self.pos += 1;
+        }
+        tok
+    }
+
+    fn error(&mut self, message: String, span: Span, hint: Option<&str>) {
+        self.errors.push(SyntaxError {
+            message,
+            span,
+            hint: hint.map(str::to_string),
+        });
+    }
+
+    fn expected(&mut self, what: &str) {
+        let tok = self.peek();
+        let (found, span) = (tok.kind.describe(), tok.span);
+        self.error(format!("expected {what}, found {found}"), span, None);
+    }
+
+    /// Skips to the end of input after an unrecoverable error.
+    fn sync_to_end(&mut self) {
+        self.pos = self.tokens.len() - 1;
+    }
+
+    /// Skips to the next `,` or the closing bracket at this nesting depth.
+    fn sync_in_list(&mut self, close: &TokenKind) {
+        let mut depth = 0usize;
+        loop {
+            let kind = self.peek().kind.clone();
+            match kind {
+                TokenKind::Eof => return,
+                TokenKind::LParen | TokenKind::LBracket | TokenKind::LBrace => depth += 1,
+                TokenKind::RParen | TokenKind::RBracket | TokenKind::RBrace if depth > 0 => {
+                    depth -= 1
+                }
+                ref k if depth == 0 && (k == close || *k == TokenKind::Comma) => return,
+                TokenKind::RParen | TokenKind::RBracket | TokenKind::RBrace => return,
+                _ => {}
+            }
+            self.bump();
+        }
+    }
+
+    /// A term: an application, or an atom.
+    fn term(&mut self) -> Option<Term> {
+        let tok = self.peek().clone();
+        if let TokenKind::Ident(name) = &tok.kind {
+            if starts_lower(name) {
+                self.error(
+                    format!("expected a constructor, found the name `{name}`"),
+                    tok.span,
+                    Some("constructors start with an upper-case letter, e.g. `Artifact`"),
+                );
+                self.bump();
+                return None;
+            }
+            if !matches!(self.tokens.get(self.pos + 1).map(|t| &t.kind), Some(TokenKind::LBrace)) {
+                self.bump();
+                let mut args = Vec::new();
+                let mut end = tok.span;
+                let mut trailing = tok.trailing.clone();
+                while starts_atom(&self.peek().kind) {
+                    let mut arg = self.atom()?;
+                    arg.leading.splice(0..0, std::mem::take(&mut trailing));
+                    end = arg.span;
+                    args.push(arg);
+                }
+                if let Some(last) = args.last_mut() {
+                    trailing = std::mem::take(&mut last.trailing);
+                }
+                return Some(Term {
+                    kind: TermKind::Con {
+                        name: name.clone(),
+                        name_span: tok.span,
+                        args,
+                    },
+                    span: tok.span.join(end),
+                    leading: tok.leading.clone(),
+                    trailing,
+                });
+            }
+        }
+        if tok.kind == TokenKind::Minus {
+            return self.negative();
+        }
+        self.atom()
+    }
+
+    fn negative(&mut self) -> Option<Term> {
+        let minus = self.bump();
+        let tok = self.bump();
+        let kind = match tok.kind {
+            TokenKind::Int(n) => TermKind::Int(-n),
+            TokenKind::Float(x) => TermKind::Float(-x),
+            other => {
+                self.error(
+                    format!("expected a number after `-`, found {}", other.describe()),
+                    tok.span,
+                    None,
+                );
+                return None;
+            }
+        };
+        Some(Term {
+            kind,
+            span: minus.span.join(tok.span),
+            leading: minus.leading,
+            trailing: tok.trailing,
+        })
+    }
+
+    /// An atom: literal, nullary constructor, record, list, tuple or parenthesised term.
+    fn atom(&mut self) -> Option<Term> {
+        let tok = self.peek().clone();
+        let simple = match &tok.kind {
+            TokenKind::Str(s) => Some(TermKind::Str(s.clone())),
+            TokenKind::Char(c) => Some(TermKind::Char(*c)),
+            TokenKind::Int(n) => Some(TermKind::Int(*n)),
+            TokenKind::Float(x) => Some(TermKind::Float(*x)),
+            TokenKind::Ident(name) if starts_lower(name) => {
+                self.error(
+                    format!("expected a constructor, found the name `{name}`"),
+                    tok.span,
+                    Some("constructors start with an upper-case letter, e.g. `Artifact`"),
+                );
+                self.bump();
+                return None;
+            }
+            TokenKind::Ident(name) => {
+                if matches!(self.tokens.get(self.pos + 1).map(|t| &t.kind), Some(TokenKind::LBrace)) {
+                    return self.record();
+                }
+                Some(TermKind::Con {
+                    name: name.clone(),
+                    name_span: tok.span,
+                    args: Vec::new(),
+                })
+            }
+            _ => None,
+        };
+        if let Some(kind) = simple {
+            self.bump();
+            return Some(Term {
+                kind,
+                span: tok.span,
+                leading: tok.leading,
+                trailing: tok.trailing,
+            });
+        }
+        match tok.kind {
+            TokenKind::LBracket => self.list(),
+            TokenKind::LParen => self.paren(),
+            _ => {
+                self.expected("a value");
+                None
+            }
+        }
+    }
+
+    /// Elements separated by commas up to `close`; the opening token is consumed.
+    fn sequence(&mut self, open: &Token, close: TokenKind, what: &str) -> Option<(Vec<Term>, Token)> {
+        let mut items = Vec::new();
+        let mut carry: Vec<Comment> = open.trailing.clone();
+        let mut ok = true;
+        if self.peek().kind == close {
+            let tok = self.bump();
+            return Some((items, with_leading(tok, carry)));
+        }
+        loop {
+            match self.term() {
+                Some(mut item) => {
+                    item.leading.splice(0..0, std::mem::take(&mut carry));
+                    items.push(item);
+                }
+                None => {
+                    ok = false;
+                    self.sync_in_list(&close);
+                }
+            }
+            let tok = self.peek().clone();
+            if tok.kind == TokenKind::Comma {
+                self.bump();
+                if let Some(last) = items.last_mut() {
+                    last.trailing.extend(tok.trailing);
+                }
+                carry = tok.leading;
+                continue;
+            }
+            if tok.kind == close {
+                let tok = self.bump();
+                return ok.then_some((items, tok));
+            }
+            let found = tok.kind.describe();
+            let hint = if starts_atom(&tok.kind) {
+                Some("elements are separated by `,`")
+            } else {
+                None
+            };
+            self.error(
+                format!("expected `,` or {} in {what}, found {found}", close.describe()),
+                tok.span,
+                hint,
+            );
+            if tok.kind == TokenKind::Eof || !starts_atom(&tok.kind) {
+                self.sync_to_end();
+                return None;
+            }
+            ok = false;
+            self.sync_in_list(&close);
+            let next = self.peek().kind.clone();
+            if next == TokenKind::Comma {
+                self.bump();
+            } else {
+                if next == close {
+                    self.bump();
+                }
+                return None;
+            }
+        }
+    }
+
+    fn list(&mut self) -> Option<Term> {
+        let open = self.bump();
+        let (items, close) = self.sequence(&open, TokenKind::RBracket, "a list")?;
+        Some(Term {
+            kind: TermKind::List {
+                items,
+                closing: close.leading,
+            },
+            span: open.span.join(close.span),
+            leading: open.leading,
+            trailing: close.trailing,
+        })
+    }
+
+    /// `( term )` or a tuple.
+    fn paren(&mut self) -> Option<Term> {
+        let open = self.bump();
+        let (mut items, close) = self.sequence(&open, TokenKind::RParen, "parentheses")?;
+        let span = open.span.join(close.span);
+        if items.len() == 1 {
+            let mut inner = items.remove(0);
+            let mut leading = open.leading;
+            leading.append(&mut inner.leading);
+            inner.leading = leading;
+            inner.trailing.extend(close.leading);
+            inner.trailing.extend(close.trailing);
+            inner.span = span;
+            return Some(inner);
+        }
+        if items.is_empty() {
+            self.error("`()` is not a value in a build file".into(), span, None);
+            return None;
+        }
+        Some(Term {
+            kind: TermKind::Tuple {
+                items,
+                closing: close.leading,
+            },
+            span,
+            leading: open.leading,
+            trailing: close.trailing,
+        })
+    }
+
+    fn record(&mut self) -> Option<Term> {
+        let name_tok = self.bump();
+        let TokenKind::Ident(name) = name_tok.kind.clone() else {
+            return None;
+        };
+        let open = self.bump();
+        let mut fields = Vec::new();
+        let mut carry = name_tok.trailing.clone();
+        carry.extend(open.trailing.clone());
+        loop {
+            if self.peek().kind == TokenKind::RBrace && fields.is_empty() {
+                break;
+            }
+            let field_tok = self.bump();
+            let TokenKind::Ident(field) = field_tok.kind.clone() else {
+                self.pos -= usize::from(field_tok.kind != TokenKind::Eof);
+                self.expected("a field name");
+                return None;
+            };
+            if self.peek().kind != TokenKind::Equals {
+                self.expected("`=` after the field name");
+                return None;
+            }
+            self.bump();
+            let mut value = self.term()?;
+            value.leading.splice(0..0, std::mem::take(&mut carry));
+            value.leading.splice(0..0, field_tok.leading);
+            fields.push((field, field_tok.span, value));
+            match self.peek().kind {
+                TokenKind::Comma => {
+                    let comma = self.bump();
+                    if let Some((_, _, last)) = fields.last_mut() {
+                        last.trailing.extend(comma.leading);
+                        last.trailing.extend(comma.trailing);
+                    }
+                }
+                TokenKind::RBrace => break,
+                _ => {
+                    self.expected("`,` or `}` in a record");
+                    return None;
+                }
+            }
+        }
+        let close = self.bump();
+        Some(Term {
+            kind: TermKind::Record {
+                name,
+                name_span: name_tok.span,
+                fields,
+                closing: close.leading,
+            },
+            span: name_tok.span.join(close.span),
+            leading: name_tok.leading,
+            trailing: close.trailing,
+        })
+    }
+}
+
+fn with_leading(mut tok: Token, mut carry: Vec<Comment>) -> Token {
+    carry.append(&mut tok.leading);
+    tok.leading = carry;
+    tok
+}
+
+fn starts_lower(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_lowercase() || c == '_')
+}
+
+fn starts_atom(kind: &TokenKind) -> bool {
+    matches!(
+        kind,
+        TokenKind::Ident(_)
+            | TokenKind::Str(_)
+            | TokenKind::Char(_)
+            | TokenKind::Int(_)
+            | TokenKind::Float(_)
+            | TokenKind::LParen
+            | TokenKind::LBracket
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Term {
+        match parse_document(text) {
+            Ok(doc) => doc.term,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn applications_lists_tuples_records() {
+        let t = parse("Let [(\"a\", \"b\")] [((Artifact (IID \"x\") EmptyArtifact))]");
+        let TermKind::Con { name, args, .. } = &t.kind else { panic!() };
+        assert_eq!(name, "Let");
+        assert_eq!(args.len(), 2);
+        let TermKind::List { items, .. } = &args[1].kind else { panic!() };
+        let TermKind::Con { name, args, .. } = &items[0].kind else { panic!() };
+        assert_eq!((name.as_str(), args.len()), ("Artifact", 2));
+        let t = parse("AST (MkCloudConfigYaml {fromCloudConfigYaml = YamlObject \"a: 1\"})");
+        let TermKind::Con { args, .. } = &t.kind else { panic!() };
+        assert!(matches!(&args[0].kind, TermKind::Record { fields, .. } if fields.len() == 1));
+        let t = parse("X (-1) (-1.5) [-2]");
+        let TermKind::Con { args, .. } = &t.kind else { panic!() };
+        assert!(matches!(args[0].kind, TermKind::Int(-1)));
+        assert!(matches!(args[1].kind, TermKind::Float(x) if x == -1.5));
+    }
+
+    #[test]
+    fn reports_several_list_errors() {
+        let errs = parse_document("[A B (, C, D (]").unwrap_err();
+        assert!(!errs.is_empty());
+        let errs = parse_document("[\"a\" \"b\", \"c\" \"d\"]").unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].message.contains("expected `,` or `]`"));
+        assert_eq!(errs[0].span.start, 5);
+        assert_eq!(errs[1].span.start, 14);
+    }
+
+    #[test]
+    fn trailing_garbage_and_lower_case() {
+        let errs = parse_document("EmptyArtifact )").unwrap_err();
+        assert!(errs[0].message.contains("after the end"));
+        let errs = parse_document("Artifact (IID \"x\") foo").unwrap_err();
+        assert!(errs[0].message.contains("found the name `foo`"));
+        assert_eq!(errs[0].span.start, 19);
+        let errs = parse_document("(Artifact").unwrap_err();
+        assert!(errs[0].message.contains("expected `,` or `)`"), "{errs:?}");
+    }
+
+    #[test]
+    fn comments_attach_to_terms() {
+        let doc = parse_document(
+            "-- top\nLet [] -- after list\n  [ A -- on a\n  , -- before b\n B\n  -- closing\n  ]\n-- eof\n",
+        )
+        .unwrap();
+        assert_eq!(doc.term.leading[0].text, "-- top");
+        assert_eq!(doc.trailing[0].text, "-- eof");
+        let TermKind::Con { args, .. } = &doc.term.kind else { panic!() };
+        assert_eq!(args[0].trailing[0].text, "-- after list");
+        let TermKind::List { items, closing } = &args[1].kind else { panic!() };
+        assert_eq!(items[0].trailing[0].text, "-- on a");
+        assert_eq!(items[0].trailing[1].text, "-- before b");
+        assert_eq!(closing[0].text, "-- closing");
+    }
+}

@@ -1,0 +1,8 @@
+//! b9: builds VM disk images, cloud-init media and generated files from `.b9`
+//! build files, compatible with the original Haskell b9.
+//!
+//! The data flow is `lang` (parse) -> `eval` (expand and check) -> `build`;
+//! see `docs/ARCHITECTURE.md`.
+
+pub mod diag;
+pub mod lang;
