@@ -5,4 +5,5 @@
 //! see `docs/ARCHITECTURE.md`.
 
 pub mod diag;
+pub mod config;
 pub mod lang;

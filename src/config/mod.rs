@@ -1,0 +1,1 @@
+//! `b9.conf`: INI sections with Haskell-literal values (SPEC Part B §10).
