@@ -5,5 +5,6 @@
 //! see `docs/ARCHITECTURE.md`.
 
 pub mod diag;
+pub mod eval;
 pub mod config;
 pub mod lang;

@@ -8,7 +8,7 @@
 //! the term, trailing ones after it on its last line.
 
 use crate::lang::lexer::Comment;
-use crate::lang::term::{Document, Term, TermKind};
+use crate::lang::term::{Document, Term, TermKind, YAML_OBJECT};
 
 /// The line width the layout aims for.
 pub const WIDTH: usize = 80;
@@ -216,6 +216,10 @@ impl Printer {
 
 fn needs_parens(term: &Term) -> bool {
     match &term.kind {
+        // Written bare, as the original prints it and as its reader wants it.
+        TermKind::Con { name, args, .. } if name == YAML_OBJECT => {
+            !matches!(args.as_slice(), [a] if matches!(a.kind, TermKind::Str(_)) && !has_comments(a))
+        }
         TermKind::Con { args, .. } => !args.is_empty(),
         TermKind::Record { .. } => true,
         TermKind::Int(n) => *n < 0,

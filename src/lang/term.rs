@@ -7,6 +7,9 @@
 use crate::lang::lexer::{tokenize, Comment, Token, TokenKind};
 use crate::lang::source::Span;
 
+/// The constructor whose string argument needs no parentheses.
+pub const YAML_OBJECT: &str = "YamlObject";
+
 /// A parsed value with its span and comments.
 #[derive(Clone, Debug)]
 pub struct Term {
@@ -300,8 +303,25 @@ impl Parser {
                 return None;
             }
             TokenKind::Ident(name) => {
-                if matches!(self.tokens.get(self.pos + 1).map(|t| &t.kind), Some(TokenKind::LBrace)) {
+                let next = self.tokens.get(self.pos + 1).map(|t| &t.kind);
+                if matches!(next, Some(TokenKind::LBrace)) {
                     return self.record();
+                }
+                if name == YAML_OBJECT && matches!(next, Some(TokenKind::Str(_))) {
+                    // The original's hand-written reader binds `YamlObject "..."`
+                    // like one token: `AST YamlObject "a: 1"` is valid.
+                    self.bump();
+                    let arg = self.atom()?;
+                    return Some(Term {
+                        span: tok.span.join(arg.span),
+                        kind: TermKind::Con {
+                            name: name.clone(),
+                            name_span: tok.span,
+                            args: vec![Term { leading: Vec::new(), ..arg.clone() }],
+                        },
+                        leading: tok.leading,
+                        trailing: arg.trailing,
+                    });
                 }
                 Some(TermKind::Con {
                     name: name.clone(),
@@ -540,6 +560,8 @@ mod tests {
         let t = parse("AST (MkCloudConfigYaml {fromCloudConfigYaml = YamlObject \"a: 1\"})");
         let TermKind::Con { args, .. } = &t.kind else { panic!() };
         assert!(matches!(&args[0].kind, TermKind::Record { fields, .. } if fields.len() == 1));
+        let t = parse("AST YamlObject \"a: 1\"");
+        assert!(matches!(&t.kind, TermKind::Con { args, .. } if args.len() == 1));
         let t = parse("X (-1) (-1.5) [-2]");
         let TermKind::Con { args, .. } = &t.kind else { panic!() };
         assert!(matches!(args[0].kind, TermKind::Int(-1)));

@@ -140,6 +140,16 @@ impl Syntax for String {
     fn from_term(term: &Term, cx: &mut Cx<'_>) -> Option<Self> {
         match &term.kind {
             TermKind::Str(s) => Some(s.clone()),
+            // A Haskell String is a list of characters.
+            TermKind::List { items, .. } if items.iter().all(|i| matches!(i.kind, TermKind::Char(_))) => Some(
+                items
+                    .iter()
+                    .filter_map(|i| match i.kind {
+                        TermKind::Char(c) => Some(c),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
             _ => {
                 cx.mismatch(term, "String");
                 None

@@ -1,0 +1,7 @@
+//! Evaluation of parsed build files: generator expansion, `${var}`
+//! interpolation and the static checks `b9 check` runs before any build.
+
+pub mod env;
+pub mod expand;
+pub mod subst;
+pub mod template;
