@@ -1,7 +1,9 @@
 //! Evaluation of parsed build files: generator expansion, `${var}`
 //! interpolation and the static checks `b9 check` runs before any build.
 
+pub mod check;
 pub mod env;
 pub mod expand;
+pub mod plan;
 pub mod subst;
 pub mod template;

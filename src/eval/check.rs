@@ -1,0 +1,491 @@
+//! Static checks of expanded instances: everything that can be known wrong
+//! before a build starts (`b9 check`).
+//!
+//! Source files exist and are readable; `ExpandVariables` files are valid
+//! templates using only defined variables; YAML files parse; mount points are
+//! absolute and exactly one image is the root when images are mounted;
+//! partition numbers and sizes are valid; no two artifacts write one output.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Component, Path, PathBuf};
+
+use crate::diag::Diagnostic;
+use crate::eval::env::Env;
+use crate::eval::expand::{Instance, WriterInput};
+use crate::eval::subst::{undefined_variable, Interpolator};
+use crate::eval::template::{self, Piece};
+use crate::lang::source::{Source, SourceRef, Span};
+use crate::lang::syntax::*;
+use crate::lang::typed::Node;
+
+/// Where relative paths are resolved.
+#[derive(Clone, Debug)]
+pub struct Dirs {
+    /// The process working directory: source files, shares and outputs.
+    pub cwd: PathBuf,
+    /// `projectRoot`: `SourceImage` and `CopyOnWrite` images.
+    pub project_root: PathBuf,
+}
+
+/// Runs every static check over the instances and returns the problems found
+/// (errors and warnings), each reported once.
+pub fn check(instances: &[Instance], dirs: &Dirs) -> Vec<Diagnostic> {
+    let mut c = Checker {
+        dirs,
+        files: HashMap::new(),
+        outputs: HashMap::new(),
+        out: Vec::new(),
+    };
+    for inst in instances {
+        c.instance(inst);
+    }
+    dedupe(c.out)
+}
+
+/// Drops repeated diagnostics (the same problem in many `Each` iterations).
+pub fn dedupe(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut seen = HashSet::new();
+    diagnostics
+        .into_iter()
+        .filter(|d| seen.insert((d.position(), d.message.clone())))
+        .collect()
+}
+
+/// A host file as the checks see it.
+enum FileState {
+    /// Readable; its text when it is UTF-8.
+    Readable(Option<SourceRef>),
+    /// Missing or unreadable, with the reason.
+    Unreadable(String),
+}
+
+struct Checker<'a> {
+    dirs: &'a Dirs,
+    files: HashMap<PathBuf, FileState>,
+    outputs: HashMap<PathBuf, (String, SourceRef, Span)>,
+    out: Vec<Diagnostic>,
+}
+
+/// The kind of text an `ASTParse` file must hold.
+#[derive(Clone, Copy, PartialEq)]
+enum Syntax {
+    Yaml,
+    Erlang,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, inst: &Instance, span: Span, d: Diagnostic) {
+        let d = d
+            .at(&inst.source, span)
+            .with_note(format!("in artifact instance `{}`", inst.id.value));
+        self.out.push(d);
+    }
+
+    fn instance(&mut self, inst: &Instance) {
+        for w in &inst.writers {
+            if w.output.is_empty() || Path::new(&w.output.value).is_absolute() || escapes(&w.output) {
+                let d = Diagnostic::error(format!(
+                    "output path {:?} must be a relative path inside the instance directory",
+                    w.output.value
+                ));
+                self.error(inst, w.output.span, d);
+            }
+            match &w.input {
+                WriterInput::File { path, expand } => self.source_file(inst, path, *expand, None),
+                WriterInput::Content(c) => self.content(inst, c),
+            }
+        }
+        self.assembly(inst);
+    }
+
+    /// Reads (once) and classifies a host file.
+    fn file(&mut self, path: &Path) -> &FileState {
+        self.files.entry(path.to_path_buf()).or_insert_with(|| match std::fs::read(path) {
+            Ok(bytes) => FileState::Readable(String::from_utf8(bytes).ok().map(|t| Source::new(path, t))),
+            Err(e) if path.is_dir() => FileState::Unreadable(format!("it is a directory ({e})")),
+            Err(e) => FileState::Unreadable(e.to_string()),
+        })
+    }
+
+    /// A source file: exists, is readable, and when expanded is a valid template
+    /// over the instance's variables; `syntax` asks for a YAML check too.
+    fn source_file(&mut self, inst: &Instance, path: &Node<String>, expand: bool, syntax: Option<Syntax>) {
+        let resolved = self.dirs.cwd.join(&path.value);
+        let state = match self.file(&resolved) {
+            FileState::Unreadable(why) => Err(why.clone()),
+            FileState::Readable(text) => Ok(text.clone()),
+        };
+        let text = match state {
+            Err(why) => {
+                let d = Diagnostic::error(format!("cannot read source file {}: {why}", resolved.display()))
+                    .with_label("this file")
+                    .with_hint("relative source paths are resolved against the working directory");
+                self.error(inst, path.span, d);
+                return;
+            }
+            Ok(text) => text,
+        };
+        if !expand && syntax.is_none() {
+            return;
+        }
+        let Some(src) = text else {
+            let d = Diagnostic::error(format!("{} is not UTF-8 text", resolved.display()));
+            self.error(inst, path.span, d);
+            return;
+        };
+        let expanded = if expand {
+            match self.expand_file(inst, path, &src, &inst.env) {
+                Some(t) => t,
+                None => return,
+            }
+        } else {
+            src.text().to_string()
+        };
+        if syntax == Some(Syntax::Yaml) {
+            if let Err(e) = serde_norway::from_str::<serde_norway::Value>(&expanded) {
+                let mut d = Diagnostic::error(format!("invalid YAML in {}: {e}", resolved.display()));
+                if let Some(loc) = e.location() {
+                    d = d.with_note(format!("at line {}, column {}", loc.line(), loc.column()));
+                }
+                self.error(inst, path.span, d);
+            }
+        }
+    }
+
+    /// Expands a template file for the instance, reporting syntax errors and
+    /// undefined variables at their place in the file.
+    fn expand_file(&mut self, inst: &Instance, path: &Node<String>, src: &SourceRef, env: &Env) -> Option<String> {
+        let used_by = format!(
+            "used as `ExpandVariables` source by artifact instance `{}` at {}:{}",
+            inst.id.value,
+            inst.source.name().display(),
+            inst.source.line_col(path.span.start)
+        );
+        let pieces = match template::parse(src.text()) {
+            Ok(p) => p,
+            Err(e) => {
+                let d = Diagnostic::error(format!("template syntax error: {}", e.message))
+                    .at(src, Span::new(e.start, e.end))
+                    .with_note(used_by);
+                self.out.push(d);
+                return None;
+            }
+        };
+        match template::render(&pieces, |n| env.get(n)) {
+            Ok(t) => Some(t),
+            Err(piece) => {
+                if let Piece::Var { name, start, end } = piece {
+                    let d = undefined_variable(name, env).at(src, Span::new(*start, *end)).with_note(used_by);
+                    self.out.push(d);
+                }
+                None
+            }
+        }
+    }
+
+    fn content(&mut self, inst: &Instance, c: &Node<Content>) {
+        use Content::*;
+        match &c.value {
+            RenderErlang(ast) => self.ast(inst, ast, Syntax::Erlang),
+            RenderYamlObject(ast) => self.ast(inst, ast, Syntax::Yaml),
+            RenderCloudConfig(ast) => self.ast(inst, ast, Syntax::Yaml),
+            FromTextFile(file) => self.content_file(inst, file, None),
+            RenderBase64BinaryFile(path) => self.source_file(inst, path, false, None),
+            FromByteString(_) | FromString(_) | RenderBase64Binary(_) | FromURL(_) => {}
+        }
+    }
+
+    /// A `SourceFile` read while rendering content: its path is interpolated then.
+    fn content_file(&mut self, inst: &Instance, file: &Node<SourceFile>, syntax: Option<Syntax>) {
+        let SourceFile::Source(conv, path) = &file.value;
+        let mut diags = Vec::new();
+        let resolved = Interpolator {
+            source: inst.source.clone(),
+            diagnostics: &mut diags,
+        }
+        .string(path, &inst.env);
+        for d in diags {
+            self.out.push(d.with_note(format!("in artifact instance `{}`", inst.id.value)));
+        }
+        let expand = matches!(conv.value, SourceFileConversion::ExpandVariables);
+        // Erlang files are parsed when the content is rendered.
+        let syntax = syntax.filter(|s| *s == Syntax::Yaml);
+        self.source_file(inst, &resolved, expand, syntax);
+    }
+
+    fn ast<A>(&mut self, inst: &Instance, ast: &Node<Ast<A>>, syntax: Syntax) {
+        match &ast.value {
+            Ast::ASTObj(entries) => {
+                for e in entries.iter() {
+                    self.ast(inst, &e.1, syntax);
+                }
+            }
+            Ast::ASTArr(items) => items.iter().for_each(|i| self.ast(inst, i, syntax)),
+            Ast::ASTMerge(items) => {
+                if items.is_empty() {
+                    let d = Diagnostic::error("`ASTMerge` must not be used with an empty list")
+                        .with_label("nothing to merge");
+                    self.error(inst, ast.span, d);
+                }
+                items.iter().for_each(|i| self.ast(inst, i, syntax));
+            }
+            Ast::ASTEmbed(content) => self.content(inst, &content.with((*content.value).clone())),
+            Ast::ASTParse(file) => self.content_file(inst, file, Some(syntax)),
+            Ast::ASTString(_) | Ast::ASTInt(_) | Ast::AST(_) => {}
+        }
+    }
+
+    fn assembly(&mut self, inst: &Instance) {
+        use ArtifactAssembly::*;
+        match &inst.assembly.value {
+            CloudInit(types, base) => {
+                for t in types.iter() {
+                    let path = match t.value {
+                        CloudInitType::CI_ISO => format!("{}.iso", base.value),
+                        CloudInitType::CI_VFAT => format!("{}.vfat", base.value),
+                        CloudInitType::CI_DIR => base.value.clone(),
+                    };
+                    self.output(inst, &path, base.span.join(t.span));
+                }
+            }
+            VmImages(targets, script) | VmImagesWithFixup(targets, script, _) => {
+                self.targets(inst, targets, script);
+            }
+        }
+    }
+
+    fn targets(&mut self, inst: &Instance, targets: &List<ImageTarget>, script: &Node<VmScript>) {
+        let mut roots = Vec::new();
+        let mut mounted = 0;
+        for t in targets.iter() {
+            let ImageTarget::ImageTarget(dest, source, mount) = &t.value;
+            if let MountPoint::MountPoint(p) = &mount.value {
+                mounted += 1;
+                self.absolute_mount(inst, p);
+                if p.value.trim_end_matches('/').is_empty() {
+                    roots.push(mount.span);
+                }
+            }
+            let fs = self.image_source(inst, source);
+            self.destination(inst, dest, fs);
+        }
+        for extra in roots.iter().skip(1) {
+            let d = Diagnostic::error("more than one image is mounted at `/`")
+                .with_label("a second root image")
+                .with_note("exactly one image of a `VmImages` build is the guest's root file system");
+            self.error(inst, *extra, d);
+        }
+        if let VmScript::VmScript(_, shares, body) = &script.value {
+            for s in shares.iter() {
+                let (SharedDirectory::SharedDirectory(_, m)
+                | SharedDirectory::SharedDirectoryRO(_, m)
+                | SharedDirectory::SharedSources(m)) = &s.value;
+                if let MountPoint::MountPoint(p) = &m.value {
+                    self.absolute_mount(inst, p);
+                }
+            }
+            if roots.is_empty() && mounted > 0 && runs_something(body) {
+                let d = Diagnostic::error("images are mounted, but none at `/`")
+                    .with_label("the script needs a root file system")
+                    .with_hint("mount one image at `MountPoint \"/\"`");
+                self.error(inst, targets.span, d);
+            }
+        }
+    }
+
+    fn absolute_mount(&mut self, inst: &Instance, p: &Node<String>) {
+        if !p.value.starts_with('/') {
+            let d = Diagnostic::error(format!("mount point {:?} is not an absolute path", p.value))
+                .with_hint(format!("write {:?}", format!("/{}", p.value)));
+            self.error(inst, p.span, d);
+        }
+    }
+
+    /// Checks an image source; returns the file system of the build image when known.
+    fn image_source(&mut self, inst: &Instance, s: &Node<ImageSource>) -> Option<FileSystem> {
+        use ImageSource::*;
+        match &s.value {
+            EmptyImage(_, fs, _, size) => {
+                self.size(inst, size);
+                match fs.value {
+                    FileSystem::ISO9660 | FileSystem::VFAT => {
+                        let d = Diagnostic::error(format!(
+                            "an `EmptyImage` cannot have the file system `{}`",
+                            fs_name(&fs.value)
+                        ))
+                        .with_note("`EmptyImage` creates `Ext4` file systems or none (`NoFileSystem`)")
+                        .with_hint("for cloud-init media use `CloudInit [CI_ISO]` or `CloudInit [CI_VFAT]`");
+                        self.error(inst, fs.span, d);
+                    }
+                    FileSystem::Ext4_64 => {
+                        let d = Diagnostic::warning("`Ext4_64` is deprecated")
+                            .with_hint("use `Ext4` and `ext4_attributes: [\"64bit\"]` in b9.conf");
+                        self.error(inst, fs.span, d);
+                    }
+                    _ => {}
+                }
+                Some(fs.value.clone())
+            }
+            CopyOnWrite(image) => self.source_image(inst, image),
+            SourceImage(image, part, resize) => {
+                let fs = self.source_image(inst, image);
+                if let Partition::Partition(n) = &part.value {
+                    if !(1..=128).contains(&n.value) {
+                        let d = Diagnostic::error(format!("partition number {} is out of range", n.value))
+                            .with_note("partitions are numbered from 1: MBR primaries 1-4, GPT entries 1-128");
+                        self.error(inst, n.span, d);
+                    }
+                }
+                self.resize(inst, resize, fs.clone());
+                fs
+            }
+            From(_, resize) => {
+                self.resize(inst, resize, None);
+                None
+            }
+        }
+    }
+
+    fn source_image(&mut self, inst: &Instance, image: &Node<Image>) -> Option<FileSystem> {
+        let Image::Image(path, _, fs) = &image.value;
+        let resolved = self.dirs.project_root.join(&path.value);
+        if let FileState::Unreadable(why) = self.file_exists(&resolved) {
+            let d = Diagnostic::error(format!("cannot read source image {}: {why}", resolved.display()))
+                .with_hint("relative image paths are resolved against the project root (`-b` / build_dir_root)");
+            self.error(inst, path.span, d);
+        }
+        Some(fs.value.clone())
+    }
+
+    /// Like [`Self::file`] but without reading: images can be large.
+    fn file_exists(&mut self, path: &Path) -> FileState {
+        match std::fs::File::open(path) {
+            Ok(_) if path.is_file() => FileState::Readable(None),
+            Ok(_) => FileState::Unreadable("it is not a regular file".into()),
+            Err(e) => FileState::Unreadable(e.to_string()),
+        }
+    }
+
+    fn destination(&mut self, inst: &Instance, d: &Node<ImageDestination>, fs: Option<FileSystem>) {
+        use ImageDestination::*;
+        match &d.value {
+            Share(_, _, resize) => self.resize(inst, resize, fs),
+            LiveInstallerImage(name, root, resize) => {
+                let w = Diagnostic::warning("`LiveInstallerImage` is deprecated");
+                self.error(inst, d.span, w);
+                let dir = format!("{}/machines/{}", root.value, name.value);
+                self.output(inst, &dir, root.span);
+                self.resize(inst, resize, fs);
+            }
+            LocalFile(image, resize) => {
+                let Image::Image(path, _, _) = &image.value;
+                self.output(inst, &path.value, path.span);
+                self.resize(inst, resize, fs);
+            }
+            Transient => {}
+        }
+    }
+
+    fn resize(&mut self, inst: &Instance, r: &Node<ImageResize>, fs: Option<FileSystem>) {
+        use ImageResize::*;
+        let fs_size = match &r.value {
+            ResizeImage(size) => {
+                self.size(inst, size);
+                return;
+            }
+            Resize(size) | ShrinkToMinimumAndIncrease(size) => Some(size),
+            ShrinkToMinimum => None,
+            KeepSize => return,
+        };
+        if let Some(size) = fs_size {
+            self.size(inst, size);
+        }
+        if let Some(fs) = fs.filter(|f| !matches!(f, FileSystem::Ext4 | FileSystem::Ext4_64)) {
+            let d = Diagnostic::error(format!("cannot resize a `{}` file system", fs_name(&fs)))
+                .with_note("`Resize` and `ShrinkToMinimum*` work on ext4 file systems")
+                .with_hint("use `ResizeImage` to resize only the image container");
+            self.error(inst, r.span, d);
+        }
+    }
+
+    fn size(&mut self, inst: &Instance, size: &Node<ImageSize>) {
+        let ImageSize::ImageSize(amount, _) = &size.value;
+        if amount.value <= 0 {
+            let d = Diagnostic::error(format!("image size {} must be positive", amount.value));
+            self.error(inst, amount.span, d);
+        }
+    }
+
+    /// Records an output path; the second writer of one path is an error.
+    fn output(&mut self, inst: &Instance, path: &str, span: Span) {
+        let key = normalize(&self.dirs.cwd.join(path));
+        match self.outputs.get(&key) {
+            Some((first_id, first_src, first_span)) => {
+                let d = Diagnostic::error(format!("{} is written by two artifacts", key.display()))
+                    .with_label("second writer")
+                    .with_note(format!(
+                        "first written by artifact instance `{first_id}` at {}:{}",
+                        first_src.name().display(),
+                        first_src.line_col(first_span.start)
+                    ));
+                self.error(inst, span, d);
+            }
+            None => {
+                self.outputs.insert(key, (inst.id.value.clone(), inst.source.clone(), span));
+            }
+        }
+    }
+}
+
+fn fs_name(fs: &FileSystem) -> &'static str {
+    match fs {
+        FileSystem::NoFileSystem => "NoFileSystem",
+        FileSystem::Ext4 => "Ext4",
+        FileSystem::Ext4_64 => "Ext4_64",
+        FileSystem::ISO9660 => "ISO9660",
+        FileSystem::VFAT => "VFAT",
+    }
+}
+
+/// True if the script has at least one `Run`.
+pub fn runs_something(s: &Script) -> bool {
+    use Script::*;
+    match s {
+        Run(..) => true,
+        Begin(steps) | In(_, steps) | As(_, steps) | IgnoreErrors(_, steps) | Verbosity(_, steps) => {
+            steps.iter().any(|s| runs_something(s))
+        }
+        NoOP => false,
+    }
+}
+
+/// True if a relative path climbs out of its base with `..`.
+fn escapes(path: &str) -> bool {
+    let mut depth = 0i32;
+    for c in Path::new(path).components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return true;
+        }
+    }
+    false
+}
+
+/// Removes `.` and resolves `..` without touching the file system.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
