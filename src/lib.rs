@@ -6,5 +6,7 @@
 
 pub mod diag;
 pub mod eval;
+pub mod build;
+pub mod cli;
 pub mod config;
 pub mod lang;

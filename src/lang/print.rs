@@ -120,26 +120,20 @@ impl Printer {
             self.newline(col + 2);
             self.leading(&arg.leading, col + 2);
             self.argument(arg, col + 2);
-            self.trailing(&arg.trailing);
         }
     }
 
-    /// A term in argument position: parenthesised when compound.
+    /// A term in argument position, parenthesised when compound, with its
+    /// trailing comments after it.
     fn argument(&mut self, term: &Term, col: usize) {
-        if !needs_parens(term) {
-            self.body(term, col);
-            return;
-        }
-        self.text("(");
-        self.body(term, col + 1);
-        if term.trailing.is_empty() {
+        if needs_parens(term) {
+            self.text("(");
+            self.body(term, col + 1);
             self.text(")");
         } else {
-            // The comment runs to the end of the line: close on the next one.
-            self.trailing(&term.trailing);
-            self.newline(col);
-            self.text(")");
+            self.body(term, col);
         }
+        self.trailing(&term.trailing);
     }
 
     fn sequence(&mut self, open: &str, close: &str, items: &[Term], closing: &[Comment], col: usize) {

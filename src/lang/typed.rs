@@ -438,9 +438,20 @@ pub fn match_constructor<'t>(
         .with_label(format!("this `{name}`"))
         .with_note(format!("expected: {}", spec.signature()));
         if args.len() > arity {
-            d = d.with_hint(
-                "an argument that is itself a constructor with arguments must be in parentheses, e.g. `(ImageSize 4 GB)`",
-            );
+            let sibling = args[arity..].iter().find_map(|a| match &a.kind {
+                TermKind::Con { name: n, .. }
+                    if crate::lang::syntax::constructor_owner(n) == crate::lang::syntax::constructor_owner(name) =>
+                {
+                    Some(n.clone())
+                }
+                _ => None,
+            });
+            d = match sibling {
+                Some(n) => d.with_hint(format!("is `{n}` a separate element? a `,` may be missing before it")),
+                None => d.with_hint(
+                    "an argument that is itself a constructor with arguments must be in parentheses, e.g. `(ImageSize 4 GB)`",
+                ),
+            };
         }
         cx.error(term.span, d);
         return None;

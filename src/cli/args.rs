@@ -1,0 +1,115 @@
+//! Command-line definitions (SPEC §9): the original's global options and
+//! commands, plus `check`, `show` and `completions`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// b9 builds VM images, cloud-init media and generated files from `.b9` build files.
+#[derive(Debug, Parser)]
+#[command(
+    name = "b9",
+    version,
+    about,
+    after_help = "Arguments after `--` are bound to ${arg_1}, ${arg_2}, ... in the build files."
+)]
+pub struct Cli {
+    /// Options for every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Global options (SPEC §9.2). Each overrides the configuration only when given.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file; repeat to merge several (later ones win).
+    #[arg(short = 'c', long = "configuration-file", value_name = "FILENAME", global = true)]
+    pub config: Vec<PathBuf>,
+    /// Log everything (trace level).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Log errors only.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Append all log messages to this file.
+    #[arg(short = 'l', long = "log-file", value_name = "FILENAME", global = true)]
+    pub log_file: Option<PathBuf>,
+    /// The project root (`${projectRoot}`); build directories are made inside it.
+    #[arg(short = 'b', long = "build-root-dir", value_name = "DIRECTORY", global = true)]
+    pub build_root: Option<PathBuf>,
+    /// Keep the build directory after the build.
+    #[arg(short = 'k', long = "keep-build-dir", global = true)]
+    pub keep_build_dir: bool,
+    /// Use a build id derived from the configuration only (same directory every run).
+    #[arg(short = 'u', long = "predictable-build-dir", global = true)]
+    pub predictable_build_dir: bool,
+    /// The shared-image cache directory.
+    #[arg(long = "repo-cache", value_name = "DIRECTORY", global = true)]
+    pub repo_cache: Option<PathBuf>,
+    /// The remote repository to use.
+    #[arg(short = 'r', long = "repo", value_name = "REPOSITORY_ID", global = true)]
+    pub repo: Option<String>,
+    /// The libvirt network for build VMs; `host` means none.
+    #[arg(long, value_name = "NETWORK_ID", global = true)]
+    pub network: Option<String>,
+    /// The VM accelerator: kvm, tcg, or auto (kvm when it really runs guests).
+    #[arg(long, value_enum, global = true)]
+    pub accel: Option<AccelArg>,
+}
+
+/// `--accel` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AccelArg {
+    /// KVM when it really runs guests, else TCG.
+    Auto,
+    /// Hardware virtualisation.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the version.
+    Version,
+    /// Check build files completely (syntax, variables, sources, images) without building.
+    Check(BuildFiles),
+    /// Print the expanded build plan: each instance, its files, inputs and outputs.
+    Show {
+        /// The build files and arguments.
+        #[command(flatten)]
+        files: BuildFiles,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rewrite build files in the canonical layout and print them.
+    Reformat {
+        /// Build files to rewrite.
+        #[arg(short = 'f', long = "project-file", value_name = "FILENAME", required = true)]
+        files: Vec<PathBuf>,
+        /// Accepted for compatibility with the original; reformat substitutes no variables.
+        #[arg(last = true, hide = true)]
+        args: Vec<String>,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Build files and positional arguments.
+#[derive(Debug, Args)]
+pub struct BuildFiles {
+    /// Build files; several are combined as `Let [] [file1, file2, ...]`.
+    #[arg(short = 'f', long = "project-file", value_name = "FILENAME", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Values for ${arg_1}, ${arg_2}, ...
+    #[arg(last = true, value_name = "ARG")]
+    pub args: Vec<String>,
+}

@@ -1,0 +1,133 @@
+//! The command-line interface: argument parsing, dispatch to one function per
+//! command, diagnostics on stderr, and exit codes.
+//!
+//! Exit codes: 0 success, 1 build failure, 2 usage or build-file error.
+
+pub mod args;
+mod reformat;
+mod session;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use crate::diag::Diagnostic;
+use crate::eval::{check, expand, plan};
+use args::{BuildFiles, Cli, Command};
+
+/// The version of the original b9 whose files and CLI this one is compatible with.
+pub const COMPAT_VERSION: &str = "4.0.0";
+
+/// Exit status: a build file, configuration or usage error.
+const EXIT_USAGE: u8 = 2;
+
+/// Runs b9 with the process arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut stdout = std::io::stdout().lock();
+    let code = match run(cli, &mut stdout) {
+        Ok(()) => 0,
+        Err(Failure { diagnostics, code }) => {
+            report(&diagnostics);
+            code
+        }
+    };
+    ExitCode::from(code)
+}
+
+/// Why a command failed: what to print and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    /// The problems.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The exit status.
+    pub code: u8,
+}
+
+impl From<Vec<Diagnostic>> for Failure {
+    fn from(diagnostics: Vec<Diagnostic>) -> Failure {
+        Failure {
+            diagnostics,
+            code: EXIT_USAGE,
+        }
+    }
+}
+
+/// Prints diagnostics to stderr with a closing count.
+fn report(diagnostics: &[Diagnostic]) {
+    let mut err = std::io::stderr().lock();
+    for d in diagnostics {
+        let _ = writeln!(err, "{d}");
+    }
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    if errors > 0 {
+        let _ = writeln!(err, "b9: {errors} error{} found", if errors == 1 { "" } else { "s" });
+    }
+}
+
+/// Runs one parsed command line, writing normal output to `out`.
+pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
+    let io = |e: std::io::Error| Failure {
+        diagnostics: vec![Diagnostic::error(format!("cannot write output: {e}"))],
+        code: if e.kind() == std::io::ErrorKind::BrokenPipe { 0 } else { 1 },
+    };
+    match &cli.command {
+        Command::Version => writeln!(out, "{} (compatible with b9 {COMPAT_VERSION})", env!("CARGO_PKG_VERSION")).map_err(io),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "b9", out);
+            Ok(())
+        }
+        Command::Reformat { files, .. } => reformat::reformat(files, out).map_err(Failure::from),
+        Command::Check(files) => {
+            let session = session::open(&cli.global)?;
+            let (instances, warnings) = evaluate(&session, files, true)?;
+            report(&warnings);
+            writeln!(
+                out,
+                "ok: {} artifact instance{} in {} build file{}",
+                instances.len(),
+                if instances.len() == 1 { "" } else { "s" },
+                files.files.len(),
+                if files.files.len() == 1 { "" } else { "s" }
+            )
+            .map_err(io)
+        }
+        Command::Show { files, json } => {
+            let session = session::open(&cli.global)?;
+            let (instances, warnings) = evaluate(&session, files, false)?;
+            report(&warnings);
+            let entries = plan::plan(&instances, &session.build_id);
+            let text = if *json {
+                let value = serde_json::json!({ "build_id": session.build_id, "instances": entries });
+                serde_json::to_string_pretty(&value).map(|s| s + "\n").unwrap_or_default()
+            } else {
+                plan::render_text(&entries)
+            };
+            out.write_all(text.as_bytes()).map_err(io)
+        }
+    }
+}
+
+/// Loads config and build files, expands them, and (with `checks`) runs the
+/// static checks. Errors fail; warnings are returned.
+fn evaluate(
+    session: &session::Session,
+    files: &BuildFiles,
+    checks: bool,
+) -> Result<(Vec<expand::Instance>, Vec<Diagnostic>), Failure> {
+    for n in &session.notices {
+        eprintln!("{n}");
+    }
+    report(&session.warnings);
+    let parsed = session::parse_all(files)?;
+    let (instances, mut diagnostics) = expand::expand(&parsed, &session.vars(&files.args));
+    if checks {
+        diagnostics.extend(check::check(&instances, &session.dirs));
+    }
+    let diagnostics = check::dedupe(diagnostics);
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(diagnostics.into());
+    }
+    Ok((instances, diagnostics))
+}

@@ -1,0 +1,113 @@
+//! What every build-file command needs: the configuration (file + flags), the
+//! parsed build files, and the built-in variables of this run.
+
+use std::path::{Path, PathBuf};
+
+use crate::build::id::{build_date_now, build_id, config_hash};
+use crate::cli::args::{AccelArg, BuildFiles, GlobalArgs};
+use crate::config::{self, Accel, LogLevel, Overrides};
+use crate::diag::Diagnostic;
+use crate::eval::check::Dirs;
+use crate::eval::expand::BuildVars;
+use crate::lang::{self, BuildFile};
+
+/// The run's identity and where its paths are resolved.
+pub struct Session {
+    /// Notices about the configuration (a default file was created), for stderr.
+    pub notices: Vec<String>,
+    /// Warnings about the configuration (unknown keys, unused sections).
+    pub warnings: Vec<Diagnostic>,
+    /// The build id of this run.
+    pub build_id: String,
+    /// Where relative paths are resolved.
+    pub dirs: Dirs,
+}
+
+/// The configuration overrides the global flags ask for (only those given).
+pub fn overrides(g: &GlobalArgs) -> Overrides {
+    Overrides {
+        verbosity: if g.verbose {
+            Some(LogLevel::Trace)
+        } else if g.quiet {
+            Some(LogLevel::Error)
+        } else {
+            None
+        },
+        log_file: g.log_file.clone(),
+        build_dir_root: g.build_root.clone(),
+        keep_temp_dirs: g.keep_build_dir,
+        predictable_build_dir: g.predictable_build_dir,
+        repository_cache: g.repo_cache.clone(),
+        repository: g.repo.clone(),
+        network: g.network.clone(),
+        accel: g.accel.map(|a| match a {
+            AccelArg::Auto => Accel::Auto,
+            AccelArg::Kvm => Accel::Kvm,
+            AccelArg::Tcg => Accel::Tcg,
+        }),
+        backend: None,
+    }
+}
+
+/// Finds and loads the configuration, applies the flags, and fixes the build id.
+pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
+    let b9_dir = config::default_b9_dir().ok_or_else(|| {
+        vec![Diagnostic::error("cannot find the b9 directory: $HOME is not set")
+            .with_hint("set HOME, or name a configuration file with -c")]
+    })?;
+    let located = config::locate(&g.config, &b9_dir).map_err(|d| vec![d])?;
+    let notices = located.notice();
+    let loaded = config::load(&located)?;
+    let mut config = loaded.config;
+    config.apply(&overrides(g));
+    let cwd = std::env::current_dir()
+        .map_err(|e| vec![Diagnostic::error(format!("cannot read the working directory: {e}"))])?;
+    let project_root = match &config.build_dir_root {
+        Some(root) => absolute(&cwd, root),
+        None => cwd.clone(),
+    };
+    let build_id = build_id(config_hash(&config.to_ini()), config.unique_build_dirs);
+    Ok(Session {
+        notices,
+        warnings: loaded.warnings,
+        build_id,
+        dirs: Dirs { cwd, project_root },
+    })
+}
+
+impl Session {
+    /// The built-in variables for a run with these positional arguments.
+    pub fn vars(&self, args: &[String]) -> BuildVars {
+        let root = &self.dirs.project_root;
+        BuildVars {
+            args: args.to_vec(),
+            project_root: root.display().to_string(),
+            build_dir: root.join(format!("BUILD-{}", self.build_id)).display().to_string(),
+            build_date: build_date_now(),
+            build_id: self.build_id.clone(),
+        }
+    }
+}
+
+/// `p` made absolute against `base` and canonicalised when it exists.
+fn absolute(base: &Path, p: &Path) -> PathBuf {
+    let joined = base.join(p);
+    joined.canonicalize().unwrap_or(joined)
+}
+
+/// Parses every build file; the problems of all files are returned together.
+pub fn parse_all(files: &BuildFiles) -> Result<Vec<BuildFile>, Vec<Diagnostic>> {
+    let mut parsed = Vec::new();
+    let mut problems = Vec::new();
+    for f in &files.files {
+        match lang::parse_file(f) {
+            Ok(file) => parsed.push(file),
+            Err(mut d) => problems.append(&mut d),
+        }
+    }
+    if problems.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(problems)
+    }
+}
