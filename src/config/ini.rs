@@ -193,9 +193,11 @@ impl Ini {
             }
             let Some(sep) = line.find([':', '=']) else {
                 errors.push(
-                    Diagnostic::error(format!("expected `key: value` or `key = value`, found {trimmed:?}"))
-                        .at(source, Span::new(start, start + line.trim_end().len()))
-                        .with_hint("comment lines start with `#` or `;`"),
+                    Diagnostic::error(format!(
+                        "expected `key: value` or `key = value`, found {trimmed:?}"
+                    ))
+                    .at(source, Span::new(start, start + line.trim_end().len()))
+                    .with_hint("comment lines start with `#` or `;`"),
                 );
                 last = None;
                 continue;
@@ -330,6 +332,7 @@ impl Ini {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::lang::source::Source;
@@ -376,7 +379,10 @@ mod tests {
         let ini = parse(text);
         let k = ini.get("s", "k").unwrap();
         assert_eq!(k.value, "first\nsecond\nthird");
-        assert_eq!(&text[k.span.start..k.span.end], "first\n  second\n# comment in between\n\tthird");
+        assert_eq!(
+            &text[k.span.start..k.span.end],
+            "first\n  second\n# comment in between\n\tthird"
+        );
         // "third" starts at value offset 13; it maps to its place in the file.
         let sp = k.file_span(Span::new(13, 18));
         assert_eq!(&text[sp.start..sp.end], "third");
@@ -425,7 +431,11 @@ mod tests {
             .collect();
         assert_eq!(lines, [1, 3, 4, 5, 6]);
         assert!(errs[0].message.contains("continuation line"));
-        assert!(errs[1].message.contains("expected `key: value`"), "{}", errs[1].message);
+        assert!(
+            errs[1].message.contains("expected `key: value`"),
+            "{}",
+            errs[1].message
+        );
         assert!(errs[2].message.contains("closing `]`"));
         assert!(errs[3].message.contains("missing key"));
         assert!(errs[4].message.contains("empty section"));
@@ -438,7 +448,10 @@ mod tests {
         ini.set("vm", "a", "1");
         ini.set("global", "z", "multi\nline");
         ini.set("global", "e", "");
-        assert_eq!(ini.render(), "[global]\ne:\nz: multi\n    line\n\n[vm]\na: 1\nb: 2\n");
+        assert_eq!(
+            ini.render(),
+            "[global]\ne:\nz: multi\n    line\n\n[vm]\na: 1\nb: 2\n"
+        );
         let back = parse(&ini.render());
         assert_eq!(back.get("global", "z").unwrap().value, "multi\nline");
         assert_eq!(back.get("global", "e").unwrap().value, "");

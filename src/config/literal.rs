@@ -245,7 +245,7 @@ fn mismatch(text: &str, t: &Term, expected: &str) -> LitError {
     }
 }
 
-fn con<'t>(t: &'t Term) -> Option<(&'t str, &'t [Term])> {
+fn con(t: &Term) -> Option<(&str, &[Term])> {
     match &t.kind {
         TermKind::Con { name, args, .. } => Some((name.as_str(), args.as_slice())),
         _ => None,
@@ -261,7 +261,9 @@ fn maybe<T>(
     let t = term(text, expected)?;
     match con(&t) {
         Some(("Nothing", [])) => Ok(None),
-        Some(("Just", [x])) => inner(x).map(Some).ok_or_else(|| mismatch(text, x, expected)),
+        Some(("Just", [x])) => inner(x)
+            .map(Some)
+            .ok_or_else(|| mismatch(text, x, expected)),
         _ => Err(mismatch(text, &t, expected)),
     }
 }
@@ -306,14 +308,14 @@ pub fn read_int(text: &str) -> Result<i64, LitError> {
     int_of(&t).ok_or_else(|| mismatch(text, &t, expected))
 }
 
-/// A non-negative `Int`.
+/// A non-negative integer (up to `u64::MAX`).
 pub fn read_non_negative(text: &str) -> Result<u64, LitError> {
     let expected = "a non-negative integer, e.g. 3600";
-    let n = read_int(text).map_err(|e| LitError {
-        expected: expected.into(),
-        ..e
-    })?;
-    u64::try_from(n).map_err(|_| fail(text, expected))
+    let t = term(text, expected)?;
+    match t.kind {
+        TermKind::Int(n) => u64::try_from(n).map_err(|_| fail(text, expected)),
+        _ => Err(mismatch(text, &t, expected)),
+    }
 }
 
 /// `Maybe FilePath` / `Maybe String`: `Nothing` or `Just "text"`.
@@ -362,8 +364,8 @@ pub fn read_maybe_system_path(text: &str) -> Result<Option<SystemPath>, LitError
         })
     };
     maybe(text, expected, sp).map_err(|mut e| {
-        if let Some(guess) = inner_con_name(text, e.span)
-            .and_then(|w| did_you_mean(&w, SystemPath::CONSTRUCTORS))
+        if let Some(guess) =
+            inner_con_name(text, e.span).and_then(|w| did_you_mean(&w, SystemPath::CONSTRUCTORS))
         {
             e.hint = Some(format!("did you mean `{guess}`?"));
         }
@@ -483,6 +485,7 @@ pub fn show_string_list(v: &[String]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -508,7 +511,10 @@ mod tests {
         assert_eq!(read_int("-1"), Ok(-1));
         assert_eq!(read_int("(7)"), Ok(7));
         assert!(read_int("Just 3").is_err());
-        assert!(read_int("").unwrap_err().to_string().contains("found an empty value"));
+        assert!(read_int("")
+            .unwrap_err()
+            .to_string()
+            .contains("found an empty value"));
         assert_eq!(read_non_negative("5"), Ok(5));
         assert!(read_non_negative("-5").is_err());
     }
@@ -520,9 +526,15 @@ mod tests {
             read_maybe_string("Just \"/home/sven/tmp\"", "path"),
             Ok(Some("/home/sven/tmp".into()))
         );
-        assert_eq!(read_maybe_string("Just (\"a\\\"b\")", "path"), Ok(Some("a\"b".into())));
+        assert_eq!(
+            read_maybe_string("Just (\"a\\\"b\")", "path"),
+            Ok(Some("a\"b".into()))
+        );
         let e = read_maybe_string("tilia", "text").unwrap_err();
-        assert_eq!(e.to_string(), "expected Nothing or Just \"<text>\", found \"tilia\"");
+        assert_eq!(
+            e.to_string(),
+            "expected Nothing or Just \"<text>\", found \"tilia\""
+        );
         assert!(!e.notes.is_empty());
         let e = read_maybe_string("Just 3", "path").unwrap_err();
         assert_eq!(e.found, "an integer");
@@ -539,7 +551,10 @@ mod tests {
     #[test]
     fn log_levels() {
         for (level, name) in LogLevel::ALL {
-            assert_eq!(read_maybe_log_level(&format!("Just {name}")), Ok(Some(level)));
+            assert_eq!(
+                read_maybe_log_level(&format!("Just {name}")),
+                Ok(Some(level))
+            );
             assert_eq!(level.haskell_name(), name);
         }
         assert_eq!(read_maybe_log_level("Nothing"), Ok(None));
@@ -603,9 +618,18 @@ mod tests {
 
     #[test]
     fn ram_sizes() {
-        assert_eq!(read_ram_size("RamSize 1 GB"), Ok(RamSize::Size(1, SizeUnit::GB)));
-        assert_eq!(read_ram_size("RamSize 512 MB"), Ok(RamSize::Size(512, SizeUnit::MB)));
-        assert_eq!(read_ram_size("RamSize 64 KB"), Ok(RamSize::Size(64, SizeUnit::KB)));
+        assert_eq!(
+            read_ram_size("RamSize 1 GB"),
+            Ok(RamSize::Size(1, SizeUnit::GB))
+        );
+        assert_eq!(
+            read_ram_size("RamSize 512 MB"),
+            Ok(RamSize::Size(512, SizeUnit::MB))
+        );
+        assert_eq!(
+            read_ram_size("RamSize 64 KB"),
+            Ok(RamSize::Size(64, SizeUnit::KB))
+        );
         assert_eq!(read_ram_size("AutomaticRamSize"), Ok(RamSize::Automatic));
         assert!(read_ram_size("RamSize 1 TB").is_err());
     }
@@ -618,7 +642,10 @@ mod tests {
         assert_eq!(read_choice("KVM", &["kvm", "tcg", "auto"]), Ok("kvm"));
         assert_eq!(read_choice("\"tcg\"", &["kvm", "tcg", "auto"]), Ok("tcg"));
         let e = read_choice("kmv", &["kvm", "tcg", "auto"]).unwrap_err();
-        assert_eq!(e.to_string(), "expected one of kvm, tcg, auto, found \"kmv\"");
+        assert_eq!(
+            e.to_string(),
+            "expected one of kvm, tcg, auto, found \"kmv\""
+        );
         assert_eq!(e.hint.as_deref(), Some("did you mean `kvm`?"));
     }
 }

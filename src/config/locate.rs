@@ -73,11 +73,16 @@ pub fn versioned_candidates(path: &Path) -> Vec<PathBuf> {
 ///
 /// With `-c` and no existing file the error is "Please provide a valid
 /// config file path." with the paths tried as notes.
+// The error is one `Diagnostic`, as the CLI prints it; it is not on a hot path.
+#[allow(clippy::result_large_err)]
 pub fn locate(config_args: &[PathBuf], b9_dir: &Path) -> Result<Located, Diagnostic> {
     match config_args {
         [] => {
             let default = b9_dir.join("b9.conf");
-            if let Some(found) = versioned_candidates(&default).into_iter().find(|p| p.is_file()) {
+            if let Some(found) = versioned_candidates(&default)
+                .into_iter()
+                .find(|p| p.is_file())
+            {
                 return Ok(Located {
                     files: vec![found],
                     skipped: Vec::new(),
@@ -129,9 +134,13 @@ fn not_found(tried: &[PathBuf]) -> Diagnostic {
     d.with_hint("without `-c`, b9 uses ~/.b9/b9.conf and creates it with the defaults")
 }
 
+#[allow(clippy::result_large_err)]
 fn create_default(b9_dir: &Path, file: &Path) -> Result<(), Diagnostic> {
     std::fs::create_dir_all(b9_dir).map_err(|e| {
-        Diagnostic::error(format!("cannot create the directory {}: {e}", b9_dir.display()))
+        Diagnostic::error(format!(
+            "cannot create the directory {}: {e}",
+            b9_dir.display()
+        ))
     })?;
     let result = std::fs::OpenOptions::new()
         .write(true)
@@ -150,6 +159,7 @@ fn create_default(b9_dir: &Path, file: &Path) -> Result<(), Diagnostic> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -161,7 +171,15 @@ mod tests {
     fn candidates_for_a_path() {
         let c = versioned_candidates(Path::new("/x/b9.conf"));
         let names: Vec<String> = c.iter().map(|p| p.display().to_string()).collect();
-        assert_eq!(names, ["/x/b9.conf.4.0.0", "/x/b9.conf.4.0", "/x/b9.conf.4", "/x/b9.conf"]);
+        assert_eq!(
+            names,
+            [
+                "/x/b9.conf.4.0.0",
+                "/x/b9.conf.4.0",
+                "/x/b9.conf.4",
+                "/x/b9.conf"
+            ]
+        );
     }
 
     #[test]
@@ -187,7 +205,10 @@ mod tests {
         let l = locate(&[], &b9).unwrap();
         assert!(l.created);
         assert_eq!(l.files, [b9.join("b9.conf")]);
-        assert_eq!(std::fs::read_to_string(b9.join("b9.conf")).unwrap(), render_default());
+        assert_eq!(
+            std::fs::read_to_string(b9.join("b9.conf")).unwrap(),
+            render_default()
+        );
         assert_eq!(l.notice().len(), 2);
         assert!(l.notice()[0].contains("b9.conf"));
         // The second time it is found, not created.
@@ -205,7 +226,10 @@ mod tests {
         assert_eq!(err.notes.len(), 4);
         assert!(err.notes[0].contains("my.conf.4.0.0"), "{:?}", err.notes);
         touch(&p, "");
-        assert_eq!(locate(std::slice::from_ref(&p), dir.path()).unwrap().files, [p.clone()]);
+        assert_eq!(
+            locate(std::slice::from_ref(&p), dir.path()).unwrap().files,
+            std::slice::from_ref(&p)
+        );
         let v = dir.path().join("my.conf.4.0");
         touch(&v, "");
         let l = locate(std::slice::from_ref(&p), dir.path()).unwrap();
@@ -227,7 +251,7 @@ mod tests {
         touch(&dir.path().join("b.conf.4.0.0"), "");
         let l = locate(&[c.clone(), b.clone(), a.clone()], dir.path()).unwrap();
         assert_eq!(l.files, [c.clone(), a]);
-        assert_eq!(l.skipped, [b.clone()]);
+        assert_eq!(l.skipped, std::slice::from_ref(&b));
         assert_eq!(l.write_path, c);
         let missing = dir.path().join("none.conf");
         let err = locate(&[b, missing], dir.path()).unwrap_err();
