@@ -71,7 +71,10 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 
     if !diags.is_empty() || problems.iter().any(|d| d.is_error()) || instances.len() != INSTANCES {
-        eprintln!("unexpected result: {} instances, {diags:?} {problems:?}", instances.len());
+        eprintln!(
+            "unexpected result: {} instances, {diags:?} {problems:?}",
+            instances.len()
+        );
         std::process::exit(1);
     }
     println!("parse:  {:8.1} ms", parsed.as_secs_f64() * 1e3);
@@ -80,6 +83,10 @@ fn main() {
     println!(
         "total:  {:8.1} ms for {INSTANCES} artifacts (target < 1000 ms: {})",
         total.as_secs_f64() * 1e3,
-        if total.as_secs_f64() < 1.0 { "met" } else { "MISSED" }
+        if total.as_secs_f64() < 1.0 {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
 }

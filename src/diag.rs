@@ -101,9 +101,9 @@ impl Diagnostic {
 
     /// `file:line:col` of the diagnostic, if it has a place.
     pub fn position(&self) -> Option<String> {
-        self.location.as_ref().map(|l| {
-            format!("{}:{}", l.source.name().display(), l.line_col())
-        })
+        self.location
+            .as_ref()
+            .map(|l| format!("{}:{}", l.source.name().display(), l.line_col()))
     }
 
     /// True for errors.
@@ -157,7 +157,10 @@ impl fmt::Display for Diagnostic {
 }
 
 /// The best near miss for `word` among `candidates`, for "did you mean" hints.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = word.to_lowercase();
     candidates
         .into_iter()
@@ -182,7 +185,10 @@ mod tests {
         let text = d.to_string();
         assert!(text.contains("--> a.b9:2:4"), "{text}");
         assert!(text.contains("2 |   (VmImage [] NoVmScript)"), "{text}");
-        assert!(text.contains("|    ^^^^^^^ expected an ArtifactAssembly"), "{text}");
+        assert!(
+            text.contains("|    ^^^^^^^ expected an ArtifactAssembly"),
+            "{text}"
+        );
         assert!(text.contains("= hint: did you mean `VmImages`?"), "{text}");
     }
 

@@ -4,9 +4,9 @@
 //! The data flow is `lang` (parse) -> `eval` (expand and check) -> `build`;
 //! see `docs/ARCHITECTURE.md`.
 
-pub mod diag;
-pub mod eval;
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod diag;
+pub mod eval;
 pub mod lang;

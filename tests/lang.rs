@@ -40,8 +40,17 @@ fn diagnostics(path: &Path) -> Vec<Diagnostic> {
     };
     let (instances, mut diags) = expand(std::slice::from_ref(&file), &vars());
     let root = corpus();
-    diags.extend(check(&instances, &Dirs { cwd: root.clone(), project_root: root }));
-    dedupe(diags).into_iter().filter(Diagnostic::is_error).collect()
+    diags.extend(check(
+        &instances,
+        &Dirs {
+            cwd: root.clone(),
+            project_root: root,
+        },
+    ));
+    dedupe(diags)
+        .into_iter()
+        .filter(Diagnostic::is_error)
+        .collect()
 }
 
 #[test]
@@ -53,7 +62,12 @@ fn valid_files_check_clean_and_match_golden_layout() {
     for path in files {
         let errors = diagnostics(&path);
         let text: Vec<String> = errors.iter().map(|d| d.to_string()).collect();
-        assert!(errors.is_empty(), "{}:\n{}", path.display(), text.join("\n"));
+        assert!(
+            errors.is_empty(),
+            "{}:\n{}",
+            path.display(),
+            text.join("\n")
+        );
 
         let file = lang::parse_file(&path).unwrap_or_else(|_| panic!("{}", path.display()));
         let printed = print_document(&file.document);
@@ -68,12 +82,24 @@ fn valid_files_check_clean_and_match_golden_layout() {
 
         // Idempotent, same meaning, same comments.
         let again = lang::parse(lang::source::Source::new("reformatted.b9", printed.clone()))
-            .unwrap_or_else(|d| panic!("{}: reformatted text does not parse: {d:?}", path.display()));
-        assert_eq!(print_document(&again.document), printed, "{}", path.display());
+            .unwrap_or_else(|d| {
+                panic!("{}: reformatted text does not parse: {d:?}", path.display())
+            });
+        assert_eq!(
+            print_document(&again.document),
+            printed,
+            "{}",
+            path.display()
+        );
         assert_eq!(again.generator, file.generator, "{}", path.display());
         let comments = |t: &str| t.matches("--").count() + t.matches("{-").count();
         let original = file.source.text();
-        assert_eq!(comments(&printed), comments(original), "comments of {}", path.display());
+        assert_eq!(
+            comments(&printed),
+            comments(original),
+            "comments of {}",
+            path.display()
+        );
     }
 }
 
@@ -114,7 +140,11 @@ fn invalid_files_report_the_expected_problems() {
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let expects = expectations(&text);
-        assert!(!expects.is_empty(), "{} has no -- expect: line", path.display());
+        assert!(
+            !expects.is_empty(),
+            "{} has no -- expect: line",
+            path.display()
+        );
         let diags = diagnostics(&path);
         if diags.is_empty() {
             failures.push(format!("{}: no error reported", path.display()));
@@ -124,11 +154,16 @@ fn invalid_files_report_the_expected_problems() {
             let found = diags.iter().any(|d| {
                 let rendered = d.to_string();
                 let pos = d.position().unwrap_or_default();
-                e.positions.iter().any(|p| pos.ends_with(&format!("/{p}")) || pos.ends_with(&format!(":{p}")))
+                e.positions
+                    .iter()
+                    .any(|p| pos.ends_with(&format!("/{p}")) || pos.ends_with(&format!(":{p}")))
                     && e.words.iter().all(|w| rendered.contains(w.as_str()))
             });
             if !found {
-                let got: Vec<String> = diags.iter().map(|d| format!("{} {}", d.position().unwrap_or_default(), d.message)).collect();
+                let got: Vec<String> = diags
+                    .iter()
+                    .map(|d| format!("{} {}", d.position().unwrap_or_default(), d.message))
+                    .collect();
                 failures.push(format!(
                     "{}: expected {:?} {:?}, got:\n    {}",
                     path.display(),

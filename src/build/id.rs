@@ -9,7 +9,10 @@ use sha2::{Digest, Sha256};
 /// A stable 64-bit hash of a text (of the rendered configuration).
 pub fn config_hash(text: &str) -> u64 {
     let digest = Sha256::digest(text.as_bytes());
-    digest.iter().take(8).fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+    digest
+        .iter()
+        .take(8)
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
 }
 
 /// The build id: `%08X-%08X` of the config hash and a random number when

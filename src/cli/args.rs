@@ -26,7 +26,12 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Configuration file; repeat to merge several (later ones win).
-    #[arg(short = 'c', long = "configuration-file", value_name = "FILENAME", global = true)]
+    #[arg(
+        short = 'c',
+        long = "configuration-file",
+        value_name = "FILENAME",
+        global = true
+    )]
     pub config: Vec<PathBuf>,
     /// Log everything (trace level).
     #[arg(short, long, global = true)]
@@ -38,7 +43,12 @@ pub struct GlobalArgs {
     #[arg(short = 'l', long = "log-file", value_name = "FILENAME", global = true)]
     pub log_file: Option<PathBuf>,
     /// The project root (`${projectRoot}`); build directories are made inside it.
-    #[arg(short = 'b', long = "build-root-dir", value_name = "DIRECTORY", global = true)]
+    #[arg(
+        short = 'b',
+        long = "build-root-dir",
+        value_name = "DIRECTORY",
+        global = true
+    )]
     pub build_root: Option<PathBuf>,
     /// Keep the build directory after the build.
     #[arg(short = 'k', long = "keep-build-dir", global = true)]
@@ -50,7 +60,12 @@ pub struct GlobalArgs {
     #[arg(long = "repo-cache", value_name = "DIRECTORY", global = true)]
     pub repo_cache: Option<PathBuf>,
     /// The remote repository to use.
-    #[arg(short = 'r', long = "repo", value_name = "REPOSITORY_ID", global = true)]
+    #[arg(
+        short = 'r',
+        long = "repo",
+        value_name = "REPOSITORY_ID",
+        global = true
+    )]
     pub repo: Option<String>,
     /// The libvirt network for build VMs; `host` means none.
     #[arg(long, value_name = "NETWORK_ID", global = true)]
@@ -90,7 +105,12 @@ pub enum Command {
     /// Rewrite build files in the canonical layout and print them.
     Reformat {
         /// Build files to rewrite.
-        #[arg(short = 'f', long = "project-file", value_name = "FILENAME", required = true)]
+        #[arg(
+            short = 'f',
+            long = "project-file",
+            value_name = "FILENAME",
+            required = true
+        )]
         files: Vec<PathBuf>,
         /// Accepted for compatibility with the original; reformat substitutes no variables.
         #[arg(last = true, hide = true)]
@@ -107,7 +127,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct BuildFiles {
     /// Build files; several are combined as `Let [] [file1, file2, ...]`.
-    #[arg(short = 'f', long = "project-file", value_name = "FILENAME", required = true)]
+    #[arg(
+        short = 'f',
+        long = "project-file",
+        value_name = "FILENAME",
+        required = true
+    )]
     pub files: Vec<PathBuf>,
     /// Values for ${arg_1}, ${arg_2}, ...
     #[arg(last = true, value_name = "ARG")]

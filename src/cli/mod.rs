@@ -62,7 +62,11 @@ fn report(diagnostics: &[Diagnostic]) {
     }
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     if errors > 0 {
-        let _ = writeln!(err, "b9: {errors} error{} found", if errors == 1 { "" } else { "s" });
+        let _ = writeln!(
+            err,
+            "b9: {errors} error{} found",
+            if errors == 1 { "" } else { "s" }
+        );
     }
 }
 
@@ -70,10 +74,19 @@ fn report(diagnostics: &[Diagnostic]) {
 pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
     let io = |e: std::io::Error| Failure {
         diagnostics: vec![Diagnostic::error(format!("cannot write output: {e}"))],
-        code: if e.kind() == std::io::ErrorKind::BrokenPipe { 0 } else { 1 },
+        code: if e.kind() == std::io::ErrorKind::BrokenPipe {
+            0
+        } else {
+            1
+        },
     };
     match &cli.command {
-        Command::Version => writeln!(out, "{} (compatible with b9 {COMPAT_VERSION})", env!("CARGO_PKG_VERSION")).map_err(io),
+        Command::Version => writeln!(
+            out,
+            "{} (compatible with b9 {COMPAT_VERSION})",
+            env!("CARGO_PKG_VERSION")
+        )
+        .map_err(io),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "b9", out);
             Ok(())
@@ -99,8 +112,11 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             report(&warnings);
             let entries = plan::plan(&instances, &session.build_id);
             let text = if *json {
-                let value = serde_json::json!({ "build_id": session.build_id, "instances": entries });
-                serde_json::to_string_pretty(&value).map(|s| s + "\n").unwrap_or_default()
+                let value =
+                    serde_json::json!({ "build_id": session.build_id, "instances": entries });
+                serde_json::to_string_pretty(&value)
+                    .map(|s| s + "\n")
+                    .unwrap_or_default()
             } else {
                 plan::render_text(&entries)
             };

@@ -18,12 +18,18 @@ pub fn reformat(files: &[impl AsRef<Path>], out: &mut impl Write) -> Result<(), 
                 let text = lang::print::print_document(&file.document);
                 if text != file.source.text() {
                     if let Err(e) = write_atomically(path, &text) {
-                        problems.push(Diagnostic::error(format!("cannot write {}: {e}", path.display())));
+                        problems.push(Diagnostic::error(format!(
+                            "cannot write {}: {e}",
+                            path.display()
+                        )));
                         continue;
                     }
                 }
                 if let Err(e) = out.write_all(text.as_bytes()) {
-                    problems.push(Diagnostic::error(format!("cannot print {}: {e}", path.display())));
+                    problems.push(Diagnostic::error(format!(
+                        "cannot print {}: {e}",
+                        path.display()
+                    )));
                 }
             }
             Err(mut d) => problems.append(&mut d),
@@ -38,8 +44,14 @@ pub fn reformat(files: &[impl AsRef<Path>], out: &mut impl Write) -> Result<(), 
 
 /// Writes a file through a temporary sibling and a rename, keeping its mode.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.b9-tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;

@@ -52,16 +52,21 @@ pub fn overrides(g: &GlobalArgs) -> Overrides {
 /// Finds and loads the configuration, applies the flags, and fixes the build id.
 pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
     let b9_dir = config::default_b9_dir().ok_or_else(|| {
-        vec![Diagnostic::error("cannot find the b9 directory: $HOME is not set")
-            .with_hint("set HOME, or name a configuration file with -c")]
+        vec![
+            Diagnostic::error("cannot find the b9 directory: $HOME is not set")
+                .with_hint("set HOME, or name a configuration file with -c"),
+        ]
     })?;
     let located = config::locate(&g.config, &b9_dir).map_err(|d| vec![d])?;
     let notices = located.notice();
     let loaded = config::load(&located)?;
     let mut config = loaded.config;
     config.apply(&overrides(g));
-    let cwd = std::env::current_dir()
-        .map_err(|e| vec![Diagnostic::error(format!("cannot read the working directory: {e}"))])?;
+    let cwd = std::env::current_dir().map_err(|e| {
+        vec![Diagnostic::error(format!(
+            "cannot read the working directory: {e}"
+        ))]
+    })?;
     let project_root = match &config.build_dir_root {
         Some(root) => absolute(&cwd, root),
         None => cwd.clone(),
@@ -82,7 +87,10 @@ impl Session {
         BuildVars {
             args: args.to_vec(),
             project_root: root.display().to_string(),
-            build_dir: root.join(format!("BUILD-{}", self.build_id)).display().to_string(),
+            build_dir: root
+                .join(format!("BUILD-{}", self.build_id))
+                .display()
+                .to_string(),
             build_date: build_date_now(),
             build_id: self.build_id.clone(),
         }

@@ -83,7 +83,8 @@ impl Checker<'_> {
 
     fn instance(&mut self, inst: &Instance) {
         for w in &inst.writers {
-            if w.output.is_empty() || Path::new(&w.output.value).is_absolute() || escapes(&w.output) {
+            if w.output.is_empty() || Path::new(&w.output.value).is_absolute() || escapes(&w.output)
+            {
                 let d = Diagnostic::error(format!(
                     "output path {:?} must be a relative path inside the instance directory",
                     w.output.value
@@ -100,16 +101,28 @@ impl Checker<'_> {
 
     /// Reads (once) and classifies a host file.
     fn file(&mut self, path: &Path) -> &FileState {
-        self.files.entry(path.to_path_buf()).or_insert_with(|| match std::fs::read(path) {
-            Ok(bytes) => FileState::Readable(String::from_utf8(bytes).ok().map(|t| Source::new(path, t))),
-            Err(e) if path.is_dir() => FileState::Unreadable(format!("it is a directory ({e})")),
-            Err(e) => FileState::Unreadable(e.to_string()),
-        })
+        self.files
+            .entry(path.to_path_buf())
+            .or_insert_with(|| match std::fs::read(path) {
+                Ok(bytes) => {
+                    FileState::Readable(String::from_utf8(bytes).ok().map(|t| Source::new(path, t)))
+                }
+                Err(e) if path.is_dir() => {
+                    FileState::Unreadable(format!("it is a directory ({e})"))
+                }
+                Err(e) => FileState::Unreadable(e.to_string()),
+            })
     }
 
     /// A source file: exists, is readable, and when expanded is a valid template
     /// over the instance's variables; `syntax` asks for a YAML check too.
-    fn source_file(&mut self, inst: &Instance, path: &Node<String>, expand: bool, syntax: Option<Syntax>) {
+    fn source_file(
+        &mut self,
+        inst: &Instance,
+        path: &Node<String>,
+        expand: bool,
+        syntax: Option<Syntax>,
+    ) {
         let resolved = self.dirs.cwd.join(&path.value);
         let state = match self.file(&resolved) {
             FileState::Unreadable(why) => Err(why.clone()),
@@ -117,9 +130,12 @@ impl Checker<'_> {
         };
         let text = match state {
             Err(why) => {
-                let d = Diagnostic::error(format!("cannot read source file {}: {why}", resolved.display()))
-                    .with_label("this file")
-                    .with_hint("relative source paths are resolved against the working directory");
+                let d = Diagnostic::error(format!(
+                    "cannot read source file {}: {why}",
+                    resolved.display()
+                ))
+                .with_label("this file")
+                .with_hint("relative source paths are resolved against the working directory");
                 self.error(inst, path.span, d);
                 return;
             }
@@ -143,7 +159,8 @@ impl Checker<'_> {
         };
         if syntax == Some(Syntax::Yaml) {
             if let Err(e) = serde_norway::from_str::<serde_norway::Value>(&expanded) {
-                let mut d = Diagnostic::error(format!("invalid YAML in {}: {e}", resolved.display()));
+                let mut d =
+                    Diagnostic::error(format!("invalid YAML in {}: {e}", resolved.display()));
                 if let Some(loc) = e.location() {
                     d = d.with_note(format!("at line {}, column {}", loc.line(), loc.column()));
                 }
@@ -154,7 +171,13 @@ impl Checker<'_> {
 
     /// Expands a template file for the instance, reporting syntax errors and
     /// undefined variables at their place in the file.
-    fn expand_file(&mut self, inst: &Instance, path: &Node<String>, src: &SourceRef, env: &Env) -> Option<String> {
+    fn expand_file(
+        &mut self,
+        inst: &Instance,
+        path: &Node<String>,
+        src: &SourceRef,
+        env: &Env,
+    ) -> Option<String> {
         let used_by = format!(
             "used as `ExpandVariables` source by artifact instance `{}` at {}:{}",
             inst.id.value,
@@ -175,7 +198,9 @@ impl Checker<'_> {
             Ok(t) => Some(t),
             Err(piece) => {
                 if let Piece::Var { name, start, end } = piece {
-                    let d = undefined_variable(name, env).at(src, Span::new(*start, *end)).with_note(used_by);
+                    let d = undefined_variable(name, env)
+                        .at(src, Span::new(*start, *end))
+                        .with_note(used_by);
                     self.out.push(d);
                 }
                 None
@@ -205,7 +230,8 @@ impl Checker<'_> {
         }
         .string(path, &inst.env);
         for d in diags {
-            self.out.push(d.with_note(format!("in artifact instance `{}`", inst.id.value)));
+            self.out
+                .push(d.with_note(format!("in artifact instance `{}`", inst.id.value)));
         }
         let expand = matches!(conv.value, SourceFileConversion::ExpandVariables);
         // Erlang files are parsed when the content is rendered.
@@ -272,7 +298,9 @@ impl Checker<'_> {
         for extra in roots.iter().skip(1) {
             let d = Diagnostic::error("more than one image is mounted at `/`")
                 .with_label("a second root image")
-                .with_note("exactly one image of a `VmImages` build is the guest's root file system");
+                .with_note(
+                    "exactly one image of a `VmImages` build is the guest's root file system",
+                );
             self.error(inst, *extra, d);
         }
         if let VmScript::VmScript(_, shares, body) = &script.value {
@@ -331,8 +359,13 @@ impl Checker<'_> {
                 let fs = self.source_image(inst, image);
                 if let Partition::Partition(n) = &part.value {
                     if !(1..=128).contains(&n.value) {
-                        let d = Diagnostic::error(format!("partition number {} is out of range", n.value))
-                            .with_note("partitions are numbered from 1: MBR primaries 1-4, GPT entries 1-128");
+                        let d = Diagnostic::error(format!(
+                            "partition number {} is out of range",
+                            n.value
+                        ))
+                        .with_note(
+                            "partitions are numbered from 1: MBR primaries 1-4, GPT entries 1-128",
+                        );
                         self.error(inst, n.span, d);
                     }
                 }
@@ -431,7 +464,8 @@ impl Checker<'_> {
                 self.error(inst, span, d);
             }
             None => {
-                self.outputs.insert(key, (inst.id.value.clone(), inst.source.clone(), span));
+                self.outputs
+                    .insert(key, (inst.id.value.clone(), inst.source.clone(), span));
             }
         }
     }
@@ -452,9 +486,11 @@ pub fn runs_something(s: &Script) -> bool {
     use Script::*;
     match s {
         Run(..) => true,
-        Begin(steps) | In(_, steps) | As(_, steps) | IgnoreErrors(_, steps) | Verbosity(_, steps) => {
-            steps.iter().any(|s| runs_something(s))
-        }
+        Begin(steps)
+        | In(_, steps)
+        | As(_, steps)
+        | IgnoreErrors(_, steps)
+        | Verbosity(_, steps) => steps.iter().any(|s| runs_something(s)),
         NoOP => false,
     }
 }

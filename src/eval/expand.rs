@@ -112,6 +112,9 @@ struct Expander<'a> {
 
 type SourceStack<'g> = [&'g Node<ArtifactSource>];
 
+/// A variable, its value, and the span of the binding.
+type Pair<'a> = (&'a Node<String>, &'a Node<String>, Span);
+
 impl<'g> Expander<'_> {
     fn error(&mut self, span: Span, d: Diagnostic) {
         let d = d.at(&self.subst.source, span);
@@ -132,7 +135,7 @@ impl<'g> Expander<'_> {
                 self.body(body, &env, sources);
             }
             LetX(bindings, body) => {
-                let mut combos: Vec<Vec<(&Node<String>, &Node<String>, Span)>> = vec![Vec::new()];
+                let mut combos: Vec<Vec<Pair>> = vec![Vec::new()];
                 for b in bindings.iter() {
                     let (key, values) = (&b.0, &b.1);
                     combos = combos
@@ -164,7 +167,8 @@ impl<'g> Expander<'_> {
             EachT(names, rows, body) => {
                 for row in rows.iter() {
                     if row.len() != names.len() {
-                        let values: Vec<String> = row.iter().map(|v| format!("{:?}", v.value)).collect();
+                        let values: Vec<String> =
+                            row.iter().map(|v| format!("{:?}", v.value)).collect();
                         let d = Diagnostic::error(format!(
                             "this EachT row has {} values, but EachT names {} variables",
                             row.len(),
@@ -173,12 +177,20 @@ impl<'g> Expander<'_> {
                         .with_label(format!("[{}]", values.join(", ")))
                         .with_note(format!(
                             "variables: {}",
-                            names.iter().map(|n| n.value.as_str()).collect::<Vec<_>>().join(", ")
+                            names
+                                .iter()
+                                .map(|n| n.value.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ));
                         self.error(row.span, d);
                         continue;
                     }
-                    let pairs: Vec<_> = names.iter().zip(row.iter()).map(|(n, v)| (n, v, v.span.join(n.span))).collect();
+                    let pairs: Vec<_> = names
+                        .iter()
+                        .zip(row.iter())
+                        .map(|(n, v)| (n, v, v.span.join(n.span)))
+                        .collect();
                     let env = self.bind_all(env, &pairs);
                     self.body(body, &env, sources);
                 }
@@ -195,7 +207,11 @@ impl<'g> Expander<'_> {
     }
 
     /// The common length of `Each` value lists, or an error.
-    fn each_length(&mut self, g: &Node<ArtifactGenerator>, bindings: &List<(Node<String>, List<String>)>) -> Option<usize> {
+    fn each_length(
+        &mut self,
+        g: &Node<ArtifactGenerator>,
+        bindings: &List<(Node<String>, List<String>)>,
+    ) -> Option<usize> {
         let lengths: Vec<usize> = bindings.iter().map(|b| b.1.len()).collect();
         let Some(&first) = lengths.first() else {
             let d = Diagnostic::error("`Each` needs at least one variable")
@@ -221,7 +237,7 @@ impl<'g> Expander<'_> {
     /// Binds key/value pairs left to right, each value interpolated in the
     /// environment that holds the earlier ones; rebinding to another value is
     /// an error.
-    fn bind_all(&mut self, env: &Env, pairs: &[(&Node<String>, &Node<String>, Span)]) -> Env {
+    fn bind_all(&mut self, env: &Env, pairs: &[Pair]) -> Env {
         let mut env = env.clone();
         for &(key, value, span) in pairs {
             let value = self.subst.string(value, &env);
@@ -235,7 +251,9 @@ impl<'g> Expander<'_> {
                     .with_label("rebinding")
                     .with_note("variables cannot be shadowed: use another name");
                     d = match origin {
-                        Origin::Builtin => d.with_note(format!("`{}` is a built-in variable", key.value)),
+                        Origin::Builtin => {
+                            d.with_note(format!("`{}` is a built-in variable", key.value))
+                        }
                         Origin::At(src, sp) => d.with_note(format!(
                             "first bound at {}:{}",
                             src.name().display(),
@@ -245,17 +263,31 @@ impl<'g> Expander<'_> {
                     self.error(span, d);
                 }
                 None => {
-                    env = env.bind(key.value.clone(), value.value, Origin::At(self.subst.source.clone(), span));
+                    env = env.bind(
+                        key.value.clone(),
+                        value.value,
+                        Origin::At(self.subst.source.clone(), span),
+                    );
                 }
             }
         }
         env
     }
 
-    fn artifact(&mut self, id: &Node<InstanceId>, assembly: &Node<ArtifactAssembly>, env: &Env, sources: &SourceStack<'g>) {
+    fn artifact(
+        &mut self,
+        id: &Node<InstanceId>,
+        assembly: &Node<ArtifactAssembly>,
+        env: &Env,
+        sources: &SourceStack<'g>,
+    ) {
         let InstanceId::IID(raw_id) = &id.value;
         let iid = self.subst.string(raw_id, env);
-        let env = env.bind(INSTANCE_ID, iid.value.clone(), Origin::At(self.subst.source.clone(), id.span));
+        let env = env.bind(
+            INSTANCE_ID,
+            iid.value.clone(),
+            Origin::At(self.subst.source.clone(), id.span),
+        );
         let mut writers = Vec::new();
         for s in sources {
             self.flatten(s, &env, &Flat::default(), &mut writers);
@@ -325,7 +357,10 @@ impl<'g> Expander<'_> {
                     Some(outer) => join(outer, &dir),
                     None => dir,
                 });
-                let ctx = Flat { from_dir, ..ctx.clone() };
+                let ctx = Flat {
+                    from_dir,
+                    ..ctx.clone()
+                };
                 for n in nested.iter() {
                     self.flatten(n, env, &ctx, out);
                 }
@@ -336,7 +371,10 @@ impl<'g> Expander<'_> {
                     Some(outer) => join(outer, &dir),
                     None => dir,
                 });
-                let ctx = Flat { into_dir, ..ctx.clone() };
+                let ctx = Flat {
+                    into_dir,
+                    ..ctx.clone()
+                };
                 for n in nested.iter() {
                     self.flatten(n, env, &ctx, out);
                 }

@@ -54,14 +54,21 @@ fn entry(inst: &Instance, build_id: &str) -> PlanEntry {
         let from = match &w.input {
             WriterInput::File { path, expand } => {
                 e.inputs.push(path.value.clone());
-                format!("copy of {}{}", path.value, if *expand { " (expanded)" } else { "" })
+                format!(
+                    "copy of {}{}",
+                    path.value,
+                    if *expand { " (expanded)" } else { "" }
+                )
             }
             WriterInput::Content(c) => content(inst, c, &mut e.inputs),
         };
         e.files.push(PlannedFile {
             path: w.output.value.clone(),
             from,
-            mode: w.mode.as_ref().map(|m| format!("0{}{}{}", m.value[0], m.value[1], m.value[2])),
+            mode: w
+                .mode
+                .as_ref()
+                .map(|m| format!("0{}{}{}", m.value[0], m.value[1], m.value[2])),
         });
     }
     match &inst.assembly.value {
@@ -122,7 +129,9 @@ fn ast_inputs<A>(inst: &Instance, ast: &Ast<A>, inputs: &mut Vec<String>) -> Str
 fn walk_ast<A>(inst: &Instance, ast: &Ast<A>, inputs: &mut Vec<String>) {
     match ast {
         Ast::ASTObj(entries) => entries.iter().for_each(|e| walk_ast(inst, &e.1, inputs)),
-        Ast::ASTArr(items) | Ast::ASTMerge(items) => items.iter().for_each(|i| walk_ast(inst, i, inputs)),
+        Ast::ASTArr(items) | Ast::ASTMerge(items) => {
+            items.iter().for_each(|i| walk_ast(inst, i, inputs))
+        }
         Ast::ASTEmbed(c) => {
             content(inst, c, inputs);
         }
@@ -169,10 +178,12 @@ fn images(targets: &List<ImageTarget>, script: &Node<VmScript>, e: &mut PlanEntr
             ImageSource::From(name, _) => e.inputs.push(format!("shared image {}", name.value)),
         }
         match &dest.value {
-            ImageDestination::Share(name, ..) => e.outputs.push(format!("shared image {}", name.value)),
-            ImageDestination::LiveInstallerImage(name, root, _) => {
-                e.outputs.push(format!("{}/machines/{}/", root.value, name.value))
+            ImageDestination::Share(name, ..) => {
+                e.outputs.push(format!("shared image {}", name.value))
             }
+            ImageDestination::LiveInstallerImage(name, root, _) => e
+                .outputs
+                .push(format!("{}/machines/{}/", root.value, name.value)),
             ImageDestination::LocalFile(
                 Node {
                     value: Image::Image(p, ..),
@@ -186,8 +197,12 @@ fn images(targets: &List<ImageTarget>, script: &Node<VmScript>, e: &mut PlanEntr
     if let VmScript::VmScript(_, shares, _) = &script.value {
         for s in shares.iter() {
             match &s.value {
-                SharedDirectory::SharedDirectory(p, _) => e.inputs.push(format!("{}/ (read-write)", p.value)),
-                SharedDirectory::SharedDirectoryRO(p, _) => e.inputs.push(format!("{}/ (read-only)", p.value)),
+                SharedDirectory::SharedDirectory(p, _) => {
+                    e.inputs.push(format!("{}/ (read-write)", p.value))
+                }
+                SharedDirectory::SharedDirectoryRO(p, _) => {
+                    e.inputs.push(format!("{}/ (read-only)", p.value))
+                }
                 SharedDirectory::SharedSources(_) => {}
             }
         }
@@ -202,7 +217,11 @@ pub fn render_text(entries: &[PlanEntry]) -> String {
         if !e.files.is_empty() {
             out.push_str("  files:\n");
             for f in &e.files {
-                let mode = f.mode.as_deref().map(|m| format!(" [mode {m}]")).unwrap_or_default();
+                let mode = f
+                    .mode
+                    .as_deref()
+                    .map(|m| format!(" [mode {m}]"))
+                    .unwrap_or_default();
                 out.push_str(&format!("    {}{mode} <- {}\n", f.path, f.from));
             }
         }

@@ -53,7 +53,11 @@ impl Interpolator<'_> {
     /// The span of bytes `start..end` of a string literal's value, when the
     /// literal holds no escapes; else the whole literal.
     fn inner_span(&self, s: &Node<String>, start: usize, end: usize) -> Span {
-        let written = self.source.text().get(s.span.start..s.span.end).unwrap_or("");
+        let written = self
+            .source
+            .text()
+            .get(s.span.start..s.span.end)
+            .unwrap_or("");
         let quoted = written.strip_prefix('"').and_then(|w| w.strip_suffix('"'));
         if quoted == Some(s.value.as_str()) {
             Span::new(s.span.start + 1 + start, s.span.start + 1 + end)
@@ -62,7 +66,12 @@ impl Interpolator<'_> {
         }
     }
 
-    fn list<T>(&mut self, l: &List<T>, env: &Env, f: impl Fn(&mut Self, &Node<T>, &Env) -> T) -> List<T> {
+    fn list<T>(
+        &mut self,
+        l: &List<T>,
+        env: &Env,
+        f: impl Fn(&mut Self, &Node<T>, &Env) -> T,
+    ) -> List<T> {
         l.with(l.iter().map(|x| x.with(f(self, x, env))).collect())
     }
 
@@ -94,9 +103,12 @@ impl Interpolator<'_> {
     fn image_source(&mut self, s: &Node<ImageSource>, env: &Env) -> Node<ImageSource> {
         use ImageSource::*;
         s.with(match &s.value {
-            EmptyImage(label, fs, ty, size) => {
-                EmptyImage(self.string(label, env), fs.clone(), ty.clone(), size.clone())
-            }
+            EmptyImage(label, fs, ty, size) => EmptyImage(
+                self.string(label, env),
+                fs.clone(),
+                ty.clone(),
+                size.clone(),
+            ),
             CopyOnWrite(image) => CopyOnWrite(self.image(image, env)),
             SourceImage(image, p, r) => SourceImage(self.image(image, env), p.clone(), r.clone()),
             From(name, r) => From(self.string(name, env), r.clone()),
@@ -105,14 +117,22 @@ impl Interpolator<'_> {
 
     fn target(&mut self, t: &ImageTarget, env: &Env) -> ImageTarget {
         let ImageTarget::ImageTarget(d, s, m) = t;
-        ImageTarget::ImageTarget(self.destination(d, env), self.image_source(s, env), self.mount(m, env))
+        ImageTarget::ImageTarget(
+            self.destination(d, env),
+            self.image_source(s, env),
+            self.mount(m, env),
+        )
     }
 
     fn share(&mut self, s: &SharedDirectory, env: &Env) -> SharedDirectory {
         type Sd = SharedDirectory;
         match s {
-            Sd::SharedDirectory(p, m) => Sd::SharedDirectory(self.string(p, env), self.mount(m, env)),
-            Sd::SharedDirectoryRO(p, m) => Sd::SharedDirectoryRO(self.string(p, env), self.mount(m, env)),
+            Sd::SharedDirectory(p, m) => {
+                Sd::SharedDirectory(self.string(p, env), self.mount(m, env))
+            }
+            Sd::SharedDirectoryRO(p, m) => {
+                Sd::SharedDirectoryRO(self.string(p, env), self.mount(m, env))
+            }
             Sd::SharedSources(m) => Sd::SharedSources(self.mount(m, env)),
         }
     }
@@ -122,11 +142,26 @@ impl Interpolator<'_> {
         use Script::*;
         match s {
             Begin(steps) => Begin(self.list(steps, env, |me, s, env| me.script(s, env))),
-            Run(cmd, args) => Run(self.string(cmd, env), self.list(args, env, |me, a, env| me.string(a, env).value)),
-            In(dir, steps) => In(self.string(dir, env), self.list(steps, env, |me, s, env| me.script(s, env))),
-            As(user, steps) => As(self.string(user, env), self.list(steps, env, |me, s, env| me.script(s, env))),
-            IgnoreErrors(b, steps) => IgnoreErrors(b.clone(), self.list(steps, env, |me, s, env| me.script(s, env))),
-            Verbosity(v, steps) => Verbosity(v.clone(), self.list(steps, env, |me, s, env| me.script(s, env))),
+            Run(cmd, args) => Run(
+                self.string(cmd, env),
+                self.list(args, env, |me, a, env| me.string(a, env).value),
+            ),
+            In(dir, steps) => In(
+                self.string(dir, env),
+                self.list(steps, env, |me, s, env| me.script(s, env)),
+            ),
+            As(user, steps) => As(
+                self.string(user, env),
+                self.list(steps, env, |me, s, env| me.script(s, env)),
+            ),
+            IgnoreErrors(b, steps) => IgnoreErrors(
+                b.clone(),
+                self.list(steps, env, |me, s, env| me.script(s, env)),
+            ),
+            Verbosity(v, steps) => Verbosity(
+                v.clone(),
+                self.list(steps, env, |me, s, env| me.script(s, env)),
+            ),
             NoOP => NoOP,
         }
     }
@@ -147,9 +182,10 @@ impl Interpolator<'_> {
         use ArtifactAssembly::*;
         a.with(match &a.value {
             CloudInit(types, path) => CloudInit(types.clone(), self.string(path, env)),
-            VmImages(targets, script) => {
-                VmImages(self.list(targets, env, |me, t, env| me.target(t, env)), self.vm_script(script, env))
-            }
+            VmImages(targets, script) => VmImages(
+                self.list(targets, env, |me, t, env| me.target(t, env)),
+                self.vm_script(script, env),
+            ),
             VmImagesWithFixup(targets, script, fixup) => VmImagesWithFixup(
                 self.list(targets, env, |me, t, env| me.target(t, env)),
                 self.vm_script(script, env),

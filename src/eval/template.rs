@@ -184,8 +184,12 @@ mod tests {
     fn syntax_errors_with_offsets() {
         assert!(expand("ab ${Foo}").unwrap_err().ends_with("@3"));
         assert!(expand("ab $").unwrap_err().contains("lone `$`"));
-        assert!(expand("${1}").unwrap_err().contains("invalid variable name"));
-        assert!(expand("$-").unwrap_err().contains("invalid placeholder `$-`"));
+        assert!(expand("${1}")
+            .unwrap_err()
+            .contains("invalid variable name"));
+        assert!(expand("$-")
+            .unwrap_err()
+            .contains("invalid placeholder `$-`"));
         assert!(expand("${host").unwrap_err().contains("unterminated"));
         assert!(expand("${}").unwrap_err().contains("empty"));
         assert!(expand("$hots").unwrap_err().contains("unbound"));

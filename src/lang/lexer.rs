@@ -133,7 +133,10 @@ impl Lexer<'_> {
     fn err<T>(&self, start: usize, message: impl Into<String>) -> Result<T, LexError> {
         Err(LexError {
             message: message.into(),
-            span: Span::new(start, self.pos.max(start + 1).min(self.text.len().max(start))),
+            span: Span::new(
+                start,
+                self.pos.max(start + 1).min(self.text.len().max(start)),
+            ),
         })
     }
 
@@ -258,7 +261,11 @@ impl Lexer<'_> {
     fn number(&mut self) -> Result<TokenKind, LexError> {
         let start = self.pos;
         let radix = match (self.peek(), self.peek_at(1)) {
-            (Some('0'), Some('x' | 'X')) if self.peek_at(2).is_some_and(|c| c.is_ascii_hexdigit()) => 16,
+            (Some('0'), Some('x' | 'X'))
+                if self.peek_at(2).is_some_and(|c| c.is_ascii_hexdigit()) =>
+            {
+                16
+            }
             (Some('0'), Some('o' | 'O')) if self.peek_at(2).is_some_and(|c| c.is_digit(8)) => 8,
             _ => 10,
         };
@@ -341,7 +348,10 @@ impl Lexer<'_> {
         if self.bump() == Some('\\') {
             Ok(())
         } else {
-            self.err(start, "unterminated string gap: whitespace after `\\` must end with `\\`")
+            self.err(
+                start,
+                "unterminated string gap: whitespace after `\\` must end with `\\`",
+            )
         }
     }
 
@@ -394,7 +404,12 @@ impl Lexer<'_> {
                 .ok()
                 .and_then(char::from_u32)
                 .map_or_else(
-                    || lx.err(start, format!("invalid numeric escape `\\{}`", &lx.text[start + 1..lx.pos])),
+                    || {
+                        lx.err(
+                            start,
+                            format!("invalid numeric escape `\\{}`", &lx.text[start + 1..lx.pos]),
+                        )
+                    },
                     Ok,
                 )
         };
@@ -407,7 +422,10 @@ impl Lexer<'_> {
             'o' if self.peek().is_some_and(|c| c.is_digit(8)) => numeric(self, 8),
             '^' => match self.bump() {
                 Some(c @ '@'..='_') => Ok(char::from(c as u8 - b'@')),
-                _ => self.err(start, "invalid control escape: `\\^` must be followed by one of @A-Z[\\]^_"),
+                _ => self.err(
+                    start,
+                    "invalid control escape: `\\^` must be followed by one of @A-Z[\\]^_",
+                ),
             },
             c if c.is_ascii_uppercase() => {
                 let rest = &self.text[self.pos - 1..];
@@ -500,12 +518,15 @@ mod tests {
                 TokenKind::Eof,
             ]
         );
-        assert_eq!(kinds("'x' '\\n' '\\''"), vec![
-            TokenKind::Char('x'),
-            TokenKind::Char('\n'),
-            TokenKind::Char('\''),
-            TokenKind::Eof
-        ]);
+        assert_eq!(
+            kinds("'x' '\\n' '\\''"),
+            vec![
+                TokenKind::Char('x'),
+                TokenKind::Char('\n'),
+                TokenKind::Char('\''),
+                TokenKind::Eof
+            ]
+        );
     }
 
     #[test]
@@ -513,8 +534,18 @@ mod tests {
         let ts = tokenize("-- head\nA -- tail\n {- x {- nested -} -} B {- same -}\n-- end\n")
             .unwrap_or_default();
         assert_eq!(ts.len(), 3);
-        assert_eq!(ts[0].leading, vec![Comment { text: "-- head".into() }]);
-        assert_eq!(ts[0].trailing, vec![Comment { text: "-- tail".into() }]);
+        assert_eq!(
+            ts[0].leading,
+            vec![Comment {
+                text: "-- head".into()
+            }]
+        );
+        assert_eq!(
+            ts[0].trailing,
+            vec![Comment {
+                text: "-- tail".into()
+            }]
+        );
         assert_eq!(ts[1].leading[0].text, "{- x {- nested -} -}");
         assert_eq!(ts[1].trailing[0].text, "{- same -}");
         assert_eq!(ts[2].leading[0].text, "-- end");

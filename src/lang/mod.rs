@@ -72,7 +72,10 @@ pub fn parse(source: SourceRef) -> Result<BuildFile, Vec<Diagnostic>> {
 /// Reads and parses a build file from disk.
 pub fn parse_file(path: &Path) -> Result<BuildFile, Vec<Diagnostic>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Diagnostic::error(format!("cannot read build file {}: {e}", path.display()))]
+        vec![Diagnostic::error(format!(
+            "cannot read build file {}: {e}",
+            path.display()
+        ))]
     })?;
     parse(Source::new(path, text))
 }
@@ -86,7 +89,8 @@ fn check_yaml_literals(source: &SourceRef, term: &term::Term, out: &mut Vec<Diag
             if let (true, [arg]) = (name == "YamlObject", args.as_slice()) {
                 if let TermKind::Str(text) = &arg.kind {
                     if let Err(e) = serde_norway::from_str::<serde_norway::Value>(text) {
-                        let mut d = Diagnostic::error(format!("invalid YAML in `YamlObject` literal: {e}"));
+                        let mut d =
+                            Diagnostic::error(format!("invalid YAML in `YamlObject` literal: {e}"));
                         if let Some(loc) = e.location() {
                             d = d.with_note(format!(
                                 "at line {}, column {} of the YAML text",
@@ -98,14 +102,15 @@ fn check_yaml_literals(source: &SourceRef, term: &term::Term, out: &mut Vec<Diag
                     }
                 }
             }
-            args.iter().for_each(|a| check_yaml_literals(source, a, out));
+            args.iter()
+                .for_each(|a| check_yaml_literals(source, a, out));
         }
-        TermKind::Record { fields, .. } => {
-            fields.iter().for_each(|(_, _, v)| check_yaml_literals(source, v, out))
-        }
-        TermKind::List { items, .. } | TermKind::Tuple { items, .. } => {
-            items.iter().for_each(|i| check_yaml_literals(source, i, out))
-        }
+        TermKind::Record { fields, .. } => fields
+            .iter()
+            .for_each(|(_, _, v)| check_yaml_literals(source, v, out)),
+        TermKind::List { items, .. } | TermKind::Tuple { items, .. } => items
+            .iter()
+            .for_each(|i| check_yaml_literals(source, i, out)),
         _ => {}
     }
 }
@@ -147,16 +152,18 @@ mod tests {
 
     #[test]
     fn type_errors_name_position_expected_constructors_and_near_miss() {
-        let src = Source::new(
-            "x.b9",
-            "Artifact (IID \"x\")\n  (VmImage [] NoVmScript)\n",
-        );
+        let src = Source::new("x.b9", "Artifact (IID \"x\")\n  (VmImage [] NoVmScript)\n");
         let errs = parse(src).unwrap_err();
         assert_eq!(errs.len(), 1);
         let text = errs[0].to_string();
         assert_eq!(errs[0].position().as_deref(), Some("x.b9:2:4"));
         assert!(text.contains("unknown constructor `VmImage`"), "{text}");
-        assert!(text.contains("`ArtifactAssembly` is one of: `CloudInit`, `VmImages`, `VmImagesWithFixup`"), "{text}");
+        assert!(
+            text.contains(
+                "`ArtifactAssembly` is one of: `CloudInit`, `VmImages`, `VmImagesWithFixup`"
+            ),
+            "{text}"
+        );
         assert!(text.contains("did you mean `VmImages`?"), "{text}");
     }
 
@@ -168,20 +175,31 @@ mod tests {
         );
         let errs = parse(src).unwrap_err();
         let positions: Vec<_> = errs.iter().filter_map(|e| e.position()).collect();
-        assert_eq!(positions, ["x.b9:1:49", "x.b9:2:3", "x.b9:3:3", "x.b9:4:42"], "{errs:#?}");
-        assert!(errs[0].message.contains("expected `String`, found an integer"));
-        assert!(errs[1].message.contains("`Artifact` takes 2 arguments, but 1 was given"));
+        assert_eq!(
+            positions,
+            ["x.b9:1:49", "x.b9:2:3", "x.b9:3:3", "x.b9:4:42"],
+            "{errs:#?}"
+        );
+        assert!(errs[0]
+            .message
+            .contains("expected `String`, found an integer"));
+        assert!(errs[1]
+            .message
+            .contains("`Artifact` takes 2 arguments, but 1 was given"));
         assert!(errs[1].notes[0].contains("Artifact InstanceId ArtifactAssembly"));
         assert!(errs[2].hints[0].contains("did you mean `Artifact`?"));
-        assert!(errs[3].message.contains("found `Raw`, which is a `ImageType`"), "{}", errs[3].message);
+        assert!(
+            errs[3]
+                .message
+                .contains("found `Raw`, which is a `ImageType`"),
+            "{}",
+            errs[3].message
+        );
     }
 
     #[test]
     fn yaml_literals_are_checked_at_load() {
-        let src = Source::new(
-            "y.b9",
-            "Artifact (IID \"x\") (CloudInit [] \"o\")",
-        );
+        let src = Source::new("y.b9", "Artifact (IID \"x\") (CloudInit [] \"o\")");
         assert!(parse(src).is_ok());
         let src = Source::new(
             "y.b9",

@@ -108,10 +108,15 @@ impl Printer {
         let mut rest = args;
         while let Some((first, tail)) = rest.split_first() {
             match flat_arg(first) {
-                Some(f) if !has_comments(first) && self.fits(&format!(" {f}")) => {
+                Some(f) if first.leading.is_empty() && self.fits(&format!(" {f}")) => {
                     self.text(" ");
                     self.text(&f);
                     rest = tail;
+                    if !first.trailing.is_empty() {
+                        // A comment ends the line: the rest go below.
+                        self.trailing(&first.trailing);
+                        break;
+                    }
                 }
                 _ => break,
             }
@@ -136,7 +141,14 @@ impl Printer {
         self.trailing(&term.trailing);
     }
 
-    fn sequence(&mut self, open: &str, close: &str, items: &[Term], closing: &[Comment], col: usize) {
+    fn sequence(
+        &mut self,
+        open: &str,
+        close: &str,
+        items: &[Term],
+        closing: &[Comment],
+        col: usize,
+    ) {
         if items.is_empty() {
             self.text(open);
             for c in closing {
@@ -181,7 +193,13 @@ impl Printer {
         self.text(close);
     }
 
-    fn record(&mut self, name: &str, fields: &[(String, crate::lang::source::Span, Term)], closing: &[Comment], col: usize) {
+    fn record(
+        &mut self,
+        name: &str,
+        fields: &[(String, crate::lang::source::Span, Term)],
+        closing: &[Comment],
+        col: usize,
+    ) {
         self.text(name);
         for (i, (field, _, value)) in fields.iter().enumerate() {
             if !value.leading.is_empty() {
@@ -278,7 +296,11 @@ fn flat_items(items: &[Term], closing: &[Comment]) -> Option<String> {
 
 fn flat_arg(term: &Term) -> Option<String> {
     let f = flat(term)?;
-    Some(if needs_parens(term) { format!("({f})") } else { f })
+    Some(if needs_parens(term) {
+        format!("({f})")
+    } else {
+        f
+    })
 }
 
 /// A string literal as Haskell's `show` would write it, but with printable
@@ -384,7 +406,16 @@ Let [(\"domain\", \"example.org\"), (\"host\", \"web.${domain}\")]
     fn comments_survive_and_are_stable() {
         let text = "-- head\nLet [] -- no bindings\n  [ {- first -} A\n  -- before b\n  , B (C {- inside -}) -- after b\n  -- closing\n  ]\n-- end\n";
         let once = reformat(text);
-        for c in ["-- head", "-- no bindings", "{- first -}", "-- before b", "{- inside -}", "-- after b", "-- closing", "-- end"] {
+        for c in [
+            "-- head",
+            "-- no bindings",
+            "{- first -}",
+            "-- before b",
+            "{- inside -}",
+            "-- after b",
+            "-- closing",
+            "-- end",
+        ] {
             assert!(once.contains(c), "{c} missing from:\n{once}");
         }
         assert_eq!(reformat(&once), once);
@@ -392,7 +423,10 @@ Let [(\"domain\", \"example.org\"), (\"host\", \"web.${domain}\")]
 
     #[test]
     fn strings_are_escaped_to_read_back() {
-        assert_eq!(show_string("a\"b\\c\nd\u{1}2é"), "\"a\\\"b\\\\c\\nd\\1\\&2é\"");
+        assert_eq!(
+            show_string("a\"b\\c\nd\u{1}2é"),
+            "\"a\\\"b\\\\c\\nd\\1\\&2é\""
+        );
         assert_eq!(show_char('\''), "'\\''");
         assert_eq!(show_double(2.0), "2.0");
         assert_eq!(show_double(-0.01), "-0.01");

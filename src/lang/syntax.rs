@@ -182,7 +182,9 @@ impl Syntax for CloudConfigYaml {
     fn from_term(term: &Term, cx: &mut Cx<'_>) -> Option<Self> {
         let form = format!("{CLOUD_CONFIG_CON} {{{CLOUD_CONFIG_FIELD} = YamlObject \"...\"}}");
         match &term.kind {
-            TermKind::Record { name, fields, .. } if name == CLOUD_CONFIG_CON => match fields.as_slice() {
+            TermKind::Record { name, fields, .. } if name == CLOUD_CONFIG_CON => match fields
+                .as_slice()
+            {
                 [(field, _, value)] if field == CLOUD_CONFIG_FIELD => {
                     Node::<YamlObject>::from_term(value, cx).map(|yaml| CloudConfigYaml { yaml })
                 }
@@ -196,9 +198,12 @@ impl Syntax for CloudConfigYaml {
                 }
             },
             _ => {
-                let mut d = Diagnostic::error(format!("expected `CloudConfigYaml`, found {}", term.describe()))
-                    .with_label("expected `CloudConfigYaml` here")
-                    .with_note(format!("a cloud-config literal is written `{form}`"));
+                let mut d = Diagnostic::error(format!(
+                    "expected `CloudConfigYaml`, found {}",
+                    term.describe()
+                ))
+                .with_label("expected `CloudConfigYaml` here")
+                .with_note(format!("a cloud-config literal is written `{form}`"));
                 if matches!(&term.kind, TermKind::Con { name, .. } if name == CLOUD_CONFIG_CON) {
                     d = d.with_hint("`MkCloudConfigYaml` needs record syntax with braces");
                 }
@@ -212,7 +217,11 @@ impl Syntax for CloudConfigYaml {
         Term::bare(TermKind::Record {
             name: CLOUD_CONFIG_CON.into(),
             name_span: Default::default(),
-            fields: vec![(CLOUD_CONFIG_FIELD.into(), Default::default(), self.yaml.to_term())],
+            fields: vec![(
+                CLOUD_CONFIG_FIELD.into(),
+                Default::default(),
+                self.yaml.to_term(),
+            )],
             closing: Vec::new(),
         })
     }

@@ -230,7 +230,10 @@ impl Parser {
                 self.bump();
                 return None;
             }
-            if !matches!(self.tokens.get(self.pos + 1).map(|t| &t.kind), Some(TokenKind::LBrace)) {
+            if !matches!(
+                self.tokens.get(self.pos + 1).map(|t| &t.kind),
+                Some(TokenKind::LBrace)
+            ) {
                 self.bump();
                 let mut args = Vec::new();
                 let mut end = tok.span;
@@ -317,7 +320,10 @@ impl Parser {
                         kind: TermKind::Con {
                             name: name.clone(),
                             name_span: tok.span,
-                            args: vec![Term { leading: Vec::new(), ..arg.clone() }],
+                            args: vec![Term {
+                                leading: Vec::new(),
+                                ..arg.clone()
+                            }],
                         },
                         leading: tok.leading,
                         trailing: arg.trailing,
@@ -351,7 +357,12 @@ impl Parser {
     }
 
     /// Elements separated by commas up to `close`; the opening token is consumed.
-    fn sequence(&mut self, open: &Token, close: TokenKind, what: &str) -> Option<(Vec<Term>, Token)> {
+    fn sequence(
+        &mut self,
+        open: &Token,
+        close: TokenKind,
+        what: &str,
+    ) -> Option<(Vec<Term>, Token)> {
         let mut items = Vec::new();
         let mut carry: Vec<Comment> = open.trailing.clone();
         let mut ok = true;
@@ -390,7 +401,10 @@ impl Parser {
                 None
             };
             self.error(
-                format!("expected `,` or {} in {what}, found {found}", close.describe()),
+                format!(
+                    "expected `,` or {} in {what}, found {found}",
+                    close.describe()
+                ),
                 tok.span,
                 hint,
             );
@@ -521,7 +535,9 @@ fn with_leading(mut tok: Token, mut carry: Vec<Comment>) -> Token {
 }
 
 fn starts_lower(name: &str) -> bool {
-    name.chars().next().is_some_and(|c| c.is_lowercase() || c == '_')
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_lowercase() || c == '_')
 }
 
 fn starts_atom(kind: &TokenKind) -> bool {
@@ -551,19 +567,29 @@ mod tests {
     #[test]
     fn applications_lists_tuples_records() {
         let t = parse("Let [(\"a\", \"b\")] [((Artifact (IID \"x\") EmptyArtifact))]");
-        let TermKind::Con { name, args, .. } = &t.kind else { panic!() };
+        let TermKind::Con { name, args, .. } = &t.kind else {
+            panic!()
+        };
         assert_eq!(name, "Let");
         assert_eq!(args.len(), 2);
-        let TermKind::List { items, .. } = &args[1].kind else { panic!() };
-        let TermKind::Con { name, args, .. } = &items[0].kind else { panic!() };
+        let TermKind::List { items, .. } = &args[1].kind else {
+            panic!()
+        };
+        let TermKind::Con { name, args, .. } = &items[0].kind else {
+            panic!()
+        };
         assert_eq!((name.as_str(), args.len()), ("Artifact", 2));
         let t = parse("AST (MkCloudConfigYaml {fromCloudConfigYaml = YamlObject \"a: 1\"})");
-        let TermKind::Con { args, .. } = &t.kind else { panic!() };
+        let TermKind::Con { args, .. } = &t.kind else {
+            panic!()
+        };
         assert!(matches!(&args[0].kind, TermKind::Record { fields, .. } if fields.len() == 1));
         let t = parse("AST YamlObject \"a: 1\"");
         assert!(matches!(&t.kind, TermKind::Con { args, .. } if args.len() == 1));
         let t = parse("X (-1) (-1.5) [-2]");
-        let TermKind::Con { args, .. } = &t.kind else { panic!() };
+        let TermKind::Con { args, .. } = &t.kind else {
+            panic!()
+        };
         assert!(matches!(args[0].kind, TermKind::Int(-1)));
         assert!(matches!(args[1].kind, TermKind::Float(x) if x == -1.5));
     }
@@ -598,9 +624,13 @@ mod tests {
         .unwrap();
         assert_eq!(doc.term.leading[0].text, "-- top");
         assert_eq!(doc.trailing[0].text, "-- eof");
-        let TermKind::Con { args, .. } = &doc.term.kind else { panic!() };
+        let TermKind::Con { args, .. } = &doc.term.kind else {
+            panic!()
+        };
         assert_eq!(args[0].trailing[0].text, "-- after list");
-        let TermKind::List { items, closing } = &args[1].kind else { panic!() };
+        let TermKind::List { items, closing } = &args[1].kind else {
+            panic!()
+        };
         assert_eq!(items[0].trailing[0].text, "-- on a");
         assert_eq!(items[0].trailing[1].text, "-- before b");
         assert_eq!(closing[0].text, "-- closing");

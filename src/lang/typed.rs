@@ -141,15 +141,19 @@ impl Syntax for String {
         match &term.kind {
             TermKind::Str(s) => Some(s.clone()),
             // A Haskell String is a list of characters.
-            TermKind::List { items, .. } if items.iter().all(|i| matches!(i.kind, TermKind::Char(_))) => Some(
-                items
-                    .iter()
-                    .filter_map(|i| match i.kind {
-                        TermKind::Char(c) => Some(c),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
+            TermKind::List { items, .. }
+                if items.iter().all(|i| matches!(i.kind, TermKind::Char(_))) =>
+            {
+                Some(
+                    items
+                        .iter()
+                        .filter_map(|i| match i.kind {
+                            TermKind::Char(c) => Some(c),
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            }
             _ => {
                 cx.mismatch(term, "String");
                 None
@@ -193,15 +197,17 @@ impl Syntax for i64 {
     }
     fn from_term(term: &Term, cx: &mut Cx<'_>) -> Option<Self> {
         match &term.kind {
-            TermKind::Int(n) => match i64::try_from(*n) {
-                Ok(n) => Some(n),
-                Err(_) => {
-                    let d = Diagnostic::error(format!("the number {n} does not fit in an `Int`"))
+            TermKind::Int(n) => {
+                match i64::try_from(*n) {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        let d = Diagnostic::error(format!("the number {n} does not fit in an `Int`"))
                         .with_note("an `Int` holds values from -9223372036854775808 to 9223372036854775807");
-                    cx.error(term.span, d);
-                    None
+                        cx.error(term.span, d);
+                        None
+                    }
                 }
-            },
+            }
             _ => {
                 cx.mismatch(term, "Int");
                 None
@@ -353,13 +359,16 @@ pub fn con(name: &str, args: Vec<Term>) -> Term {
     })
 }
 
+/// Gives the name of a field's type.
+pub type TypeNameFn = fn() -> String;
+
 /// One constructor of an EDSL type: its name and the names and types of its fields.
 #[derive(Clone, Copy, Debug)]
 pub struct ConstructorSpec {
     /// The constructor name.
     pub name: &'static str,
     /// `(field name, type name)` pairs in order.
-    pub fields: &'static [(&'static str, fn() -> String)],
+    pub fields: &'static [(&'static str, TypeNameFn)],
 }
 
 impl ConstructorSpec {
@@ -397,7 +406,9 @@ pub fn match_constructor<'t>(
             name_span,
             args,
         } => (name, *name_span, args.as_slice()),
-        TermKind::Record { name, name_span, .. } => (name, *name_span, &[][..]),
+        TermKind::Record {
+            name, name_span, ..
+        } => (name, *name_span, &[][..]),
         _ => {
             let d = Diagnostic::error(format!("expected `{type_name}`, found {}", term.describe()))
                 .with_label(format!("expected `{type_name}` here"))
@@ -422,7 +433,10 @@ pub fn match_constructor<'t>(
         return None;
     };
     if let TermKind::Record { .. } = term.kind {
-        let d = Diagnostic::error(format!("`{name}` is not a record; write it as `{}`", spec.signature()));
+        let d = Diagnostic::error(format!(
+            "`{name}` is not a record; write it as `{}`",
+            spec.signature()
+        ));
         cx.error(term.span, d);
         return None;
     }
@@ -440,7 +454,8 @@ pub fn match_constructor<'t>(
         if args.len() > arity {
             let sibling = args[arity..].iter().find_map(|a| match &a.kind {
                 TermKind::Con { name: n, .. }
-                    if crate::lang::syntax::constructor_owner(n) == crate::lang::syntax::constructor_owner(name) =>
+                    if crate::lang::syntax::constructor_owner(n)
+                        == crate::lang::syntax::constructor_owner(name) =>
                 {
                     Some(n.clone())
                 }
@@ -474,7 +489,7 @@ macro_rules! syntax_enum {
     ) => {
         $(#[$meta])*
         #[derive(Clone, Debug, PartialEq)]
-        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms, clippy::large_enum_variant)]
         pub enum $name $(<$g>)? {
             $(
                 $(#[$vmeta])*
@@ -569,7 +584,7 @@ pub mod testgen {
         }
 
         /// The next 64 random bits.
-        pub fn next(&mut self) -> u64 {
+        pub fn bits(&mut self) -> u64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
@@ -578,7 +593,7 @@ pub mod testgen {
 
         /// A number below `n` (n > 0).
         pub fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
+            (self.bits() % n.max(1) as u64) as usize
         }
 
         /// A small signed number, sometimes negative.
@@ -589,8 +604,20 @@ pub mod testgen {
         /// A string with plain text, escapes, templates and odd characters.
         pub fn string(&mut self) -> String {
             const PIECES: [&str; 14] = [
-                "web", "${host}", "/mnt/x", " ", "\"", "\\", "\n", "\t", "grüße", "\u{7f}", "\0",
-                "$$", "1", "\u{1F600}",
+                "web",
+                "${host}",
+                "/mnt/x",
+                " ",
+                "\"",
+                "\\",
+                "\n",
+                "\t",
+                "grüße",
+                "\u{7f}",
+                "\0",
+                "$$",
+                "1",
+                "\u{1F600}",
             ];
             let n = self.below(4);
             (0..n).map(|_| PIECES[self.below(PIECES.len())]).collect()

@@ -1,0 +1,232 @@
+//! The `b9` executable: exit codes, diagnostics on stderr, reformat writing
+//! files, show output, configuration files and flags.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Run {
+    home: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Run {
+    fn new() -> Run {
+        let home = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let dir = home.path().join("project");
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        Run { home, dir }
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        }
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("write: {e}"));
+        p
+    }
+
+    fn b9(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_b9"))
+            .args(args)
+            .current_dir(&self.dir)
+            .env("HOME", self.home.path())
+            .output()
+            .unwrap_or_else(|e| panic!("run b9: {e}"))
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const GOOD: &str = r#"Let [("domain", "${arg_1}.example.org")]
+  [ Sources [ FromContent "meta-data" (FromTextFile (Source ExpandVariables "meta-data.in")) ]
+      [ Each [("host", ["a", "b"])]
+          [ Artifact (IID "${host}") (CloudInit [CI_ISO, CI_DIR] "out/${host}") ] ] ]
+"#;
+
+#[test]
+fn check_accepts_a_good_file_and_creates_the_default_config() {
+    let r = Run::new();
+    r.write("good.b9", GOOD);
+    r.write(
+        "meta-data.in",
+        "local-hostname: ${host}.${domain}\ninstance-id: ${instance_id}\n",
+    );
+    let out = r.b9(&["check", "-f", "good.b9", "--", "prod"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "ok: 2 artifact instances in 1 build file\n"
+    );
+    assert!(text(&out.stderr).contains("created the default configuration file"));
+    assert!(r.home.path().join(".b9/b9.conf").is_file());
+    // The second run finds it and says nothing about it.
+    let out = r.b9(&["check", "-f", "good.b9", "--", "prod"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[test]
+fn check_reports_every_problem_with_position_and_exit_code_2() {
+    let r = Run::new();
+    r.write("good.b9", GOOD);
+    r.write("meta-data.in", "local-hostname: ${hots}\n");
+    // No positional argument: ${arg_1} is undefined too.
+    let out = r.b9(&["check", "-f", "good.b9"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("error: undefined variable `arg_1`"), "{err}");
+    assert!(err.contains("--> good.b9:1:18"), "{err}");
+    assert!(err.contains("error: undefined variable `hots`"), "{err}");
+    assert!(err.contains("meta-data.in:1:17"), "{err}");
+    assert!(err.contains("did you mean `host`?"), "{err}");
+    assert!(err.contains("b9: 2 errors found"), "{err}");
+    assert_eq!(text(&out.stdout), "");
+}
+
+#[test]
+fn syntax_errors_in_several_files_are_all_reported() {
+    let r = Run::new();
+    r.write("a.b9", "Artifact (IID \"x\")\n  (VmImage [] NoVmScript)\n");
+    r.write("b.b9", "Let [(\"a\", \"b\") (\"c\", \"d\")] []\n");
+    let out = r.b9(&["check", "-f", "a.b9", "-f", "b.b9"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("--> a.b9:2:4"), "{err}");
+    assert!(err.contains("did you mean `VmImages`?"), "{err}");
+    assert!(err.contains("--> b.b9:1:17"), "{err}");
+    assert!(err.contains("expected `,` or `]` in a list"), "{err}");
+}
+
+#[test]
+fn reformat_rewrites_files_canonically_and_keeps_comments() {
+    let r = Run::new();
+    let path = r.write(
+        "f.b9",
+        "-- header\nArtifact   (IID \"x\")   -- the id\n    (CloudInit [ CI_ISO ]\n \"out/x\")\n",
+    );
+    let out = r.b9(&["reformat", "-f", "f.b9"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let expected = "-- header\nArtifact (IID \"x\") -- the id\n  (CloudInit [CI_ISO] \"out/x\")\n";
+    assert_eq!(text(&out.stdout), expected);
+    assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), expected);
+    // A broken file is reported and left as it was.
+    let bad = r.write("bad.b9", "Artifact (IID \"x\"\n");
+    let out = r.b9(&["reformat", "-f", "bad.b9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_to_string(&bad).unwrap_or_default(),
+        "Artifact (IID \"x\"\n"
+    );
+}
+
+#[test]
+fn show_prints_the_plan_as_text_and_json() {
+    let r = Run::new();
+    r.write("good.b9", GOOD);
+    r.write("meta-data.in", "x\n");
+    let out = r.b9(&["-u", "show", "-f", "good.b9", "--", "prod"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(plan.contains("a (a-"), "{plan}");
+    assert!(
+        plan.contains("meta-data <- text of meta-data.in (expanded)"),
+        "{plan}"
+    );
+    assert!(plan.contains("out/b.iso"), "{plan}");
+    let out = r.b9(&["-u", "show", "--json", "-f", "good.b9", "--", "prod"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let instances = json["instances"].as_array().cloned().unwrap_or_default();
+    assert_eq!(instances.len(), 2);
+    assert_eq!(instances[1]["id"], "b");
+    assert_eq!(instances[1]["kind"], "CloudInit");
+    assert_eq!(
+        instances[1]["outputs"],
+        serde_json::json!(["out/b.iso", "out/b/"])
+    );
+    let id = json["build_id"].as_str().unwrap_or_default().to_string();
+    assert!(!id.is_empty() && !id.contains('-'), "predictable id: {id}");
+    // -u gives the same id on every run.
+    let again = r.b9(&["-u", "show", "--json", "-f", "good.b9", "--", "prod"]);
+    let json2: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap_or_default();
+    assert_eq!(json2["build_id"], json["build_id"]);
+}
+
+#[test]
+fn build_root_flag_sets_project_root_only_when_given() {
+    let r = Run::new();
+    r.write(
+        "root.b9",
+        "Artifact (IID \"${projectRoot}\") (CloudInit [] \"x\")\n",
+    );
+    let conf = r.write("my.conf", "[global]\nbuild_dir_root: Just \"/srv/from-config\"\nkeep_temp_dirs: False\nlog_file: Nothing\nrepository: Nothing\nrepository_cache: Nothing\nunique_build_dirs: True\nverbosity: Nothing\n");
+    let conf = conf.to_string_lossy().into_owned();
+    let id = |out: &Output| -> String {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["instances"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let out = r.b9(&["-c", &conf, "show", "--json", "-f", "root.b9"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(id(&out), "/srv/from-config");
+    let out = r.b9(&[
+        "-c",
+        &conf,
+        "-b",
+        "/srv/from-flag",
+        "show",
+        "--json",
+        "-f",
+        "root.b9",
+    ]);
+    assert_eq!(id(&out), "/srv/from-flag");
+}
+
+#[test]
+fn malformed_config_names_file_line_and_key() {
+    let r = Run::new();
+    r.write("good.b9", "EmptyArtifact\n");
+    let conf = r.write(
+        "bad.conf",
+        "[global]\nbuild_dir_root: Nothing\nkeep_temp_dirs: maybe\n",
+    );
+    let out = r.b9(&["-c", &conf.to_string_lossy(), "check", "-f", "good.b9"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("bad.conf:3:"), "{err}");
+    assert!(err.contains("keep_temp_dirs"), "{err}");
+}
+
+#[test]
+fn missing_config_given_with_c_is_an_error() {
+    let r = Run::new();
+    r.write("good.b9", "EmptyArtifact\n");
+    let out = r.b9(&["-c", "/nonexistent/b9.conf", "check", "-f", "good.b9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("Please provide a valid config file path"));
+}
+
+#[test]
+fn usage_errors_exit_2_and_version_and_completions_work() {
+    let r = Run::new();
+    assert_eq!(r.b9(&["check"]).status.code(), Some(2));
+    assert_eq!(r.b9(&["frobnicate"]).status.code(), Some(2));
+    let v = r.b9(&["version"]);
+    assert!(text(&v.stdout).contains("compatible with b9 4.0.0"));
+    let c = r.b9(&["completions", "bash"]);
+    assert!(text(&c.stdout).contains("reformat"));
+}
+
+#[test]
+fn b9c_is_the_same_program() {
+    let exe = Path::new(env!("CARGO_BIN_EXE_b9c"));
+    let out = Command::new(exe)
+        .arg("version")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(text(&out.stdout).contains("compatible with b9 4.0.0"));
+}
