@@ -7,6 +7,8 @@
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod content;
 pub mod diag;
 pub mod eval;
 pub mod lang;
+pub mod media;

@@ -1,0 +1,5 @@
+//! Generated file contents (SPEC §1.6, §1.7, §3): YAML and Erlang terms with
+//! their merge rules, templates, base64, downloads.
+
+pub mod erlang;
+pub mod yaml;

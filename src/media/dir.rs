@@ -1,0 +1,1 @@
+//! `CI_DIR`: a copy of the tree with modes.

@@ -1,0 +1,1 @@
+//! `CI_VFAT`: a FAT image labelled cidata, sized to fit.
