@@ -230,3 +230,20 @@ fn b9c_is_the_same_program() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(text(&out.stdout).contains("compatible with b9 4.0.0"));
 }
+
+#[test]
+fn verbose_logs_to_stderr_and_log_file_gets_everything() {
+    let r = Run::new();
+    r.write("good.b9", "EmptyArtifact\n");
+    let log = r.dir.join("b9.log");
+    let log_arg = log.to_string_lossy().into_owned();
+    let out = r.b9(&["-v", "-l", &log_arg, "check", "-f", "good.b9"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.lines().any(|l| l.starts_with("[ DEBUG ] ") && l.ends_with(" - parsed build file good.b9")), "{err}");
+    let quiet = r.b9(&["-q", "-l", &log_arg, "check", "-f", "good.b9"]);
+    assert!(!text(&quiet.stderr).contains("DEBUG"));
+    // The log file has both runs' messages, quiet or not.
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(logged.matches("parsed build file good.b9").count(), 2, "{logged}");
+}

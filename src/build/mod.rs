@@ -1,4 +1,4 @@
-//! Build identity: the build id and build date of a run (SPEC §5.2, §5.3).
-//! The build pipeline itself joins here in a later stage.
+//! Builds: identity (build id and date, SPEC §5.2, §5.3) and logging (§5.5).
 
 pub mod id;
+pub mod log;

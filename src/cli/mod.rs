@@ -138,6 +138,7 @@ fn evaluate(
     report(&session.warnings);
     let parsed = session::parse_all(files)?;
     let (instances, mut diagnostics) = expand::expand(&parsed, &session.vars(&files.args));
+    tracing::debug!("expanded into {} artifact instances", instances.len());
     if checks {
         diagnostics.extend(check::check(&instances, &session.dirs));
     }

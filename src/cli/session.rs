@@ -62,6 +62,7 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
     let loaded = config::load(&located)?;
     let mut config = loaded.config;
     config.apply(&overrides(g));
+    crate::build::log::init(config.verbosity, config.log_file.as_deref()).map_err(|d| vec![d])?;
     let cwd = std::env::current_dir().map_err(|e| {
         vec![Diagnostic::error(format!(
             "cannot read the working directory: {e}"
@@ -109,7 +110,10 @@ pub fn parse_all(files: &BuildFiles) -> Result<Vec<BuildFile>, Vec<Diagnostic>> 
     let mut problems = Vec::new();
     for f in &files.files {
         match lang::parse_file(f) {
-            Ok(file) => parsed.push(file),
+            Ok(file) => {
+                tracing::debug!("parsed build file {}", f.display());
+                parsed.push(file)
+            }
             Err(mut d) => problems.append(&mut d),
         }
     }

@@ -212,9 +212,17 @@ impl Printer {
             self.newline(col + 2);
             self.text(if i == 0 { "{ " } else { ", " });
             self.text(field);
-            self.text(" = ");
-            let value_col = self.col;
-            self.body(value, value_col);
+            self.text(" =");
+            match flat(value) {
+                Some(f) if self.fits(&format!(" {f}")) => {
+                    self.text(" ");
+                    self.text(&f);
+                }
+                _ => {
+                    self.newline(col + 6);
+                    self.body(value, col + 6);
+                }
+            }
             self.trailing(&value.trailing);
         }
         for c in closing {
