@@ -35,14 +35,6 @@ fn now_nanos() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-/// The build date of a run started now: UTC, `YYYY-MM-DD-HH:MM:SS`.
-pub fn build_date_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    build_date(secs)
-}
-
 /// A UNIX time as a build date: UTC, `YYYY-MM-DD-HH:MM:SS`.
 pub fn build_date(unix_secs: u64) -> String {
     let days = unix_secs / 86_400;

@@ -1,4 +1,9 @@
-//! Builds: identity (build id and date, SPEC §5.2, §5.3) and logging (§5.5).
+//! Builds: identity (build id and date, SPEC §5.2, §5.3), logging (§5.5),
+//! the pipeline from instances to outputs (§4), generated files (§3.5) and
+//! atomic outputs.
 
 pub mod id;
 pub mod log;
+pub mod output;
+pub mod pipeline;
+pub mod sources;

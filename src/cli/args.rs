@@ -91,6 +91,8 @@ pub enum AccelArg {
 pub enum Command {
     /// Print the version.
     Version,
+    /// Build every artifact of the build files.
+    Build(BuildFiles),
     /// Check build files completely (syntax, variables, sources, images) without building.
     Check(BuildFiles),
     /// Print the expanded build plan: each instance, its files, inputs and outputs.

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 build failure, 2 usage or build-file error.
 
 pub mod args;
+mod build;
 mod reformat;
 mod session;
 
@@ -19,6 +20,8 @@ use args::{BuildFiles, Cli, Command};
 /// The version of the original b9 whose files and CLI this one is compatible with.
 pub const COMPAT_VERSION: &str = "4.0.0";
 
+/// Exit status: a build failed.
+const EXIT_BUILD: u8 = 1;
 /// Exit status: a build file, configuration or usage error.
 const EXIT_USAGE: u8 = 2;
 
@@ -92,6 +95,12 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             Ok(())
         }
         Command::Reformat { files, .. } => reformat::reformat(files, out).map_err(Failure::from),
+        Command::Build(files) => {
+            let session = session::open(&cli.global)?;
+            let (instances, warnings) = evaluate(&session, files, true)?;
+            report(&warnings);
+            build::build(&session, &instances)
+        }
         Command::Check(files) => {
             let session = session::open(&cli.global)?;
             let (instances, warnings) = evaluate(&session, files, true)?;

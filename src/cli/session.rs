@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::build::id::{build_date_now, build_id, config_hash};
+use crate::build::id::{build_date, build_id, config_hash};
 use crate::cli::args::{AccelArg, BuildFiles, GlobalArgs};
 use crate::config::{self, Accel, LogLevel, Overrides};
 use crate::diag::Diagnostic;
@@ -13,12 +13,17 @@ use crate::lang::{self, BuildFile};
 
 /// The run's identity and where its paths are resolved.
 pub struct Session {
+    /// The configuration with the command-line overrides applied.
+    pub config: config::B9Config,
     /// Notices about the configuration (a default file was created), for stderr.
     pub notices: Vec<String>,
     /// Warnings about the configuration (unknown keys, unused sections).
     pub warnings: Vec<Diagnostic>,
     /// The build id of this run.
     pub build_id: String,
+    /// The start of the build in UNIX seconds: `SOURCE_DATE_EPOCH` when set
+    /// (reproducible builds), else now.
+    pub started: u64,
     /// Where relative paths are resolved.
     pub dirs: Dirs,
 }
@@ -73,10 +78,13 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
         None => cwd.clone(),
     };
     let build_id = build_id(config_hash(&config.to_ini()), config.unique_build_dirs);
+    let started = source_date_epoch()?.unwrap_or_else(now);
     Ok(Session {
+        config,
         notices,
         warnings: loaded.warnings,
         build_id,
+        started,
         dirs: Dirs { cwd, project_root },
     })
 }
@@ -92,16 +100,38 @@ impl Session {
                 .join(format!("BUILD-{}", self.build_id))
                 .display()
                 .to_string(),
-            build_date: build_date_now(),
+            build_date: build_date(self.started),
             build_id: self.build_id.clone(),
         }
     }
 }
 
+/// The `SOURCE_DATE_EPOCH` environment variable (reproducible builds), if set.
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+fn source_date_epoch() -> Result<Option<u64>, Vec<Diagnostic>> {
+    match std::env::var(SOURCE_DATE_EPOCH) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| {
+            vec![Diagnostic::error(format!(
+                "{SOURCE_DATE_EPOCH}={v:?} is not a number of seconds since 1970-01-01"
+            ))]
+        }),
+        _ => Ok(None),
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// `p` made absolute against `base` and canonicalised when it exists.
 fn absolute(base: &Path, p: &Path) -> PathBuf {
     let joined = base.join(p);
-    joined.canonicalize().unwrap_or(joined)
+    joined
+        .canonicalize()
+        .unwrap_or_else(|_| crate::eval::check::normalize(&joined))
 }
 
 /// Parses every build file; the problems of all files are returned together.

@@ -82,6 +82,14 @@ impl Checker<'_> {
     }
 
     fn instance(&mut self, inst: &Instance) {
+        if inst.id.contains('/') || inst.id.value == "." || inst.id.value == ".." || inst.id.contains('\0') {
+            let d = Diagnostic::error(format!(
+                "instance id {:?} cannot name the instance's build directory",
+                inst.id.value
+            ))
+            .with_note("the id names `<buildDir>/artifact-instances/<id>-<buildId>/`: it must not contain `/`");
+            self.error(inst, inst.id.span, d);
+        }
         for w in &inst.writers {
             if w.output.is_empty() || Path::new(&w.output.value).is_absolute() || escapes(&w.output)
             {

@@ -1,0 +1,155 @@
+//! The build of expanded instances (SPEC §4): the build directory, every
+//! instance's generated files first, then the assemblies, independent
+//! artifacts concurrently, outputs moved into place only on success.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::build::output::{self, Staged};
+use crate::content::render::Renderer;
+use crate::eval::expand::Instance;
+use crate::lang::syntax::{ArtifactAssembly, CloudInitType};
+use crate::media::{self, MediaOptions};
+
+/// How to build.
+#[derive(Clone, Debug)]
+pub struct BuildSettings {
+    /// `<projectRoot>/BUILD-<buildId>`.
+    pub build_dir: PathBuf,
+    /// The build id.
+    pub build_id: String,
+    /// The working directory: relative sources and outputs.
+    pub cwd: PathBuf,
+    /// Keep the build directory afterwards.
+    pub keep_build_dir: bool,
+    /// Time limit of downloads.
+    pub url_timeout: Option<Duration>,
+    /// Time stamp of media contents (SOURCE_DATE_EPOCH or the build start).
+    pub timestamp: u64,
+    /// How many artifacts are built at once.
+    pub jobs: usize,
+}
+
+/// Why one artifact failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The instance id.
+    pub instance: String,
+    /// What went wrong.
+    pub cause: String,
+}
+
+/// Builds the instances. Returns every artifact failure; outputs of failed
+/// artifacts are not written.
+pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<Failure>> {
+    let start = Instant::now();
+    let instances_dir = s.build_dir.join("artifact-instances");
+    let result = std::fs::create_dir_all(&instances_dir)
+        .map_err(|e| {
+            vec![Failure {
+                instance: String::new(),
+                cause: format!("cannot create the build directory {}: {e}", instances_dir.display()),
+            }]
+        })
+        .and_then(|()| {
+            let dir_of = |inst: &Instance| instances_dir.join(format!("{}-{}", inst.id.value, s.build_id));
+            // All sources first, then the assemblies (SPEC §4).
+            for_each(instances, s.jobs, |inst| generate(inst, &dir_of(inst), s))?;
+            for_each(instances, s.jobs, |inst| assemble(inst, &dir_of(inst), s))
+        });
+    if s.keep_build_dir {
+        tracing::info!("build directory kept: {}", s.build_dir.display());
+    } else if let Err(e) = std::fs::remove_dir_all(&s.build_dir) {
+        tracing::error!("cannot remove the build directory {}: {e}", s.build_dir.display());
+    }
+    tracing::info!("DURATION: {:.3} s", start.elapsed().as_secs_f64());
+    result
+}
+
+/// Runs `job` over the instances on up to `jobs` threads, each inside an
+/// `instance` span; collects the failures.
+fn for_each(
+    instances: &[Instance],
+    jobs: usize,
+    job: impl Fn(&Instance) -> Result<(), String> + Sync,
+) -> Result<(), Vec<Failure>> {
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, instances.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(inst) = instances.get(i) else { break };
+                let span = tracing::info_span!(crate::build::log::INSTANCE_SPAN, id = %inst.id.value);
+                let _entered = span.enter();
+                if let Err(cause) = job(inst) {
+                    tracing::error!("{cause}");
+                    if let Ok(mut f) = failures.lock() {
+                        f.push((i, Failure { instance: inst.id.value.clone(), cause }));
+                    }
+                }
+            });
+        }
+    });
+    let mut failures = failures.into_inner().unwrap_or_default();
+    failures.sort_by_key(|(i, _)| *i);
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.into_iter().map(|(_, f)| f).collect())
+    }
+}
+
+fn generate(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String> {
+    let renderer = Renderer {
+        env: &inst.env,
+        cwd: &s.cwd,
+        url_timeout: s.url_timeout,
+    };
+    crate::build::sources::write_sources(inst, dir, &renderer).map_err(|e| e.to_string())?;
+    tracing::debug!("generated {} files in {}", inst.writers.len(), dir.display());
+    Ok(())
+}
+
+fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String> {
+    match &inst.assembly.value {
+        ArtifactAssembly::CloudInit(types, base) => {
+            let opts = MediaOptions { timestamp: s.timestamp };
+            let base = s.cwd.join(&base.value);
+            let mut staged: Vec<Staged> = Vec::new();
+            let result = types.iter().try_for_each(|t| {
+                let (target, write): (PathBuf, fn(&Path, &Path, &MediaOptions) -> Result<(), media::MediaError>) =
+                    match t.value {
+                        CloudInitType::CI_ISO => (with_suffix(&base, ".iso"), media::iso::write_iso),
+                        CloudInitType::CI_VFAT => (with_suffix(&base, ".vfat"), media::vfat::write_vfat),
+                        CloudInitType::CI_DIR => (base.clone(), media::dir::write_dir),
+                    };
+                let st = output::stage(&target)?;
+                let res = write(dir, &st.tmp, &opts).map_err(|e| e.to_string());
+                staged.push(st);
+                res?;
+                tracing::info!("wrote {}", target.display());
+                Ok::<(), String>(())
+            });
+            match result {
+                Ok(()) => output::commit(staged),
+                Err(e) => {
+                    output::discard(staged);
+                    Err(e)
+                }
+            }
+        }
+        ArtifactAssembly::VmImages(..) | ArtifactAssembly::VmImagesWithFixup(..) => {
+            Err("building VmImages artifacts is not supported by this version of b9 yet".into())
+        }
+    }
+}
+
+/// `base` + `suffix` (`out/web` -> `out/web.iso`).
+fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
+    let mut s = base.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}

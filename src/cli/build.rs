@@ -1,0 +1,50 @@
+//! `b9 build`: build every artifact of checked build files.
+
+use crate::build::pipeline::{self, BuildSettings};
+use crate::cli::session::Session;
+use crate::cli::{Failure, EXIT_BUILD};
+use crate::diag::Diagnostic;
+use crate::eval::expand::Instance;
+use crate::lang::syntax::ArtifactAssembly;
+
+/// Builds the instances; a failed artifact fails the command with exit code 1.
+pub fn build(session: &Session, instances: &[Instance]) -> Result<(), Failure> {
+    let unsupported: Vec<Diagnostic> = instances
+        .iter()
+        .filter(|i| !matches!(i.assembly.value, ArtifactAssembly::CloudInit(..)))
+        .map(|i| {
+            Diagnostic::error(format!(
+                "artifact `{}`: this version of b9 builds `CloudInit` artifacts only; `VmImages` builds come with disk-image support",
+                i.id.value
+            ))
+            .at(&i.source, i.assembly.span)
+        })
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(unsupported.into());
+    }
+    let root = &session.dirs.project_root;
+    std::fs::create_dir_all(root).map_err(|e| {
+        vec![Diagnostic::error(format!("cannot create the project root {}: {e}", root.display()))]
+    })?;
+    let config = &session.config;
+    let url_timeout = config
+        .default_timeout_seconds
+        .map(|s| std::time::Duration::from_secs(s.saturating_mul(config.timeout_factor.unwrap_or(1))));
+    let settings = BuildSettings {
+        build_dir: session.build_dir(),
+        build_id: session.build_id.clone(),
+        cwd: session.dirs.cwd.clone(),
+        keep_build_dir: config.keep_temp_dirs || !config.unique_build_dirs,
+        url_timeout,
+        timestamp: session.started,
+        jobs: std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    pipeline::run(instances, &settings).map_err(|failures| Failure {
+        diagnostics: failures
+            .into_iter()
+            .map(|f| Diagnostic::error(format!("artifact `{}` failed: {}", f.instance, f.cause)))
+            .collect(),
+        code: EXIT_BUILD,
+    })
+}
