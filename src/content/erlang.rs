@@ -42,6 +42,14 @@ use std::fmt;
 use std::fmt::Write as _;
 
 /// Deepest nesting of lists and tuples that [`parse`] accepts.
+/// Erlang's reserved words: an atom spelled like one is printed quoted, so
+/// `file:consult` reads the output back (the original printed them bare).
+const RESERVED_WORDS: [&str; 29] = [
+    "after", "and", "andalso", "band", "begin", "bnot", "bor", "bsl", "bsr", "bxor", "case", "catch",
+    "cond", "div", "else", "end", "fun", "if", "let", "maybe", "not", "of", "or", "orelse", "receive",
+    "rem", "try", "when", "xor",
+];
+
 pub const MAX_DEPTH: usize = 1000;
 
 /// Line length of the original's pretty printer (HughesPJ default style).
@@ -713,7 +721,7 @@ fn write_flat(out: &mut String, term: &ErlTerm) {
                 }
                 None => false,
             };
-            if plain {
+            if plain && !RESERVED_WORDS.contains(&a.as_str()) {
                 out.push_str(&escaped);
             } else {
                 out.push('\'');
@@ -954,6 +962,12 @@ fn merge_lists(l1: Vec<ErlTerm>, l2: Vec<ErlTerm>) -> Vec<ErlTerm> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_words_are_quoted() {
+        assert_eq!(render(&ErlTerm::Tuple(vec![ErlTerm::Atom("end".into()), ErlTerm::Atom("ok".into())])), "{'end',ok}.");
+        assert_eq!(parse("'of'."), Ok(ErlTerm::Atom("of".into())));
+    }
     use proptest::prelude::*;
 
     fn s(x: &str) -> ErlTerm {

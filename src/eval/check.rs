@@ -2,13 +2,14 @@
 //! before a build starts (`b9 check`).
 //!
 //! Source files exist and are readable; `ExpandVariables` files are valid
-//! templates using only defined variables; YAML files parse; mount points are
+//! templates using only defined variables; YAML and Erlang files parse; mount points are
 //! absolute and exactly one image is the root when images are mounted;
 //! partition numbers and sizes are valid; no two artifacts write one output.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
+use crate::content::erlang;
 use crate::diag::Diagnostic;
 use crate::eval::env::Env;
 use crate::eval::expand::{Instance, WriterInput};
@@ -165,15 +166,30 @@ impl Checker<'_> {
         } else {
             src.text().to_string()
         };
-        if syntax == Some(Syntax::Yaml) {
-            if let Err(e) = serde_norway::from_str::<serde_norway::Value>(&expanded) {
-                let mut d =
-                    Diagnostic::error(format!("invalid YAML in {}: {e}", resolved.display()));
-                if let Some(loc) = e.location() {
-                    d = d.with_note(format!("at line {}, column {}", loc.line(), loc.column()));
+        match syntax {
+            Some(Syntax::Yaml) => {
+                if let Err(e) = serde_norway::from_str::<serde_norway::Value>(&expanded) {
+                    let mut d = Diagnostic::error(format!("invalid YAML in {}: {e}", resolved.display()));
+                    if let Some(loc) = e.location() {
+                        d = d.with_note(format!("at line {}, column {}", loc.line(), loc.column()));
+                    }
+                    self.error(inst, path.span, d);
                 }
-                self.error(inst, path.span, d);
             }
+            Some(Syntax::Erlang) => {
+                if let Err(e) = erlang::parse(&expanded) {
+                    let d = Diagnostic::error(format!(
+                        "invalid Erlang term in {} at line {}, column {}: {}",
+                        resolved.display(),
+                        e.line,
+                        e.column,
+                        e.message
+                    ));
+                    self.error(inst, path.span, d);
+                }
+            }
+            None => {}
+        }
         }
     }
 
@@ -242,8 +258,6 @@ impl Checker<'_> {
                 .push(d.with_note(format!("in artifact instance `{}`", inst.id.value)));
         }
         let expand = matches!(conv.value, SourceFileConversion::ExpandVariables);
-        // Erlang files are parsed when the content is rendered.
-        let syntax = syntax.filter(|s| *s == Syntax::Yaml);
         self.source_file(inst, &resolved, expand, syntax);
     }
 
