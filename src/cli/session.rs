@@ -90,16 +90,17 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
 }
 
 impl Session {
+    /// `<projectRoot>/BUILD-<buildId>`.
+    pub fn build_dir(&self) -> PathBuf {
+        self.dirs.project_root.join(format!("BUILD-{}", self.build_id))
+    }
+
     /// The built-in variables for a run with these positional arguments.
     pub fn vars(&self, args: &[String]) -> BuildVars {
-        let root = &self.dirs.project_root;
         BuildVars {
             args: args.to_vec(),
-            project_root: root.display().to_string(),
-            build_dir: root
-                .join(format!("BUILD-{}", self.build_id))
-                .display()
-                .to_string(),
+            project_root: self.dirs.project_root.display().to_string(),
+            build_dir: self.build_dir().display().to_string(),
             build_date: build_date(self.started),
             build_id: self.build_id.clone(),
         }

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
-use crate::content::erlang;
+use crate::content::{erlang, yaml};
 use crate::diag::Diagnostic;
 use crate::eval::env::Env;
 use crate::eval::expand::{Instance, WriterInput};
@@ -168,11 +168,8 @@ impl Checker<'_> {
         };
         match syntax {
             Some(Syntax::Yaml) => {
-                if let Err(e) = serde_norway::from_str::<serde_norway::Value>(&expanded) {
-                    let mut d = Diagnostic::error(format!("invalid YAML in {}: {e}", resolved.display()));
-                    if let Some(loc) = e.location() {
-                        d = d.with_note(format!("at line {}, column {}", loc.line(), loc.column()));
-                    }
+                if let Err(e) = yaml::parse(&expanded) {
+                    let d = Diagnostic::error(format!("invalid YAML in {}: {e}", resolved.display()));
                     self.error(inst, path.span, d);
                 }
             }
@@ -189,7 +186,6 @@ impl Checker<'_> {
                 }
             }
             None => {}
-        }
         }
     }
 

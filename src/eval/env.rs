@@ -1,7 +1,7 @@
 //! Variable environments: immutable, cheap to extend and to share between the
 //! thousands of instances one `Each` can produce.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::lang::source::{SourceRef, Span};
 
@@ -24,12 +24,12 @@ struct Binding {
 
 /// A persistent map from variable names to values.
 #[derive(Clone, Debug, Default)]
-pub struct Env(Option<Rc<Binding>>);
+pub struct Env(Option<Arc<Binding>>);
 
 impl Env {
     /// This environment plus one binding (the caller checks for rebinding).
     pub fn bind(&self, name: impl Into<String>, value: impl Into<String>, origin: Origin) -> Env {
-        Env(Some(Rc::new(Binding {
+        Env(Some(Arc::new(Binding {
             name: name.into(),
             value: value.into(),
             origin,

@@ -352,13 +352,8 @@ impl<'g> Expander<'_> {
                 }
             }
             FromDirectory(dir, nested) => {
-                let dir = self.subst.string(dir, env).value;
-                let from_dir = Some(match &ctx.from_dir {
-                    Some(outer) => join(outer, &dir),
-                    None => dir,
-                });
                 let ctx = Flat {
-                    from_dir,
+                    from_dir: Some(self.nested_dir(&ctx.from_dir, dir, env)),
                     ..ctx.clone()
                 };
                 for n in nested.iter() {
@@ -366,19 +361,23 @@ impl<'g> Expander<'_> {
                 }
             }
             IntoDirectory(dir, nested) => {
-                let dir = self.subst.string(dir, env).value;
-                let into_dir = Some(match &ctx.into_dir {
-                    Some(outer) => join(outer, &dir),
-                    None => dir,
-                });
                 let ctx = Flat {
-                    into_dir,
+                    into_dir: Some(self.nested_dir(&ctx.into_dir, dir, env)),
                     ..ctx.clone()
                 };
                 for n in nested.iter() {
                     self.flatten(n, env, &ctx, out);
                 }
             }
+        }
+    }
+
+    /// An inner `FromDirectory`/`IntoDirectory` directory joined to the outer one.
+    fn nested_dir(&mut self, outer: &Option<String>, dir: &Node<String>, env: &Env) -> String {
+        let dir = self.subst.string(dir, env).value;
+        match outer {
+            Some(outer) => join(outer, &dir),
+            None => dir,
         }
     }
 

@@ -88,16 +88,8 @@ fn check_yaml_literals(source: &SourceRef, term: &term::Term, out: &mut Vec<Diag
         TermKind::Con { name, args, .. } => {
             if let (true, [arg]) = (name == "YamlObject", args.as_slice()) {
                 if let TermKind::Str(text) = &arg.kind {
-                    if let Err(e) = serde_norway::from_str::<serde_norway::Value>(text) {
-                        let mut d =
-                            Diagnostic::error(format!("invalid YAML in `YamlObject` literal: {e}"));
-                        if let Some(loc) = e.location() {
-                            d = d.with_note(format!(
-                                "at line {}, column {} of the YAML text",
-                                loc.line(),
-                                loc.column()
-                            ));
-                        }
+                    if let Err(e) = crate::content::yaml::parse(text) {
+                        let d = Diagnostic::error(format!("invalid YAML in `YamlObject` literal: {e}"));
                         out.push(d.at(source, arg.span));
                     }
                 }

@@ -221,16 +221,9 @@ impl Parser {
     fn term(&mut self) -> Option<Term> {
         let tok = self.peek().clone();
         if let TokenKind::Ident(name) = &tok.kind {
-            if starts_lower(name) {
-                self.error(
-                    format!("expected a constructor, found the name `{name}`"),
-                    tok.span,
-                    Some("constructors start with an upper-case letter, e.g. `Artifact`"),
-                );
-                self.bump();
-                return None;
-            }
-            if !matches!(
+            // A lower-case name is reported by `atom`.
+            if !starts_lower(name)
+                && !matches!(
                 self.tokens.get(self.pos + 1).map(|t| &t.kind),
                 Some(TokenKind::LBrace)
             ) {
