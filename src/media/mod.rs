@@ -1,6 +1,334 @@
 //! Cloud-init media (SPEC §3.6): ISO9660, VFAT and directory outputs of an
 //! instance directory tree.
+//!
+//! Every writer takes the **whole** tree (subdirectories included, SPEC A.2),
+//! keeps file modes where the medium can hold them, and is reproducible: the
+//! same tree content and the same [`MediaOptions::timestamp`] give the same
+//! bytes, whatever the files' own time stamps, the clock or the order in which
+//! the host lists a directory. A missing tree means an artifact without
+//! sources and gives an empty medium.
+//!
+//! The writers write exactly to `out`; the caller picks temporary names and
+//! renames atomically.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
 
 pub mod dir;
 pub mod iso;
 pub mod vfat;
+
+pub use dir::write_dir;
+pub use iso::write_iso;
+pub use vfat::write_vfat;
+
+/// Settings shared by every medium.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaOptions {
+    /// Time stamp for every file, directory and volume date, in UNIX seconds. The build sets it from
+    /// SOURCE_DATE_EPOCH when set (reproducible media), else from the build start time.
+    pub timestamp: u64,
+}
+
+/// What went wrong while writing a medium. Every message names the path
+/// concerned and what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// A file system operation failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// What was being done, e.g. "read directory".
+        action: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The tree holds something that is not a regular file, directory or
+    /// symbolic link.
+    #[error(
+        "{}: {kind} cannot be put on cloud-init media (only regular files, directories and symbolic links)",
+        path.display()
+    )]
+    UnsupportedFileType {
+        /// The offending entry.
+        path: PathBuf,
+        /// What it is, e.g. "a named pipe".
+        kind: &'static str,
+    },
+    /// The tree path exists but is not a directory.
+    #[error("{}: the instance tree is not a directory", path.display())]
+    TreeNotADirectory {
+        /// The tree path.
+        path: PathBuf,
+    },
+    /// A name cannot be stored on the medium.
+    #[error("{}: cannot store this name on {medium}: {reason}", path.display())]
+    BadName {
+        /// The entry whose name is refused.
+        path: PathBuf,
+        /// "ISO9660" or "FAT".
+        medium: &'static str,
+        /// Why, e.g. "it is not valid UTF-8".
+        reason: &'static str,
+    },
+    /// A symbolic link cannot be copied onto a FAT medium.
+    #[error("{}: cannot copy symbolic link to {} onto FAT: {reason}", path.display(), target.display())]
+    BadSymlink {
+        /// The link.
+        path: PathBuf,
+        /// Its target as stored in the link.
+        target: PathBuf,
+        /// Why, e.g. "it points outside the tree".
+        reason: &'static str,
+    },
+    /// A file is larger than the medium can store.
+    #[error("{}: {size} bytes is more than {medium} can store in one file ({limit} bytes)", path.display())]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The medium's limit.
+        limit: u64,
+        /// "FAT" or "ISO9660".
+        medium: &'static str,
+    },
+    /// `write_dir`'s output already exists.
+    #[error("{}: the output directory already exists", path.display())]
+    OutputExists {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// The ISO9660 writer failed.
+    #[error("cannot write ISO9660 image {}: {message}", path.display())]
+    Iso {
+        /// The output image.
+        path: PathBuf,
+        /// The writer's message.
+        message: String,
+    },
+    /// The FAT writer failed on an entry.
+    #[error("cannot write {} into FAT image {}: {message}", entry.display(), image.display())]
+    Fat {
+        /// The output image.
+        image: PathBuf,
+        /// The source entry (or the image itself while formatting).
+        entry: PathBuf,
+        /// The writer's message.
+        message: String,
+    },
+}
+
+impl MediaError {
+    /// An [`MediaError::Io`] for `path`.
+    pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
+        MediaError::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    }
+}
+
+/// One entry of an instance tree, read once so every writer sees the same
+/// picture, in byte order of names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// The file name (one path component).
+    pub(crate) name: OsString,
+    /// The full path on the host.
+    pub(crate) path: PathBuf,
+    /// Permission bits (`mode & 0o7777`).
+    pub(crate) mode: u32,
+    /// What the entry is.
+    pub(crate) kind: EntryKind,
+}
+
+/// The kinds of entries a tree may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EntryKind {
+    /// A regular file of this length.
+    File {
+        /// Length in bytes when the tree was read.
+        len: u64,
+    },
+    /// A directory with its children, sorted by name bytes.
+    Dir(Vec<Entry>),
+    /// A symbolic link with its target as stored.
+    Symlink(PathBuf),
+}
+
+/// Reads the tree at `root`: its children, sorted by name bytes, and the
+/// root's own mode. A missing root is an empty tree (an artifact without
+/// sources); a root that is not a directory is an error.
+pub(crate) fn read_tree(root: &Path) -> Result<(Vec<Entry>, Option<u32>), MediaError> {
+    match fs::symlink_metadata(root) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((Vec::new(), None)),
+        Err(e) => Err(MediaError::io("read", root, e)),
+        Ok(meta) => {
+            // A symlink to a directory is followed for the root only.
+            let meta = if meta.file_type().is_symlink() {
+                fs::metadata(root).map_err(|e| MediaError::io("follow", root, e))?
+            } else {
+                meta
+            };
+            if !meta.is_dir() {
+                return Err(MediaError::TreeNotADirectory {
+                    path: root.to_path_buf(),
+                });
+            }
+            Ok((read_dir_sorted(root)?, Some(meta.mode() & 0o7777)))
+        }
+    }
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<Entry>, MediaError> {
+    let mut out = Vec::new();
+    let iter = fs::read_dir(dir).map_err(|e| MediaError::io("read directory", dir, e))?;
+    for item in iter {
+        let item = item.map_err(|e| MediaError::io("read directory", dir, e))?;
+        let path = item.path();
+        let meta = fs::symlink_metadata(&path).map_err(|e| MediaError::io("stat", &path, e))?;
+        let ft = meta.file_type();
+        let kind = if ft.is_file() {
+            EntryKind::File { len: meta.len() }
+        } else if ft.is_dir() {
+            EntryKind::Dir(read_dir_sorted(&path)?)
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&path).map_err(|e| MediaError::io("read link", &path, e))?;
+            EntryKind::Symlink(target)
+        } else {
+            let kind = if ft.is_fifo() {
+                "a named pipe"
+            } else if ft.is_socket() {
+                "a socket"
+            } else if ft.is_block_device() {
+                "a block device"
+            } else if ft.is_char_device() {
+                "a character device"
+            } else {
+                "an unknown file type"
+            };
+            return Err(MediaError::UnsupportedFileType { path, kind });
+        };
+        out.push(Entry {
+            name: item.file_name(),
+            path,
+            mode: meta.mode() & 0o7777,
+            kind,
+        });
+    }
+    out.sort_by(|a, b| a.name.as_encoded_bytes().cmp(b.name.as_encoded_bytes()));
+    Ok(out)
+}
+
+/// A UTC calendar time, as the media store dates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Civil {
+    /// Full year, e.g. 2024.
+    pub(crate) year: i64,
+    /// 1-12.
+    pub(crate) month: u8,
+    /// 1-31.
+    pub(crate) day: u8,
+    /// 0-23.
+    pub(crate) hour: u8,
+    /// 0-59.
+    pub(crate) minute: u8,
+    /// 0-59.
+    pub(crate) second: u8,
+}
+
+impl Civil {
+    /// The UTC calendar time of `secs` UNIX seconds (proleptic Gregorian,
+    /// H. Hinnant's `civil_from_days`).
+    pub(crate) fn from_unix(secs: u64) -> Civil {
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Civil {
+            year,
+            month,
+            day,
+            hour: (rem / 3600) as u8,
+            minute: (rem / 60 % 60) as u8,
+            second: (rem % 60) as u8,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        let c = Civil::from_unix(0);
+        assert_eq!((c.year, c.month, c.day, c.hour), (1970, 1, 1, 0));
+        // 2024-02-29T12:34:56Z
+        let c = Civil::from_unix(1_709_210_096);
+        assert_eq!(
+            (c.year, c.month, c.day, c.hour, c.minute, c.second),
+            (2024, 2, 29, 12, 34, 56)
+        );
+        // 2000-12-31T23:59:59Z
+        let c = Civil::from_unix(978_307_199);
+        assert_eq!(
+            (c.year, c.month, c.day, c.hour, c.minute, c.second),
+            (2000, 12, 31, 23, 59, 59)
+        );
+    }
+
+    #[test]
+    fn missing_tree_is_empty_and_file_tree_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (entries, mode) = read_tree(&tmp.path().join("nope")).unwrap();
+        assert!(entries.is_empty());
+        assert_eq!(mode, None);
+        let f = tmp.path().join("f");
+        fs::write(&f, b"x").unwrap();
+        let err = read_tree(&f).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+    }
+
+    #[test]
+    fn entries_are_sorted_by_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        for n in ["b", "B", "a", "user-data", "meta-data"] {
+            fs::write(tmp.path().join(n), n).unwrap();
+        }
+        let (entries, _) = read_tree(tmp.path()).unwrap();
+        let names: Vec<_> = entries
+            .iter()
+            .map(|e| e.name.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["B", "a", "b", "meta-data", "user-data"]);
+    }
+
+    #[test]
+    fn fifo_is_refused_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("pipe");
+        let st = std::process::Command::new("mkfifo")
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let err = read_tree(tmp.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("pipe") && msg.contains("named pipe"), "{msg}");
+    }
+}
