@@ -25,9 +25,18 @@ fn run(n: usize) -> Result<(), String> {
     let write = |p: &str, t: &str| std::fs::write(dir.join(p), t).map_err(|e| format!("{p}: {e}"));
     std::fs::create_dir_all(dir.join("ci")).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(dir.join("home")).map_err(|e| e.to_string())?;
-    write("ci/meta-data.in", "instance-id: ${instance_id}\nlocal-hostname: ${host}.example.org\n")?;
-    write("ci/base.yaml", "#cloud-config\npackages: [nginx, chrony]\nruncmd:\n  - [systemctl, enable, nginx]\n")?;
-    write("ci/setup.sh", "#!/bin/sh\nset -e\necho configuring ${host}\n")?;
+    write(
+        "ci/meta-data.in",
+        "instance-id: ${instance_id}\nlocal-hostname: ${host}.example.org\n",
+    )?;
+    write(
+        "ci/base.yaml",
+        "#cloud-config\npackages: [nginx, chrony]\nruncmd:\n  - [systemctl, enable, nginx]\n",
+    )?;
+    write(
+        "ci/setup.sh",
+        "#!/bin/sh\nset -e\necho configuring ${host}\n",
+    )?;
     write("ci/motd", "Welcome.\n")?;
     let mut hosts = String::new();
     for i in 0..n {
@@ -60,13 +69,19 @@ fn run(n: usize) -> Result<(), String> {
         .map_err(|e| format!("run b9: {e}"))?;
     let b9_time = start.elapsed();
     if !out.status.success() {
-        return Err(format!("b9 build failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "b9 build failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
 
     // The same trees, kept in the build directory by -k.
     let trees = instance_trees(dir)?;
     if trees.len() != n {
-        return Err(format!("expected {n} instance trees, found {}", trees.len()));
+        return Err(format!(
+            "expected {n} instance trees, found {}",
+            trees.len()
+        ));
     }
     std::fs::create_dir_all(dir.join("geniso")).map_err(|e| e.to_string())?;
     let start = Instant::now();
@@ -86,8 +101,14 @@ fn run(n: usize) -> Result<(), String> {
 
     let ratio = gen_time.as_secs_f64() / b9_time.as_secs_f64();
     println!("{n} cloud-init ISOs");
-    println!("b9 build (sources + ISOs):      {:8.3} s", b9_time.as_secs_f64());
-    println!("{n} x genisoimage (ISOs only): {:8.3} s", gen_time.as_secs_f64());
+    println!(
+        "b9 build (sources + ISOs):      {:8.3} s",
+        b9_time.as_secs_f64()
+    );
+    println!(
+        "{n} x genisoimage (ISOs only): {:8.3} s",
+        gen_time.as_secs_f64()
+    );
     println!(
         "b9 is {ratio:.1}x faster (b9/genisoimage = {:.3}; target: at least 5x faster: {})",
         1.0 / ratio,
@@ -101,7 +122,10 @@ fn instance_trees(dir: &Path) -> Result<Vec<std::path::PathBuf>, String> {
         .map_err(|e| e.to_string())?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("BUILD-")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("BUILD-"))
+        })
         .ok_or("no build directory kept")?;
     let mut trees: Vec<_> = std::fs::read_dir(build.join("artifact-instances"))
         .map_err(|e| e.to_string())?

@@ -1,6 +1,8 @@
 //! The `b9` executable: exit codes, diagnostics on stderr, reformat writing
 //! files, show output, configuration files and flags.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -240,10 +242,18 @@ fn verbose_logs_to_stderr_and_log_file_gets_everything() {
     let out = r.b9(&["-v", "-l", &log_arg, "check", "-f", "good.b9"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);
-    assert!(err.lines().any(|l| l.starts_with("[ DEBUG ] ") && l.ends_with(" - parsed build file good.b9")), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("[ DEBUG ] ") && l.ends_with(" - parsed build file good.b9")),
+        "{err}"
+    );
     let quiet = r.b9(&["-q", "-l", &log_arg, "check", "-f", "good.b9"]);
     assert!(!text(&quiet.stderr).contains("DEBUG"));
     // The log file has both runs' messages, quiet or not.
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(logged.matches("parsed build file good.b9").count(), 2, "{logged}");
+    assert_eq!(
+        logged.matches("parsed build file good.b9").count(),
+        2,
+        "{logged}"
+    );
 }

@@ -2,6 +2,8 @@
 //! tools (isoinfo, isovfy, fsck.vfat, blkid, mtools) and with cloud-init's own
 //! NoCloud seed reader and schema check.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -34,14 +36,24 @@ impl Project {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("home");
         let dir = tmp.path().join("project");
-        copy_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/lang"), &dir);
+        copy_tree(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/lang"),
+            &dir,
+        );
         std::fs::create_dir_all(&home).unwrap();
-        Project { _tmp: tmp, home, dir }
+        Project {
+            _tmp: tmp,
+            home,
+            dir,
+        }
     }
 
     fn b9(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_b9"));
-        cmd.args(args).current_dir(&self.dir).env("HOME", &self.home).env_remove("SOURCE_DATE_EPOCH");
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .env("HOME", &self.home)
+            .env_remove("SOURCE_DATE_EPOCH");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -94,7 +106,10 @@ fn multi_host_build_produces_valid_media() {
         .filter(|n| n.starts_with("BUILD-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    let outputs: Vec<_> = std::fs::read_dir(p.dir.join("out")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let outputs: Vec<_> = std::fs::read_dir(p.dir.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(outputs.len(), 9, "{outputs:?}");
 
     for host in ["db1", "app1", "web1"] {
@@ -106,20 +121,39 @@ fn multi_host_build_produces_valid_media() {
         assert!(d.contains("Joliet"), "{d}");
         let v = tool("isovfy", "genisoimage", &[iso]);
         let report = stdout(&v) + &stderr(&v);
-        assert!(!report.to_lowercase().contains("error") || report.contains("No errors found"), "{report}");
-        let meta = stdout(&tool("isoinfo", "genisoimage", &["-R", "-x", "/meta-data", "-i", iso]));
+        assert!(
+            !report.to_lowercase().contains("error") || report.contains("No errors found"),
+            "{report}"
+        );
+        let meta = stdout(&tool(
+            "isoinfo",
+            "genisoimage",
+            &["-R", "-x", "/meta-data", "-i", iso],
+        ));
         assert!(meta.contains(&format!("local-hostname: {host}")), "{meta}");
         let listing = stdout(&tool("isoinfo", "genisoimage", &["-R", "-l", "-i", iso]));
-        let script = listing.lines().find(|l| l.ends_with("bootstrap.sh")).unwrap_or_default();
+        let script = listing
+            .lines()
+            .map(str::trim_end)
+            .find(|l| l.ends_with("bootstrap.sh"))
+            .unwrap_or_default();
         assert!(script.starts_with("-rwxr-xr-x"), "{listing}");
-        let hosts = stdout(&tool("isoinfo", "genisoimage", &["-R", "-x", "/etc/hosts", "-i", iso]));
+        let hosts = stdout(&tool(
+            "isoinfo",
+            "genisoimage",
+            &["-R", "-x", "/etc/hosts", "-i", iso],
+        ));
         assert!(hosts.contains(host), "{hosts}");
 
         let vfat = p.dir.join(format!("out/{host}.vfat"));
         let vfat = vfat.to_str().unwrap();
         let fsck = tool("fsck.vfat", "dosfstools", &["-n", vfat]);
         assert!(fsck.status.success(), "{}{}", stdout(&fsck), stderr(&fsck));
-        let label = stdout(&tool("blkid", "util-linux", &["-o", "value", "-s", "LABEL", vfat]));
+        let label = stdout(&tool(
+            "blkid",
+            "util-linux",
+            &["-o", "value", "-s", "LABEL", vfat],
+        ));
         assert_eq!(label.trim().to_lowercase(), "cidata");
         let sys = stdout(&tool("mtype", "mtools", &["-i", vfat, "::/app/sys.config"]));
         assert!(sys.contains("inet_dist_listen_min"), "{sys}");
@@ -134,7 +168,11 @@ fn multi_host_build_produces_valid_media() {
         assert!(first < second, "{user_data}");
         let sys = std::fs::read_to_string(dir.join("app/sys.config")).unwrap();
         assert!(sys.ends_with('.'), "{sys}");
-        assert!(sys.contains("{inet_dist_listen_max,9155}") || sys.contains("{inet_dist_listen_max, 9155}"), "{sys}");
+        assert!(
+            sys.contains("{inet_dist_listen_max,9155}")
+                || sys.contains("{inet_dist_listen_max, 9155}"),
+            "{sys}"
+        );
     }
 }
 
@@ -156,10 +194,23 @@ fn cloud_init_reads_the_media_and_accepts_the_user_data() {
     let schema = tool(
         "cloud-init",
         "cloud-init",
-        &["schema", "--config-file", seed.join("user-data").to_str().unwrap()],
+        &[
+            "schema",
+            "--config-file",
+            seed.join("user-data").to_str().unwrap(),
+        ],
     );
-    assert!(schema.status.success(), "{}{}", stdout(&schema), stderr(&schema));
-    assert!(stdout(&schema).contains("Valid cloud-config"), "{}", stdout(&schema));
+    assert!(
+        schema.status.success(),
+        "{}{}",
+        stdout(&schema),
+        stderr(&schema)
+    );
+    assert!(
+        stdout(&schema).contains("Valid cloud-config"),
+        "{}",
+        stdout(&schema)
+    );
 }
 
 #[test]
@@ -167,36 +218,69 @@ fn reproducible_with_source_date_epoch() {
     let p = Project::new();
     let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
     let read = |p: &Project| -> Vec<Vec<u8>> {
-        ["out/db1.iso", "out/db1.vfat", "out/db1/user-data", "out/db1/app/sys.config"]
-            .iter()
-            .map(|f| std::fs::read(p.dir.join(f)).unwrap())
-            .collect()
+        [
+            "out/db1.iso",
+            "out/db1.vfat",
+            "out/db1/user-data",
+            "out/db1/app/sys.config",
+        ]
+        .iter()
+        .map(|f| std::fs::read(p.dir.join(f)).unwrap())
+        .collect()
     };
-    assert!(p.b9(&["build", "-f", "multi-host.b9"], &epoch).status.success());
+    // `-u`: the fixture puts ${build_id} into meta-data, so the id must be stable too.
+    assert!(p
+        .b9(&["-u", "build", "-f", "multi-host.b9"], &epoch)
+        .status
+        .success());
     let first = read(&p);
     std::thread::sleep(Duration::from_millis(1100));
     // Touch the sources so their times differ between the runs.
     let hosts = p.dir.join("multi-host/etc/hosts.in");
     let text = std::fs::read(&hosts).unwrap();
     std::fs::write(&hosts, text).unwrap();
-    let out = p.b9(&["build", "-f", "multi-host.b9"], &epoch);
+    let out = p.b9(&["-u", "build", "-f", "multi-host.b9"], &epoch);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(read(&p) == first, "outputs differ between two builds with the same SOURCE_DATE_EPOCH");
-    let dir_mtime = std::fs::metadata(p.dir.join("out/db1/meta-data")).unwrap().modified().unwrap();
-    assert_eq!(dir_mtime, std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    assert!(
+        read(&p) == first,
+        "outputs differ between two builds with the same SOURCE_DATE_EPOCH"
+    );
+    let dir_mtime = std::fs::metadata(p.dir.join("out/db1/meta-data"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        dir_mtime,
+        std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    );
 }
 
 #[test]
 fn artifact_without_sources_gives_empty_media() {
     let p = Project::new();
-    std::fs::write(p.dir.join("empty.b9"), "Artifact (IID \"e\") (CloudInit [CI_ISO, CI_VFAT, CI_DIR] \"out/empty\")\n").unwrap();
+    std::fs::write(
+        p.dir.join("empty.b9"),
+        "Artifact (IID \"e\") (CloudInit [CI_ISO, CI_VFAT, CI_DIR] \"out/empty\")\n",
+    )
+    .unwrap();
     let out = p.b9(&["build", "-f", "empty.b9"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(p.dir.join("out/empty").is_dir());
-    assert_eq!(std::fs::read_dir(p.dir.join("out/empty")).unwrap().count(), 0);
-    let fsck = tool("fsck.vfat", "dosfstools", &["-n", p.dir.join("out/empty.vfat").to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_dir(p.dir.join("out/empty")).unwrap().count(),
+        0
+    );
+    let fsck = tool(
+        "fsck.vfat",
+        "dosfstools",
+        &["-n", p.dir.join("out/empty.vfat").to_str().unwrap()],
+    );
     assert!(fsck.status.success(), "{}", stdout(&fsck));
-    let d = stdout(&tool("isoinfo", "genisoimage", &["-d", "-i", p.dir.join("out/empty.iso").to_str().unwrap()]));
+    let d = stdout(&tool(
+        "isoinfo",
+        "genisoimage",
+        &["-d", "-i", p.dir.join("out/empty.iso").to_str().unwrap()],
+    ));
     assert!(d.contains("Volume id: cidata"), "{d}");
 }
 
@@ -238,7 +322,10 @@ fn from_url_downloads_follows_redirects_and_fails_clearly() {
     std::fs::write(p.dir.join("url.b9"), file("/moved")).unwrap();
     let out = p.b9(&["build", "-f", "url.b9"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read_to_string(p.dir.join("out/url/got")).unwrap(), "hello from http");
+    assert_eq!(
+        std::fs::read_to_string(p.dir.join("out/url/got")).unwrap(),
+        "hello from http"
+    );
 
     std::fs::write(p.dir.join("url.b9"), file("/missing")).unwrap();
     std::fs::remove_dir_all(p.dir.join("out")).unwrap();
@@ -246,15 +333,26 @@ fn from_url_downloads_follows_redirects_and_fails_clearly() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("artifact `u` failed"), "{err}");
-    assert!(err.contains(&format!("download of {base}/missing failed: HTTP status 404")), "{err}");
-    assert!(!p.dir.join("out/url").exists(), "no output after a failed artifact");
+    assert!(
+        err.contains(&format!(
+            "download of {base}/missing failed: HTTP status 404"
+        )),
+        "{err}"
+    );
+    assert!(
+        !p.dir.join("out/url").exists(),
+        "no output after a failed artifact"
+    );
 
     std::fs::write(p.dir.join("url.b9"), file("/slow")).unwrap();
     let conf = p.config("default_timeout_seconds: 1\n");
     let out = p.b9(&["-c", &conf, "build", "-f", "url.b9"], &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains(&format!("download of {base}/slow failed")), "{err}");
+    assert!(
+        err.contains(&format!("download of {base}/slow failed")),
+        "{err}"
+    );
     assert!(!p.dir.join("out/url").exists());
 }
 
@@ -269,7 +367,11 @@ fn a_source_failure_stops_the_build_before_any_output() {
     .unwrap();
     let out = p.b9(&["build", "-f", "mixed.b9"], &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("artifact `bad` failed"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("artifact `bad` failed"),
+        "{}",
+        stderr(&out)
+    );
     // All sources are generated before any assembly: nothing was written.
     assert!(!p.dir.join("out").exists());
 }

@@ -2,6 +2,8 @@
 //! and passes the checks; its canonical layout matches the golden file and is
 //! stable; every invalid file gets the diagnostics its `-- expect:` lines name.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
+
 use std::path::{Path, PathBuf};
 
 use b9::diag::Diagnostic;

@@ -45,7 +45,9 @@ pub fn init(verbosity: Option<LogLevel>, log_file: Option<&Path>) -> Result<(), 
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| Diagnostic::error(format!("cannot open log file {}: {e}", path.display())))?;
+                .map_err(|e| {
+                    Diagnostic::error(format!("cannot open log file {}: {e}", path.display()))
+                })?;
             Some(
                 tracing_subscriber::fmt::layer()
                     .event_format(LineFormat)
@@ -70,7 +72,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let level = match *event.metadata().level() {
             Level::TRACE => " TRACE ",
             Level::DEBUG => " DEBUG ",
@@ -90,7 +97,8 @@ where
             }
         }
         let mut message = String::new();
-        ctx.field_format().format_fields(Writer::new(&mut message), event)?;
+        ctx.field_format()
+            .format_fields(Writer::new(&mut message), event)?;
         let time = clock(std::time::SystemTime::now());
         for line in message.lines() {
             writeln!(writer, "[{level}] {time} - {prefix}{line}")?;
@@ -101,8 +109,16 @@ where
 
 /// `HH:MM:SS` (UTC) of a time.
 fn clock(t: std::time::SystemTime) -> String {
-    let secs = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) % 86_400;
-    format!("{:02}:{:02}:{:02}", secs / 3600, (secs % 3600) / 60, secs % 60)
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]

@@ -15,14 +15,18 @@ pub struct Staged {
 
 /// A temporary name next to `target` (same file system, so rename is atomic).
 pub fn temp_name(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     target.with_file_name(format!(".{name}.b9-tmp-{}", std::process::id()))
 }
 
 /// Stages `target`: creates its parent, and returns the temporary path to write.
 pub fn stage(target: &Path) -> Result<Staged, String> {
     if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
     let tmp = temp_name(target);
     discard_path(&tmp);
@@ -39,14 +43,20 @@ pub fn commit(staged: Vec<Staged>) -> Result<(), String> {
         if s.target.is_dir() && !s.target.is_symlink() {
             let old = s.target.with_file_name(format!(
                 ".{}.b9-old-{}",
-                s.target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                s.target
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 std::process::id()
             ));
-            fs::rename(&s.target, &old).map_err(|e| format!("cannot replace {}: {e}", s.target.display()))?;
-            fs::rename(&s.tmp, &s.target).map_err(|e| format!("cannot move {} into place: {e}", s.target.display()))?;
+            fs::rename(&s.target, &old)
+                .map_err(|e| format!("cannot replace {}: {e}", s.target.display()))?;
+            fs::rename(&s.tmp, &s.target)
+                .map_err(|e| format!("cannot move {} into place: {e}", s.target.display()))?;
             discard_path(&old);
         } else {
-            fs::rename(&s.tmp, &s.target).map_err(|e| format!("cannot move {} into place: {e}", s.target.display()))?;
+            fs::rename(&s.tmp, &s.target)
+                .map_err(|e| format!("cannot move {} into place: {e}", s.target.display()))?;
         }
     }
     Ok(())

@@ -50,11 +50,15 @@ pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<Failure>
         .map_err(|e| {
             vec![Failure {
                 instance: String::new(),
-                cause: format!("cannot create the build directory {}: {e}", instances_dir.display()),
+                cause: format!(
+                    "cannot create the build directory {}: {e}",
+                    instances_dir.display()
+                ),
             }]
         })
         .and_then(|()| {
-            let dir_of = |inst: &Instance| instances_dir.join(format!("{}-{}", inst.id.value, s.build_id));
+            let dir_of =
+                |inst: &Instance| instances_dir.join(format!("{}-{}", inst.id.value, s.build_id));
             // All sources first, then the assemblies (SPEC §4).
             for_each(instances, s.jobs, |inst| generate(inst, &dir_of(inst), s))?;
             for_each(instances, s.jobs, |inst| assemble(inst, &dir_of(inst), s))
@@ -62,7 +66,10 @@ pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<Failure>
     if s.keep_build_dir {
         tracing::info!("build directory kept: {}", s.build_dir.display());
     } else if let Err(e) = std::fs::remove_dir_all(&s.build_dir) {
-        tracing::error!("cannot remove the build directory {}: {e}", s.build_dir.display());
+        tracing::error!(
+            "cannot remove the build directory {}: {e}",
+            s.build_dir.display()
+        );
     }
     tracing::info!("DURATION: {:.3} s", start.elapsed().as_secs_f64());
     result
@@ -82,12 +89,19 @@ fn for_each(
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(inst) = instances.get(i) else { break };
-                let span = tracing::info_span!(crate::build::log::INSTANCE_SPAN, id = %inst.id.value);
+                let span =
+                    tracing::info_span!(crate::build::log::INSTANCE_SPAN, id = %inst.id.value);
                 let _entered = span.enter();
                 if let Err(cause) = job(inst) {
                     tracing::error!("{cause}");
                     if let Ok(mut f) = failures.lock() {
-                        f.push((i, Failure { instance: inst.id.value.clone(), cause }));
+                        f.push((
+                            i,
+                            Failure {
+                                instance: inst.id.value.clone(),
+                                cause,
+                            },
+                        ));
                     }
                 }
             });
@@ -109,23 +123,30 @@ fn generate(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String
         url_timeout: s.url_timeout,
     };
     crate::build::sources::write_sources(inst, dir, &renderer).map_err(|e| e.to_string())?;
-    tracing::debug!("generated {} files in {}", inst.writers.len(), dir.display());
+    tracing::debug!(
+        "generated {} files in {}",
+        inst.writers.len(),
+        dir.display()
+    );
     Ok(())
 }
 
 fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String> {
     match &inst.assembly.value {
         ArtifactAssembly::CloudInit(types, base) => {
-            let opts = MediaOptions { timestamp: s.timestamp };
+            let opts = MediaOptions {
+                timestamp: s.timestamp,
+            };
             let base = s.cwd.join(&base.value);
             let mut staged: Vec<Staged> = Vec::new();
             let result = types.iter().try_for_each(|t| {
-                let (target, write): (PathBuf, fn(&Path, &Path, &MediaOptions) -> Result<(), media::MediaError>) =
-                    match t.value {
-                        CloudInitType::CI_ISO => (with_suffix(&base, ".iso"), media::iso::write_iso),
-                        CloudInitType::CI_VFAT => (with_suffix(&base, ".vfat"), media::vfat::write_vfat),
-                        CloudInitType::CI_DIR => (base.clone(), media::dir::write_dir),
-                    };
+                let (target, write): (PathBuf, MediaWriter) = match t.value {
+                    CloudInitType::CI_ISO => (with_suffix(&base, ".iso"), media::iso::write_iso),
+                    CloudInitType::CI_VFAT => {
+                        (with_suffix(&base, ".vfat"), media::vfat::write_vfat)
+                    }
+                    CloudInitType::CI_DIR => (base.clone(), media::dir::write_dir),
+                };
                 let st = output::stage(&target)?;
                 let res = write(dir, &st.tmp, &opts).map_err(|e| e.to_string());
                 staged.push(st);
@@ -146,6 +167,9 @@ fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String
         }
     }
 }
+
+/// One of the media writers.
+type MediaWriter = fn(&Path, &Path, &MediaOptions) -> Result<(), media::MediaError>;
 
 /// `base` + `suffix` (`out/web` -> `out/web.iso`).
 fn with_suffix(base: &Path, suffix: &str) -> PathBuf {

@@ -10,7 +10,11 @@ use crate::eval::expand::{Instance, WriterInput};
 
 /// Writes every file of `inst` under `dir` (created if missing), in order, so
 /// later writers of a path win; applies `SetPermissions` modes.
-pub fn write_sources(inst: &Instance, dir: &Path, renderer: &Renderer<'_>) -> Result<(), ContentError> {
+pub fn write_sources(
+    inst: &Instance,
+    dir: &Path,
+    renderer: &Renderer<'_>,
+) -> Result<(), ContentError> {
     fs::create_dir_all(dir).map_err(|source| ContentError::Write {
         path: dir.to_path_buf(),
         source,
@@ -18,7 +22,9 @@ pub fn write_sources(inst: &Instance, dir: &Path, renderer: &Renderer<'_>) -> Re
     for w in &inst.writers {
         let target = inside(dir, &w.output.value)?;
         let bytes = match &w.input {
-            WriterInput::File { path, expand } => renderer.read(&renderer.cwd.join(&path.value), *expand)?,
+            WriterInput::File { path, expand } => {
+                renderer.read(&renderer.cwd.join(&path.value), *expand)?
+            }
             WriterInput::Content(c) => renderer.content(c)?,
         };
         let write_err = |source| ContentError::Write {
@@ -40,7 +46,9 @@ pub fn write_sources(inst: &Instance, dir: &Path, renderer: &Renderer<'_>) -> Re
 
 /// `dir/rel`, refusing absolute paths and paths that climb out of `dir`.
 fn inside(dir: &Path, rel: &str) -> Result<PathBuf, ContentError> {
-    let outside = || ContentError::OutsideInstance { path: rel.to_string() };
+    let outside = || ContentError::OutsideInstance {
+        path: rel.to_string(),
+    };
     let mut out = dir.to_path_buf();
     let mut depth = 0usize;
     for c in Path::new(rel).components() {
@@ -70,7 +78,10 @@ mod tests {
     #[test]
     fn paths_stay_inside_the_instance_directory() {
         let d = Path::new("/b/i");
-        assert_eq!(inside(d, "etc/hosts").ok(), Some(PathBuf::from("/b/i/etc/hosts")));
+        assert_eq!(
+            inside(d, "etc/hosts").ok(),
+            Some(PathBuf::from("/b/i/etc/hosts"))
+        );
         assert_eq!(inside(d, "./a/../b").ok(), Some(PathBuf::from("/b/i/b")));
         assert!(inside(d, "../x").is_err());
         assert!(inside(d, "a/../../x").is_err());

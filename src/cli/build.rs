@@ -25,12 +25,15 @@ pub fn build(session: &Session, instances: &[Instance]) -> Result<(), Failure> {
     }
     let root = &session.dirs.project_root;
     std::fs::create_dir_all(root).map_err(|e| {
-        vec![Diagnostic::error(format!("cannot create the project root {}: {e}", root.display()))]
+        vec![Diagnostic::error(format!(
+            "cannot create the project root {}: {e}",
+            root.display()
+        ))]
     })?;
     let config = &session.config;
-    let url_timeout = config
-        .default_timeout_seconds
-        .map(|s| std::time::Duration::from_secs(s.saturating_mul(config.timeout_factor.unwrap_or(1))));
+    let url_timeout = config.default_timeout_seconds.map(|s| {
+        std::time::Duration::from_secs(s.saturating_mul(config.timeout_factor.unwrap_or(1)))
+    });
     let settings = BuildSettings {
         build_dir: session.build_dir(),
         build_id: session.build_id.clone(),

@@ -92,7 +92,9 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
 impl Session {
     /// `<projectRoot>/BUILD-<buildId>`.
     pub fn build_dir(&self) -> PathBuf {
-        self.dirs.project_root.join(format!("BUILD-{}", self.build_id))
+        self.dirs
+            .project_root
+            .join(format!("BUILD-{}", self.build_id))
     }
 
     /// The built-in variables for a run with these positional arguments.

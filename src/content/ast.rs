@@ -1,7 +1,7 @@
 //! Evaluating `AST` trees (SPEC §1.7) into YAML values or Erlang terms.
 
-use crate::content::error::ContentError;
 use crate::content::erlang::{self, ErlTerm};
+use crate::content::error::ContentError;
 use crate::content::render::Renderer;
 use crate::content::yaml::{self, Value};
 use crate::lang::syntax::{Ast, CloudConfigYaml, ErlangPropList, SimpleErlangTerm, YamlObject};
@@ -56,7 +56,9 @@ pub fn eval_ast<A: AstTarget>(ast: &Ast<A>, r: &Renderer<'_>) -> Result<A::Value
             let bytes = r.source_file(file)?;
             let crate::lang::syntax::SourceFile::Source(_, path) = &file.value;
             let origin = path.value.clone();
-            let text = String::from_utf8(bytes).map_err(|_| ContentError::NotText { path: origin.clone().into() })?;
+            let text = String::from_utf8(bytes).map_err(|_| ContentError::NotText {
+                path: origin.clone().into(),
+            })?;
             A::parse(&text, &origin)?
         }
         Ast::AST(literal) => literal.literal()?,
@@ -118,7 +120,8 @@ impl<T: YamlLiteral> AstTarget for T {
         yaml::parse(text).map_err(|e| yaml_error(origin, e))
     }
     fn literal(&self) -> Result<Value, ContentError> {
-        self.read().map_err(|e| yaml_error("a YamlObject literal", e))
+        self.read()
+            .map_err(|e| yaml_error("a YamlObject literal", e))
     }
 }
 

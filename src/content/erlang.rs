@@ -41,15 +41,15 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::fmt::Write as _;
 
-/// Deepest nesting of lists and tuples that [`parse`] accepts.
 /// Erlang's reserved words: an atom spelled like one is printed quoted, so
 /// `file:consult` reads the output back (the original printed them bare).
 const RESERVED_WORDS: [&str; 29] = [
-    "after", "and", "andalso", "band", "begin", "bnot", "bor", "bsl", "bsr", "bxor", "case", "catch",
-    "cond", "div", "else", "end", "fun", "if", "let", "maybe", "not", "of", "or", "orelse", "receive",
-    "rem", "try", "when", "xor",
+    "after", "and", "andalso", "band", "begin", "bnot", "bor", "bsl", "bsr", "bxor", "case",
+    "catch", "cond", "div", "else", "end", "fun", "if", "let", "maybe", "not", "of", "or",
+    "orelse", "receive", "rem", "try", "when", "xor",
 ];
 
+/// Deepest nesting of lists and tuples that [`parse`] accepts.
 pub const MAX_DEPTH: usize = 1000;
 
 /// Line length of the original's pretty printer (HughesPJ default style).
@@ -965,7 +965,13 @@ mod tests {
 
     #[test]
     fn reserved_words_are_quoted() {
-        assert_eq!(render(&ErlTerm::Tuple(vec![ErlTerm::Atom("end".into()), ErlTerm::Atom("ok".into())])), "{'end',ok}.");
+        assert_eq!(
+            render(&ErlTerm::Tuple(vec![
+                ErlTerm::Atom("end".into()),
+                ErlTerm::Atom("ok".into())
+            ])),
+            "{'end', ok}."
+        );
         assert_eq!(parse("'of'."), Ok(ErlTerm::Atom("of".into())));
     }
     use proptest::prelude::*;

@@ -37,10 +37,15 @@ impl Renderer<'_> {
             FromTextFile(file) => self.source_file(file)?,
             RenderBase64BinaryFile(path) => {
                 let p = self.cwd.join(&path.value);
-                let bytes = std::fs::read(&p).map_err(|source| ContentError::Read { path: p, source })?;
-                base64::engine::general_purpose::STANDARD.encode(bytes).into_bytes()
+                let bytes =
+                    std::fs::read(&p).map_err(|source| ContentError::Read { path: p, source })?;
+                base64::engine::general_purpose::STANDARD
+                    .encode(bytes)
+                    .into_bytes()
             }
-            RenderBase64Binary(s) => base64::engine::general_purpose::STANDARD.encode(latin1(s)).into_bytes(),
+            RenderBase64Binary(s) => base64::engine::general_purpose::STANDARD
+                .encode(latin1(s))
+                .into_bytes(),
             FromURL(u) => url::download(u, self.url_timeout)?,
         })
     }

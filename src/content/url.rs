@@ -22,7 +22,10 @@ pub fn download(url: &str, timeout: Option<Duration>) -> Result<Vec<u8>, Content
         .max_redirects(10)
         .build()
         .into();
-    let mut response = agent.get(url).call().map_err(|e| http(describe(&e, timeout)))?;
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|e| http(describe(&e, timeout)))?;
     let status = response.status().as_u16();
     if status >= 400 {
         return Err(ContentError::HttpStatus {
@@ -45,7 +48,9 @@ pub fn download(url: &str, timeout: Option<Duration>) -> Result<Vec<u8>, Content
 
 fn describe(e: &ureq::Error, timeout: Option<Duration>) -> String {
     match (e, timeout) {
-        (ureq::Error::Timeout(_), Some(t)) => format!("no complete answer within {} s", t.as_secs()),
+        (ureq::Error::Timeout(_), Some(t)) => {
+            format!("no complete answer within {} s", t.as_secs())
+        }
         (ureq::Error::TooManyRedirects, _) => "too many redirects (more than 10)".into(),
         _ => e.to_string(),
     }

@@ -83,7 +83,11 @@ impl Checker<'_> {
     }
 
     fn instance(&mut self, inst: &Instance) {
-        if inst.id.contains('/') || inst.id.value == "." || inst.id.value == ".." || inst.id.contains('\0') {
+        if inst.id.contains('/')
+            || inst.id.value == "."
+            || inst.id.value == ".."
+            || inst.id.contains('\0')
+        {
             let d = Diagnostic::error(format!(
                 "instance id {:?} cannot name the instance's build directory",
                 inst.id.value
@@ -169,7 +173,8 @@ impl Checker<'_> {
         match syntax {
             Some(Syntax::Yaml) => {
                 if let Err(e) = yaml::parse(&expanded) {
-                    let d = Diagnostic::error(format!("invalid YAML in {}: {e}", resolved.display()));
+                    let d =
+                        Diagnostic::error(format!("invalid YAML in {}: {e}", resolved.display()));
                     self.error(inst, path.span, d);
                 }
             }

@@ -89,7 +89,8 @@ fn check_yaml_literals(source: &SourceRef, term: &term::Term, out: &mut Vec<Diag
             if let (true, [arg]) = (name == "YamlObject", args.as_slice()) {
                 if let TermKind::Str(text) = &arg.kind {
                     if let Err(e) = crate::content::yaml::parse(text) {
-                        let d = Diagnostic::error(format!("invalid YAML in `YamlObject` literal: {e}"));
+                        let d =
+                            Diagnostic::error(format!("invalid YAML in `YamlObject` literal: {e}"));
                         out.push(d.at(source, arg.span));
                     }
                 }

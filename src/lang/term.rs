@@ -224,9 +224,10 @@ impl Parser {
             // A lower-case name is reported by `atom`.
             if !starts_lower(name)
                 && !matches!(
-                self.tokens.get(self.pos + 1).map(|t| &t.kind),
-                Some(TokenKind::LBrace)
-            ) {
+                    self.tokens.get(self.pos + 1).map(|t| &t.kind),
+                    Some(TokenKind::LBrace)
+                )
+            {
                 self.bump();
                 let mut args = Vec::new();
                 let mut end = tok.span;
