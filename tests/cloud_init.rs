@@ -375,3 +375,20 @@ fn a_source_failure_stops_the_build_before_any_output() {
     // All sources are generated before any assembly: nothing was written.
     assert!(!p.dir.join("out").exists());
 }
+
+#[test]
+fn log_lines_carry_the_instance_id() {
+    let p = Project::new();
+    let out = p.b9(&["-v", "build", "-f", "multi-host.b9"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let wrote = err
+        .lines()
+        .find(|l| l.contains("wrote ") && l.contains("db1.iso"))
+        .unwrap_or_default();
+    assert!(
+        wrote.starts_with("[ INFO  ] ") && wrote.contains(" - [db1] wrote "),
+        "{err}"
+    );
+    assert!(err.lines().any(|l| l.contains(" - DURATION: ")), "{err}");
+}

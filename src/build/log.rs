@@ -37,6 +37,7 @@ pub fn init(verbosity: Option<LogLevel>, log_file: Option<&Path>) -> Result<(), 
     };
     let stderr = tracing_subscriber::fmt::layer()
         .event_format(LineFormat)
+        .with_ansi(false)
         .with_writer(std::io::stderr)
         .with_filter(stderr_level);
     let file = match log_file {
