@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod content;
 pub mod diag;
+pub mod disk;
 pub mod eval;
 pub mod lang;
 pub mod media;

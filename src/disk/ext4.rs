@@ -1,0 +1,1 @@
+//! ext4 file systems for `EmptyImage`: creation and population from a host directory.

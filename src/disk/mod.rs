@@ -1,0 +1,12 @@
+//! Disk images in Rust, in-process: raw, qcow2 and vmdk reading and writing,
+//! conversion, container resize, MBR/GPT partition extraction and ext4
+//! creation (SPEC §1.8, §6).
+
+pub mod error;
+pub mod ext4;
+pub mod image;
+pub mod partition;
+pub mod vmdk;
+
+pub use error::DiskError;
+pub use image::{CreateOptions, Extent, Format, ImageReader, ImageWriter};

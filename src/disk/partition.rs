@@ -1,0 +1,1 @@
+//! MBR and GPT partition tables: finding partition n of an image.

@@ -1,0 +1,1 @@
+//! VMDK: monolithicSparse and streamOptimized, written and read in-project.
