@@ -3,6 +3,7 @@
 //! atomic outputs.
 
 pub mod id;
+pub mod images;
 pub mod log;
 pub mod output;
 pub mod pipeline;

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::build::images::{self, ImageSettings};
 use crate::build::output::{self, Staged};
+use crate::disk::CreateOptions;
 use crate::content::render::Renderer;
 use crate::eval::expand::Instance;
 use crate::lang::syntax::{ArtifactAssembly, CloudInitType};
@@ -22,6 +24,12 @@ pub struct BuildSettings {
     pub build_id: String,
     /// The working directory: relative sources and outputs.
     pub cwd: PathBuf,
+    /// `projectRoot`: relative source images.
+    pub project_root: PathBuf,
+    /// The build date (`LiveInstallerImage` VERSION files).
+    pub build_date: String,
+    /// b9.conf `ext4_attributes`.
+    pub ext4_attributes: Vec<String>,
     /// Keep the build directory afterwards.
     pub keep_build_dir: bool,
     /// Time limit of downloads.
@@ -162,8 +170,18 @@ fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String
                 }
             }
         }
-        ArtifactAssembly::VmImages(..) | ArtifactAssembly::VmImagesWithFixup(..) => {
-            Err("building VmImages artifacts is not supported by this version of b9 yet".into())
+        ArtifactAssembly::VmImages(targets, _) | ArtifactAssembly::VmImagesWithFixup(targets, _, _) => {
+            let settings = ImageSettings {
+                build_dir: s.build_dir.clone(),
+                cwd: s.cwd.clone(),
+                project_root: s.project_root.clone(),
+                ext4_attributes: s.ext4_attributes.clone(),
+                create: CreateOptions { timestamp: s.timestamp },
+                build_id: s.build_id.clone(),
+                build_date: s.build_date.clone(),
+            };
+            let staged = images::assemble(inst, targets, &settings)?;
+            output::commit(staged)
         }
     }
 }

@@ -118,6 +118,12 @@ pub enum Command {
         #[arg(last = true, hide = true)]
         args: Vec<String>,
     },
+    /// Disk images: info, convert, create, extract-partition.
+    Image {
+        /// The image command.
+        #[command(subcommand)]
+        command: crate::cli::image::ImageCommand,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.

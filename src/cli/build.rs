@@ -1,25 +1,15 @@
 //! `b9 build`: build every artifact of checked build files.
 
+use crate::build::images;
 use crate::build::pipeline::{self, BuildSettings};
 use crate::cli::session::Session;
 use crate::cli::{Failure, EXIT_BUILD};
 use crate::diag::Diagnostic;
 use crate::eval::expand::Instance;
-use crate::lang::syntax::ArtifactAssembly;
 
 /// Builds the instances; a failed artifact fails the command with exit code 1.
 pub fn build(session: &Session, instances: &[Instance]) -> Result<(), Failure> {
-    let unsupported: Vec<Diagnostic> = instances
-        .iter()
-        .filter(|i| !matches!(i.assembly.value, ArtifactAssembly::CloudInit(..)))
-        .map(|i| {
-            Diagnostic::error(format!(
-                "artifact `{}`: this version of b9 builds `CloudInit` artifacts only; `VmImages` builds come with disk-image support",
-                i.id.value
-            ))
-            .at(&i.source, i.assembly.span)
-        })
-        .collect();
+    let unsupported: Vec<Diagnostic> = instances.iter().flat_map(images::unsupported).collect();
     if !unsupported.is_empty() {
         return Err(unsupported.into());
     }
@@ -38,6 +28,9 @@ pub fn build(session: &Session, instances: &[Instance]) -> Result<(), Failure> {
         build_dir: session.build_dir(),
         build_id: session.build_id.clone(),
         cwd: session.dirs.cwd.clone(),
+        project_root: session.dirs.project_root.clone(),
+        build_date: crate::build::id::build_date(session.started),
+        ext4_attributes: config.ext4_attributes.clone(),
         keep_build_dir: config.keep_temp_dirs || !config.unique_build_dirs,
         url_timeout,
         timestamp: session.started,

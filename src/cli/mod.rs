@@ -5,6 +5,7 @@
 
 pub mod args;
 mod build;
+pub mod image;
 mod reformat;
 mod session;
 
@@ -21,7 +22,7 @@ use args::{BuildFiles, Cli, Command};
 pub const COMPAT_VERSION: &str = "4.0.0";
 
 /// Exit status: a build failed.
-const EXIT_BUILD: u8 = 1;
+pub(crate) const EXIT_BUILD: u8 = 1;
 /// Exit status: a build file, configuration or usage error.
 const EXIT_USAGE: u8 = 2;
 
@@ -94,6 +95,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             clap_complete::generate(*shell, &mut Cli::command(), "b9", out);
             Ok(())
         }
+        Command::Image { command } => image::run(command, session::start_time().map_err(Failure::from)?, out),
         Command::Reformat { files, .. } => reformat::reformat(files, out).map_err(Failure::from),
         Command::Build(files) => {
             let session = session::open(&cli.global)?;

@@ -78,7 +78,7 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
         None => cwd.clone(),
     };
     let build_id = build_id(config_hash(&config.to_ini()), config.unique_build_dirs);
-    let started = source_date_epoch()?.unwrap_or_else(now);
+    let started = start_time()?;
     Ok(Session {
         config,
         notices,
@@ -111,6 +111,11 @@ impl Session {
 
 /// The `SOURCE_DATE_EPOCH` environment variable (reproducible builds), if set.
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+/// The start of this run in UNIX seconds: `SOURCE_DATE_EPOCH` when set, else now.
+pub fn start_time() -> Result<u64, Vec<Diagnostic>> {
+    Ok(source_date_epoch()?.unwrap_or_else(now))
+}
 
 fn source_date_epoch() -> Result<Option<u64>, Vec<Diagnostic>> {
     match std::env::var(SOURCE_DATE_EPOCH) {

@@ -2,10 +2,14 @@
 //! conversion, container resize, MBR/GPT partition extraction and ext4
 //! creation (SPEC §1.8, §6).
 
+pub mod convert;
 pub mod error;
 pub mod ext4;
 pub mod image;
+pub mod open;
 pub mod partition;
+pub mod qcow2;
+pub mod raw;
 pub mod vmdk;
 
 pub use error::DiskError;

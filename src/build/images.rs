@@ -1,0 +1,293 @@
+//! `VmImages` artifacts (SPEC §6, §7.6): build images created from their
+//! sources in the build directory, resized, then exported to their
+//! destinations (staged, committed only when the artifact succeeded).
+//!
+//! What needs the VM appliance (scripts, file-system resizes, post-fix
+//! scripts) or the shared-image repository (`From`, `Share`) is refused by
+//! [`unsupported`] before the build starts.
+
+use std::path::{Path, PathBuf};
+
+use crate::build::output::{self, Staged};
+use crate::diag::Diagnostic;
+use crate::disk::ext4::{self, Ext4Spec};
+use crate::disk::open::{self as images, Target};
+use crate::disk::partition::{self, PartitionReader};
+use crate::disk::qcow2::Qcow2Image;
+use crate::disk::{CreateOptions, DiskError, Format};
+use crate::eval::check::runs_something;
+use crate::eval::expand::Instance;
+use crate::lang::syntax::*;
+use crate::lang::typed::Node;
+
+/// What building images needs from the build.
+#[derive(Clone, Debug)]
+pub struct ImageSettings {
+    /// Where build images are made.
+    pub build_dir: PathBuf,
+    /// Relative destinations are resolved here.
+    pub cwd: PathBuf,
+    /// Relative source images are resolved here.
+    pub project_root: PathBuf,
+    /// b9.conf `ext4_attributes`.
+    pub ext4_attributes: Vec<String>,
+    /// Time stamp and seed of created images.
+    pub create: CreateOptions,
+    /// The build id (for `LiveInstallerImage`'s VERSION).
+    pub build_id: String,
+    /// The build date (for `LiveInstallerImage`'s VERSION).
+    pub build_date: String,
+}
+
+/// Problems that keep this version from building an instance's images.
+pub fn unsupported(inst: &Instance) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut refuse = |span, what: &str| {
+        out.push(
+            Diagnostic::error(format!("artifact `{}`: {what} is not supported by this version of b9 yet", inst.id.value))
+                .at(&inst.source, span),
+        )
+    };
+    let (targets, script, fixup) = match &inst.assembly.value {
+        ArtifactAssembly::CloudInit(..) => return Vec::new(),
+        ArtifactAssembly::VmImages(t, s) => (t, s, None),
+        ArtifactAssembly::VmImagesWithFixup(t, s, f) => (t, s, Some(f)),
+    };
+    if let VmScript::VmScript(_, _, body) = &script.value {
+        if runs_something(body) {
+            refuse(script.span, "running a `VmScript` in a VM");
+        }
+    }
+    if let Some(f) = fixup {
+        if runs_something(f) {
+            refuse(f.span, "a post-fix script");
+        }
+    }
+    for t in targets.iter() {
+        let ImageTarget::ImageTarget(dest, source, _) = &t.value;
+        let mut resizes = Vec::new();
+        match &source.value {
+            ImageSource::From(_, r) => {
+                refuse(source.span, "`From` (shared images)");
+                resizes.push(r);
+            }
+            ImageSource::SourceImage(_, _, r) => resizes.push(r),
+            _ => {}
+        }
+        match &dest.value {
+            ImageDestination::Share(_, _, r) => {
+                refuse(dest.span, "`Share` (shared images)");
+                resizes.push(r);
+            }
+            ImageDestination::LiveInstallerImage(_, _, r) | ImageDestination::LocalFile(_, r) => resizes.push(r),
+            ImageDestination::Transient => {}
+        }
+        for r in resizes {
+            if matches!(
+                r.value,
+                ImageResize::Resize(_) | ImageResize::ShrinkToMinimum | ImageResize::ShrinkToMinimumAndIncrease(_)
+            ) {
+                refuse(r.span, "a file-system resize (it runs in the VM appliance)");
+            }
+        }
+    }
+    out
+}
+
+/// Builds an instance's images and stages its exports.
+pub fn assemble(inst: &Instance, targets: &List<ImageTarget>, s: &ImageSettings) -> Result<Vec<Staged>, String> {
+    let dir = s.build_dir.join("images").join(&inst.id.value);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut staged = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let ImageTarget::ImageTarget(dest, source, _) = &t.value;
+        let result = build_image(&dir, i, source, s)
+            .map_err(|e| e.to_string())
+            .and_then(|(path, format)| {
+                if let Some(size) = destination_resize(dest) {
+                    images::resize_file(&path, size, &s.create).map_err(|e| e.to_string())?;
+                }
+                export(&path, format, dest, s)
+            });
+        match result {
+            Ok(mut st) => staged.append(&mut st),
+            Err(e) => {
+                output::discard(staged);
+                return Err(e);
+            }
+        }
+    }
+    Ok(staged)
+}
+
+/// Bytes of an `ImageSize`.
+pub fn bytes(size: &ImageSize) -> u64 {
+    let ImageSize::ImageSize(n, unit) = size;
+    let shift = match unit.value {
+        SizeUnit::KB => 10,
+        SizeUnit::MB => 20,
+        SizeUnit::GB => 30,
+    };
+    u64::try_from(n.value).unwrap_or(0).saturating_mul(1 << shift)
+}
+
+fn format_of(t: &ImageType) -> Format {
+    match t {
+        ImageType::Raw => Format::Raw,
+        ImageType::QCow2 => Format::Qcow2,
+        ImageType::Vmdk => Format::Vmdk,
+    }
+}
+
+fn extension(f: Format) -> &'static str {
+    match f {
+        Format::Raw => "raw",
+        Format::Qcow2 => "qcow2",
+        Format::Vmdk => "vmdk",
+    }
+}
+
+fn stem(path: &str) -> String {
+    Path::new(path)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into())
+}
+
+/// Creates build image number `i`; returns its path and format.
+fn build_image(dir: &Path, i: usize, source: &Node<ImageSource>, s: &ImageSettings) -> Result<(PathBuf, Format), DiskError> {
+    let path_for = |name: &str, f: Format| dir.join(format!("{i}-{name}.{}", extension(f)));
+    match &source.value {
+        ImageSource::EmptyImage(label, fs, ty, size) => {
+            let size = bytes(size);
+            match fs.value {
+                FileSystem::Ext4 | FileSystem::Ext4_64 => {
+                    let path = path_for(&label.value, Format::Raw);
+                    let features = if fs.value == FileSystem::Ext4_64 {
+                        vec!["64bit".to_string()]
+                    } else {
+                        s.ext4_attributes.clone()
+                    };
+                    ext4::create(
+                        &path,
+                        &Ext4Spec {
+                            size,
+                            label: &label.value,
+                            features: &features,
+                            populate_from: None,
+                            timestamp: s.create.timestamp,
+                        },
+                    )?;
+                    Ok((path, Format::Raw))
+                }
+                FileSystem::NoFileSystem => {
+                    let f = format_of(&ty.value);
+                    let path = path_for(&label.value, f);
+                    images::create(&path, Target::from(f), size, &s.create)?.finish()?;
+                    Ok((path, f))
+                }
+                FileSystem::ISO9660 | FileSystem::VFAT => Err(DiskError::Invalid(format!(
+                    "an EmptyImage cannot have the file system {:?}",
+                    fs.value
+                ))),
+            }
+        }
+        ImageSource::SourceImage(image, part, resize) => {
+            let Image::Image(src, _, _) = &image.value;
+            let src = s.project_root.join(&src.value);
+            let reader = images::open(&src)?;
+            let (path, format) = match &part.value {
+                Partition::Partition(n) => {
+                    let number = u32::try_from(n.value)
+                        .map_err(|_| DiskError::Invalid(format!("partition number {} is out of range", n.value)))?;
+                    let info = partition::find(reader.as_ref(), &src, number)?;
+                    let view = PartitionReader::new(reader.as_ref(), &info);
+                    let path = path_for(&stem(&src.to_string_lossy()), Format::Raw);
+                    images::convert_reader(&view, &path, Target::Raw, None, &s.create)?;
+                    (path, Format::Raw)
+                }
+                Partition::NoPT => {
+                    let format = images::detect(&src)?;
+                    let path = path_for(&stem(&src.to_string_lossy()), format);
+                    images::convert_reader(reader.as_ref(), &path, Target::from(format), None, &s.create)?;
+                    (path, format)
+                }
+            };
+            if let ImageResize::ResizeImage(size) = &resize.value {
+                images::resize_file(&path, bytes(size), &s.create)?;
+            }
+            Ok((path, format))
+        }
+        ImageSource::CopyOnWrite(image) => {
+            let Image::Image(src, _, _) = &image.value;
+            let backing = s.project_root.join(&src.value);
+            let backing = backing.canonicalize().map_err(|source| DiskError::Io {
+                op: "cannot find",
+                path: backing.clone(),
+                source,
+            })?;
+            let size = images::open(&backing)?.size();
+            let format = images::detect(&backing)?;
+            let path = path_for(&stem(&src.value), Format::Qcow2);
+            Qcow2Image::create(&path, size, Some((&backing, extension(format))))?;
+            Ok((path, Format::Qcow2))
+        }
+        ImageSource::From(name, _) => Err(DiskError::Invalid(format!(
+            "`From {:?}` needs the shared-image cache, not supported yet",
+            name.value
+        ))),
+    }
+}
+
+/// The container size a destination asks for.
+fn destination_resize(dest: &Node<ImageDestination>) -> Option<u64> {
+    let r = match &dest.value {
+        ImageDestination::Share(_, _, r)
+        | ImageDestination::LiveInstallerImage(_, _, r)
+        | ImageDestination::LocalFile(_, r) => r,
+        ImageDestination::Transient => return None,
+    };
+    match &r.value {
+        ImageResize::ResizeImage(size) => Some(bytes(size)),
+        _ => None,
+    }
+}
+
+/// Stages a build image's export to its destination.
+fn export(build: &Path, format: Format, dest: &Node<ImageDestination>, s: &ImageSettings) -> Result<Vec<Staged>, String> {
+    match &dest.value {
+        ImageDestination::LocalFile(image, _) => {
+            let Image::Image(path, ty, _) = &image.value;
+            let st = output::stage(&s.cwd.join(&path.value))?;
+            place(build, format, &st.tmp, format_of(&ty.value), s)?;
+            Ok(vec![st])
+        }
+        ImageDestination::LiveInstallerImage(name, root, _) => {
+            let disks = s.cwd.join(&root.value).join("machines").join(&name.value).join("disks/raw");
+            let image = output::stage(&disks.join("0.raw"))?;
+            place(build, format, &image.tmp, Format::Raw, s)?;
+            let size = images::open(&image.tmp).map_err(|e| e.to_string())?.size();
+            let size_file = output::stage(&disks.join("0.size"))?;
+            write(&size_file.tmp, size.to_string().as_bytes())?;
+            let version = output::stage(&disks.join("VERSION"))?;
+            write(&version.tmp, format!("{}-{}", s.build_id, s.build_date).as_bytes())?;
+            Ok(vec![image, size_file, version])
+        }
+        ImageDestination::Transient => Ok(Vec::new()),
+        ImageDestination::Share(..) => Err("`Share` needs the shared-image cache, not supported yet".into()),
+    }
+}
+
+/// Moves a build image to `to` when the format already matches, else converts it.
+fn place(build: &Path, format: Format, to: &Path, want: Format, s: &ImageSettings) -> Result<(), String> {
+    if format == want && std::fs::rename(build, to).is_ok() {
+        return Ok(());
+    }
+    images::convert_file(build, to, Target::from(want), None, &s.create)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
