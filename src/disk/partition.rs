@@ -82,7 +82,7 @@ impl fmt::Display for TableKind {
 
 /// One partition: number (1-based), byte offset and length in the image,
 /// type and name when known.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PartitionInfo {
     /// The partition number: 1-4 for MBR, the 1-based entry index for GPT.
     pub number: u32,
