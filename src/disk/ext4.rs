@@ -1,1 +1,0 @@
-//! ext4 file systems for `EmptyImage`: creation and population from a host directory.
