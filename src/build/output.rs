@@ -13,22 +13,13 @@ pub struct Staged {
     pub target: PathBuf,
 }
 
-/// A temporary name next to `target` (same file system, so rename is atomic).
-pub fn temp_name(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    target.with_file_name(format!(".{name}.b9-tmp-{}", std::process::id()))
-}
-
 /// Stages `target`: creates its parent, and returns the temporary path to write.
 pub fn stage(target: &Path) -> Result<Staged, String> {
     if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
-    let tmp = temp_name(target);
+    let tmp = crate::disk::image::staging_path(target);
     discard_path(&tmp);
     Ok(Staged {
         tmp,

@@ -1,6 +1,8 @@
 //! The capabilities every image format offers: random reads with a map of
 //! where data is, and sequential writing of a new image.
 
+use std::path::{Path, PathBuf};
+
 use crate::disk::error::DiskError;
 
 /// A disk image format.
@@ -54,4 +56,40 @@ pub trait ImageWriter: Send {
 pub struct CreateOptions {
     /// Time stamp (UNIX seconds) for any time field, and seed for ids.
     pub timestamp: u64,
+}
+
+/// What marks the temporary name of an output being written.
+const STAGING_MARK: &str = ".b9-tmp-";
+
+/// The temporary name `target` is written under before it is renamed into
+/// place: `.<name>.b9-tmp-<pid>` beside it (same file system).
+pub fn staging_path(target: &Path) -> PathBuf {
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    target.with_file_name(format!(".{name}{STAGING_MARK}{}", std::process::id()))
+}
+
+/// The name a file will have once published: for a staging path the
+/// target's name, else the file's own name. Formats that record their own
+/// file name (vmdk descriptors) use it.
+pub fn published_name(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    match name.strip_prefix('.').and_then(|n| n.rsplit_once(STAGING_MARK)) {
+        Some((target, pid)) if pid.chars().all(|c| c.is_ascii_digit()) => Some(target.to_string()),
+        _ => Some(name.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_names_publish_as_the_target() {
+        let t = Path::new("/out/disk.vmdk");
+        let s = staging_path(t);
+        assert_eq!(s.parent(), t.parent());
+        assert_eq!(published_name(&s).as_deref(), Some("disk.vmdk"));
+        assert_eq!(published_name(t).as_deref(), Some("disk.vmdk"));
+        assert_eq!(published_name(Path::new("/x/.hidden.vmdk")).as_deref(), Some(".hidden.vmdk"));
+    }
 }
