@@ -25,7 +25,10 @@ fn time(cmd: &mut Command) -> Result<Duration, String> {
     let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
     let t = start.elapsed();
     if !out.status.success() {
-        return Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(t)
 }
@@ -55,35 +58,77 @@ fn run(full: bool) -> Result<(), String> {
     std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
 
     // The qcow2 input for qcow2->raw, made by qemu-img so both read the same file.
-    time(Command::new("qemu-img").args(["convert", "-O", "qcow2", &s(&src), &s(&dir.join("in.qcow2"))]))?;
+    time(Command::new("qemu-img").args([
+        "convert",
+        "-O",
+        "qcow2",
+        &s(&src),
+        &s(&dir.join("in.qcow2")),
+    ]))?;
 
     println!("input: {} MiB virtual, {} MiB data", size >> 20, data >> 20);
     let cases: [(&str, &str, &str, &[&str]); 3] = [
-        ("raw->qcow2", "src.raw", "out.qcow2", &["-O", "qcow2", "-o", "compat=1.1,lazy_refcounts=on"]),
-        ("raw->vmdk", "src.raw", "out.vmdk", &["-O", "vmdk", "-o", "adapter_type=lsilogic"]),
+        (
+            "raw->qcow2",
+            "src.raw",
+            "out.qcow2",
+            &["-O", "qcow2", "-o", "compat=1.1,lazy_refcounts=on"],
+        ),
+        (
+            "raw->vmdk",
+            "src.raw",
+            "out.vmdk",
+            &["-O", "vmdk", "-o", "adapter_type=lsilogic"],
+        ),
         ("qcow2->raw", "in.qcow2", "out.raw", &["-O", "raw"]),
     ];
     for (name, input, output, qemu_opts) in cases {
         let (i, o) = (dir.join(input), dir.join(output));
         let b9_time = best(runs, || {
-            time(Command::new(b9).args(["image", "convert", &s(&i), &s(&o)]).env("HOME", &home))
+            time(
+                Command::new(b9)
+                    .args(["image", "convert", &s(&i), &s(&o)])
+                    .env("HOME", &home),
+            )
         })?;
         let qemu_time = best(runs, || {
-            time(Command::new("qemu-img").arg("convert").args(qemu_opts).args([&s(&i), &s(&o)]))
+            time(
+                Command::new("qemu-img")
+                    .arg("convert")
+                    .args(qemu_opts)
+                    .args([&s(&i), &s(&o)]),
+            )
         })?;
         report(name, b9_time, "qemu-img convert", qemu_time);
     }
 
     let img = dir.join("empty.raw");
     let b9_time = best(runs, || {
-        time(Command::new(b9).args(["image", "create", "--fs", "ext4", "--size", ext4_size, &s(&img)]).env("HOME", &home))
+        time(
+            Command::new(b9)
+                .args([
+                    "image",
+                    "create",
+                    "--fs",
+                    "ext4",
+                    "--size",
+                    ext4_size,
+                    &s(&img),
+                ])
+                .env("HOME", &home),
+        )
     })?;
     let mkfs_time = best(runs, || {
         let _ = std::fs::remove_file(&img);
         time(Command::new("truncate").args(["-s", ext4_size, &s(&img)]))?;
         time(Command::new("mkfs.ext4").args(["-q", "-F", &s(&img)]))
     })?;
-    report(&format!("empty {ext4_size} ext4"), b9_time, "mkfs.ext4", mkfs_time);
+    report(
+        &format!("empty {ext4_size} ext4"),
+        b9_time,
+        "mkfs.ext4",
+        mkfs_time,
+    );
     Ok(())
 }
 
@@ -118,7 +163,8 @@ fn make_sparse(path: &Path, size: u64, data: u64) -> Result<(), String> {
         for (i, b) in buf.iter_mut().enumerate() {
             *b = (i as u64 ^ slot).wrapping_mul(2654435761) as u8 | 1;
         }
-        f.write_all_at(&buf, slot * piece).map_err(|e| e.to_string())?;
+        f.write_all_at(&buf, slot * piece)
+            .map_err(|e| e.to_string())?;
     }
     f.sync_all().map_err(|e| e.to_string())
 }

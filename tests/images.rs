@@ -41,21 +41,28 @@ impl Dir {
 
     fn ok(&self, args: &[&str]) -> String {
         let out = self.b9(args);
-        assert!(out.status.success(), "b9 {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "b9 {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
 fn tool(name: &str, package: &str, args: &[&str]) -> Output {
-    Command::new(name)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{name} (Debian package {package}) is needed: {e}; run scripts/setup"))
+    Command::new(name).args(args).output().unwrap_or_else(|e| {
+        panic!("{name} (Debian package {package}) is needed: {e}; run scripts/setup")
+    })
 }
 
 fn check_ok(name: &str, package: &str, args: &[&str]) -> String {
     let out = tool(name, package, args);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{name} {args:?}:\n{text}");
     text
 }
@@ -66,7 +73,9 @@ fn scattered_raw(path: &Path) {
     f.set_len(64 << 20).unwrap();
     let mut seed = 0x1234_5678_u64;
     for i in 0..40u64 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let offset = (seed >> 20) % (63 << 20);
         let len = 1 + (seed as usize % 200_000);
         let fill: Vec<u8> = (0..len).map(|j| ((j as u64 + i) % 251) as u8).collect();
@@ -77,7 +86,11 @@ fn scattered_raw(path: &Path) {
 }
 
 fn qemu_compare(a: &Path, b: &Path) {
-    check_ok("qemu-img", "qemu-utils", &["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    check_ok(
+        "qemu-img",
+        "qemu-utils",
+        &["compare", a.to_str().unwrap(), b.to_str().unwrap()],
+    );
 }
 
 fn qemu_check(img: &Path) {
@@ -85,7 +98,11 @@ fn qemu_check(img: &Path) {
 }
 
 fn virtual_size(img: &Path) -> u64 {
-    let text = check_ok("qemu-img", "qemu-utils", &["info", "--output=json", img.to_str().unwrap()]);
+    let text = check_ok(
+        "qemu-img",
+        "qemu-utils",
+        &["info", "--output=json", img.to_str().unwrap()],
+    );
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     v["virtual-size"].as_u64().unwrap()
 }
@@ -115,7 +132,8 @@ fn convert_between_all_formats_keeps_the_content() {
         qemu_compare(&d.p("src.raw"), &d.p(output));
     }
     // Outputs are sparse: the raw copy holds about as much as the data written.
-    let used = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(d.p("f.raw")).unwrap()) * 512;
+    let used =
+        std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(d.p("f.raw")).unwrap()) * 512;
     assert!(used < 16 << 20, "f.raw uses {used} bytes");
     // A streamOptimized vmdk is what its descriptor says.
     let info = check_ok("qemu-img", "qemu-utils", &["info", &d.s("c.vmdk")]);
@@ -127,12 +145,56 @@ fn images_made_by_qemu_img_are_read_correctly() {
     let d = Dir::new();
     scattered_raw(&d.p("src.raw"));
     let qi = |args: &[&str]| check_ok("qemu-img", "qemu-utils", args);
-    qi(&["convert", "-O", "qcow2", "-c", &d.s("src.raw"), &d.s("zlib.qcow2")]);
-    qi(&["convert", "-O", "qcow2", "-o", "compat=0.10", &d.s("src.raw"), &d.s("v2.qcow2")]);
-    qi(&["convert", "-O", "vmdk", &d.s("src.raw"), &d.s("sparse.vmdk")]);
-    qi(&["convert", "-O", "vmdk", "-o", "subformat=streamOptimized", &d.s("src.raw"), &d.s("stream.vmdk")]);
-    qi(&["create", "-f", "qcow2", "-b", &d.s("v2.qcow2"), "-F", "qcow2", &d.s("overlay.qcow2")]);
-    for img in ["zlib.qcow2", "v2.qcow2", "sparse.vmdk", "stream.vmdk", "overlay.qcow2"] {
+    qi(&[
+        "convert",
+        "-O",
+        "qcow2",
+        "-c",
+        &d.s("src.raw"),
+        &d.s("zlib.qcow2"),
+    ]);
+    qi(&[
+        "convert",
+        "-O",
+        "qcow2",
+        "-o",
+        "compat=0.10",
+        &d.s("src.raw"),
+        &d.s("v2.qcow2"),
+    ]);
+    qi(&[
+        "convert",
+        "-O",
+        "vmdk",
+        &d.s("src.raw"),
+        &d.s("sparse.vmdk"),
+    ]);
+    qi(&[
+        "convert",
+        "-O",
+        "vmdk",
+        "-o",
+        "subformat=streamOptimized",
+        &d.s("src.raw"),
+        &d.s("stream.vmdk"),
+    ]);
+    qi(&[
+        "create",
+        "-f",
+        "qcow2",
+        "-b",
+        &d.s("v2.qcow2"),
+        "-F",
+        "qcow2",
+        &d.s("overlay.qcow2"),
+    ]);
+    for img in [
+        "zlib.qcow2",
+        "v2.qcow2",
+        "sparse.vmdk",
+        "stream.vmdk",
+        "overlay.qcow2",
+    ] {
         let out = format!("{img}.raw");
         d.ok(&["image", "convert", &d.s(img), &d.s(&out)]);
         qemu_compare(&d.p("src.raw"), &d.p(&out));
@@ -142,7 +204,10 @@ fn images_made_by_qemu_img_are_read_correctly() {
     assert_eq!(v["format"], "qcow2");
     assert_eq!(v["virtual_size"], 64 << 20);
     assert_eq!(v["backing_chain"][0]["format"], "qcow2");
-    assert!(v["backing_chain"][0]["file"].as_str().unwrap().ends_with("v2.qcow2"));
+    assert!(v["backing_chain"][0]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("v2.qcow2"));
 }
 
 #[test]
@@ -151,20 +216,36 @@ fn reproducible_images_with_source_date_epoch() {
     scattered_raw(&d.p("src.raw"));
     std::fs::create_dir_all(d.p("tree/etc")).unwrap();
     std::fs::write(d.p("tree/etc/hostname"), "web\n").unwrap();
+    // Same output names in both rounds: a vmdk records its own file name.
     for round in ["1", "2"] {
+        std::fs::create_dir_all(d.p(round)).unwrap();
         for ext in ["qcow2", "vmdk", "raw"] {
-            d.ok(&["image", "convert", &d.s("src.raw"), &d.s(&format!("conv{round}.{ext}"))]);
             d.ok(&[
-                "image", "create", "--fs", "ext4", "--size", "64M", "--label", "data", "--from-dir", &d.s("tree"),
-                &d.s(&format!("fs{round}.{ext}")),
+                "image",
+                "convert",
+                &d.s("src.raw"),
+                &d.s(&format!("{round}/conv.{ext}")),
+            ]);
+            d.ok(&[
+                "image",
+                "create",
+                "--fs",
+                "ext4",
+                "--size",
+                "64M",
+                "--label",
+                "data",
+                "--from-dir",
+                &d.s("tree"),
+                &d.s(&format!("{round}/fs.{ext}")),
             ]);
         }
         std::thread::sleep(std::time::Duration::from_millis(1100));
     }
     for name in ["conv", "fs"] {
         for ext in ["qcow2", "vmdk", "raw"] {
-            let a = std::fs::read(d.p(&format!("{name}1.{ext}"))).unwrap();
-            let b = std::fs::read(d.p(&format!("{name}2.{ext}"))).unwrap();
+            let a = std::fs::read(d.p(&format!("1/{name}.{ext}"))).unwrap();
+            let b = std::fs::read(d.p(&format!("2/{name}.{ext}"))).unwrap();
             assert!(a == b, "{name}.{ext} differs between two runs");
         }
     }
@@ -176,21 +257,58 @@ fn create_ext4_with_from_dir_passes_e2fsck_and_holds_the_files() {
     std::fs::create_dir_all(d.p("tree/etc/app")).unwrap();
     std::fs::write(d.p("tree/etc/app/conf"), "key=value\n").unwrap();
     std::os::unix::fs::symlink("app/conf", d.p("tree/etc/conf-link")).unwrap();
-    d.ok(&["image", "create", "--fs", "ext4", "--size", "128M", "--label", "root", "--from-dir", &d.s("tree"), &d.s("fs.raw")]);
+    d.ok(&[
+        "image",
+        "create",
+        "--fs",
+        "ext4",
+        "--size",
+        "128M",
+        "--label",
+        "root",
+        "--from-dir",
+        &d.s("tree"),
+        &d.s("fs.raw"),
+    ]);
     check_ok("e2fsck", "e2fsprogs", &["-fn", &d.s("fs.raw")]);
-    let cat = check_ok("debugfs", "e2fsprogs", &["-R", "cat /etc/app/conf", &d.s("fs.raw")]);
+    let cat = check_ok(
+        "debugfs",
+        "e2fsprogs",
+        &["-R", "cat /etc/app/conf", &d.s("fs.raw")],
+    );
     assert!(cat.contains("key=value"), "{cat}");
-    let link = check_ok("debugfs", "e2fsprogs", &["-R", "stat /etc/conf-link", &d.s("fs.raw")]);
-    assert!(link.contains("Fast link dest: \"app/conf\"") || link.contains("app/conf"), "{link}");
+    let link = check_ok(
+        "debugfs",
+        "e2fsprogs",
+        &["-R", "stat /etc/conf-link", &d.s("fs.raw")],
+    );
+    assert!(
+        link.contains("Fast link dest: \"app/conf\"") || link.contains("app/conf"),
+        "{link}"
+    );
     let label = check_ok("dumpe2fs", "e2fsprogs", &["-h", &d.s("fs.raw")]);
     assert!(label.contains("Filesystem volume name:   root"), "{label}");
     // The same into qcow2 and vmdk containers.
     for ext in ["qcow2", "vmdk"] {
         let img = d.s(&format!("fs.{ext}"));
-        d.ok(&["image", "create", "--fs", "ext4", "--size", "128M", "--from-dir", &d.s("tree"), &img]);
+        d.ok(&[
+            "image",
+            "create",
+            "--fs",
+            "ext4",
+            "--size",
+            "128M",
+            "--from-dir",
+            &d.s("tree"),
+            &img,
+        ]);
         qemu_check(&d.p(&format!("fs.{ext}")));
         d.ok(&["image", "convert", &img, &d.s(&format!("back-{ext}.raw"))]);
-        check_ok("e2fsck", "e2fsprogs", &["-fn", &d.s(&format!("back-{ext}.raw"))]);
+        check_ok(
+            "e2fsck",
+            "e2fsprogs",
+            &["-fn", &d.s(&format!("back-{ext}.raw"))],
+        );
     }
     assert_eq!(virtual_size(&d.p("fs.qcow2")), 128 << 20);
 }
@@ -199,7 +317,10 @@ fn create_ext4_with_from_dir_passes_e2fsck_and_holds_the_files() {
 fn extract_partition_from_an_sfdisk_table() {
     let d = Dir::new();
     let disk = d.p("disk.raw");
-    std::fs::File::create(&disk).unwrap().set_len(32 << 20).unwrap();
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
     let mut sfdisk = Command::new("sfdisk")
         .arg(&disk)
         .stdin(std::process::Stdio::piped())
@@ -207,13 +328,25 @@ fn extract_partition_from_an_sfdisk_table() {
         .spawn()
         .expect("sfdisk (Debian package fdisk) is needed");
     use std::io::Write;
-    sfdisk.stdin.take().unwrap().write_all(b"label: dos\n2048,8192,83\n10240,16384,83\n").unwrap();
+    sfdisk
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: dos\n2048,8192,83\n10240,16384,83\n")
+        .unwrap();
     assert!(sfdisk.wait().unwrap().success());
     let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
     f.write_all_at(&[0xAA; 4096], 2048 * 512).unwrap();
     f.write_all_at(&[0xBB; 4096], 10240 * 512).unwrap();
-    f.write_all_at(&[0xCC; 512], (10240 + 16384 - 1) * 512).unwrap();
-    d.ok(&["image", "extract-partition", "2", &d.s("disk.raw"), &d.s("p2.qcow2")]);
+    f.write_all_at(&[0xCC; 512], (10240 + 16384 - 1) * 512)
+        .unwrap();
+    d.ok(&[
+        "image",
+        "extract-partition",
+        "2",
+        &d.s("disk.raw"),
+        &d.s("p2.qcow2"),
+    ]);
     qemu_check(&d.p("p2.qcow2"));
     assert_eq!(virtual_size(&d.p("p2.qcow2")), 16384 * 512);
     d.ok(&["image", "convert", &d.s("p2.qcow2"), &d.s("p2.raw")]);
@@ -222,11 +355,29 @@ fn extract_partition_from_an_sfdisk_table() {
     assert_eq!(&p2[p2.len() - 512..], &[0xCC; 512][..]);
     let info = d.ok(&["image", "info", &d.s("disk.raw")]);
     assert!(info.contains("partition table: MBR"), "{info}");
-    let bad = d.b9(&["image", "extract-partition", "3", &d.s("disk.raw"), &d.s("p3.raw")]);
+    let bad = d.b9(&[
+        "image",
+        "extract-partition",
+        "3",
+        &d.s("disk.raw"),
+        &d.s("p3.raw"),
+    ]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(!d.p("p3.raw").exists());
-    let none = d.b9(&["image", "extract-partition", "1", &d.s("p2.raw"), &d.s("x.raw")]);
-    assert!(String::from_utf8_lossy(&none.stderr).to_lowercase().contains("partition table"), "{}", String::from_utf8_lossy(&none.stderr));
+    let none = d.b9(&[
+        "image",
+        "extract-partition",
+        "1",
+        &d.s("p2.raw"),
+        &d.s("x.raw"),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&none.stderr)
+            .to_lowercase()
+            .contains("partition table"),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
 }
 
 fn sha(path: &Path) -> Vec<u8> {
@@ -237,7 +388,17 @@ fn sha(path: &Path) -> Vec<u8> {
 fn vm_images_build_without_a_script() {
     let d = Dir::new();
     scattered_raw(&d.p("base.raw"));
-    check_ok("qemu-img", "qemu-utils", &["convert", "-O", "qcow2", &d.s("base.raw"), &d.s("base.qcow2")]);
+    check_ok(
+        "qemu-img",
+        "qemu-utils",
+        &[
+            "convert",
+            "-O",
+            "qcow2",
+            &d.s("base.raw"),
+            &d.s("base.qcow2"),
+        ],
+    );
     let before = sha(&d.p("base.qcow2"));
     std::fs::write(
         d.p("images.b9"),
@@ -271,23 +432,45 @@ fn vm_images_build_without_a_script() {
     let base = std::fs::read(d.p("base.raw")).unwrap();
     assert!(copy[..base.len()] == base[..] && copy[base.len()..].iter().all(|&b| b == 0));
     // The overlay reads through to the untouched base image.
-    let info = check_ok("qemu-img", "qemu-utils", &["info", "--output=json", &d.s("out/cow.qcow2")]);
+    let info = check_ok(
+        "qemu-img",
+        "qemu-utils",
+        &["info", "--output=json", &d.s("out/cow.qcow2")],
+    );
     assert!(info.contains("base.qcow2"), "{info}");
     qemu_compare(&d.p("base.raw"), &d.p("out/cow.qcow2"));
-    assert!(sha(&d.p("base.qcow2")) == before, "the source image was modified");
+    assert!(
+        sha(&d.p("base.qcow2")) == before,
+        "the source image was modified"
+    );
     let live = d.p("out/live/machines/box/disks/raw");
-    assert_eq!(std::fs::read_to_string(live.join("0.size")).unwrap(), (1u64 << 20).to_string());
-    assert!(std::fs::read_to_string(live.join("VERSION")).unwrap().ends_with("-2023-11-14-22:13:20"));
-    assert_eq!(std::fs::metadata(live.join("0.raw")).unwrap().len(), 1 << 20);
+    assert_eq!(
+        std::fs::read_to_string(live.join("0.size")).unwrap(),
+        (1u64 << 20).to_string()
+    );
+    assert!(std::fs::read_to_string(live.join("VERSION"))
+        .unwrap()
+        .ends_with("-2023-11-14-22:13:20"));
+    assert_eq!(
+        std::fs::metadata(live.join("0.raw")).unwrap().len(),
+        1 << 20
+    );
     // Nothing but the outputs: no temporary files next to them.
-    let names: Vec<String> = std::fs::read_dir(d.p("out")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(d.p("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
 }
 
 #[test]
 fn a_failing_image_build_exports_nothing() {
     let d = Dir::new();
-    std::fs::write(d.p("broken.qcow2"), b"QFI\xfb this is not really a qcow2 image").unwrap();
+    std::fs::write(
+        d.p("broken.qcow2"),
+        b"QFI\xfb this is not really a qcow2 image",
+    )
+    .unwrap();
     std::fs::write(
         d.p("bad.b9"),
         r#"Artifact (IID "bad")
@@ -304,7 +487,10 @@ fn a_failing_image_build_exports_nothing() {
     let out = d.b9(&["build", "-f", "bad.b9"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("artifact `bad` failed") && err.contains("broken.qcow2"), "{err}");
+    assert!(
+        err.contains("artifact `bad` failed") && err.contains("broken.qcow2"),
+        "{err}"
+    );
     assert!(!d.p("out/first.raw").exists() && !d.p("out/second.raw").exists());
 }
 
@@ -322,6 +508,9 @@ fn scripts_and_shared_images_are_refused_before_building() {
     let out = d.b9(&["build", "-f", "script.b9"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("`From` (shared images) is not supported"), "{err}");
+    assert!(
+        err.contains("`From` (shared images) is not supported"),
+        "{err}"
+    );
     assert!(err.contains("running a `VmScript`"), "{err}");
 }

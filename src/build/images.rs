@@ -44,8 +44,11 @@ pub fn unsupported(inst: &Instance) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut refuse = |span, what: &str| {
         out.push(
-            Diagnostic::error(format!("artifact `{}`: {what} is not supported by this version of b9 yet", inst.id.value))
-                .at(&inst.source, span),
+            Diagnostic::error(format!(
+                "artifact `{}`: {what} is not supported by this version of b9 yet",
+                inst.id.value
+            ))
+            .at(&inst.source, span),
         )
     };
     let (targets, script, fixup) = match &inst.assembly.value {
@@ -79,13 +82,17 @@ pub fn unsupported(inst: &Instance) -> Vec<Diagnostic> {
                 refuse(dest.span, "`Share` (shared images)");
                 resizes.push(r);
             }
-            ImageDestination::LiveInstallerImage(_, _, r) | ImageDestination::LocalFile(_, r) => resizes.push(r),
+            ImageDestination::LiveInstallerImage(_, _, r) | ImageDestination::LocalFile(_, r) => {
+                resizes.push(r)
+            }
             ImageDestination::Transient => {}
         }
         for r in resizes {
             if matches!(
                 r.value,
-                ImageResize::Resize(_) | ImageResize::ShrinkToMinimum | ImageResize::ShrinkToMinimumAndIncrease(_)
+                ImageResize::Resize(_)
+                    | ImageResize::ShrinkToMinimum
+                    | ImageResize::ShrinkToMinimumAndIncrease(_)
             ) {
                 refuse(r.span, "a file-system resize (it runs in the VM appliance)");
             }
@@ -95,7 +102,11 @@ pub fn unsupported(inst: &Instance) -> Vec<Diagnostic> {
 }
 
 /// Builds an instance's images and stages its exports.
-pub fn assemble(inst: &Instance, targets: &List<ImageTarget>, s: &ImageSettings) -> Result<Vec<Staged>, String> {
+pub fn assemble(
+    inst: &Instance,
+    targets: &List<ImageTarget>,
+    s: &ImageSettings,
+) -> Result<Vec<Staged>, String> {
     let dir = s.build_dir.join("images").join(&inst.id.value);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut staged = Vec::new();
@@ -128,7 +139,9 @@ pub fn bytes(size: &ImageSize) -> u64 {
         SizeUnit::MB => 20,
         SizeUnit::GB => 30,
     };
-    u64::try_from(n.value).unwrap_or(0).saturating_mul(1 << shift)
+    u64::try_from(n.value)
+        .unwrap_or(0)
+        .saturating_mul(1 << shift)
 }
 
 fn format_of(t: &ImageType) -> Format {
@@ -155,7 +168,12 @@ fn stem(path: &str) -> String {
 }
 
 /// Creates build image number `i`; returns its path and format.
-fn build_image(dir: &Path, i: usize, source: &Node<ImageSource>, s: &ImageSettings) -> Result<(PathBuf, Format), DiskError> {
+fn build_image(
+    dir: &Path,
+    i: usize,
+    source: &Node<ImageSource>,
+    s: &ImageSettings,
+) -> Result<(PathBuf, Format), DiskError> {
     let path_for = |name: &str, f: Format| dir.join(format!("{i}-{name}.{}", extension(f)));
     match &source.value {
         ImageSource::EmptyImage(label, fs, ty, size) => {
@@ -198,8 +216,9 @@ fn build_image(dir: &Path, i: usize, source: &Node<ImageSource>, s: &ImageSettin
             let reader = images::open(&src)?;
             let (path, format) = match &part.value {
                 Partition::Partition(n) => {
-                    let number = u32::try_from(n.value)
-                        .map_err(|_| DiskError::Invalid(format!("partition number {} is out of range", n.value)))?;
+                    let number = u32::try_from(n.value).map_err(|_| {
+                        DiskError::Invalid(format!("partition number {} is out of range", n.value))
+                    })?;
                     let info = partition::find(reader.as_ref(), &src, number)?;
                     let view = PartitionReader::new(reader.as_ref(), &info);
                     let path = path_for(&stem(&src.to_string_lossy()), Format::Raw);
@@ -209,7 +228,13 @@ fn build_image(dir: &Path, i: usize, source: &Node<ImageSource>, s: &ImageSettin
                 Partition::NoPT => {
                     let format = images::detect(&src)?;
                     let path = path_for(&stem(&src.to_string_lossy()), format);
-                    images::convert_reader(reader.as_ref(), &path, Target::from(format), None, &s.create)?;
+                    images::convert_reader(
+                        reader.as_ref(),
+                        &path,
+                        Target::from(format),
+                        None,
+                        &s.create,
+                    )?;
                     (path, format)
                 }
             };
@@ -254,7 +279,12 @@ fn destination_resize(dest: &Node<ImageDestination>) -> Option<u64> {
 }
 
 /// Stages a build image's export to its destination.
-fn export(build: &Path, format: Format, dest: &Node<ImageDestination>, s: &ImageSettings) -> Result<Vec<Staged>, String> {
+fn export(
+    build: &Path,
+    format: Format,
+    dest: &Node<ImageDestination>,
+    s: &ImageSettings,
+) -> Result<Vec<Staged>, String> {
     match &dest.value {
         ImageDestination::LocalFile(image, _) => {
             let Image::Image(path, ty, _) = &image.value;
@@ -263,23 +293,39 @@ fn export(build: &Path, format: Format, dest: &Node<ImageDestination>, s: &Image
             Ok(vec![st])
         }
         ImageDestination::LiveInstallerImage(name, root, _) => {
-            let disks = s.cwd.join(&root.value).join("machines").join(&name.value).join("disks/raw");
+            let disks = s
+                .cwd
+                .join(&root.value)
+                .join("machines")
+                .join(&name.value)
+                .join("disks/raw");
             let image = output::stage(&disks.join("0.raw"))?;
             place(build, format, &image.tmp, Format::Raw, s)?;
             let size = images::open(&image.tmp).map_err(|e| e.to_string())?.size();
             let size_file = output::stage(&disks.join("0.size"))?;
             write(&size_file.tmp, size.to_string().as_bytes())?;
             let version = output::stage(&disks.join("VERSION"))?;
-            write(&version.tmp, format!("{}-{}", s.build_id, s.build_date).as_bytes())?;
+            write(
+                &version.tmp,
+                format!("{}-{}", s.build_id, s.build_date).as_bytes(),
+            )?;
             Ok(vec![image, size_file, version])
         }
         ImageDestination::Transient => Ok(Vec::new()),
-        ImageDestination::Share(..) => Err("`Share` needs the shared-image cache, not supported yet".into()),
+        ImageDestination::Share(..) => {
+            Err("`Share` needs the shared-image cache, not supported yet".into())
+        }
     }
 }
 
 /// Moves a build image to `to` when the format already matches, else converts it.
-fn place(build: &Path, format: Format, to: &Path, want: Format, s: &ImageSettings) -> Result<(), String> {
+fn place(
+    build: &Path,
+    format: Format,
+    to: &Path,
+    want: Format,
+    s: &ImageSettings,
+) -> Result<(), String> {
     if format == want && std::fs::rename(build, to).is_ok() {
         return Ok(());
     }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::build::images::{self, ImageSettings};
 use crate::build::output::{self, Staged};
-use crate::disk::CreateOptions;
 use crate::content::render::Renderer;
+use crate::disk::CreateOptions;
 use crate::eval::expand::Instance;
 use crate::lang::syntax::{ArtifactAssembly, CloudInitType};
 use crate::media::{self, MediaOptions};
@@ -170,13 +170,16 @@ fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String
                 }
             }
         }
-        ArtifactAssembly::VmImages(targets, _) | ArtifactAssembly::VmImagesWithFixup(targets, _, _) => {
+        ArtifactAssembly::VmImages(targets, _)
+        | ArtifactAssembly::VmImagesWithFixup(targets, _, _) => {
             let settings = ImageSettings {
                 build_dir: s.build_dir.clone(),
                 cwd: s.cwd.clone(),
                 project_root: s.project_root.clone(),
                 ext4_attributes: s.ext4_attributes.clone(),
-                create: CreateOptions { timestamp: s.timestamp },
+                create: CreateOptions {
+                    timestamp: s.timestamp,
+                },
                 build_id: s.build_id.clone(),
                 build_date: s.build_date.clone(),
             };

@@ -137,7 +137,9 @@ pub fn run(cmd: &ImageCommand, started: u64, out: &mut impl Write) -> Result<(),
             output,
         } => {
             let target = target(*format, *subformat, output)?;
-            staged(output, |tmp| images::convert_file(input, tmp, target, None, &opts).map(|_| ()))
+            staged(output, |tmp| {
+                images::convert_file(input, tmp, target, None, &opts).map(|_| ())
+            })
         }
         ImageCommand::Create {
             fs,
@@ -156,7 +158,9 @@ pub fn run(cmd: &ImageCommand, started: u64, out: &mut impl Write) -> Result<(),
                     if from_dir.is_some() {
                         return Err(usage("--from-dir needs a file system (--fs ext4)"));
                     }
-                    staged(output, |tmp| images::create(tmp, target, size, &opts)?.finish())
+                    staged(output, |tmp| {
+                        images::create(tmp, target, size, &opts)?.finish()
+                    })
                 }
                 FsArg::Ext4 => staged(output, |tmp| {
                     let spec = Ext4Spec {
@@ -170,8 +174,9 @@ pub fn run(cmd: &ImageCommand, started: u64, out: &mut impl Write) -> Result<(),
                         return ext4::create(tmp, &spec);
                     }
                     let raw = tmp.with_extension("ext4-raw");
-                    let result = ext4::create(&raw, &spec)
-                        .and_then(|()| images::convert_file(&raw, tmp, target, None, &opts).map(|_| ()));
+                    let result = ext4::create(&raw, &spec).and_then(|()| {
+                        images::convert_file(&raw, tmp, target, None, &opts).map(|_| ())
+                    });
                     let _ = std::fs::remove_file(&raw);
                     result
                 }),
@@ -195,7 +200,10 @@ pub fn run(cmd: &ImageCommand, started: u64, out: &mut impl Write) -> Result<(),
 }
 
 /// Writes `output` through a temporary file, renamed only on success.
-fn staged(output: &Path, write: impl FnOnce(&Path) -> Result<(), DiskError>) -> Result<(), Failure> {
+fn staged(
+    output: &Path,
+    write: impl FnOnce(&Path) -> Result<(), DiskError>,
+) -> Result<(), Failure> {
     let st = output::stage(output).map_err(fail)?;
     match write(&st.tmp) {
         Ok(()) => output::commit(vec![st]).map_err(fail),
@@ -236,7 +244,10 @@ fn target(format: Option<FormatArg>, sub: SubformatArg, output: &Path) -> Result
 /// `10G`, `512M`, `64K`, `1T` (binary units) or plain bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
     let (digits, shift) = match t.chars().last() {
         Some('K' | 'k') => (&t[..t.len() - 1], 10),
         Some('M' | 'm') => (&t[..t.len() - 1], 20),
@@ -244,9 +255,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         Some('T' | 't') => (&t[..t.len() - 1], 40),
         _ => (t, 0),
     };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("size {text:?}: expected a number with an optional K, M, G or T suffix"))?;
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("size {text:?}: expected a number with an optional K, M, G or T suffix")
+    })?;
     n.checked_mul(1 << shift)
         .filter(|&b| b > 0)
         .ok_or_else(|| format!("size {text:?} is zero or too large"))
@@ -285,14 +296,21 @@ pub struct Backing {
 fn info(path: &Path, json: bool, out: &mut impl Write) -> Result<(), Failure> {
     let format = images::detect(path).map_err(fail)?;
     let reader = images::open(path).map_err(fail)?;
-    let data_size = reader.data_extents().map_err(fail)?.iter().map(|e| e.len).sum();
+    let data_size = reader
+        .data_extents()
+        .map_err(fail)?
+        .iter()
+        .map(|e| e.len)
+        .sum();
     let disk_size = std::fs::metadata(path)
         .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
         .unwrap_or(0);
     let mut backing_chain = Vec::new();
     let mut current = path.to_path_buf();
     while images::detect(&current).ok() == Some(Format::Qcow2) && backing_chain.len() < 16 {
-        let Some((file, format)) = qcow2::backing_of(&current).map_err(fail)? else { break };
+        let Some((file, format)) = qcow2::backing_of(&current).map_err(fail)? else {
+            break;
+        };
         let next = current.parent().unwrap_or(Path::new(".")).join(&file);
         backing_chain.push(Backing { file, format });
         current = next;
@@ -318,7 +336,9 @@ fn info(path: &Path, json: bool, out: &mut impl Write) -> Result<(), Failure> {
         partitions,
     };
     let text = if json {
-        serde_json::to_string_pretty(&info).map(|s| s + "\n").unwrap_or_default()
+        serde_json::to_string_pretty(&info)
+            .map(|s| s + "\n")
+            .unwrap_or_default()
     } else {
         let mut t = format!(
             "image: {}\nformat: {}\nvirtual size: {} ({} bytes)\ndisk size: {}\ndata: {}\n",
@@ -345,7 +365,11 @@ fn info(path: &Path, json: bool, out: &mut impl Write) -> Result<(), Failure> {
                     p.start,
                     human(p.len),
                     p.type_id,
-                    if p.name.is_empty() { String::new() } else { format!(" name {:?}", p.name) }
+                    if p.name.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" name {:?}", p.name)
+                    }
                 ));
             }
         }

@@ -95,7 +95,9 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             clap_complete::generate(*shell, &mut Cli::command(), "b9", out);
             Ok(())
         }
-        Command::Image { command } => image::run(command, session::start_time().map_err(Failure::from)?, out),
+        Command::Image { command } => {
+            image::run(command, session::start_time().map_err(Failure::from)?, out)
+        }
         Command::Reformat { files, .. } => reformat::reformat(files, out).map_err(Failure::from),
         Command::Build(files) => {
             let session = session::open(&cli.global)?;

@@ -28,13 +28,21 @@ pub struct CopyStats {
 
 /// Copies the first `size` bytes of `reader` into `writer` (which must have
 /// been created with a virtual size of at least `size`), then finishes it.
-pub fn copy(reader: &dyn ImageReader, writer: Box<dyn ImageWriter>, size: u64, label: &str) -> Result<CopyStats, DiskError> {
+pub fn copy(
+    reader: &dyn ImageReader,
+    writer: Box<dyn ImageWriter>,
+    size: u64,
+    label: &str,
+) -> Result<CopyStats, DiskError> {
     let extents: Vec<Extent> = reader
         .data_extents()?
         .into_iter()
         .filter_map(|e| {
             let end = (e.start + e.len).min(size);
-            (end > e.start).then(|| Extent { start: e.start, len: end - e.start })
+            (end > e.start).then(|| Extent {
+                start: e.start,
+                len: end - e.start,
+            })
         })
         .collect();
     let total: u64 = extents.iter().map(|e| e.len).sum();
@@ -77,7 +85,9 @@ pub fn copy(reader: &dyn ImageReader, writer: Box<dyn ImageWriter>, size: u64, l
             }
         }
         let read = producer.join().unwrap_or_else(|_| {
-            Err(DiskError::Invalid("the image reader thread panicked".into()))
+            Err(DiskError::Invalid(
+                "the image reader thread panicked".into(),
+            ))
         });
         match write_error {
             Some(e) => Err(e),
@@ -95,7 +105,11 @@ fn non_zero_runs(offset: u64, buf: Vec<u8>) -> Vec<(u64, Vec<u8>)> {
     let grain = GRAIN as usize;
     let first_boundary = ((GRAIN - offset % GRAIN) % GRAIN) as usize;
     let mut cuts = vec![0];
-    let mut at = if first_boundary == 0 { grain } else { first_boundary };
+    let mut at = if first_boundary == 0 {
+        grain
+    } else {
+        first_boundary
+    };
     while at < buf.len() {
         cuts.push(at);
         at += grain;
@@ -115,7 +129,9 @@ fn non_zero_runs(offset: u64, buf: Vec<u8>) -> Vec<(u64, Vec<u8>)> {
     if runs.len() == 1 && runs[0] == (0, buf.len()) {
         return vec![(offset, buf)];
     }
-    runs.into_iter().map(|(a, b)| (offset + a as u64, buf[a..b].to_vec())).collect()
+    runs.into_iter()
+        .map(|(a, b)| (offset + a as u64, buf[a..b].to_vec()))
+        .collect()
 }
 
 /// True if every byte is zero.
@@ -135,7 +151,9 @@ fn progress_bar(total: u64, label: &str) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+    ) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(label.to_string());
@@ -154,7 +172,10 @@ mod tests {
         buf[3 * GRAIN as usize] = 3;
         let runs = non_zero_runs(GRAIN, buf);
         let spans: Vec<(u64, usize)> = runs.iter().map(|(o, d)| (*o, d.len())).collect();
-        assert_eq!(spans, vec![(GRAIN, 2 * GRAIN as usize), (4 * GRAIN, GRAIN as usize)]);
+        assert_eq!(
+            spans,
+            vec![(GRAIN, 2 * GRAIN as usize), (4 * GRAIN, GRAIN as usize)]
+        );
     }
 
     #[test]

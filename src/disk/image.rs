@@ -64,7 +64,10 @@ const STAGING_MARK: &str = ".b9-tmp-";
 /// The temporary name `target` is written under before it is renamed into
 /// place: `.<name>.b9-tmp-<pid>` beside it (same file system).
 pub fn staging_path(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     target.with_file_name(format!(".{name}{STAGING_MARK}{}", std::process::id()))
 }
 
@@ -73,7 +76,10 @@ pub fn staging_path(target: &Path) -> PathBuf {
 /// file name (vmdk descriptors) use it.
 pub fn published_name(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
-    match name.strip_prefix('.').and_then(|n| n.rsplit_once(STAGING_MARK)) {
+    match name
+        .strip_prefix('.')
+        .and_then(|n| n.rsplit_once(STAGING_MARK))
+    {
         Some((target, pid)) if pid.chars().all(|c| c.is_ascii_digit()) => Some(target.to_string()),
         _ => Some(name.to_string()),
     }
@@ -90,6 +96,9 @@ mod tests {
         assert_eq!(s.parent(), t.parent());
         assert_eq!(published_name(&s).as_deref(), Some("disk.vmdk"));
         assert_eq!(published_name(t).as_deref(), Some("disk.vmdk"));
-        assert_eq!(published_name(Path::new("/x/.hidden.vmdk")).as_deref(), Some(".hidden.vmdk"));
+        assert_eq!(
+            published_name(Path::new("/x/.hidden.vmdk")).as_deref(),
+            Some(".hidden.vmdk")
+        );
     }
 }

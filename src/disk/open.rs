@@ -86,7 +86,12 @@ pub fn open(path: &Path) -> Result<Box<dyn ImageReader>, DiskError> {
 }
 
 /// Creates a new, empty image of `size` bytes for writing front to back.
-pub fn create(path: &Path, target: Target, size: u64, opts: &CreateOptions) -> Result<Box<dyn ImageWriter>, DiskError> {
+pub fn create(
+    path: &Path,
+    target: Target,
+    size: u64,
+    opts: &CreateOptions,
+) -> Result<Box<dyn ImageWriter>, DiskError> {
     Ok(match target {
         Target::Raw => Box::new(RawWriter::create(path, size)?),
         Target::Qcow2 => Box::new(Qcow2Writer::create(path, size)?),
@@ -117,7 +122,10 @@ pub fn convert_reader(
 ) -> Result<CopyStats, DiskError> {
     let size = size.unwrap_or(reader.size());
     let writer = create(output, target, size, opts)?;
-    let label = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let label = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     copy(reader, writer, size, &label)
 }
 
@@ -128,16 +136,20 @@ pub fn resize_file(path: &Path, size: u64, opts: &CreateOptions) -> Result<(), D
         Format::Raw => raw::resize(path, size),
         Format::Qcow2 => Qcow2Image::open(path, true)?.resize(size),
         Format::Vmdk => {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let tmp = path.with_file_name(format!(".{name}.b9-resize-{}", std::process::id()));
             let sub = vmdk::subformat_of(path)?;
-            let result = convert_file(path, &tmp, Target::Vmdk(sub), Some(size), opts).and_then(|_| {
-                std::fs::rename(&tmp, path).map_err(|source| DiskError::Io {
-                    op: "cannot replace",
-                    path: path.to_path_buf(),
-                    source,
-                })
-            });
+            let result =
+                convert_file(path, &tmp, Target::Vmdk(sub), Some(size), opts).and_then(|_| {
+                    std::fs::rename(&tmp, path).map_err(|source| DiskError::Io {
+                        op: "cannot replace",
+                        path: path.to_path_buf(),
+                        source,
+                    })
+                });
             if result.is_err() {
                 let _ = std::fs::remove_file(&tmp);
             }

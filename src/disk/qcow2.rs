@@ -54,7 +54,10 @@ impl Qcow2Image {
     /// backing image (whose format is recorded, so QEMU never probes it).
     pub fn create(path: &Path, size: u64, backing: Option<(&Path, &str)>) -> Result<(), DiskError> {
         let storage = ImagoFile::create_open(
-            StorageCreateOptions::new().filename(path).size(0).overwrite(true),
+            StorageCreateOptions::new()
+                .filename(path)
+                .size(0)
+                .overwrite(true),
         )
         .map_err(io_err("cannot create", path))?;
         let mut builder = Qcow2::<ImagoFile>::create_builder(storage)
@@ -63,11 +66,12 @@ impl Qcow2Image {
         if let Some((file, format)) = backing {
             builder = builder.backing(file.to_string_lossy().into_owned(), format.to_string());
         }
-        builder.create().map_err(io_err("cannot create", path))
+        builder.create().map_err(io_err("cannot create", path))?;
+        normalize_header(path)
     }
 
-    /// Grows or shrinks the virtual size.
-    pub fn resize(&mut self, size: u64) -> Result<(), DiskError> {
+    /// Grows or shrinks the virtual size, then closes the image.
+    pub fn resize(mut self, size: u64) -> Result<(), DiskError> {
         let current = self.access.size();
         let result = if size >= current {
             self.access
@@ -76,7 +80,12 @@ impl Qcow2Image {
             self.access.resize_shrink(size)
         };
         result.map_err(io_err("cannot resize", &self.path))?;
-        self.access.flush().map_err(io_err("cannot flush", &self.path))
+        self.access
+            .flush()
+            .map_err(io_err("cannot flush", &self.path))?;
+        let path = self.path.clone();
+        drop(self);
+        normalize_header(&path)
     }
 }
 
@@ -109,7 +118,9 @@ impl ImageReader for Qcow2Image {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), DiskError> {
         let size = self.access.size();
-        let inside = usize::try_from(size.saturating_sub(offset)).unwrap_or(usize::MAX).min(buf.len());
+        let inside = usize::try_from(size.saturating_sub(offset))
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
         let (head, tail) = buf.split_at_mut(inside);
         tail.fill(0);
         if head.is_empty() {
@@ -168,13 +179,69 @@ impl ImageWriter for Qcow2Writer {
 
     fn finish(self: Box<Self>) -> Result<(), DiskError> {
         let path = self.image.path.clone();
-        self.image.access.flush().map_err(io_err("cannot flush", &path))?;
-        self.image.access.sync().map_err(io_err("cannot sync", &path))
+        self.image
+            .access
+            .flush()
+            .map_err(io_err("cannot flush", &path))?;
+        drop(self.image);
+        normalize_header(&path)?;
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_data())
+            .map_err(io_err("cannot sync", &path))
     }
 }
 
 /// Header extension type: the backing file's format name.
 const EXT_BACKING_FORMAT: u32 = 0xE279_2ACA;
+
+/// Header extension type: the feature name table.
+const EXT_FEATURE_NAMES: u32 = 0x6803_F857;
+
+/// One entry of the feature name table: type, bit, 46 bytes of name.
+const FEATURE_ENTRY: usize = 48;
+
+/// Puts the feature name table in a fixed order (imago writes it in hash
+/// order), so the same image is the same bytes every time.
+pub fn normalize_header(path: &Path) -> Result<(), DiskError> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_err("cannot open", path))?;
+    let mut header = vec![0u8; 4096];
+    crate::disk::raw::read_file_at(&file, path, &mut header, 0)?;
+    let be32 = |h: &[u8], o: usize| u32::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
+    if &header[..4] != MAGIC || be32(&header, 4) != 3 {
+        return Ok(());
+    }
+    let mut pos = be32(&header, 100) as usize;
+    while pos + 8 <= header.len() {
+        let (kind, len) = (be32(&header, pos), be32(&header, pos + 4) as usize);
+        let data = pos + 8;
+        let Some(end) = data.checked_add(len).filter(|&e| e <= header.len()) else {
+            return Ok(());
+        };
+        if kind == 0 {
+            return Ok(());
+        }
+        if kind == EXT_FEATURE_NAMES && len % FEATURE_ENTRY == 0 {
+            let mut entries: Vec<Vec<u8>> = header[data..end]
+                .chunks(FEATURE_ENTRY)
+                .map(<[u8]>::to_vec)
+                .collect();
+            entries.sort();
+            let sorted = entries.concat();
+            if sorted != header[data..end] {
+                file.write_all_at(&sorted, data as u64)
+                    .map_err(io_err("cannot write", path))?;
+            }
+            return Ok(());
+        }
+        pos = data + len.div_ceil(8) * 8;
+    }
+    Ok(())
+}
 
 /// The backing file name and format recorded in a qcow2 header, if any.
 pub fn backing_of(path: &Path) -> Result<Option<(String, Option<String>)>, DiskError> {
@@ -187,7 +254,8 @@ pub fn backing_of(path: &Path) -> Result<Option<(String, Option<String>)>, DiskE
     };
     let mut header = [0u8; 4096];
     crate::disk::raw::read_file_at(&file, path, &mut header, 0)?;
-    let be32 = |o: usize| u32::from_be_bytes([header[o], header[o + 1], header[o + 2], header[o + 3]]);
+    let be32 =
+        |o: usize| u32::from_be_bytes([header[o], header[o + 1], header[o + 2], header[o + 3]]);
     if &header[..4] != MAGIC {
         return Err(corrupt("magic", "not a qcow2 image".into()));
     }
@@ -198,11 +266,15 @@ pub fn backing_of(path: &Path) -> Result<Option<(String, Option<String>)>, DiskE
         return Ok(None);
     }
     if len > 1023 {
-        return Err(corrupt("backing_file_size", format!("{len} is more than 1023 bytes")));
+        return Err(corrupt(
+            "backing_file_size",
+            format!("{len} is more than 1023 bytes"),
+        ));
     }
     let mut name = vec![0u8; len as usize];
     crate::disk::raw::read_file_at(&file, path, &mut name, offset)?;
-    let name = String::from_utf8(name).map_err(|_| corrupt("backing file name", "not UTF-8".into()))?;
+    let name =
+        String::from_utf8(name).map_err(|_| corrupt("backing file name", "not UTF-8".into()))?;
     let header_len = match version {
         2 => 72,
         3 => be32(100) as usize,
@@ -217,7 +289,10 @@ pub fn backing_of(path: &Path) -> Result<Option<(String, Option<String>)>, DiskE
         }
         let data = pos + 8;
         let Some(end) = data.checked_add(ext_len).filter(|&e| e <= header.len()) else {
-            return Err(corrupt("header extension", format!("length {ext_len} runs past the header cluster")));
+            return Err(corrupt(
+                "header extension",
+                format!("length {ext_len} runs past the header cluster"),
+            ));
         };
         if kind == EXT_BACKING_FORMAT {
             format = Some(String::from_utf8_lossy(&header[data..end]).into_owned());
@@ -245,12 +320,21 @@ mod tests {
         assert_eq!(&buf[..8], &[5u8; 8]);
         assert_eq!(&buf[8..], &[0u8; 8]);
         let ext = r.data_extents().unwrap();
-        assert_eq!(ext, vec![Extent { start: 1 << 20, len: 2 * CLUSTER_SIZE as u64 }]);
+        assert_eq!(
+            ext,
+            vec![Extent {
+                start: 1 << 20,
+                len: 2 * CLUSTER_SIZE as u64
+            }]
+        );
         assert_eq!(backing_of(&p).unwrap(), None);
         let overlay = d.path().join("b.qcow2");
         Qcow2Image::create(&overlay, 64 << 20, Some((&p, "qcow2"))).unwrap();
         let (file, format) = backing_of(&overlay).unwrap().unwrap();
-        assert_eq!((file.as_str(), format.as_deref()), (p.to_str().unwrap(), Some("qcow2")));
+        assert_eq!(
+            (file.as_str(), format.as_deref()),
+            (p.to_str().unwrap(), Some("qcow2"))
+        );
         let r = Qcow2Image::open(&overlay, false).unwrap();
         r.read_at(&mut buf, 1 << 20).unwrap();
         assert_eq!(buf, vec![5u8; 16]);

@@ -34,7 +34,12 @@ impl RawReader {
 }
 
 /// Reads `buf` at `offset` from a file, zero-filling past its end.
-pub fn read_file_at(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<(), DiskError> {
+pub fn read_file_at(
+    file: &File,
+    path: &Path,
+    buf: &mut [u8],
+    offset: u64,
+) -> Result<(), DiskError> {
     let mut done = 0;
     while done < buf.len() {
         let n = file
@@ -72,11 +77,21 @@ impl ImageReader for RawReader {
                 // No data after `pos`.
                 Err(rustix::io::Errno::NXIO) => break,
                 // A file system without hole information: everything may be data.
-                Err(_) => return Ok(vec![Extent { start: 0, len: self.size }]),
+                Err(_) => {
+                    return Ok(vec![Extent {
+                        start: 0,
+                        len: self.size,
+                    }])
+                }
             };
-            let end = seek(&self.file, SeekFrom::Hole(start)).unwrap_or(self.size).min(self.size);
+            let end = seek(&self.file, SeekFrom::Hole(start))
+                .unwrap_or(self.size)
+                .min(self.size);
             if end > start {
-                extents.push(Extent { start, len: end - start });
+                extents.push(Extent {
+                    start,
+                    len: end - start,
+                });
             }
             pos = end.max(start + 1);
         }
@@ -109,11 +124,13 @@ impl RawWriter {
 
 impl ImageWriter for RawWriter {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), DiskError> {
-        self.file.write_all_at(data, offset).map_err(|source| DiskError::Io {
-            op: "cannot write",
-            path: self.path.clone(),
-            source,
-        })
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|source| DiskError::Io {
+                op: "cannot write",
+                path: self.path.clone(),
+                source,
+            })
     }
 
     fn finish(self: Box<Self>) -> Result<(), DiskError> {
