@@ -26,8 +26,19 @@ pub struct CopyStats {
     pub written: u64,
 }
 
+/// A chunk read from the source: where it starts, its buffer, and the
+/// byte ranges of the buffer that hold non-zero grains.
+struct Chunk {
+    offset: u64,
+    buf: Vec<u8>,
+    runs: Vec<(usize, usize)>,
+}
+
 /// Copies the first `size` bytes of `reader` into `writer` (which must have
 /// been created with a virtual size of at least `size`), then finishes it.
+///
+/// A reader thread fills a small pool of reusable buffers and finds their
+/// non-zero runs; this thread writes them in order and hands the buffers back.
 pub fn copy(
     reader: &dyn ImageReader,
     writer: Box<dyn ImageWriter>,
@@ -48,7 +59,12 @@ pub fn copy(
     let total: u64 = extents.iter().map(|e| e.len).sum();
     let bar = progress_bar(total, label);
     let mut writer = writer;
-    let (tx, rx) = sync_channel::<(u64, Vec<u8>)>(QUEUE);
+    let (full_tx, full_rx) = sync_channel::<Chunk>(QUEUE);
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(QUEUE + 2);
+    for _ in 0..QUEUE + 2 {
+        // Cannot fail: the channel has room for every buffer.
+        let _ = free_tx.send(Vec::with_capacity(CHUNK as usize));
+    }
     let mut stats = CopyStats::default();
     let producer_bar = bar.clone();
     let read_result = std::thread::scope(|scope| {
@@ -60,14 +76,23 @@ pub fn copy(
                 while pos < end {
                     // Chunks end on grain boundaries so zero runs line up.
                     let chunk_end = ((pos / GRAIN + CHUNK / GRAIN) * GRAIN).min(end);
-                    let mut buf = vec![0u8; (chunk_end - pos) as usize];
+                    let Ok(mut buf) = free_rx.recv() else {
+                        return Ok(read);
+                    };
+                    buf.resize((chunk_end - pos) as usize, 0);
                     reader.read_at(&mut buf, pos)?;
                     read += buf.len() as u64;
                     producer_bar.inc(buf.len() as u64);
-                    for (offset, data) in non_zero_runs(pos, buf) {
-                        if tx.send((offset, data)).is_err() {
-                            return Ok(read);
-                        }
+                    let runs = non_zero_runs(pos, &buf);
+                    if full_tx
+                        .send(Chunk {
+                            offset: pos,
+                            buf,
+                            runs,
+                        })
+                        .is_err()
+                    {
+                        return Ok(read);
                     }
                     pos = chunk_end;
                 }
@@ -75,14 +100,21 @@ pub fn copy(
             Ok(read)
         });
         let mut write_error = None;
-        for (offset, data) in rx {
+        for chunk in full_rx {
+            if write_error.is_none() {
+                for &(a, b) in &chunk.runs {
+                    if let Err(e) = writer.write_at(chunk.offset + a as u64, &chunk.buf[a..b]) {
+                        write_error = Some(e);
+                        break;
+                    }
+                    stats.written += (b - a) as u64;
+                }
+            }
             if write_error.is_some() {
+                // Stop the reader: dropping buffers starves it.
                 continue;
             }
-            match writer.write_at(offset, &data) {
-                Ok(()) => stats.written += data.len() as u64,
-                Err(e) => write_error = Some(e),
-            }
+            let _ = free_tx.send(chunk.buf);
         }
         let read = producer.join().unwrap_or_else(|_| {
             Err(DiskError::Invalid(
@@ -100,38 +132,29 @@ pub fn copy(
     Ok(stats)
 }
 
-/// Splits a chunk read at `offset` into its non-zero runs, grain by grain.
-fn non_zero_runs(offset: u64, buf: Vec<u8>) -> Vec<(u64, Vec<u8>)> {
+/// The ranges of a chunk read at `offset` that hold non-zero grains, merged.
+fn non_zero_runs(offset: u64, buf: &[u8]) -> Vec<(usize, usize)> {
     let grain = GRAIN as usize;
     let first_boundary = ((GRAIN - offset % GRAIN) % GRAIN) as usize;
-    let mut cuts = vec![0];
-    let mut at = if first_boundary == 0 {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut a = 0;
+    let mut b = if first_boundary == 0 {
         grain
     } else {
         first_boundary
     };
-    while at < buf.len() {
-        cuts.push(at);
-        at += grain;
-    }
-    cuts.push(buf.len());
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    for w in cuts.windows(2) {
-        let (a, b) = (w[0], w[1]);
-        if is_zero(&buf[a..b]) {
-            continue;
+    while a < buf.len() {
+        let end = b.min(buf.len());
+        if !is_zero(&buf[a..end]) {
+            match runs.last_mut() {
+                Some(last) if last.1 == a => last.1 = end,
+                _ => runs.push((a, end)),
+            }
         }
-        match runs.last_mut() {
-            Some(last) if last.1 == a => last.1 = b,
-            _ => runs.push((a, b)),
-        }
+        a = end;
+        b = end + grain;
     }
-    if runs.len() == 1 && runs[0] == (0, buf.len()) {
-        return vec![(offset, buf)];
-    }
-    runs.into_iter()
-        .map(|(a, b)| (offset + a as u64, buf[a..b].to_vec()))
-        .collect()
+    runs
 }
 
 /// True if every byte is zero.
@@ -170,22 +193,16 @@ mod tests {
         buf[10] = 1;
         buf[GRAIN as usize + 5] = 2;
         buf[3 * GRAIN as usize] = 3;
-        let runs = non_zero_runs(GRAIN, buf);
-        let spans: Vec<(u64, usize)> = runs.iter().map(|(o, d)| (*o, d.len())).collect();
-        assert_eq!(
-            spans,
-            vec![(GRAIN, 2 * GRAIN as usize), (4 * GRAIN, GRAIN as usize)]
-        );
+        let g = GRAIN as usize;
+        assert_eq!(non_zero_runs(GRAIN, &buf), vec![(0, 2 * g), (3 * g, 4 * g)]);
     }
 
     #[test]
     fn unaligned_start_cuts_on_grain_boundaries() {
         let mut buf = vec![0u8; GRAIN as usize];
         buf[GRAIN as usize - 1] = 9;
-        let runs = non_zero_runs(100, buf);
-        assert_eq!(runs.len(), 1);
-        assert_eq!(runs[0].0, GRAIN);
-        assert_eq!(runs[0].1.len(), 100);
+        let g = GRAIN as usize;
+        assert_eq!(non_zero_runs(100, &buf), vec![(g - 100, g)]);
     }
 
     #[test]

@@ -46,7 +46,9 @@ pub trait ImageWriter: Send {
     /// Writes `data` at virtual offset `offset`.
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), DiskError>;
 
-    /// Completes the image (tables, footers) and flushes it to disk.
+    /// Completes the image (tables, footers, headers). Like `qemu-img
+    /// convert`, it leaves the data to the kernel's write-back rather than
+    /// forcing it to stable storage.
     fn finish(self: Box<Self>) -> Result<(), DiskError>;
 }
 

@@ -7,7 +7,8 @@ use std::path::Path;
 use crate::disk::convert::{copy, CopyStats};
 use crate::disk::error::DiskError;
 use crate::disk::image::{CreateOptions, Format, ImageReader, ImageWriter};
-use crate::disk::qcow2::{Qcow2Image, Qcow2Writer, MAGIC as QCOW2_MAGIC};
+use crate::disk::qcow2::{Qcow2Image, MAGIC as QCOW2_MAGIC};
+use crate::disk::qcow2_stream::Qcow2StreamWriter;
 use crate::disk::raw::{self, RawReader, RawWriter};
 use crate::disk::vmdk::{self, Subformat};
 
@@ -94,7 +95,7 @@ pub fn create(
 ) -> Result<Box<dyn ImageWriter>, DiskError> {
     Ok(match target {
         Target::Raw => Box::new(RawWriter::create(path, size)?),
-        Target::Qcow2 => Box::new(Qcow2Writer::create(path, size)?),
+        Target::Qcow2 => Box::new(Qcow2StreamWriter::create(path, size)?),
         Target::Vmdk(sub) => vmdk::create(path, size, sub, opts)?,
     })
 }

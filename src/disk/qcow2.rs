@@ -1,6 +1,6 @@
 //! qcow2 through the `imago` crate: reading (v2/v3, backing chains, zlib
 //! clusters), creating (v3, 64 KiB clusters), overlays with a backing file,
-//! writing and resizing.
+//! and resizing. New images written front to back use `qcow2_stream`.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,7 @@ use imago::{
 };
 
 use crate::disk::error::DiskError;
-use crate::disk::image::{Extent, ImageReader, ImageWriter};
+use crate::disk::image::{Extent, ImageReader};
 
 /// The cluster size of images b9 creates (qemu-img's default).
 pub const CLUSTER_SIZE: usize = 65536;
@@ -154,43 +154,6 @@ impl ImageReader for Qcow2Image {
     }
 }
 
-/// A new qcow2 image being written.
-pub struct Qcow2Writer {
-    image: Qcow2Image,
-}
-
-impl Qcow2Writer {
-    /// Creates `path` as an empty qcow2 image of `size` bytes, open for writing.
-    pub fn create(path: &Path, size: u64) -> Result<Qcow2Writer, DiskError> {
-        Qcow2Image::create(path, size, None)?;
-        Ok(Qcow2Writer {
-            image: Qcow2Image::open(path, true)?,
-        })
-    }
-}
-
-impl ImageWriter for Qcow2Writer {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), DiskError> {
-        self.image
-            .access
-            .write(data, offset)
-            .map_err(io_err("cannot write", &self.image.path))
-    }
-
-    fn finish(self: Box<Self>) -> Result<(), DiskError> {
-        let path = self.image.path.clone();
-        self.image
-            .access
-            .flush()
-            .map_err(io_err("cannot flush", &path))?;
-        drop(self.image);
-        normalize_header(&path)?;
-        std::fs::File::open(&path)
-            .and_then(|f| f.sync_data())
-            .map_err(io_err("cannot sync", &path))
-    }
-}
-
 /// Header extension type: the backing file's format name.
 const EXT_BACKING_FORMAT: u32 = 0xE279_2ACA;
 
@@ -305,12 +268,14 @@ pub fn backing_of(path: &Path) -> Result<Option<(String, Option<String>)>, DiskE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::image::ImageWriter;
 
     #[test]
     fn create_write_read_and_map() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("a.qcow2");
-        let mut w = Box::new(Qcow2Writer::create(&p, 64 << 20).unwrap());
+        let mut w =
+            Box::new(crate::disk::qcow2_stream::Qcow2StreamWriter::create(&p, 64 << 20).unwrap());
         w.write_at(1 << 20, &[5u8; 100_000]).unwrap();
         w.finish().unwrap();
         let r = Qcow2Image::open(&p, false).unwrap();
