@@ -36,13 +36,29 @@ fn time(cmd: &mut Command) -> Result<Duration, String> {
     Ok(t)
 }
 
-/// The best of `n` runs, to keep the page cache and scheduling noise out.
-fn best(n: usize, mut f: impl FnMut() -> Result<Duration, String>) -> Result<Duration, String> {
-    let mut best = Duration::MAX;
+/// The best of `n` alternating runs of two commands (so both meet the same
+/// machine state: page cache, write-back, other load).
+fn best_pair(
+    n: usize,
+    mut a: impl FnMut() -> Result<Duration, String>,
+    mut b: impl FnMut() -> Result<Duration, String>,
+) -> Result<(Duration, Duration), String> {
+    let verbose = std::env::var_os("B9_BENCH_VERBOSE").is_some();
+    let (mut best_a, mut best_b) = (Duration::MAX, Duration::MAX);
     for _ in 0..n {
-        best = best.min(f()?);
+        let ta = a()?;
+        let tb = b()?;
+        if verbose {
+            eprintln!(
+                "  run: {:.3} s / {:.3} s",
+                ta.as_secs_f64(),
+                tb.as_secs_f64()
+            );
+        }
+        best_a = best_a.min(ta);
+        best_b = best_b.min(tb);
     }
-    Ok(best)
+    Ok((best_a, best_b))
 }
 
 fn run(full: bool) -> Result<(), String> {
@@ -87,45 +103,57 @@ fn run(full: bool) -> Result<(), String> {
     ];
     for (name, input, output, qemu_opts) in cases {
         let (i, o) = (dir.join(input), dir.join(output));
-        let b9_time = best(runs, || {
-            time(
-                Command::new(b9)
-                    .args(["image", "convert", &s(&i), &s(&o)])
-                    .env("HOME", &home),
-            )
-        })?;
-        let qemu_time = best(runs, || {
-            time(
-                Command::new("qemu-img")
-                    .arg("convert")
-                    .args(qemu_opts)
-                    .args([&s(&i), &s(&o)]),
-            )
-        })?;
+        // Each run writes a new file: no tool pays for replacing an old one.
+        let (b9_time, qemu_time) = best_pair(
+            runs,
+            || {
+                let _ = std::fs::remove_file(&o);
+                time(
+                    Command::new(b9)
+                        .args(["image", "convert", &s(&i), &s(&o)])
+                        .env("HOME", &home),
+                )
+            },
+            || {
+                let _ = std::fs::remove_file(&o);
+                time(
+                    Command::new("qemu-img")
+                        .arg("convert")
+                        .args(qemu_opts)
+                        .args([&s(&i), &s(&o)]),
+                )
+            },
+        )?;
         report(name, b9_time, "qemu-img convert", qemu_time);
     }
 
     let img = dir.join("empty.raw");
-    let b9_time = best(runs, || {
-        time(
-            Command::new(b9)
-                .args([
-                    "image",
-                    "create",
-                    "--fs",
-                    "ext4",
-                    "--size",
-                    ext4_size,
-                    &s(&img),
-                ])
-                .env("HOME", &home),
-        )
-    })?;
-    let mkfs_time = best(runs, || {
-        let _ = std::fs::remove_file(&img);
-        time(Command::new("truncate").args(["-s", ext4_size, &s(&img)]))?;
-        time(Command::new("mkfs.ext4").args(["-q", "-F", &s(&img)]))
-    })?;
+    let size_arg = ext4_size;
+    let (b9_time, mkfs_time) = best_pair(
+        runs,
+        || {
+            let _ = std::fs::remove_file(&img);
+            time(
+                Command::new(b9)
+                    .args([
+                        "image",
+                        "create",
+                        "--fs",
+                        "ext4",
+                        "--size",
+                        size_arg,
+                        &s(&img),
+                    ])
+                    .env("HOME", &home),
+            )
+        },
+        || {
+            let _ = std::fs::remove_file(&img);
+            // mkfs.ext4 needs the file to exist: the truncate is not timed.
+            time(Command::new("truncate").args(["-s", size_arg, &s(&img)]))?;
+            time(Command::new("mkfs.ext4").args(["-q", "-F", &s(&img)]))
+        },
+    )?;
     report(
         &format!("empty {ext4_size} ext4"),
         b9_time,
