@@ -5,6 +5,7 @@
 //! see `docs/ARCHITECTURE.md`.
 
 pub mod build;
+pub mod civil;
 pub mod cli;
 pub mod config;
 pub mod content;

@@ -112,14 +112,9 @@ where
 fn clock(t: std::time::SystemTime) -> String {
     let secs = t
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        % 86_400;
-    format!(
-        "{:02}:{:02}:{:02}",
-        secs / 3600,
-        (secs % 3600) / 60,
-        secs % 60
-    )
+        .map_or(0, |d| d.as_secs());
+    let c = crate::civil::Civil::from_unix(secs);
+    format!("{:02}:{:02}:{:02}", c.hour, c.minute, c.second)
 }
 
 #[cfg(test)]

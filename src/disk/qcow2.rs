@@ -40,10 +40,12 @@ pub struct Qcow2Image {
 impl Qcow2Image {
     /// Opens an image (and, through it, its backing chain) read-only or writable.
     pub fn open(path: &Path, writable: bool) -> Result<Qcow2Image, DiskError> {
-        let q = Qcow2::<ImagoFile>::builder_path(path)
-            .write(writable)
-            .open(PermissiveImplicitOpenGate::default())
-            .map_err(|e| classify(path, e))?;
+        let q = guard(path, || {
+            Qcow2::<ImagoFile>::builder_path(path)
+                .write(writable)
+                .open(PermissiveImplicitOpenGate::default())
+                .map_err(|e| classify(path, e))
+        })?;
         Ok(Qcow2Image {
             access: FormatAccess::new(q),
             path: path.to_path_buf(),
@@ -89,6 +91,19 @@ impl Qcow2Image {
     }
 }
 
+/// Runs a call into imago; a panic on malformed data becomes a `Corrupt`
+/// error instead of ending b9 (images are hostile input).
+fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T, DiskError>) -> Result<T, DiskError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(DiskError::Corrupt {
+            path: path.to_path_buf(),
+            format: "qcow2",
+            field: "image".into(),
+            problem: "the qcow2 reader failed on malformed data".into(),
+        })
+    })
+}
+
 /// Sorts imago's errors: an `InvalidData` error is a corrupt image.
 fn classify(path: &Path, e: std::io::Error) -> DiskError {
     match e.kind() {
@@ -126,31 +141,35 @@ impl ImageReader for Qcow2Image {
         if head.is_empty() {
             return Ok(());
         }
-        self.access
-            .read(head, offset)
-            .map_err(io_err("cannot read", &self.path))
+        guard(&self.path, || {
+            self.access
+                .read(head, offset)
+                .map_err(io_err("cannot read", &self.path))
+        })
     }
 
     fn data_extents(&self) -> Result<Vec<Extent>, DiskError> {
-        let size = self.access.size();
-        let mut extents: Vec<Extent> = Vec::new();
-        let mut pos = 0;
-        while pos < size {
-            let (mapping, len) = self
-                .access
-                .get_mapping(pos, MAPPING_STEP.min(size - pos))
-                .map_err(io_err("cannot read the cluster map of", &self.path))?;
-            let len = len.clamp(1, size - pos);
-            let data = !matches!(mapping, Mapping::Zero { .. } | Mapping::Eof { .. });
-            if data {
-                match extents.last_mut() {
-                    Some(last) if last.start + last.len == pos => last.len += len,
-                    _ => extents.push(Extent { start: pos, len }),
+        guard(&self.path, || {
+            let size = self.access.size();
+            let mut extents: Vec<Extent> = Vec::new();
+            let mut pos = 0;
+            while pos < size {
+                let (mapping, len) = self
+                    .access
+                    .get_mapping(pos, MAPPING_STEP.min(size - pos))
+                    .map_err(io_err("cannot read the cluster map of", &self.path))?;
+                let len = len.clamp(1, size - pos);
+                let data = !matches!(mapping, Mapping::Zero { .. } | Mapping::Eof { .. });
+                if data {
+                    match extents.last_mut() {
+                        Some(last) if last.start + last.len == pos => last.len += len,
+                        _ => extents.push(Extent { start: pos, len }),
+                    }
                 }
+                pos += len;
             }
-            pos += len;
-        }
-        Ok(extents)
+            Ok(extents)
+        })
     }
 }
 
