@@ -54,8 +54,10 @@ pub fn dedupe(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
 
 /// A host file as the checks see it.
 enum FileState {
+    /// A readable regular file whose contents were not needed.
+    Exists,
     /// Readable; its text when it is UTF-8.
-    Readable(Option<SourceRef>),
+    Read(Option<SourceRef>),
     /// Missing or unreadable, with the reason.
     Unreadable(String),
 }
@@ -112,19 +114,35 @@ impl Checker<'_> {
         self.assembly(inst);
     }
 
-    /// Reads (once) and classifies a host file.
-    fn file(&mut self, path: &Path) -> &FileState {
-        self.files
-            .entry(path.to_path_buf())
-            .or_insert_with(|| match std::fs::read(path) {
-                Ok(bytes) => {
-                    FileState::Readable(String::from_utf8(bytes).ok().map(|t| Source::new(path, t)))
+    /// Classifies a host file, once per path; its contents are read only
+    /// when `need_text` (source files can be large binaries).
+    fn file(&mut self, path: &Path, need_text: bool) -> &FileState {
+        let known = match self.files.get(path) {
+            None => false,
+            Some(FileState::Exists) => !need_text,
+            Some(_) => true,
+        };
+        if !known {
+            let state = if need_text {
+                match std::fs::read(path) {
+                    Ok(bytes) => {
+                        FileState::Read(String::from_utf8(bytes).ok().map(|t| Source::new(path, t)))
+                    }
+                    Err(e) if path.is_dir() => {
+                        FileState::Unreadable(format!("it is a directory ({e})"))
+                    }
+                    Err(e) => FileState::Unreadable(e.to_string()),
                 }
-                Err(e) if path.is_dir() => {
-                    FileState::Unreadable(format!("it is a directory ({e})"))
+            } else {
+                match std::fs::File::open(path) {
+                    Ok(_) if path.is_file() => FileState::Exists,
+                    Ok(_) => FileState::Unreadable("it is not a regular file".into()),
+                    Err(e) => FileState::Unreadable(e.to_string()),
                 }
-                Err(e) => FileState::Unreadable(e.to_string()),
-            })
+            };
+            self.files.insert(path.to_path_buf(), state);
+        }
+        self.files.get(path).unwrap_or(&FileState::Exists)
     }
 
     /// A source file: exists, is readable, and when expanded is a valid template
@@ -137,9 +155,11 @@ impl Checker<'_> {
         syntax: Option<Syntax>,
     ) {
         let resolved = self.dirs.cwd.join(&path.value);
-        let state = match self.file(&resolved) {
+        let need_text = expand || syntax.is_some();
+        let state = match self.file(&resolved, need_text) {
             FileState::Unreadable(why) => Err(why.clone()),
-            FileState::Readable(text) => Ok(text.clone()),
+            FileState::Read(text) => Ok(text.clone()),
+            FileState::Exists => Ok(None),
         };
         let text = match state {
             Err(why) => {
@@ -405,21 +425,12 @@ impl Checker<'_> {
     fn source_image(&mut self, inst: &Instance, image: &Node<Image>) -> Option<FileSystem> {
         let Image::Image(path, _, fs) = &image.value;
         let resolved = self.dirs.project_root.join(&path.value);
-        if let FileState::Unreadable(why) = self.file_exists(&resolved) {
+        if let FileState::Unreadable(why) = self.file(&resolved, false) {
             let d = Diagnostic::error(format!("cannot read source image {}: {why}", resolved.display()))
                 .with_hint("relative image paths are resolved against the project root (`-b` / build_dir_root)");
             self.error(inst, path.span, d);
         }
         Some(fs.value.clone())
-    }
-
-    /// Like [`Self::file`] but without reading: images can be large.
-    fn file_exists(&mut self, path: &Path) -> FileState {
-        match std::fs::File::open(path) {
-            Ok(_) if path.is_file() => FileState::Readable(None),
-            Ok(_) => FileState::Unreadable("it is not a regular file".into()),
-            Err(e) => FileState::Unreadable(e.to_string()),
-        }
     }
 
     fn destination(&mut self, inst: &Instance, d: &Node<ImageDestination>, fs: Option<FileSystem>) {
