@@ -1,0 +1,180 @@
+//! The shared-image repository: versions of named disk images with their
+//! `.b9si` metadata, kept in a local cache (SPEC Part B §8).
+//!
+//! Layout (compatible with the original b9): below the cache root
+//! ([`cache_root`], default `~/.b9/repo-cache`) the local images live in
+//! `local-repo/b9_shared_images/`, each version as `<name>_<buildid>.<ext>`
+//! plus `<name>_<buildid>.b9si`. See [`LocalRepo`] for how several b9
+//! processes share one cache safely. Remote repositories are not handled here.
+
+mod image;
+mod local;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use image::{
+    haskell_show_string, image_extension, is_safe_component, SharedImage, INFO_EXTENSION,
+};
+pub use local::{LocalRepo, IMAGES_DIR, LOCAL_REPO_DIR, LOCK_FILE};
+
+use crate::config::{B9Config, SystemPath};
+
+/// What went wrong in a repository operation.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// A file system operation failed.
+    #[error("{action} `{}`: {source}", path.display())]
+    Io {
+        /// What b9 was doing, e.g. "cannot read".
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A `.b9si` file does not hold a shared image.
+    #[error("{}:{line}:{column}: not a valid shared image description: {message}", path.display())]
+    Corrupt {
+        /// The `.b9si` file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column (characters).
+        column: usize,
+        /// What is wrong there.
+        message: String,
+    },
+    /// No version of the named image is in the cache.
+    #[error("Nothing found for shared image `{0}` in the local cache (pull it from a remote repository first)")]
+    NotFound(String),
+    /// A revision limit below 1 (SPEC §8.5) or a negative `clean-local` limit.
+    #[error("invalid max_cached_shared_images `{0}`: {1}")]
+    InvalidLimit(i64, &'static str),
+    /// A name or build id that cannot be part of a file name.
+    #[error("invalid shared image {what} {value:?}: it must be non-empty and contain no `/`")]
+    InvalidName {
+        /// "name" or "build id".
+        what: &'static str,
+        /// The rejected value.
+        value: String,
+    },
+}
+
+impl RepoError {
+    /// An [`RepoError::Io`] for `path`.
+    pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> RepoError {
+        RepoError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// A problem found while scanning the cache that does not stop the operation
+/// (e.g. a broken `.b9si`, which is skipped and left on disk).
+#[derive(Debug)]
+pub struct RepoWarning {
+    /// The file concerned.
+    pub path: PathBuf,
+    /// What is wrong (for a broken `.b9si`, the full [`RepoError`] text).
+    pub message: String,
+}
+
+impl fmt::Display for RepoWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "skipping `{}`: {}", self.path.display(), self.message)
+    }
+}
+
+/// The cache root: `repository_cache` resolved against `b9_dir` (`~/.b9`),
+/// or `<b9_dir>/repo-cache` when unset (the original's `defaultRepositoryCache`).
+pub fn cache_root(config: &B9Config, b9_dir: &Path) -> PathBuf {
+    match &config.repository_cache {
+        Some(sp) => sp.resolve(b9_dir),
+        None => SystemPath::InB9UserDir("repo-cache".into()).resolve(b9_dir),
+    }
+}
+
+/// The table `b9 list` prints, as the original's `prettyPrintSharedImages`
+/// (a `boxes` table): columns `Name`, `Date`, `ID`, left-aligned, separated
+/// by one space, every line padded to the column widths and ended by a
+/// newline. An empty list gives `NO SHARED IMAGES` surrounded by the
+/// original's blank lines.
+pub fn render_list(images: &[SharedImage]) -> String {
+    if images.is_empty() {
+        return "\n\nNO SHARED IMAGES\n".into();
+    }
+    let cols: [(&str, Vec<&str>); 3] = [
+        ("Name", images.iter().map(|i| i.name.as_str()).collect()),
+        ("Date", images.iter().map(|i| i.date.as_str()).collect()),
+        ("ID", images.iter().map(|i| i.build_id.as_str()).collect()),
+    ];
+    let widths: Vec<usize> = cols
+        .iter()
+        .map(|(t, cells)| {
+            cells
+                .iter()
+                .map(|c| c.chars().count())
+                .chain([t.chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in 0..=images.len() {
+        let cells = cols.iter().zip(&widths).map(|((title, cells), w)| {
+            let c = if row == 0 { title } else { &cells[row - 1] };
+            format!("{c:<w$}")
+        });
+        out.push_str(&cells.collect::<Vec<_>>().join(" "));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lang::syntax::{FileSystem, ImageType};
+
+    #[test]
+    fn list_table() {
+        let img = |n: &str, d: &str, b: &str| SharedImage {
+            name: n.into(),
+            date: d.into(),
+            build_id: b.into(),
+            image_type: ImageType::Raw,
+            fs: FileSystem::Ext4,
+        };
+        let t = render_list(&[
+            img("fedora", "2023-04-19-14:31:45", "0123ABCD"),
+            img("a", "2023-04-20-00:00:00", "1"),
+        ]);
+        assert_eq!(
+            t,
+            "Name   Date                ID      \n\
+             fedora 2023-04-19-14:31:45 0123ABCD\n\
+             a      2023-04-20-00:00:00 1       \n"
+        );
+        assert_eq!(render_list(&[]), "\n\nNO SHARED IMAGES\n");
+    }
+
+    #[test]
+    fn default_cache_root() {
+        let mut cfg = B9Config {
+            repository_cache: None,
+            ..B9Config::default()
+        };
+        assert_eq!(
+            cache_root(&cfg, Path::new("/h/.b9")),
+            PathBuf::from("/h/.b9/repo-cache")
+        );
+        cfg.repository_cache = Some(SystemPath::Path("/var/cache/b9".into()));
+        assert_eq!(
+            cache_root(&cfg, Path::new("/h/.b9")),
+            PathBuf::from("/var/cache/b9")
+        );
+    }
+}
