@@ -495,7 +495,7 @@ fn a_failing_image_build_exports_nothing() {
 }
 
 #[test]
-fn scripts_and_shared_images_are_refused_before_building() {
+fn scripts_are_refused_before_building() {
     let d = Dir::new();
     std::fs::write(
         d.p("script.b9"),
@@ -508,9 +508,91 @@ fn scripts_and_shared_images_are_refused_before_building() {
     let out = d.b9(&["build", "-f", "script.b9"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("`From` (shared images) is not supported"),
-        "{err}"
-    );
     assert!(err.contains("running a `VmScript`"), "{err}");
+}
+
+#[test]
+fn share_then_build_from_the_cache() {
+    let d = Dir::new();
+    let conf = d.p("b9.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nbuild_dir_root: Nothing\nkeep_temp_dirs: False\nlog_file: Nothing\nrepository: Nothing\nrepository_cache: Just (Path \"{}\")\nunique_build_dirs: True\nverbosity: Nothing\nmax_cached_shared_images: Just 2\n",
+            d.s("cache")
+        ),
+    )
+    .unwrap();
+    let conf = conf.to_string_lossy().into_owned();
+    std::fs::write(
+        d.p("share.b9"),
+        r#"Artifact (IID "base")
+  (VmImages [ ImageTarget (Share "base-os" QCow2 KeepSize) (EmptyImage "root" Ext4 Raw (ImageSize 32 MB)) NotMounted ]
+     NoVmScript)
+"#,
+    )
+    .unwrap();
+    for _ in 0..3 {
+        d.ok(&["-c", &conf, "build", "-f", "share.b9"]);
+    }
+    let images = d.p("cache/local-repo/b9_shared_images");
+    let mut names: Vec<String> = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".qcow2")).count(),
+        2,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".b9si")).count(),
+        2,
+        "{names:?}"
+    );
+    let info =
+        std::fs::read_to_string(images.join(names.iter().find(|n| n.ends_with(".b9si")).unwrap()))
+            .unwrap();
+    assert!(
+        info.starts_with("SharedImage\n  (SharedImageName \"base-os\")"),
+        "{info}"
+    );
+    for n in names.iter().filter(|n| n.ends_with(".qcow2")) {
+        qemu_check(&images.join(n));
+    }
+    let list = d.ok(&["-c", &conf, "list"]);
+    assert_eq!(list.matches("base-os").count(), 2, "{list}");
+
+    std::fs::write(
+        d.p("from.b9"),
+        r#"Artifact (IID "derived")
+  (VmImages [ ImageTarget (LocalFile (Image "out/derived.raw" Raw Ext4) KeepSize) (From "base-os" (ResizeImage (ImageSize 64 MB))) (MountPoint "/") ]
+     NoVmScript)
+"#,
+    )
+    .unwrap();
+    d.ok(&["-c", &conf, "build", "-f", "from.b9"]);
+    assert_eq!(
+        std::fs::metadata(d.p("out/derived.raw")).unwrap().len(),
+        64 << 20
+    );
+    check_ok("e2fsck", "e2fsprogs", &["-fn", &d.s("out/derived.raw")]);
+
+    let missing = d.b9(&["-c", &conf, "build", "-f", "share.b9", "-f", "from.b9"]);
+    assert!(
+        missing.status.success(),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    let cleaned = d.ok(&["-c", &conf, "clean-local"]);
+    assert!(cleaned.contains("removed"), "{cleaned}");
+    std::fs::write(d.p("nothing.b9"), "Artifact (IID \"x\") (VmImages [ImageTarget Transient (From \"nope\" KeepSize) NotMounted] NoVmScript)\n").unwrap();
+    let out = d.b9(&["-c", &conf, "build", "-f", "nothing.b9"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nope"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -2,9 +2,10 @@
 //! sources in the build directory, resized, then exported to their
 //! destinations (staged, committed only when the artifact succeeded).
 //!
-//! What needs the VM appliance (scripts, file-system resizes, post-fix
-//! scripts) or the shared-image repository (`From`, `Share`) is refused by
-//! [`unsupported`] before the build starts.
+//! `From` reads the newest version from the local shared-image cache;
+//! `Share` adds a version to it when the artifact succeeded. What needs the
+//! VM appliance (scripts, file-system resizes, post-fix scripts) is refused
+//! by [`unsupported`] before the build starts.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,7 @@ use crate::eval::check::runs_something;
 use crate::eval::expand::Instance;
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
+use crate::repo::{LocalRepo, SharedImage};
 
 /// What building images needs from the build.
 #[derive(Clone, Debug)]
@@ -35,8 +37,52 @@ pub struct ImageSettings {
     pub create: CreateOptions,
     /// The build id (for `LiveInstallerImage`'s VERSION).
     pub build_id: String,
-    /// The build date (for `LiveInstallerImage`'s VERSION).
+    /// The build date (for `LiveInstallerImage`'s VERSION and shared images).
     pub build_date: String,
+    /// The shared-image cache (`From` reads it, `Share` adds to it).
+    pub cache_root: PathBuf,
+    /// b9.conf `max_cached_shared_images`.
+    pub max_cached: Option<i64>,
+}
+
+/// What an artifact's images export: files staged next to their
+/// destinations, and images to add to the shared-image cache.
+#[derive(Debug, Default)]
+pub struct Exports {
+    /// Staged files.
+    pub staged: Vec<Staged>,
+    /// Shared images and their converted files, added on commit.
+    pub shares: Vec<(SharedImage, PathBuf)>,
+}
+
+impl Exports {
+    /// Moves the staged files into place, then adds the shared images to
+    /// the cache (applying `max_cached_shared_images`).
+    pub fn commit(self, s: &ImageSettings) -> Result<(), String> {
+        output::commit(self.staged)?;
+        if self.shares.is_empty() {
+            return Ok(());
+        }
+        let repo = LocalRepo::open(&s.cache_root).map_err(|e| e.to_string())?;
+        for (img, file) in self.shares {
+            let removed = repo
+                .share(&img, &file, s.max_cached)
+                .map_err(|e| e.to_string())?;
+            tracing::info!("SHARED '{}'", img.name);
+            for old in removed {
+                tracing::info!("removed cached image {} {}", old.name, old.build_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes what was staged.
+    pub fn discard(self) {
+        output::discard(self.staged);
+        for (_, file) in self.shares {
+            let _ = std::fs::remove_file(file);
+        }
+    }
 }
 
 /// Problems that keep this version from building an instance's images.
@@ -70,18 +116,12 @@ pub fn unsupported(inst: &Instance) -> Vec<Diagnostic> {
         let ImageTarget::ImageTarget(dest, source, _) = &t.value;
         let mut resizes = Vec::new();
         match &source.value {
-            ImageSource::From(_, r) => {
-                refuse(source.span, "`From` (shared images)");
-                resizes.push(r);
-            }
+            ImageSource::From(_, r) => resizes.push(r),
             ImageSource::SourceImage(_, _, r) => resizes.push(r),
             _ => {}
         }
         match &dest.value {
-            ImageDestination::Share(_, _, r) => {
-                refuse(dest.span, "`Share` (shared images)");
-                resizes.push(r);
-            }
+            ImageDestination::Share(_, _, r) => resizes.push(r),
             ImageDestination::LiveInstallerImage(_, _, r) | ImageDestination::LocalFile(_, r) => {
                 resizes.push(r)
             }
@@ -106,29 +146,33 @@ pub fn assemble(
     inst: &Instance,
     targets: &List<ImageTarget>,
     s: &ImageSettings,
-) -> Result<Vec<Staged>, String> {
+) -> Result<Exports, String> {
     let dir = s.build_dir.join("images").join(&inst.id.value);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let mut staged = Vec::new();
+    let mut exports = Exports::default();
     for (i, t) in targets.iter().enumerate() {
         let ImageTarget::ImageTarget(dest, source, _) = &t.value;
         let result = build_image(&dir, i, source, s)
             .map_err(|e| e.to_string())
-            .and_then(|(path, format)| {
+            .and_then(|built| {
                 if let Some(size) = destination_resize(dest) {
-                    images::resize_file(&path, size, &s.create).map_err(|e| e.to_string())?;
+                    images::resize_file(&built.path, size, &s.create).map_err(|e| e.to_string())?;
                 }
-                export(&path, format, dest, s)
+                export(&built, dest, s, &mut exports)
             });
-        match result {
-            Ok(mut st) => staged.append(&mut st),
-            Err(e) => {
-                output::discard(staged);
-                return Err(e);
-            }
+        if let Err(e) = result {
+            exports.discard();
+            return Err(e);
         }
     }
-    Ok(staged)
+    Ok(exports)
+}
+
+/// A build image: its file, format and file system.
+struct Built {
+    path: PathBuf,
+    format: Format,
+    fs: FileSystem,
 }
 
 /// Bytes of an `ImageSize`.
@@ -173,7 +217,7 @@ fn build_image(
     i: usize,
     source: &Node<ImageSource>,
     s: &ImageSettings,
-) -> Result<(PathBuf, Format), DiskError> {
+) -> Result<Built, DiskError> {
     let path_for = |name: &str, f: Format| dir.join(format!("{i}-{name}.{}", extension(f)));
     match &source.value {
         ImageSource::EmptyImage(label, fs, ty, size) => {
@@ -196,13 +240,21 @@ fn build_image(
                             timestamp: s.create.timestamp,
                         },
                     )?;
-                    Ok((path, Format::Raw))
+                    Ok(Built {
+                        path,
+                        format: Format::Raw,
+                        fs: fs.value.clone(),
+                    })
                 }
                 FileSystem::NoFileSystem => {
                     let f = format_of(&ty.value);
                     let path = path_for(&label.value, f);
                     images::create(&path, Target::from(f), size, &s.create)?.finish()?;
-                    Ok((path, f))
+                    Ok(Built {
+                        path,
+                        format: f,
+                        fs: FileSystem::NoFileSystem,
+                    })
                 }
                 FileSystem::ISO9660 | FileSystem::VFAT => Err(DiskError::Invalid(format!(
                     "an EmptyImage cannot have the file system {:?}",
@@ -211,40 +263,35 @@ fn build_image(
             }
         }
         ImageSource::SourceImage(image, part, resize) => {
-            let Image::Image(src, _, _) = &image.value;
+            let Image::Image(src, _, fs) = &image.value;
             let src = s.project_root.join(&src.value);
-            let reader = images::open(&src)?;
-            let (path, format) = match &part.value {
-                Partition::Partition(n) => {
-                    let number = u32::try_from(n.value).map_err(|_| {
-                        DiskError::Invalid(format!("partition number {} is out of range", n.value))
-                    })?;
-                    let info = partition::find(reader.as_ref(), &src, number)?;
-                    let view = PartitionReader::new(reader.as_ref(), &info);
-                    let path = path_for(&stem(&src.to_string_lossy()), Format::Raw);
-                    images::convert_reader(&view, &path, Target::Raw, None, &s.create)?;
-                    (path, Format::Raw)
-                }
-                Partition::NoPT => {
-                    let format = images::detect(&src)?;
-                    let path = path_for(&stem(&src.to_string_lossy()), format);
-                    images::convert_reader(
-                        reader.as_ref(),
-                        &path,
-                        Target::from(format),
-                        None,
-                        &s.create,
-                    )?;
-                    (path, format)
-                }
-            };
-            if let ImageResize::ResizeImage(size) = &resize.value {
-                images::resize_file(&path, bytes(size), &s.create)?;
-            }
-            Ok((path, format))
+            copy_source(&src, &part.value, resize, fs.value.clone(), &path_for, s)
+        }
+        ImageSource::From(name, resize) => {
+            let repo =
+                LocalRepo::open(&s.cache_root).map_err(|e| DiskError::Invalid(e.to_string()))?;
+            let img = repo.require_latest(&name.value).map_err(|e| {
+                DiskError::Invalid(format!(
+                    "{e} (shared images come from `b9 pull` or a `Share` build)"
+                ))
+            })?;
+            tracing::info!(
+                "using shared image {} {} ({})",
+                img.name,
+                img.build_id,
+                img.date
+            );
+            copy_source(
+                &repo.image_path(&img),
+                &Partition::NoPT,
+                resize,
+                img.fs.clone(),
+                &path_for,
+                s,
+            )
         }
         ImageSource::CopyOnWrite(image) => {
-            let Image::Image(src, _, _) = &image.value;
+            let Image::Image(src, _, fs) = &image.value;
             let backing = s.project_root.join(&src.value);
             let backing = backing.canonicalize().map_err(|source| DiskError::Io {
                 op: "cannot find",
@@ -255,13 +302,55 @@ fn build_image(
             let format = images::detect(&backing)?;
             let path = path_for(&stem(&src.value), Format::Qcow2);
             Qcow2Image::create(&path, size, Some((&backing, extension(format))))?;
-            Ok((path, Format::Qcow2))
+            Ok(Built {
+                path,
+                format: Format::Qcow2,
+                fs: fs.value.clone(),
+            })
         }
-        ImageSource::From(name, _) => Err(DiskError::Invalid(format!(
-            "`From {:?}` needs the shared-image cache, not supported yet",
-            name.value
-        ))),
     }
+}
+
+/// Copies a source image (or one partition of it) into a build image of
+/// the same format (raw for a partition), then applies `ResizeImage`.
+fn copy_source(
+    src: &Path,
+    part: &Partition,
+    resize: &Node<ImageResize>,
+    fs: FileSystem,
+    path_for: &dyn Fn(&str, Format) -> PathBuf,
+    s: &ImageSettings,
+) -> Result<Built, DiskError> {
+    let reader = images::open(src)?;
+    let name = stem(&src.to_string_lossy());
+    let (path, format) = match part {
+        Partition::Partition(n) => {
+            let number = u32::try_from(n.value).map_err(|_| {
+                DiskError::Invalid(format!("partition number {} is out of range", n.value))
+            })?;
+            let info = partition::find(reader.as_ref(), src, number)?;
+            let view = PartitionReader::new(reader.as_ref(), &info);
+            let path = path_for(&name, Format::Raw);
+            images::convert_reader(&view, &path, Target::Raw, None, &s.create)?;
+            (path, Format::Raw)
+        }
+        Partition::NoPT => {
+            let format = images::detect(src)?;
+            let path = path_for(&name, format);
+            images::convert_reader(
+                reader.as_ref(),
+                &path,
+                Target::from(format),
+                None,
+                &s.create,
+            )?;
+            (path, format)
+        }
+    };
+    if let ImageResize::ResizeImage(size) = &resize.value {
+        images::resize_file(&path, bytes(size), &s.create)?;
+    }
+    Ok(Built { path, format, fs })
 }
 
 /// The container size a destination asks for.
@@ -280,17 +369,21 @@ fn destination_resize(dest: &Node<ImageDestination>) -> Option<u64> {
 
 /// Stages a build image's export to its destination.
 fn export(
-    build: &Path,
-    format: Format,
+    built: &Built,
     dest: &Node<ImageDestination>,
     s: &ImageSettings,
-) -> Result<Vec<Staged>, String> {
+    out: &mut Exports,
+) -> Result<(), String> {
+    let (build, format) = (built.path.as_path(), built.format);
     match &dest.value {
         ImageDestination::LocalFile(image, _) => {
             let Image::Image(path, ty, _) = &image.value;
             let st = output::stage(&s.cwd.join(&path.value))?;
-            place(build, format, &st.tmp, format_of(&ty.value), s)?;
-            Ok(vec![st])
+            out.staged.push(st);
+            if let Some(st) = out.staged.last() {
+                place(build, format, &st.tmp, format_of(&ty.value), s)?;
+            }
+            Ok(())
         }
         ImageDestination::LiveInstallerImage(name, root, _) => {
             let disks = s
@@ -300,21 +393,39 @@ fn export(
                 .join(&name.value)
                 .join("disks/raw");
             let image = output::stage(&disks.join("0.raw"))?;
-            place(build, format, &image.tmp, Format::Raw, s)?;
-            let size = images::open(&image.tmp).map_err(|e| e.to_string())?.size();
+            let tmp = image.tmp.clone();
+            out.staged.push(image);
+            place(build, format, &tmp, Format::Raw, s)?;
+            let size = images::open(&tmp).map_err(|e| e.to_string())?.size();
             let size_file = output::stage(&disks.join("0.size"))?;
             write(&size_file.tmp, size.to_string().as_bytes())?;
+            out.staged.push(size_file);
             let version = output::stage(&disks.join("VERSION"))?;
             write(
                 &version.tmp,
                 format!("{}-{}", s.build_id, s.build_date).as_bytes(),
             )?;
-            Ok(vec![image, size_file, version])
+            out.staged.push(version);
+            Ok(())
         }
-        ImageDestination::Transient => Ok(Vec::new()),
-        ImageDestination::Share(..) => {
-            Err("`Share` needs the shared-image cache, not supported yet".into())
+        ImageDestination::Share(name, ty, _) => {
+            let img = SharedImage {
+                name: name.value.clone(),
+                date: s.build_date.clone(),
+                build_id: s.build_id.clone(),
+                image_type: ty.value.clone(),
+                fs: built.fs.clone(),
+            };
+            let file = s.build_dir.join("share").join(img.image_file_name());
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            place(build, format, &file, format_of(&ty.value), s)?;
+            out.shares.push((img, file));
+            Ok(())
         }
+        ImageDestination::Transient => Ok(()),
     }
 }
 

@@ -30,6 +30,10 @@ pub struct BuildSettings {
     pub build_date: String,
     /// b9.conf `ext4_attributes`.
     pub ext4_attributes: Vec<String>,
+    /// The shared-image cache root.
+    pub cache_root: PathBuf,
+    /// b9.conf `max_cached_shared_images`.
+    pub max_cached: Option<i64>,
     /// Keep the build directory afterwards.
     pub keep_build_dir: bool,
     /// Time limit of downloads.
@@ -182,9 +186,10 @@ fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String
                 },
                 build_id: s.build_id.clone(),
                 build_date: s.build_date.clone(),
+                cache_root: s.cache_root.clone(),
+                max_cached: s.max_cached,
             };
-            let staged = images::assemble(inst, targets, &settings)?;
-            output::commit(staged)
+            images::assemble(inst, targets, &settings)?.commit(&settings)
         }
     }
 }

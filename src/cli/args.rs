@@ -118,6 +118,10 @@ pub enum Command {
         #[arg(last = true, hide = true)]
         args: Vec<String>,
     },
+    /// List the shared images in the local cache.
+    List,
+    /// Remove cached shared images, keeping the newest `max_cached_shared_images` of each name.
+    CleanLocal,
     /// Disk images: info, convert, create, extract-partition.
     Image {
         /// The image command.

@@ -31,6 +31,8 @@ pub fn build(session: &Session, instances: &[Instance]) -> Result<(), Failure> {
         project_root: session.dirs.project_root.clone(),
         build_date: crate::build::id::build_date(session.started),
         ext4_attributes: config.ext4_attributes.clone(),
+        cache_root: session.cache_root(),
+        max_cached: config.max_cached_shared_images,
         keep_build_dir: config.keep_temp_dirs || !config.unique_build_dirs,
         url_timeout,
         timestamp: session.started,

@@ -7,6 +7,7 @@ pub mod args;
 mod build;
 pub mod image;
 mod reformat;
+mod repo;
 mod session;
 
 use std::io::Write;
@@ -95,6 +96,8 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             clap_complete::generate(*shell, &mut Cli::command(), "b9", out);
             Ok(())
         }
+        Command::List => repo::list(&session::open(&cli.global)?, out),
+        Command::CleanLocal => repo::clean_local(&session::open(&cli.global)?, out),
         Command::Image { command } => {
             image::run(command, session::start_time().map_err(Failure::from)?, out)
         }

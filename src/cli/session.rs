@@ -21,6 +21,8 @@ pub struct Session {
     pub warnings: Vec<Diagnostic>,
     /// The build id of this run.
     pub build_id: String,
+    /// `~/.b9`.
+    pub b9_dir: PathBuf,
     /// The start of the build in UNIX seconds: `SOURCE_DATE_EPOCH` when set
     /// (reproducible builds), else now.
     pub started: u64,
@@ -84,12 +86,18 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
         notices,
         warnings: loaded.warnings,
         build_id,
+        b9_dir,
         started,
         dirs: Dirs { cwd, project_root },
     })
 }
 
 impl Session {
+    /// The shared-image cache root (`repository_cache`, default `~/.b9/repo-cache`).
+    pub fn cache_root(&self) -> PathBuf {
+        crate::repo::cache_root(&self.config, &self.b9_dir)
+    }
+
     /// `<projectRoot>/BUILD-<buildId>`.
     pub fn build_dir(&self) -> PathBuf {
         self.dirs
