@@ -14,3 +14,4 @@ pub mod disk;
 pub mod eval;
 pub mod lang;
 pub mod media;
+pub mod repo;

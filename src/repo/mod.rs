@@ -1,0 +1,3 @@
+//! Shared-image repositories.
+
+pub mod ssh;
