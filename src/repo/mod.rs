@@ -9,6 +9,7 @@
 
 mod image;
 mod local;
+pub mod ssh;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
