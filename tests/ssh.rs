@@ -486,3 +486,98 @@ fn bench_1gib_vs_scp() {
         down.as_secs_f64() / scp_down.as_secs_f64()
     );
 }
+
+/// Runs the b9 executable with its own HOME and a config naming the fixture's sshd as repo `farm`.
+fn b9_with_repo(f: &Fixture, args: &[&str]) -> std::process::Output {
+    let home = f.path("home");
+    std::fs::create_dir_all(home.join(".b9")).unwrap();
+    std::fs::write(
+        home.join(".b9/b9.conf"),
+        format!(
+            "[global]\nbuild_dir_root: Nothing\nkeep_temp_dirs: False\nlog_file: Nothing\nrepository: Nothing\n\
+             repository_cache: Just (Path \"{}\")\nunique_build_dirs: True\nverbosity: Nothing\nmax_cached_shared_images: Just 2\n\n\
+             [farm-repo]\nremote_path: {}\nssh_priv_key_file: {}\nssh_remote_host: 127.0.0.1\nssh_remote_port: {}\nssh_remote_user: root\n",
+            f.path("cache").display(),
+            f.remote_dir(),
+            f.path("id_ed25519").display(),
+            f.sshd.port
+        ),
+    )
+    .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_b9"))
+        .args(args)
+        .current_dir(f.dir.path())
+        .env("HOME", &home)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn push_clean_pull_and_build_from_the_pulled_image() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.path("share.b9"),
+        "Artifact (IID \"base\") (VmImages [ImageTarget (Share \"base-os\" QCow2 KeepSize) (EmptyImage \"root\" Ext4 Raw (ImageSize 16 MB)) NotMounted] NoVmScript)\n",
+    )
+    .unwrap();
+    ok(b9_with_repo(&f, &["build", "-f", "share.b9"]));
+    let pushed = ok(b9_with_repo(&f, &["-r", "farm", "push", "base-os"]));
+    assert!(pushed.contains("pushed base-os"), "{pushed}");
+    // The remote holds image and metadata byte-identical to the cache.
+    let local = f.path("cache/local-repo/b9_shared_images");
+    let remote = f.path("remote/b9_shared_images");
+    let mut names: Vec<String> = std::fs::read_dir(&local)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.retain(|n| !n.starts_with('.'));
+    assert_eq!(names.len(), 2, "{names:?}");
+    for n in &names {
+        assert!(
+            std::fs::read(local.join(n)).unwrap() == std::fs::read(remote.join(n)).unwrap(),
+            "{n} differs"
+        );
+    }
+    assert!(std::fs::read_dir(&remote).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains("b9-part")));
+    // clean-local keeps the newest 2 (max_cached_shared_images): nothing goes.
+    assert!(ok(b9_with_repo(&f, &["clean-local"])).contains("0 cached images removed"));
+    // A fresh machine: an empty local cache.
+    std::fs::remove_dir_all(f.path("cache")).unwrap();
+    let pulled = ok(b9_with_repo(&f, &["-r", "farm", "pull", "base-os"]));
+    assert!(pulled.contains("pulled base-os"), "{pulled}");
+    let listed = ok(b9_with_repo(&f, &["-r", "farm", "list"]));
+    assert!(listed.contains("base-os"), "{listed}");
+    std::fs::write(
+        f.path("from.b9"),
+        "Artifact (IID \"d\") (VmImages [ImageTarget (LocalFile (Image \"out/d.raw\" Raw Ext4) KeepSize) (From \"base-os\" KeepSize) (MountPoint \"/\")] NoVmScript)\n",
+    )
+    .unwrap();
+    ok(b9_with_repo(&f, &["build", "-f", "from.b9"]));
+    let fsck = Command::new("e2fsck")
+        .args(["-fn"])
+        .arg(f.path("out/d.raw"))
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    // Without -r there is nothing to push to.
+    let out = b9_with_repo(&f, &["push", "base-os"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No repository specified"));
+}

@@ -118,8 +118,20 @@ pub enum Command {
         #[arg(last = true, hide = true)]
         args: Vec<String>,
     },
-    /// List the shared images in the local cache.
+    /// List the shared images in the local cache (or, with -r, a remote's, as of the last pull).
     List,
+    /// Upload the newest cached version of a shared image to the selected repository (-r).
+    Push {
+        /// The shared image name.
+        name: String,
+    },
+    /// Pull the metadata of the selected repositories, and with a name its newest version.
+    Pull {
+        /// The shared image name.
+        name: Option<String>,
+    },
+    /// Forget the cached metadata of the selected remote repositories.
+    CleanRemote,
     /// Remove cached shared images, keeping the newest `max_cached_shared_images` of each name.
     CleanLocal,
     /// Disk images: info, convert, create, extract-partition.

@@ -96,7 +96,13 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             clap_complete::generate(*shell, &mut Cli::command(), "b9", out);
             Ok(())
         }
-        Command::List => repo::list(&session::open(&cli.global)?, out),
+        Command::List => match &cli.global.repo {
+            Some(id) => repo::list_remote(&session::open(&cli.global)?, id, out),
+            None => repo::list(&session::open(&cli.global)?, out),
+        },
+        Command::Push { name } => repo::push(&session::open(&cli.global)?, name, out),
+        Command::Pull { name } => repo::pull(&session::open(&cli.global)?, name.as_deref(), out),
+        Command::CleanRemote => repo::clean_remote(&session::open(&cli.global)?, out),
         Command::CleanLocal => repo::clean_local(&session::open(&cli.global)?, out),
         Command::Image { command } => {
             image::run(command, session::start_time().map_err(Failure::from)?, out)

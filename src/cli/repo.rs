@@ -1,11 +1,13 @@
-//! Shared-image commands on the local cache: `b9 list` and `b9 clean-local`.
+//! Shared-image commands: `list`, `clean-local`, and over SSH `push`,
+//! `pull`, `clean-remote`.
 
 use std::io::Write;
 
 use crate::cli::session::Session;
 use crate::cli::Failure;
+use crate::config::RemoteRepo;
 use crate::diag::Diagnostic;
-use crate::repo::{render_list, LocalRepo};
+use crate::repo::{remote, render_list, LocalRepo};
 
 fn fail(e: impl std::fmt::Display) -> Failure {
     Failure {
@@ -51,4 +53,85 @@ pub fn clean_local(session: &Session, out: &mut impl Write) -> Result<(), Failur
         if removed.len() == 1 { "" } else { "s" }
     )
     .map_err(fail)
+}
+
+/// The repositories a command works on: the one selected with `-r` (or
+/// `repository` in b9.conf), else every configured one.
+fn selected(session: &Session) -> Result<Vec<RemoteRepo>, Failure> {
+    let config = &session.config;
+    match &config.repository {
+        Some(id) => config
+            .repo(id)
+            .cloned()
+            .map(|r| vec![r])
+            .ok_or_else(|| fail(format!("selected remote repo `{id}` is not configured (add a [{id}-repo] section or use `b9 add-repo`)"))),
+        None => Ok(config.repos.clone()),
+    }
+}
+
+/// `b9 list -r ID`: the cached metadata of a remote (pull it first).
+pub fn list_remote(session: &Session, id: &str, out: &mut impl Write) -> Result<(), Failure> {
+    let dir = remote::metadata_dir(&session.cache_root(), id);
+    let images = remote::read_metadata(&dir);
+    let text = format!(
+        "Shared images of remote repository `{id}` (as of the last pull):\n{}",
+        render_list(&images)
+    );
+    out.write_all(text.as_bytes()).map_err(fail)
+}
+
+/// `b9 push NAME`: upload the newest cached version to the selected repository.
+pub fn push(session: &Session, name: &str, out: &mut impl Write) -> Result<(), Failure> {
+    let Some(id) = &session.config.repository else {
+        return Err(fail(
+            "No repository specified! Use '-r' to select one of the configured repositories",
+        ));
+    };
+    let repos = selected(session)?;
+    let local = open(session)?;
+    for repo in &repos {
+        let img = remote::push(&local, repo, &session.b9_dir, name).map_err(fail)?;
+        writeln!(out, "pushed {} {} to `{id}`", img.name, img.build_id).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// `b9 pull [NAME]`: pull the metadata of the selected repositories, and
+/// with a name the newest version of it into the local cache.
+pub fn pull(session: &Session, name: Option<&str>, out: &mut impl Write) -> Result<(), Failure> {
+    let repos = selected(session)?;
+    let cache = session.cache_root();
+    match name {
+        None => {
+            for repo in &repos {
+                let images = remote::pull_metadata(&cache, repo, &session.b9_dir).map_err(fail)?;
+                writeln!(out, "`{}`: {} shared image versions", repo.id, images.len())
+                    .map_err(fail)?;
+            }
+        }
+        Some(name) => {
+            let local = open(session)?;
+            let max = session.config.max_cached_shared_images;
+            let img = remote::pull_image(&local, &cache, &repos, &session.b9_dir, name, max)
+                .map_err(fail)?;
+            writeln!(out, "pulled {} {} ({})", img.name, img.build_id, img.date).map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+/// `b9 clean-remote`: forget the cached metadata of the selected remotes
+/// (nothing on the servers changes).
+pub fn clean_remote(session: &Session, out: &mut impl Write) -> Result<(), Failure> {
+    for repo in selected(session)? {
+        let dir = remote::metadata_dir(&session.cache_root(), &repo.id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| fail(format!("cannot remove {}: {e}", dir.display())))?;
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        writeln!(out, "cleared the metadata cache of `{}`", repo.id).map_err(fail)?;
+    }
+    Ok(())
 }

@@ -9,6 +9,7 @@
 
 mod image;
 mod local;
+pub mod remote;
 pub mod ssh;
 
 use std::fmt;
