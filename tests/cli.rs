@@ -257,3 +257,53 @@ fn verbose_logs_to_stderr_and_log_file_gets_everything() {
         "{logged}"
     );
 }
+
+#[test]
+fn add_repo_writes_a_repo_section_and_keeps_the_rest() {
+    let r = Run::new();
+    let key = r.write("id_test", "not really a key\n");
+    let conf = r.write(
+        "b9.conf",
+        "[global]\nbuild_dir_root: Nothing\nkeep_temp_dirs: False\nlog_file: Nothing\nrepository: Nothing\nrepository_cache: Nothing\nunique_build_dirs: True\nverbosity: Nothing\n\n[libvirt-lxc]\nconnection: lxc:///\n",
+    );
+    let c = conf.to_string_lossy().into_owned();
+    let k = key.to_string_lossy().into_owned();
+    let out = r.b9(&[
+        "-c",
+        &c,
+        "add-repo",
+        "farm",
+        "/srv/b9",
+        &k,
+        "build.example.org",
+        "2222",
+        "builder",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(&conf).unwrap_or_default();
+    assert!(written.contains("[farm-repo]"), "{written}");
+    assert!(
+        written.contains("ssh_remote_port: 2222") || written.contains("ssh_remote_port = 2222"),
+        "{written}"
+    );
+    assert!(
+        written.contains("[libvirt-lxc]"),
+        "other sections survive: {written}"
+    );
+    // The written file loads again.
+    r.write("good.b9", "EmptyArtifact\n");
+    let out = r.b9(&["-c", &c, "check", "-f", "good.b9"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let missing = r.b9(&[
+        "-c",
+        &c,
+        "add-repo",
+        "x",
+        "/d",
+        "/no/such/key",
+        "h",
+        "22",
+        "u",
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
+}

@@ -132,6 +132,21 @@ pub enum Command {
     },
     /// Forget the cached metadata of the selected remote repositories.
     CleanRemote,
+    /// Add (or replace) a remote repository in the configuration file.
+    AddRepo {
+        /// Repository id.
+        name: String,
+        /// Directory on the server.
+        remote_directory: String,
+        /// SSH private key file.
+        ssh_priv_key_file: PathBuf,
+        /// Server host name or address.
+        host: String,
+        /// SSH port.
+        port: u16,
+        /// Login user.
+        user: String,
+    },
     /// Remove cached shared images, keeping the newest `max_cached_shared_images` of each name.
     CleanLocal,
     /// Disk images: info, convert, create, extract-partition.

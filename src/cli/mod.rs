@@ -6,7 +6,7 @@
 pub mod args;
 mod build;
 pub mod image;
-mod reformat;
+pub(crate) mod reformat;
 mod repo;
 mod session;
 
@@ -103,6 +103,25 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
         Command::Push { name } => repo::push(&session::open(&cli.global)?, name, out),
         Command::Pull { name } => repo::pull(&session::open(&cli.global)?, name.as_deref(), out),
         Command::CleanRemote => repo::clean_remote(&session::open(&cli.global)?, out),
+        Command::AddRepo {
+            name,
+            remote_directory,
+            ssh_priv_key_file,
+            host,
+            port,
+            user,
+        } => repo::add_repo(
+            &cli.global,
+            &repo::NewRepo {
+                id: name,
+                remote_dir: remote_directory,
+                key: ssh_priv_key_file,
+                host,
+                port: *port,
+                user,
+            },
+            out,
+        ),
         Command::CleanLocal => repo::clean_local(&session::open(&cli.global)?, out),
         Command::Image { command } => {
             image::run(command, session::start_time().map_err(Failure::from)?, out)

@@ -135,3 +135,59 @@ pub fn clean_remote(session: &Session, out: &mut impl Write) -> Result<(), Failu
     }
     Ok(())
 }
+
+/// What `b9 add-repo` records.
+pub struct NewRepo<'a> {
+    /// Repository id (section `[<id>-repo]`).
+    pub id: &'a str,
+    /// Directory on the server.
+    pub remote_dir: &'a str,
+    /// Private key file (must exist; stored absolute).
+    pub key: &'a std::path::Path,
+    /// Server.
+    pub host: &'a str,
+    /// SSH port.
+    pub port: u16,
+    /// Login user.
+    pub user: &'a str,
+}
+
+/// `b9 add-repo`: adds or replaces a `[<id>-repo]` section in the
+/// configuration file (the first `-c` path, else `~/.b9/b9.conf`), keeping
+/// every other section and key as it was.
+pub fn add_repo(
+    global: &crate::cli::args::GlobalArgs,
+    new: &NewRepo<'_>,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let key = std::fs::canonicalize(new.key)
+        .map_err(|e| usage(format!("ssh private key {}: {e}", new.key.display())))?;
+    let b9_dir = crate::config::default_b9_dir()
+        .ok_or_else(|| usage("cannot find the b9 directory: $HOME is not set"))?;
+    let located =
+        crate::config::locate(&global.config, &b9_dir).map_err(|d| Failure::from(vec![d]))?;
+    let loaded = crate::config::load(&located).map_err(Failure::from)?;
+    let mut config = loaded.config.clone();
+    config.repos.retain(|r| r.id != new.id);
+    config.repos.push(RemoteRepo {
+        id: new.id.to_string(),
+        remote_path: new.remote_dir.to_string(),
+        ssh_priv_key_file: key,
+        ssh_remote_host: new.host.to_string(),
+        ssh_remote_port: new.port,
+        ssh_remote_user: new.user.to_string(),
+    });
+    let text = loaded.render_updated(&config);
+    crate::cli::reformat::write_atomically(&located.write_path, &text).map_err(fail)?;
+    writeln!(
+        out,
+        "added repository `{}` to {}",
+        new.id,
+        located.write_path.display()
+    )
+    .map_err(fail)
+}
+
+fn usage(e: impl std::fmt::Display) -> Failure {
+    vec![Diagnostic::error(e.to_string())].into()
+}
