@@ -8,8 +8,7 @@ use clap::{Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::build::output;
-use crate::cli::Failure;
-use crate::diag::Diagnostic;
+use crate::cli::{fail, usage, Failure};
 use crate::disk::ext4::{self, Ext4Spec};
 use crate::disk::open::{self as images, Target};
 use crate::disk::partition::{self, PartitionReader};
@@ -107,17 +106,6 @@ pub enum FsArg {
     None,
     /// ext4.
     Ext4,
-}
-
-fn fail(e: impl std::fmt::Display) -> Failure {
-    Failure {
-        diagnostics: vec![Diagnostic::error(e.to_string())],
-        code: crate::cli::EXIT_BUILD,
-    }
-}
-
-fn usage(e: impl std::fmt::Display) -> Failure {
-    vec![Diagnostic::error(e.to_string())].into()
 }
 
 /// The time stamp of created images: `SOURCE_DATE_EPOCH` or now.

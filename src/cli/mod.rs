@@ -59,6 +59,19 @@ impl From<Vec<Diagnostic>> for Failure {
     }
 }
 
+/// A failed command (exit code 1) with one message.
+pub(crate) fn fail(e: impl std::fmt::Display) -> Failure {
+    Failure {
+        diagnostics: vec![Diagnostic::error(e.to_string())],
+        code: EXIT_BUILD,
+    }
+}
+
+/// A usage or input error (exit code 2) with one message.
+pub(crate) fn usage(e: impl std::fmt::Display) -> Failure {
+    vec![Diagnostic::error(e.to_string())].into()
+}
+
 /// Prints diagnostics to stderr with a closing count.
 fn report(diagnostics: &[Diagnostic]) {
     let mut err = std::io::stderr().lock();

@@ -4,17 +4,9 @@
 use std::io::Write;
 
 use crate::cli::session::Session;
-use crate::cli::Failure;
+use crate::cli::{fail, usage, Failure};
 use crate::config::RemoteRepo;
-use crate::diag::Diagnostic;
 use crate::repo::{remote, render_list, LocalRepo};
-
-fn fail(e: impl std::fmt::Display) -> Failure {
-    Failure {
-        diagnostics: vec![Diagnostic::error(e.to_string())],
-        code: crate::cli::EXIT_BUILD,
-    }
-}
 
 fn open(session: &Session) -> Result<LocalRepo, Failure> {
     LocalRepo::open(&session.cache_root()).map_err(fail)
@@ -186,8 +178,4 @@ pub fn add_repo(
         located.write_path.display()
     )
     .map_err(fail)
-}
-
-fn usage(e: impl std::fmt::Display) -> Failure {
-    vec![Diagnostic::error(e.to_string())].into()
 }
