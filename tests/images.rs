@@ -596,3 +596,33 @@ fn share_then_build_from_the_cache() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_shared_overlay_is_flattened() {
+    let d = Dir::new();
+    scattered_raw(&d.p("base.raw"));
+    let conf = d.p("b9.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nbuild_dir_root: Nothing\nkeep_temp_dirs: False\nlog_file: Nothing\nrepository: Nothing\nrepository_cache: Just (Path \"{}\")\nunique_build_dirs: True\nverbosity: Nothing\n",
+            d.s("cache")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.p("cow.b9"),
+        "Artifact (IID \"c\") (VmImages [ImageTarget (Share \"cow\" QCow2 KeepSize) (CopyOnWrite (Image \"base.raw\" Raw NoFileSystem)) NotMounted] NoVmScript)\n",
+    )
+    .unwrap();
+    d.ok(&["-c", &conf.to_string_lossy(), "build", "-f", "cow.b9"]);
+    let dir = d.p("cache/local-repo/b9_shared_images");
+    let img = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "qcow2"))
+        .unwrap();
+    let info = check_ok("qemu-img", "qemu-utils", &["info", img.to_str().unwrap()]);
+    assert!(!info.contains("backing file"), "{info}");
+    qemu_compare(&d.p("base.raw"), &img);
+}

@@ -421,7 +421,23 @@ fn export(
                 std::fs::create_dir_all(parent)
                     .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
             }
-            place(build, format, &file, format_of(&ty.value), s)?;
+            // A shared image must stand alone: an overlay is flattened.
+            let overlay = format == Format::Qcow2
+                && crate::disk::qcow2::backing_of(build)
+                    .map_err(|e| e.to_string())?
+                    .is_some();
+            if overlay {
+                images::convert_file(
+                    build,
+                    &file,
+                    Target::from(format_of(&ty.value)),
+                    None,
+                    &s.create,
+                )
+                .map_err(|e| e.to_string())?;
+            } else {
+                place(build, format, &file, format_of(&ty.value), s)?;
+            }
             out.shares.push((img, file));
             Ok(())
         }
