@@ -77,13 +77,7 @@ pub fn write_iso(tree: &Path, out: &Path, opts: &MediaOptions) -> Result<(), Med
         path_separator: PathSeparator::ForwardSlash,
         strict_charset: false,
     };
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(out)
-        .map_err(|e| MediaError::io("create", out, e))?;
+    let file = super::create_output(out)?;
     let file = IsoImageWriter::create(file, input, options).map_err(|e| MediaError::Iso {
         path: out.to_path_buf(),
         message: e.to_string(),

@@ -229,6 +229,17 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<Entry>, MediaError> {
 
 pub(crate) use crate::civil::Civil;
 
+/// Creates (or truncates) a medium's output file, open for reading and writing.
+pub(crate) fn create_output(out: &Path) -> Result<std::fs::File, MediaError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(out)
+        .map_err(|e| MediaError::io("create", out, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -338,13 +338,7 @@ fn fat_timestamp(ts: u64) -> Timestamp {
 }
 
 fn write_image(items: &[Item], out: &Path, size: u64, ts: u64) -> Result<(), WriteError> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(out)
-        .map_err(|e| MediaError::io("create", out, e))?;
+    let file = super::create_output(out)?;
     file.set_len(size)
         .map_err(|e| MediaError::io("set the size of", out, e))?;
     let image = Image {
