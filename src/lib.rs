@@ -15,3 +15,4 @@ pub mod eval;
 pub mod lang;
 pub mod media;
 pub mod repo;
+pub mod vm;

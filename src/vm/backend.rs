@@ -1,0 +1,121 @@
+//! The VM backends' common interface: what a VM is made of ([`VmSpec`]),
+//! starting one ([`Backend`]) and watching and stopping it ([`Vm`]).
+//!
+//! Both backends (`qemu`, `libvirt`) boot the same appliance with the same
+//! devices: virtio-blk disks with serials, 9p shares, one virtio-serial
+//! port whose host side is a listening unix socket at
+//! [`VmSpec::agent_socket`], and the serial console written to
+//! [`VmSpec::console_log`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::disk::Format;
+
+/// The accelerator a VM runs with (`auto` is resolved before).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualisation.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+/// A disk attached as virtio-blk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmDisk {
+    /// The image file (absolute).
+    pub path: PathBuf,
+    /// Its format (attached as it is: qcow2, raw or vmdk).
+    pub format: Format,
+    /// The virtio serial (at most 20 bytes) the agent finds it by.
+    pub serial: String,
+    /// Attached read-only.
+    pub read_only: bool,
+}
+
+/// A host directory shared over 9p.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmShare {
+    /// The host directory (absolute, existing).
+    pub path: PathBuf,
+    /// The 9p mount tag (at most 31 bytes).
+    pub tag: String,
+    /// Shared read-only.
+    pub read_only: bool,
+}
+
+/// Everything a backend needs to start the appliance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmSpec {
+    /// A name unique on the host (domain name for libvirt).
+    pub name: String,
+    /// The kernel image.
+    pub kernel: PathBuf,
+    /// The appliance initramfs.
+    pub initrd: PathBuf,
+    /// The kernel command line.
+    pub cmdline: String,
+    /// Guest memory in MiB.
+    pub memory_mb: u32,
+    /// Guest CPUs.
+    pub cpus: u32,
+    /// The accelerator.
+    pub accel: Accel,
+    /// Disks, in order.
+    pub disks: Vec<VmDisk>,
+    /// Shares, in order.
+    pub shares: Vec<VmShare>,
+    /// Where the VM listens for the agent connection (a short path: unix
+    /// socket paths are limited to 107 bytes).
+    pub agent_socket: PathBuf,
+    /// A directory for the backend's own sockets (QMP), also short.
+    pub runtime_dir: PathBuf,
+    /// The serial console is written to this file.
+    pub console_log: PathBuf,
+    /// Attach a network interface (QEMU user networking, or the libvirt
+    /// network named in `[libvirt] network`).
+    pub network: bool,
+}
+
+/// How a VM ended (or that it still runs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmState {
+    /// Still running.
+    Running,
+    /// The guest kernel panicked.
+    Panicked,
+    /// The VM is gone; why, as far as the backend knows
+    /// (exit status of QEMU, libvirt's reason).
+    Gone(String),
+}
+
+/// Errors of the backends.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// The hypervisor could not be started or reached.
+    #[error("{0}")]
+    Start(String),
+    /// Talking to the running VM's monitor failed.
+    #[error("{0}")]
+    Monitor(String),
+}
+
+/// A started VM. Dropping it stops it and removes everything the backend
+/// made (process, domain, sockets).
+pub trait Vm: Send {
+    /// The VM's state now, without blocking for long.
+    fn state(&mut self) -> VmState;
+    /// Stops the VM at once (idempotent) and waits up to `grace` for it to
+    /// be gone.
+    fn stop(&mut self, grace: Duration) -> Result<(), VmError>;
+}
+
+/// A way to run VMs.
+pub trait Backend: Sync {
+    /// The backend's name for messages (`qemu`, `libvirt`).
+    fn name(&self) -> &'static str;
+    /// Starts the VM described by `spec`; returns once the hypervisor runs
+    /// it (the agent socket exists).
+    fn start(&self, spec: &VmSpec) -> Result<Box<dyn Vm>, VmError>;
+}

@@ -1,0 +1,7 @@
+//! Running `VmScript`s in real guests (SPEC §7, DESIGN "the appliance"):
+//! the appliance (kernel + initramfs holding `b9-agent`), the host/agent
+//! protocol, the VM backends (QEMU + QMP, libvirt) and the host side of a
+//! run.
+
+pub mod backend;
+pub mod protocol;
