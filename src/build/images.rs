@@ -3,14 +3,15 @@
 //! destinations (staged, committed only when the artifact succeeded).
 //!
 //! `From` reads the newest version from the local shared-image cache;
-//! `Share` adds a version to it when the artifact succeeded. What needs the
-//! VM appliance (scripts, file-system resizes, post-fix scripts) is refused
-//! by [`unsupported`] before the build starts.
+//! `Share` adds a version to it when the artifact succeeded. Scripts and
+//! file-system resizes run in the appliance (`build::guest`), post-fix
+//! scripts on the host (`build::postfix`), before anything is exported.
 
 use std::path::{Path, PathBuf};
 
+use crate::build::guest::{self, GuestDirs, GuestImage};
 use crate::build::output::{self, Staged};
-use crate::diag::Diagnostic;
+use crate::build::postfix;
 use crate::disk::ext4::{self, Ext4Spec};
 use crate::disk::open::{self as images, Target};
 use crate::disk::partition::{self, PartitionReader};
@@ -21,6 +22,7 @@ use crate::eval::expand::Instance;
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
 use crate::repo::{LocalRepo, SharedImage};
+use crate::vm::launch::LazyLauncher;
 
 /// What building images needs from the build.
 #[derive(Clone, Debug)]
@@ -43,6 +45,8 @@ pub struct ImageSettings {
     pub cache_root: PathBuf,
     /// b9.conf `max_cached_shared_images`.
     pub max_cached: Option<i64>,
+    /// The time limit of the post-fix script.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// What an artifact's images export: files staged next to their
@@ -85,81 +89,77 @@ impl Exports {
     }
 }
 
-/// Problems that keep this version from building an instance's images.
-pub fn unsupported(inst: &Instance) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    let mut refuse = |span, what: &str| {
-        out.push(
-            Diagnostic::error(format!(
-                "artifact `{}`: {what} is not supported by this version of b9 yet",
-                inst.id.value
-            ))
-            .at(&inst.source, span),
-        )
-    };
+/// The appliance and what it shares, for artifacts with a script or a
+/// file-system resize.
+pub struct GuestAccess<'a> {
+    /// Starts the appliance (prepared on first use).
+    pub launcher: &'a LazyLauncher,
+    /// The instance directory (`SharedSources`).
+    pub sources: &'a Path,
+}
+
+/// Builds an instance's images, runs its script in the appliance, its
+/// post-fix script on the host, and stages its exports.
+pub fn assemble(
+    inst: &Instance,
+    s: &ImageSettings,
+    guest: &GuestAccess<'_>,
+) -> Result<Exports, String> {
     let (targets, script, fixup) = match &inst.assembly.value {
-        ArtifactAssembly::CloudInit(..) => return Vec::new(),
+        ArtifactAssembly::CloudInit(..) => return Ok(Exports::default()),
         ArtifactAssembly::VmImages(t, s) => (t, s, None),
         ArtifactAssembly::VmImagesWithFixup(t, s, f) => (t, s, Some(f)),
     };
-    if let VmScript::VmScript(_, _, body) = &script.value {
-        if runs_something(body) {
-            refuse(script.span, "running a `VmScript` in a VM");
-        }
-    }
-    if let Some(f) = fixup {
-        if runs_something(f) {
-            refuse(f.span, "a post-fix script");
-        }
-    }
-    for t in targets.iter() {
-        let ImageTarget::ImageTarget(dest, source, _) = &t.value;
-        let mut resizes = Vec::new();
-        match &source.value {
-            ImageSource::From(_, r) => resizes.push(r),
-            ImageSource::SourceImage(_, _, r) => resizes.push(r),
-            _ => {}
-        }
-        match &dest.value {
-            ImageDestination::Share(_, _, r) => resizes.push(r),
-            ImageDestination::LiveInstallerImage(_, _, r) | ImageDestination::LocalFile(_, r) => {
-                resizes.push(r)
-            }
-            ImageDestination::Transient => {}
-        }
-        for r in resizes {
-            if matches!(
-                r.value,
-                ImageResize::Resize(_)
-                    | ImageResize::ShrinkToMinimum
-                    | ImageResize::ShrinkToMinimumAndIncrease(_)
-            ) {
-                refuse(r.span, "a file-system resize (it runs in the VM appliance)");
-            }
-        }
-    }
-    out
-}
-
-/// Builds an instance's images and stages its exports.
-pub fn assemble(
-    inst: &Instance,
-    targets: &List<ImageTarget>,
-    s: &ImageSettings,
-) -> Result<Exports, String> {
     let dir = s.build_dir.join("images").join(&inst.id.value);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let mut exports = Exports::default();
+    let mut built = Vec::new();
     for (i, t) in targets.iter().enumerate() {
-        let ImageTarget::ImageTarget(dest, source, _) = &t.value;
-        let result = build_image(&dir, i, source, s)
-            .map_err(|e| e.to_string())
-            .and_then(|built| {
-                if let Some(size) = destination_resize(dest) {
-                    images::resize_file(&built.path, size, &s.create).map_err(|e| e.to_string())?;
-                }
-                export(&built, dest, s, &mut exports)
-            });
+        let ImageTarget::ImageTarget(_, source, _) = &t.value;
+        built.push(build_image(&dir, i, source, s).map_err(|e| e.to_string())?);
+    }
+    let mut images: Vec<GuestImage<'_>> = targets
+        .iter()
+        .zip(built.iter_mut())
+        .map(|(t, built)| {
+            let ImageTarget::ImageTarget(dest, source, mount) = &t.value;
+            GuestImage {
+                built,
+                mount: &mount.value,
+                resizes: fs_resizes(source, dest),
+            }
+        })
+        .collect();
+    if guest::needed(&script.value, &images) {
+        let dirs = GuestDirs {
+            dir: &dir,
+            cwd: &s.cwd,
+            sources: guest.sources,
+        };
+        let launcher = guest.launcher.get()?;
+        guest::run(
+            &inst.id.value,
+            launcher,
+            &script.value,
+            &mut images,
+            &dirs,
+            &s.create,
+        )?;
+    }
+    drop(images);
+    if let Some(f) = fixup.filter(|f| runs_something(&f.value)) {
+        let paths: Vec<PathBuf> = built.iter().map(|b| b.path.clone()).collect();
+        postfix::run(&f.value, &paths, &dir, s.timeout)?;
+    }
+    let mut exports = Exports::default();
+    for (t, built) in targets.iter().zip(&built) {
+        let ImageTarget::ImageTarget(dest, _, _) = &t.value;
+        let result = match destination_resize(dest) {
+            Some(size) => {
+                images::resize_file(&built.path, size, &s.create).map_err(|e| e.to_string())
+            }
+            None => Ok(()),
+        }
+        .and_then(|()| export(built, dest, s, &mut exports));
         if let Err(e) = result {
             exports.discard();
             return Err(e);
@@ -168,11 +168,45 @@ pub fn assemble(
     Ok(exports)
 }
 
+/// The file-system resizes of a target (the source's, then the
+/// destination's), which run in the appliance.
+fn fs_resizes<'a>(
+    source: &'a Node<ImageSource>,
+    dest: &'a Node<ImageDestination>,
+) -> Vec<&'a ImageResize> {
+    let from_source = match &source.value {
+        ImageSource::From(_, r) | ImageSource::SourceImage(_, _, r) => Some(&r.value),
+        _ => None,
+    };
+    let from_dest = match &dest.value {
+        ImageDestination::Share(_, _, r)
+        | ImageDestination::LiveInstallerImage(_, _, r)
+        | ImageDestination::LocalFile(_, r) => Some(&r.value),
+        ImageDestination::Transient => None,
+    };
+    [from_source, from_dest]
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            matches!(
+                r,
+                ImageResize::Resize(_)
+                    | ImageResize::ShrinkToMinimum
+                    | ImageResize::ShrinkToMinimumAndIncrease(_)
+            )
+        })
+        .collect()
+}
+
 /// A build image: its file, format and file system.
-struct Built {
-    path: PathBuf,
-    format: Format,
-    fs: FileSystem,
+#[derive(Debug)]
+pub struct Built {
+    /// The file in the build directory.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: Format,
+    /// Its file system.
+    pub fs: FileSystem,
 }
 
 /// Bytes of an `ImageSize`.
@@ -196,14 +230,6 @@ fn format_of(t: &ImageType) -> Format {
     }
 }
 
-fn extension(f: Format) -> &'static str {
-    match f {
-        Format::Raw => "raw",
-        Format::Qcow2 => "qcow2",
-        Format::Vmdk => "vmdk",
-    }
-}
-
 fn stem(path: &str) -> String {
     Path::new(path)
         .file_stem()
@@ -218,7 +244,7 @@ fn build_image(
     source: &Node<ImageSource>,
     s: &ImageSettings,
 ) -> Result<Built, DiskError> {
-    let path_for = |name: &str, f: Format| dir.join(format!("{i}-{name}.{}", extension(f)));
+    let path_for = |name: &str, f: Format| dir.join(format!("{i}-{name}.{}", f.extension()));
     match &source.value {
         ImageSource::EmptyImage(label, fs, ty, size) => {
             let size = bytes(size);
@@ -301,7 +327,7 @@ fn build_image(
             let size = images::open(&backing)?.size();
             let format = images::detect(&backing)?;
             let path = path_for(&stem(&src.value), Format::Qcow2);
-            Qcow2Image::create(&path, size, Some((&backing, extension(format))))?;
+            Qcow2Image::create(&path, size, Some((&backing, format.extension())))?;
             Ok(Built {
                 path,
                 format: Format::Qcow2,

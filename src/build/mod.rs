@@ -2,9 +2,11 @@
 //! the pipeline from instances to outputs (§4), generated files (§3.5) and
 //! atomic outputs.
 
+pub mod guest;
 pub mod id;
 pub mod images;
 pub mod log;
 pub mod output;
 pub mod pipeline;
+pub mod postfix;
 pub mod sources;

@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::build::images::{self, ImageSettings};
+use crate::build::images::{self, GuestAccess, ImageSettings};
 use crate::build::output::{self, Staged};
 use crate::content::render::Renderer;
 use crate::disk::CreateOptions;
 use crate::eval::expand::Instance;
 use crate::lang::syntax::{ArtifactAssembly, CloudInitType};
 use crate::media::{self, MediaOptions};
+use crate::vm::launch::LazyLauncher;
 
 /// How to build.
 #[derive(Clone, Debug)]
@@ -42,6 +43,8 @@ pub struct BuildSettings {
     pub timestamp: u64,
     /// How many artifacts are built at once.
     pub jobs: usize,
+    /// The appliance, prepared when the first artifact needs it.
+    pub launcher: std::sync::Arc<LazyLauncher>,
 }
 
 /// Why one artifact failed.
@@ -174,8 +177,7 @@ fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String
                 }
             }
         }
-        ArtifactAssembly::VmImages(targets, _)
-        | ArtifactAssembly::VmImagesWithFixup(targets, _, _) => {
+        ArtifactAssembly::VmImages(..) | ArtifactAssembly::VmImagesWithFixup(..) => {
             let settings = ImageSettings {
                 build_dir: s.build_dir.clone(),
                 cwd: s.cwd.clone(),
@@ -188,8 +190,13 @@ fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String
                 build_date: s.build_date.clone(),
                 cache_root: s.cache_root.clone(),
                 max_cached: s.max_cached,
+                timeout: s.url_timeout,
             };
-            images::assemble(inst, targets, &settings)?.commit(&settings)
+            let guest = GuestAccess {
+                launcher: &s.launcher,
+                sources: dir,
+            };
+            images::assemble(inst, &settings, &guest)?.commit(&settings)
         }
     }
 }

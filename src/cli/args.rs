@@ -118,6 +118,14 @@ pub enum Command {
         #[arg(last = true, hide = true)]
         args: Vec<String>,
     },
+    /// Run a command (default: a shell) in a transient copy of a shared image or image file, with the working directory at /mnt/CWD.
+    Run {
+        /// A shared image name or an image file.
+        image: String,
+        /// The command and its arguments (joined with spaces, run by the image's shell).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// List the shared images in the local cache (or, with -r, a remote's, as of the last pull).
     List,
     /// Upload the newest cached version of a shared image to the selected repository (-r).

@@ -1,18 +1,14 @@
 //! `b9 build`: build every artifact of checked build files.
 
-use crate::build::images;
 use crate::build::pipeline::{self, BuildSettings};
 use crate::cli::session::Session;
 use crate::cli::{Failure, EXIT_BUILD};
 use crate::diag::Diagnostic;
 use crate::eval::expand::Instance;
+use crate::vm::launch::LazyLauncher;
 
 /// Builds the instances; a failed artifact fails the command with exit code 1.
 pub fn build(session: &Session, instances: &[Instance]) -> Result<(), Failure> {
-    let unsupported: Vec<Diagnostic> = instances.iter().flat_map(images::unsupported).collect();
-    if !unsupported.is_empty() {
-        return Err(unsupported.into());
-    }
     let root = &session.dirs.project_root;
     std::fs::create_dir_all(root).map_err(|e| {
         vec![Diagnostic::error(format!(
@@ -37,6 +33,7 @@ pub fn build(session: &Session, instances: &[Instance]) -> Result<(), Failure> {
         url_timeout,
         timestamp: session.started,
         jobs: std::thread::available_parallelism().map_or(1, usize::from),
+        launcher: std::sync::Arc::new(LazyLauncher::new(config.clone())),
     };
     pipeline::run(instances, &settings).map_err(|failures| Failure {
         diagnostics: failures

@@ -311,11 +311,7 @@ fn info(path: &Path, json: bool, out: &mut impl Write) -> Result<(), Failure> {
     };
     let info = Info {
         file: path.display().to_string(),
-        format: match format {
-            Format::Raw => "raw",
-            Format::Qcow2 => "qcow2",
-            Format::Vmdk => "vmdk",
-        },
+        format: format.extension(),
         virtual_size: reader.size(),
         disk_size,
         data_size,

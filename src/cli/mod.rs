@@ -8,6 +8,7 @@ mod build;
 pub mod image;
 pub(crate) mod reformat;
 mod repo;
+mod run;
 mod session;
 
 use std::io::Write;
@@ -113,6 +114,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             Some(id) => repo::list_remote(&session::open(&cli.global)?, id, out),
             None => repo::list(&session::open(&cli.global)?, out),
         },
+        Command::Run { image, command } => run::run(&session::open(&cli.global)?, image, command),
         Command::Push { name } => repo::push(&session::open(&cli.global)?, name, out),
         Command::Pull { name } => repo::pull(&session::open(&cli.global)?, name.as_deref(), out),
         Command::CleanRemote => repo::clean_remote(&session::open(&cli.global)?, out),

@@ -16,6 +16,17 @@ pub enum Format {
     Vmdk,
 }
 
+impl Format {
+    /// The file extension and name of the format (`raw`, `qcow2`, `vmdk`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Qcow2 => "qcow2",
+            Format::Vmdk => "vmdk",
+        }
+    }
+}
+
 /// A range of the virtual disk: `start..start + len`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Extent {

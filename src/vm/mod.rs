@@ -4,5 +4,8 @@
 //! run.
 
 pub mod backend;
+pub mod interactive;
+pub mod launch;
 pub mod protocol;
 pub mod script;
+pub mod session;

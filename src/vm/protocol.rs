@@ -105,7 +105,10 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Frame>> {
 /// Decodes a control frame's JSON.
 pub fn decode<T: for<'de> Deserialize<'de>>(frame: &Frame) -> io::Result<T> {
     if frame.kind != Kind::Control {
-        return Err(bad(format!("expected a control frame, got {:?}", frame.kind)));
+        return Err(bad(format!(
+            "expected a control frame, got {:?}",
+            frame.kind
+        )));
     }
     serde_json::from_slice(&frame.payload).map_err(|e| bad(format!("bad message: {e}")))
 }

@@ -1,0 +1,361 @@
+//! The guest part of a `VmImages` build (SPEC §7.6): the build images
+//! attached to the appliance, the script run, file systems resized, shrunk
+//! file systems put in place of their build images.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use crate::build::images::{bytes, Built};
+use crate::disk::open as images;
+use crate::disk::{CreateOptions, Format};
+use crate::lang::syntax::*;
+use crate::lang::typed::Node;
+use crate::vm::backend::{VmDisk, VmShare};
+use crate::vm::launch::{Launcher, Machine};
+use crate::vm::protocol::{Command, DiskMount, FsResize, Job, Kind, ResizeHow, ShareMount};
+use crate::vm::script::flatten;
+use crate::vm::session::Events;
+
+/// Lines of a failed command's output quoted in the error.
+const OUTPUT_TAIL: usize = 20;
+
+/// A build image as the guest sees it.
+pub struct GuestImage<'a> {
+    /// The build image.
+    pub built: &'a mut Built,
+    /// Where it is mounted.
+    pub mount: &'a MountPoint,
+    /// File-system resizes asked for it, in order (source, then destination).
+    pub resizes: Vec<&'a ImageResize>,
+}
+
+/// Where a run's host paths are.
+pub struct GuestDirs<'a> {
+    /// The artifact's build-image directory (console log, scratch disks).
+    pub dir: &'a Path,
+    /// Relative shared directories are resolved here.
+    pub cwd: &'a Path,
+    /// The instance directory (`SharedSources`).
+    pub sources: &'a Path,
+}
+
+/// Whether an artifact needs the appliance at all.
+pub fn needed(script: &VmScript, images: &[GuestImage<'_>]) -> bool {
+    let runs = match script {
+        VmScript::VmScript(_, _, body) => crate::eval::check::runs_something(&body.value),
+        VmScript::NoVmScript => false,
+    };
+    runs || images.iter().any(|i| !i.resizes.is_empty())
+}
+
+/// Boots the appliance with the build images, runs the script and the
+/// file-system resizes, and swaps shrunk file systems in.
+pub fn run(
+    iid: &str,
+    launcher: &Launcher,
+    script: &VmScript,
+    images: &mut [GuestImage<'_>],
+    dirs: &GuestDirs<'_>,
+    create: &CreateOptions,
+) -> Result<(), String> {
+    let (commands, shares) = match script {
+        VmScript::VmScript(_, shares, body) => (flatten(&body.value), &shares.value[..]),
+        VmScript::NoVmScript => (Vec::new(), &[][..]),
+    };
+    let mut machine = Machine {
+        name: iid.to_string(),
+        disks: Vec::new(),
+        shares: Vec::new(),
+        console_log: dirs.dir.join("console.log"),
+        network: false,
+    };
+    let mut job = Job {
+        commands,
+        ..Job::default()
+    };
+    attach_disks(images, &mut machine, &mut job, dirs.dir, create)?;
+    if !job.commands.is_empty() && !job.disks.iter().any(|d| d.mount_point == "/") {
+        return Err("a VmScript needs an image mounted at `/` (MountPoint \"/\")".into());
+    }
+    attach_shares(shares, dirs, &mut machine, &mut job)?;
+    tracing::info!(
+        "starting the appliance ({}) with {} disk(s), {} command(s)",
+        launcher.backend_name(),
+        machine.disks.len(),
+        job.commands.len()
+    );
+    let mut events = LogEvents::new(&job.commands);
+    let report = launcher
+        .run(&machine, &job, &mut events)
+        .map_err(|e| format!("{e}\n(console log: {})", machine.console_log.display()))?;
+    events.verdict(&report.statuses)?;
+    for (serial, size) in &report.resized {
+        swap_in(images, serial, *size, dirs.dir)?;
+    }
+    Ok(())
+}
+
+/// The serial of build image `i` and of its scratch disk.
+fn serial(i: usize) -> String {
+    format!("b9-{i}")
+}
+
+fn scratch_serial(i: usize) -> String {
+    format!("b9-s{i}")
+}
+
+fn scratch_path(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("scratch-{i}.raw"))
+}
+
+/// Attaches every build image; mounted ones in mount order (`/` first,
+/// then by depth); grows containers for growing resizes; adds scratch
+/// disks for shrinks.
+fn attach_disks(
+    images: &mut [GuestImage<'_>],
+    machine: &mut Machine,
+    job: &mut Job,
+    dir: &Path,
+    create: &CreateOptions,
+) -> Result<(), String> {
+    let mut mounts = Vec::new();
+    for (i, img) in images.iter_mut().enumerate() {
+        let path = &img.built.path;
+        let size = images::open(path).map_err(|e| e.to_string())?.size();
+        let mut scratch_size = size;
+        for r in &img.resizes {
+            let how = match r {
+                ImageResize::Resize(s) => {
+                    let want = bytes(s);
+                    if want > size {
+                        images::resize_file(path, want, create).map_err(|e| e.to_string())?;
+                    }
+                    scratch_size = scratch_size.max(want);
+                    ResizeHow::To {
+                        bytes: want,
+                        scratch: scratch_serial(i),
+                    }
+                }
+                ImageResize::ShrinkToMinimum => ResizeHow::Minimum {
+                    extra: 0,
+                    scratch: scratch_serial(i),
+                },
+                ImageResize::ShrinkToMinimumAndIncrease(s) => ResizeHow::Minimum {
+                    extra: bytes(s),
+                    scratch: scratch_serial(i),
+                },
+                ImageResize::ResizeImage(_) | ImageResize::KeepSize => continue,
+            };
+            job.resizes.push(FsResize {
+                serial: serial(i),
+                how,
+            });
+        }
+        machine.disks.push(VmDisk {
+            path: path.clone(),
+            format: img.built.format,
+            serial: serial(i),
+            read_only: false,
+        });
+        if !img.resizes.is_empty() {
+            let scratch = scratch_path(dir, i);
+            images::create(&scratch, images::Target::Raw, scratch_size, create)
+                .and_then(|w| w.finish())
+                .map_err(|e| e.to_string())?;
+            machine.disks.push(VmDisk {
+                path: scratch,
+                format: Format::Raw,
+                serial: scratch_serial(i),
+                read_only: false,
+            });
+        }
+        if let MountPoint::MountPoint(mp) = img.mount {
+            mounts.push(DiskMount {
+                serial: serial(i),
+                mount_point: mp.value.clone(),
+            });
+        }
+    }
+    mounts.sort_by_key(|m| mount_depth(&m.mount_point));
+    job.disks = mounts;
+    Ok(())
+}
+
+/// `/` is 0, `/a` 1, `/a/b` 2.
+fn mount_depth(mp: &str) -> usize {
+    mp.split('/').filter(|c| !c.is_empty()).count()
+}
+
+/// Shares the script's directories over 9p (`NotMounted` ones are skipped;
+/// missing host directories are created).
+fn attach_shares(
+    shares: &[Node<SharedDirectory>],
+    dirs: &GuestDirs<'_>,
+    machine: &mut Machine,
+    job: &mut Job,
+) -> Result<(), String> {
+    for (i, share) in shares.iter().enumerate() {
+        let (path, mount, read_only) = match &share.value {
+            SharedDirectory::SharedDirectory(p, m) => (dirs.cwd.join(&p.value), m, false),
+            SharedDirectory::SharedDirectoryRO(p, m) => (dirs.cwd.join(&p.value), m, true),
+            SharedDirectory::SharedSources(m) => (dirs.sources.to_path_buf(), m, true),
+        };
+        let MountPoint::MountPoint(mp) = &mount.value else {
+            continue;
+        };
+        std::fs::create_dir_all(&path)
+            .and_then(|()| path.canonicalize())
+            .map_err(|e| format!("cannot share {}: {e}", path.display()))
+            .map(|path| {
+                let tag = format!("b9s{i}");
+                machine.shares.push(VmShare {
+                    path,
+                    tag: tag.clone(),
+                    read_only,
+                });
+                job.shares.push(ShareMount {
+                    tag,
+                    mount_point: mp.value.clone(),
+                    read_only,
+                });
+            })?;
+    }
+    Ok(())
+}
+
+/// Puts a shrunk file system (on the scratch disk) in place of its build
+/// image.
+fn swap_in(
+    images: &mut [GuestImage<'_>],
+    serial: &str,
+    size: u64,
+    dir: &Path,
+) -> Result<(), String> {
+    let Some(i) = (0..images.len()).find(|i| self::serial(*i) == serial) else {
+        return Err(format!("the agent resized an unknown disk {serial}"));
+    };
+    let scratch = scratch_path(dir, i);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&scratch)
+        .map_err(|e| format!("cannot open {}: {e}", scratch.display()))?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > len {
+        return Err(format!(
+            "the agent reports a {size}-byte file system on a {len}-byte scratch disk"
+        ));
+    }
+    file.set_len(size)
+        .map_err(|e| format!("cannot truncate {}: {e}", scratch.display()))?;
+    let built = &mut images[i].built;
+    let _ = std::fs::remove_file(&built.path);
+    built.path = built.path.with_extension("raw");
+    built.format = Format::Raw;
+    std::fs::rename(&scratch, &built.path)
+        .map_err(|e| format!("cannot move {}: {e}", scratch.display()))
+}
+
+/// Logs the script's progress and output line by line (inside the
+/// instance's span, so every line carries the instance id) and keeps the
+/// last lines for the error message.
+struct LogEvents<'a> {
+    commands: &'a [Command],
+    partial: [Vec<u8>; 2],
+    tail: VecDeque<String>,
+}
+
+impl<'a> LogEvents<'a> {
+    fn new(commands: &'a [Command]) -> Self {
+        LogEvents {
+            commands,
+            partial: [Vec::new(), Vec::new()],
+            tail: VecDeque::new(),
+        }
+    }
+
+    fn line(&mut self, kind: Kind, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches('\r');
+        match kind {
+            Kind::Stderr => tracing::info!("! {text}"),
+            _ => tracing::info!("> {text}"),
+        }
+        if self.tail.len() == OUTPUT_TAIL {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(text.to_string());
+    }
+
+    fn flush(&mut self) {
+        for (i, kind) in [(0, Kind::Stdout), (1, Kind::Stderr)] {
+            let rest = std::mem::take(&mut self.partial[i]);
+            if !rest.is_empty() {
+                self.line(kind, &rest);
+            }
+        }
+    }
+
+    /// The first failing command that was not ignored, as an error.
+    fn verdict(&self, statuses: &[i32]) -> Result<(), String> {
+        for (i, (c, status)) in self.commands.iter().zip(statuses).enumerate() {
+            if *status != 0 && !c.ignore_errors {
+                let mut who = String::new();
+                if let Some(u) = &c.user {
+                    who.push_str(&format!(" as {u}"));
+                }
+                if let Some(d) = &c.dir {
+                    who.push_str(&format!(" in {d}"));
+                }
+                let tail: Vec<&str> = self.tail.iter().map(String::as_str).collect();
+                return Err(format!(
+                    "the script failed: command {} `{}`{who} exited with status {status}\nlast output:\n{}",
+                    i + 1,
+                    c.line,
+                    tail.join("\n")
+                ));
+            }
+        }
+        if statuses.len() < self.commands.len() {
+            return Err(format!(
+                "the agent ran {} of {} commands",
+                statuses.len(),
+                self.commands.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Events for LogEvents<'_> {
+    fn started(&mut self, index: usize) {
+        self.tail.clear();
+        if let Some(c) = self.commands.get(index) {
+            tracing::info!("RUN {}", c.line);
+        }
+    }
+
+    fn output(&mut self, kind: Kind, bytes: &[u8]) {
+        let slot = usize::from(kind == Kind::Stderr);
+        self.partial[slot].extend_from_slice(bytes);
+        while let Some(pos) = self.partial[slot].iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial[slot].drain(..=pos).collect();
+            self.line(kind, &line[..line.len() - 1]);
+        }
+    }
+
+    fn exited(&mut self, index: usize, status: i32, millis: u64) {
+        self.flush();
+        let how = match self.commands.get(index) {
+            Some(c) if status != 0 && c.ignore_errors => " (ignored)",
+            _ => "",
+        };
+        tracing::info!(
+            "exit status {status}{how} after {:.1} s",
+            millis as f64 / 1000.0
+        );
+    }
+
+    fn log(&mut self, line: &str) {
+        tracing::debug!("agent: {line}");
+    }
+}

@@ -1,0 +1,95 @@
+//! The post-fix script of `VmImagesWithFixup` (SPEC §7.6): rendered as the
+//! original did (§7.1), unsubstituted, run on the host as the invoking user
+//! with the build images' absolute paths as arguments.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::lang::syntax::Script;
+use crate::vm::script::{flatten, render_bash};
+
+/// Writes `<dir>/post-fix.sh` and runs it; a non-zero exit or the timeout
+/// is an error.
+pub fn run(
+    fixup: &Script,
+    images: &[PathBuf],
+    dir: &Path,
+    timeout: Option<Duration>,
+) -> Result<(), String> {
+    let path = dir.join("post-fix.sh");
+    std::fs::write(&path, render_bash(&flatten(fixup)))
+        .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    tracing::info!("running the post-fix script {}", path.display());
+    let mut child = Command::new(&path)
+        .args(images)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+    let pipes = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    ];
+    let span = tracing::Span::current();
+    let loggers: Vec<_> = pipes
+        .into_iter()
+        .flatten()
+        .map(|pipe| {
+            let span = span.clone();
+            std::thread::spawn(move || {
+                let _entered = span.enter();
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    tracing::info!("post-fix> {line}");
+                }
+            })
+        })
+        .collect();
+    let status = wait(&mut child, timeout);
+    for l in loggers {
+        let _ = l.join();
+    }
+    match status? {
+        0 => Ok(()),
+        code => Err(format!(
+            "the post-fix script {} exited with status {code}",
+            path.display()
+        )),
+    }
+}
+
+/// Waits for the child, killing it at the timeout.
+fn wait(child: &mut std::process::Child, timeout: Option<Duration>) -> Result<i32, String> {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                use std::os::unix::process::ExitStatusExt;
+                return Ok(status
+                    .code()
+                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("waiting for the post-fix script: {e}")),
+        }
+        if timeout.is_some_and(|t| start.elapsed() >= t) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "the post-fix script was killed after the timeout of {:?}",
+                timeout.unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,138 @@
+//! `b9 run NAME|IMAGE [CMD [ARG...]]` (SPEC §9.3): a command — by default
+//! the root user's shell — on a pseudo-terminal in a transient copy of a
+//! shared image or an image file, with the working directory shared at
+//! `/mnt/CWD`. Exits with the command's status.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::cli::session::Session;
+use crate::cli::{fail, Failure};
+use crate::disk::open as images;
+use crate::disk::qcow2::Qcow2Image;
+use crate::disk::Format;
+use crate::repo::LocalRepo;
+use crate::vm::backend::{VmDisk, VmShare};
+use crate::vm::interactive::RawTerminal;
+use crate::vm::launch::{Launcher, Machine};
+use crate::vm::protocol::{Command, DiskMount, Job, Kind, Output, ShareMount};
+use crate::vm::session::Events;
+
+/// The command when none is given: the image's shell for root.
+const DEFAULT_COMMAND: &str = "exec \"${SHELL:-/bin/sh}\" -l";
+
+/// Runs the command and returns its exit status as the process's.
+pub fn run(session: &Session, image: &str, command: &[String]) -> Result<(), Failure> {
+    let base = find_image(session, image)?;
+    let dir = session.build_dir().join("run");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    let result = run_in(session, &base, &dir, command);
+    if !session.config.keep_temp_dirs {
+        let _ = std::fs::remove_dir_all(session.build_dir());
+    }
+    match result? {
+        0 => Ok(()),
+        status => Err(Failure {
+            diagnostics: Vec::new(),
+            code: u8::try_from(status).unwrap_or(1),
+        }),
+    }
+}
+
+/// An image file, else the newest cached version of a shared image.
+fn find_image(session: &Session, name: &str) -> Result<PathBuf, Failure> {
+    let path = session.dirs.cwd.join(name);
+    if path.is_file() {
+        return path
+            .canonicalize()
+            .map_err(|e| fail(format!("cannot open {}: {e}", path.display())));
+    }
+    let repo = LocalRepo::open(&session.cache_root()).map_err(fail)?;
+    let img = repo.require_latest(name).map_err(|e| {
+        fail(format!(
+            "{name} is neither an image file nor a cached shared image ({e})"
+        ))
+    })?;
+    Ok(repo.image_path(&img))
+}
+
+fn run_in(session: &Session, base: &Path, dir: &Path, command: &[String]) -> Result<i32, Failure> {
+    let overlay = dir.join("transient.qcow2");
+    let size = images::open(base).map_err(fail)?.size();
+    let format = images::detect(base).map_err(fail)?;
+    Qcow2Image::create(&overlay, size, Some((base, format.extension()))).map_err(fail)?;
+    let launcher = Launcher::new(&session.config).map_err(fail)?;
+    let line = if command.is_empty() {
+        DEFAULT_COMMAND.to_string()
+    } else {
+        command.join(" ")
+    };
+    let machine = Machine {
+        name: "run".into(),
+        disks: vec![VmDisk {
+            path: overlay,
+            format: Format::Qcow2,
+            serial: "b9-0".into(),
+            read_only: false,
+        }],
+        shares: vec![VmShare {
+            path: session.dirs.cwd.clone(),
+            tag: "b9s0".into(),
+            read_only: false,
+        }],
+        console_log: dir.join("console.log"),
+        network: false,
+    };
+    let job = Job {
+        disks: vec![DiskMount {
+            serial: "b9-0".into(),
+            mount_point: "/".into(),
+        }],
+        shares: vec![ShareMount {
+            tag: "b9s0".into(),
+            mount_point: "/mnt/CWD".into(),
+            read_only: false,
+        }],
+        commands: vec![Command {
+            line,
+            dir: Some("/mnt/CWD".into()),
+            user: None,
+            ignore_errors: false,
+            output: Output::All,
+        }],
+        interactive: true,
+        ..Job::default()
+    };
+    let terminal = RawTerminal::enter();
+    let mut events = Terminal { status: None };
+    let result = launcher.run(&machine, &job, &mut events);
+    drop(terminal);
+    result.map_err(fail)?;
+    events
+        .status
+        .ok_or_else(|| fail("the command did not run (see the log)"))
+}
+
+/// Writes the guest terminal's output to stdout as it comes.
+struct Terminal {
+    status: Option<i32>,
+}
+
+impl Events for Terminal {
+    fn started(&mut self, _: usize) {}
+
+    fn output(&mut self, _: Kind, bytes: &[u8]) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
+    }
+
+    fn exited(&mut self, _: usize, status: i32, _: u64) {
+        self.status = Some(status);
+    }
+
+    fn log(&mut self, line: &str) {
+        tracing::debug!("agent: {line}");
+    }
+}

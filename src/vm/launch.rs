@@ -1,0 +1,316 @@
+//! Everything around a run that does not depend on the job: the appliance
+//! (built once per kernel and cached), the backend chosen in b9.conf, the
+//! accelerator (`auto` probed once per host and remembered), and short
+//! socket paths.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::config::{self, B9Config};
+use crate::vm::appliance::{self, Appliance, ApplianceSource};
+use crate::vm::backend::{Accel, Backend, VmDisk, VmShare, VmSpec};
+use crate::vm::libvirt::Libvirt;
+use crate::vm::protocol::Job;
+use crate::vm::qemu::Qemu;
+use crate::vm::session::{self, Events, Limits, Report, RunError};
+
+/// How long an untested KVM gets to bring the agent up before b9 falls
+/// back to TCG (a KVM that only runs special guests hangs instead).
+const KVM_PROBE: Duration = Duration::from_secs(20);
+/// How long the agent gets to say hello once the accelerator is known.
+const HELLO: Duration = Duration::from_secs(120);
+/// Unix socket paths must fit in `sun_path` (108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 100;
+
+/// What a caller attaches to one run.
+#[derive(Debug)]
+pub struct Machine {
+    /// A name for the VM (unique per run; made unique per host here).
+    pub name: String,
+    /// Disks, in order.
+    pub disks: Vec<VmDisk>,
+    /// Shares, in order.
+    pub shares: Vec<VmShare>,
+    /// The console log file (kept in the build directory).
+    pub console_log: PathBuf,
+    /// Attach a network interface.
+    pub network: bool,
+}
+
+/// Starts appliance runs with the configured backend.
+pub struct Launcher {
+    backend: Box<dyn Backend + Send>,
+    appliance: Appliance,
+    memory_mb: u32,
+    cpus: u32,
+    timeout: Option<Duration>,
+    accel: Mutex<AccelChoice>,
+    cache_dir: PathBuf,
+}
+
+/// The accelerator, as far as it is known.
+#[derive(Clone, Copy, Debug)]
+enum AccelChoice {
+    Fixed(Accel),
+    /// `auto` and not yet probed on this host.
+    Probe,
+}
+
+/// b9's own cache: the appliance and the accelerator probe result.
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("B9_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("b9"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/b9"))
+}
+
+impl Launcher {
+    /// Prepares the appliance and the backend of `config`.
+    pub fn new(config: &B9Config) -> Result<Launcher, String> {
+        let cache_dir = cache_dir().ok_or("cannot find a cache directory: $HOME is not set")?;
+        let paths = config.vm.resolve_paths().map_err(|d| d.to_string())?;
+        let source = ApplianceSource {
+            kernel: paths.kernel,
+            modules_dir: paths.modules_dir,
+            agent: appliance::agent_binary().map_err(|e| e.to_string())?,
+        };
+        let appliance =
+            appliance::prepare(&source, &cache_dir.join("appliance")).map_err(|e| e.to_string())?;
+        let backend: Box<dyn Backend + Send> = match config.vm.backend {
+            config::Backend::Qemu => Box::new(Qemu {
+                binary: config
+                    .vm
+                    .qemu_binary
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64")),
+            }),
+            config::Backend::Libvirt => Box::new(Libvirt {
+                uri: config.libvirt.connection.clone(),
+                network: config.libvirt.network.clone(),
+            }),
+        };
+        let accel = match config.vm.accel {
+            config::Accel::Kvm => AccelChoice::Fixed(Accel::Kvm),
+            config::Accel::Tcg => AccelChoice::Fixed(Accel::Tcg),
+            config::Accel::Auto => remembered(&cache_dir).map_or_else(
+                || {
+                    if kvm_usable() {
+                        AccelChoice::Probe
+                    } else {
+                        AccelChoice::Fixed(Accel::Tcg)
+                    }
+                },
+                AccelChoice::Fixed,
+            ),
+        };
+        let timeout = config.default_timeout_seconds.map(|s| {
+            Duration::from_secs(s.saturating_mul(config.timeout_factor.unwrap_or(1).max(1)))
+        });
+        Ok(Launcher {
+            backend,
+            appliance,
+            memory_mb: config.vm.memory_mb,
+            cpus: config.vm.cpus,
+            timeout,
+            accel: Mutex::new(accel),
+            cache_dir,
+        })
+    }
+
+    /// The backend's name.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Boots the appliance with `machine`, runs `job` and stops the VM.
+    pub fn run(
+        &self,
+        machine: &Machine,
+        job: &Job,
+        events: &mut dyn Events,
+    ) -> Result<Report, RunError> {
+        let runtime = RuntimeDir::create().map_err(|e| RunError::Start(e.into()))?;
+        let choice = *self.accel.lock().unwrap_or_else(|p| p.into_inner());
+        let (accel, hello) = match choice {
+            AccelChoice::Fixed(a) => (a, HELLO),
+            AccelChoice::Probe => (Accel::Kvm, KVM_PROBE),
+        };
+        let spec = self.spec(machine, &runtime.0, accel);
+        let limits = Limits {
+            timeout: self.timeout,
+            hello,
+        };
+        let result = session::run(self.backend.as_ref(), &spec, job, &limits, events);
+        if let AccelChoice::Probe = choice {
+            return self.after_probe(result, machine, job, events, &runtime.0);
+        }
+        result
+    }
+
+    /// Records what the KVM probe showed; reruns under TCG when KVM hung.
+    fn after_probe(
+        &self,
+        result: Result<Report, RunError>,
+        machine: &Machine,
+        job: &Job,
+        events: &mut dyn Events,
+        runtime: &Path,
+    ) -> Result<Report, RunError> {
+        let chosen = match &result {
+            Err(RunError::NoHello(..)) => Accel::Tcg,
+            Ok(_) | Err(RunError::Agent(..)) => Accel::Kvm,
+            Err(_) => return result,
+        };
+        self.remember(chosen);
+        if chosen == Accel::Kvm {
+            return result;
+        }
+        tracing::warn!("KVM did not bring the appliance up within {KVM_PROBE:?}; using TCG on this host from now on");
+        let spec = self.spec(machine, runtime, Accel::Tcg);
+        let limits = Limits {
+            timeout: self.timeout,
+            hello: HELLO,
+        };
+        session::run(self.backend.as_ref(), &spec, job, &limits, events)
+    }
+
+    fn remember(&self, accel: Accel) {
+        *self.accel.lock().unwrap_or_else(|p| p.into_inner()) = AccelChoice::Fixed(accel);
+        let word = match accel {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        };
+        let _ = std::fs::create_dir_all(&self.cache_dir);
+        if let Err(e) = std::fs::write(self.cache_dir.join("accel"), word) {
+            tracing::warn!("cannot remember the accelerator: {e}");
+        }
+    }
+
+    fn spec(&self, m: &Machine, runtime: &Path, accel: Accel) -> VmSpec {
+        VmSpec {
+            name: format!(
+                "b9-{}-{}",
+                sanitize(&m.name),
+                runtime.file_name().map_or_else(String::new, |n| n
+                    .to_string_lossy()
+                    .trim_start_matches("b9.")
+                    .to_string())
+            ),
+            kernel: self.appliance.kernel.clone(),
+            initrd: self.appliance.initrd.clone(),
+            cmdline: "console=ttyS0 panic=-1 quiet".into(),
+            memory_mb: self.memory_mb,
+            cpus: self.cpus,
+            accel,
+            disks: m.disks.clone(),
+            shares: m.shares.clone(),
+            agent_socket: runtime.join("agent.sock"),
+            runtime_dir: runtime.to_path_buf(),
+            console_log: m.console_log.clone(),
+            network: m.network,
+        }
+    }
+}
+
+/// A [`Launcher`] made on first use (building the appliance only when an
+/// artifact needs it).
+pub struct LazyLauncher {
+    config: B9Config,
+    cell: OnceLock<Result<Launcher, String>>,
+}
+
+impl LazyLauncher {
+    /// Remembers the configuration.
+    pub fn new(config: B9Config) -> LazyLauncher {
+        LazyLauncher {
+            config,
+            cell: OnceLock::new(),
+        }
+    }
+
+    /// The launcher, prepared the first time.
+    pub fn get(&self) -> Result<&Launcher, String> {
+        self.cell
+            .get_or_init(|| Launcher::new(&self.config))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+impl std::fmt::Debug for LazyLauncher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LazyLauncher")
+    }
+}
+
+/// The accelerator a previous probe chose on this host.
+fn remembered(cache_dir: &Path) -> Option<Accel> {
+    match std::fs::read_to_string(cache_dir.join("accel"))
+        .ok()?
+        .trim()
+    {
+        "kvm" => Some(Accel::Kvm),
+        "tcg" => Some(Accel::Tcg),
+        _ => None,
+    }
+}
+
+/// `/dev/kvm` opens read-write (necessary, not sufficient: see the probe).
+fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// Letters, digits and `-` of a name, for domain names.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(40)
+        .collect()
+}
+
+/// A private directory with a short path for the run's sockets; removed
+/// when dropped.
+struct RuntimeDir(PathBuf);
+
+impl RuntimeDir {
+    fn create() -> Result<RuntimeDir, String> {
+        let tmp = std::env::temp_dir();
+        let base = if tmp.as_os_str().len() + 32 > MAX_SOCKET_PATH {
+            PathBuf::from("/tmp")
+        } else {
+            tmp
+        };
+        for attempt in 0..100u32 {
+            let dir = base.join(format!("b9.{}.{attempt}", std::process::id()));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok(RuntimeDir(dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+            }
+        }
+        Err(format!(
+            "cannot create a run directory in {}",
+            base.display()
+        ))
+    }
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl From<String> for crate::vm::backend::VmError {
+    fn from(s: String) -> Self {
+        crate::vm::backend::VmError::Start(s)
+    }
+}

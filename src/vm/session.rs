@@ -1,0 +1,345 @@
+//! The host side of one appliance run: start the VM, greet the agent, hand
+//! it the job, stream what it reports, enforce the timeout and Ctrl-C, and
+//! always stop the VM.
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::vm::backend::{Backend, Vm, VmError, VmSpec, VmState};
+use crate::vm::protocol::{self, Frame, Job, Kind, ToAgent, ToHost};
+
+/// How often the VM's state, the clock and Ctrl-C are looked at.
+const TICK: Duration = Duration::from_millis(200);
+/// How long the VM gets to end after `quit`/`destroy`.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Lines of the console log quoted in errors.
+const CONSOLE_TAIL: usize = 25;
+
+/// Limits of a run.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// The whole run (`default_timeout_seconds` x `timeout_factor`).
+    pub timeout: Option<Duration>,
+    /// Until the agent says hello (the KVM probe uses a short one).
+    pub hello: Duration,
+}
+
+/// What a run reports to its caller, as it happens.
+pub trait Events {
+    /// Command `index` started.
+    fn started(&mut self, index: usize);
+    /// Output of the running command.
+    fn output(&mut self, kind: Kind, bytes: &[u8]);
+    /// Command `index` ended with `status` after `millis`.
+    fn exited(&mut self, index: usize, status: i32, millis: u64);
+    /// A message of the agent itself.
+    fn log(&mut self, line: &str);
+}
+
+/// What the agent did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Exit statuses of the commands that ran, in order.
+    pub statuses: Vec<i32>,
+    /// File systems resized: (disk serial, new size in bytes).
+    pub resized: Vec<(String, u64)>,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The hypervisor did not start.
+    #[error("{0}")]
+    Start(#[from] VmError),
+    /// The agent never said hello (also how the KVM probe fails).
+    #[error("the appliance did not come up within {0:?}{1}")]
+    NoHello(Duration, Tail),
+    /// The agent speaks another protocol version.
+    #[error(
+        "the appliance's agent speaks protocol {0}, this b9 speaks {1}: rebuild the appliance"
+    )]
+    Version(u32, u32),
+    /// The agent could not do the job.
+    #[error("the agent failed: {0}{1}")]
+    Agent(String, Tail),
+    /// The guest kernel panicked.
+    #[error("the guest kernel panicked{0}")]
+    Panicked(Tail),
+    /// The VM or its connection went away.
+    #[error("the VM ended unexpectedly ({0}){1}")]
+    Gone(String, Tail),
+    /// The run took too long.
+    #[error("the VM was stopped after the timeout of {0:?}{1}")]
+    Timeout(Duration, Tail),
+    /// Ctrl-C or SIGTERM.
+    #[error("interrupted; the VM was stopped")]
+    Interrupted,
+    /// The agent connection broke down.
+    #[error("talking to the agent failed: {0}{1}")]
+    Protocol(String, Tail),
+}
+
+/// The last lines of the guest console, for error messages.
+#[derive(Debug, Default)]
+pub struct Tail(pub String);
+
+impl std::fmt::Display for Tail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        write!(f, "\nlast lines of the guest console:\n{}", self.0)
+    }
+}
+
+/// Set by SIGINT/SIGTERM while b9 runs VMs.
+fn interrupted() -> &'static Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&flag)) {
+                tracing::warn!("cannot catch signal {sig}: {e}");
+            }
+        }
+        flag
+    })
+}
+
+/// True once Ctrl-C (or SIGTERM) was received during a VM run.
+pub fn was_interrupted() -> bool {
+    interrupted().load(Ordering::Relaxed)
+}
+
+/// Boots `spec` with `backend`, runs `job`, and stops the VM whatever
+/// happens. Command failures are not errors here: they are in the report's
+/// statuses.
+pub fn run(
+    backend: &dyn Backend,
+    spec: &VmSpec,
+    job: &Job,
+    limits: &Limits,
+    events: &mut dyn Events,
+) -> Result<Report, RunError> {
+    let flag = Arc::clone(interrupted());
+    let started = Instant::now();
+    let mut vm = backend.start(spec)?;
+    let result = drive(vm.as_mut(), spec, job, limits, events, &flag, started);
+    if let Err(e) = vm.stop(STOP_GRACE) {
+        tracing::warn!("stopping the VM: {e}");
+    }
+    drop(vm);
+    let _ = std::fs::remove_file(&spec.agent_socket);
+    result
+}
+
+/// Connects to the agent and follows the job to its end.
+fn drive(
+    vm: &mut dyn Vm,
+    spec: &VmSpec,
+    job: &Job,
+    limits: &Limits,
+    events: &mut dyn Events,
+    flag: &AtomicBool,
+    started: Instant,
+) -> Result<Report, RunError> {
+    let tail = || Tail(console_tail(&spec.console_log));
+    let stream = connect(&spec.agent_socket, vm).map_err(|e| RunError::Protocol(e, tail()))?;
+    let mut writer = stream
+        .try_clone()
+        .map_err(|e| RunError::Protocol(e.to_string(), tail()))?;
+    let frames = reader(stream);
+    let mut watch = Watch {
+        vm,
+        flag,
+        started,
+        limits,
+        console: &spec.console_log,
+    };
+    let hello = watch.next(&frames, Some(limits.hello))?;
+    match protocol::decode::<ToHost>(&hello) {
+        Ok(ToHost::Hello { version, kernel }) if version == protocol::VERSION => {
+            tracing::debug!(
+                "appliance up (kernel {kernel}) after {:?}",
+                started.elapsed()
+            );
+        }
+        Ok(ToHost::Hello { version, .. }) => {
+            let _ = protocol::send(
+                &mut writer,
+                &ToAgent::Abort {
+                    reason: format!("protocol {version} is not {}", protocol::VERSION),
+                },
+            );
+            return Err(RunError::Version(version, protocol::VERSION));
+        }
+        other => {
+            return Err(RunError::Protocol(
+                format!("expected hello, got {other:?}"),
+                tail(),
+            ))
+        }
+    }
+    protocol::send(&mut writer, &ToAgent::Job(job.clone()))
+        .map_err(|e| RunError::Protocol(e.to_string(), tail()))?;
+    if job.interactive {
+        crate::vm::interactive::forward_stdin(writer);
+    }
+    follow(&mut watch, &frames, events)
+}
+
+/// Handles the agent's messages until it is done.
+fn follow(
+    watch: &mut Watch<'_>,
+    frames: &Receiver<Result<Frame, String>>,
+    events: &mut dyn Events,
+) -> Result<Report, RunError> {
+    let mut report = Report::default();
+    loop {
+        let frame = watch.next(frames, None)?;
+        if frame.kind != Kind::Control {
+            events.output(frame.kind, &frame.payload);
+            continue;
+        }
+        let msg = protocol::decode::<ToHost>(&frame)
+            .map_err(|e| RunError::Protocol(e.to_string(), watch.tail()))?;
+        match msg {
+            ToHost::Log { line } => events.log(&line),
+            ToHost::Started { index } => events.started(index),
+            ToHost::Exited {
+                index,
+                status,
+                millis,
+            } => {
+                report.statuses.push(status);
+                events.exited(index, status, millis);
+            }
+            ToHost::Resized { serial, bytes } => report.resized.push((serial, bytes)),
+            ToHost::Done => return Ok(report),
+            ToHost::Failed { message } => return Err(RunError::Agent(message, watch.tail())),
+            ToHost::Hello { .. } => {
+                return Err(RunError::Protocol("a second hello".into(), watch.tail()))
+            }
+        }
+    }
+}
+
+/// Waits for frames while watching the VM, the clock and Ctrl-C.
+struct Watch<'a> {
+    vm: &'a mut dyn Vm,
+    flag: &'a AtomicBool,
+    started: Instant,
+    limits: &'a Limits,
+    console: &'a Path,
+}
+
+impl Watch<'_> {
+    fn tail(&self) -> Tail {
+        Tail(console_tail(self.console))
+    }
+
+    /// The next frame; `within` bounds the wait (for the hello).
+    fn next(
+        &mut self,
+        frames: &Receiver<Result<Frame, String>>,
+        within: Option<Duration>,
+    ) -> Result<Frame, RunError> {
+        let waiting = Instant::now();
+        loop {
+            match frames.recv_timeout(TICK) {
+                Ok(Ok(frame)) => return Ok(frame),
+                Ok(Err(e)) => return Err(self.gone_or(RunError::Protocol(e, self.tail()))),
+                Err(RecvTimeoutError::Disconnected) => {
+                    let e =
+                        RunError::Protocol("the agent closed the connection".into(), self.tail());
+                    return Err(self.gone_or(e));
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if self.flag.load(Ordering::Relaxed) {
+                return Err(RunError::Interrupted);
+            }
+            if let Some(limit) = self.limits.timeout {
+                if self.started.elapsed() >= limit {
+                    return Err(RunError::Timeout(limit, self.tail()));
+                }
+            }
+            if let Some(w) = within {
+                if waiting.elapsed() >= w {
+                    return Err(RunError::NoHello(w, self.tail()));
+                }
+            }
+            match self.vm.state() {
+                VmState::Running => {}
+                VmState::Panicked => return Err(RunError::Panicked(self.tail())),
+                VmState::Gone(why) => return Err(RunError::Gone(why, self.tail())),
+            }
+        }
+    }
+
+    /// A broken connection is reported as what ended the VM, when it ended.
+    fn gone_or(&mut self, e: RunError) -> RunError {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            match self.vm.state() {
+                VmState::Running => std::thread::sleep(Duration::from_millis(50)),
+                VmState::Panicked => return RunError::Panicked(self.tail()),
+                VmState::Gone(why) => return RunError::Gone(why, self.tail()),
+            }
+        }
+        e
+    }
+}
+
+/// Connects to the VM's agent socket (the VM listens; it may take a moment).
+fn connect(path: &Path, vm: &mut dyn Vm) -> Result<UnixStream, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!("cannot connect to {}: {e}", path.display()))
+            }
+            Err(_) => {}
+        }
+        if let VmState::Gone(why) = vm.state() {
+            return Err(format!("the VM ended before the agent connected ({why})"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads frames on a thread; a read error or the end of the stream ends it.
+fn reader(mut stream: UnixStream) -> Receiver<Result<Frame, String>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || loop {
+        match protocol::read_frame(&mut stream) {
+            Ok(Some(f)) => {
+                if tx.send(Ok(f)).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string()));
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The last lines of the console log (empty when there is none).
+pub fn console_tail(path: &Path) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(CONSOLE_TAIL);
+    lines[from..].join("\n")
+}

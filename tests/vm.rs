@@ -1,0 +1,401 @@
+//! `VmScript`s in real guests (TCG), end to end through the `b9` executable,
+//! with both backends: outputs checked with qemu-img, e2fsck and debugfs,
+//! failures, timeouts and a killed QEMU cleaned up, resizes, `b9 run`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+mod common;
+
+/// The guest kernel fixture and a busybox root image, made once.
+struct Fixture {
+    kernel: PathBuf,
+    modules: PathBuf,
+    root: PathBuf,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let guest = common::guest::guest();
+        let dir = repo().join("target/vm-test-fixture");
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = dir.join(format!("busybox-root-{}.raw", std::process::id()));
+        let st = Command::new(repo().join("scripts/busybox-root"))
+            .arg(&root)
+            .env("B9", env!("CARGO_BIN_EXE_b9"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        Fixture {
+            kernel: guest.kernel.clone(),
+            modules: guest.modules.clone(),
+            root,
+        }
+    })
+}
+
+struct Project {
+    _tmp: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Project {
+    /// A project whose b9.conf selects `backend` under TCG.
+    fn new(backend: &str, extra_vm: &str, timeout: u64) -> Project {
+        let f = fixture();
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().to_path_buf();
+        std::fs::create_dir_all(path.join("home")).unwrap();
+        std::fs::copy(&f.root, path.join("root.raw")).unwrap();
+        std::fs::write(
+            path.join("b9.conf"),
+            format!(
+                "[global]\ndefault_timeout_seconds: {timeout}\nunique_build_dirs: True\n\
+                 [vm]\nbackend: {backend}\naccel: tcg\nkernel: {}\nmodules_dir: {}\nmemory_mb: 512\ncpus: 1\n{extra_vm}\n\
+                 [libvirt]\nconnection: qemu:///system\n",
+                f.kernel.display(),
+                f.modules.display()
+            ),
+        )
+        .unwrap();
+        Project { _tmp: tmp, path }
+    }
+
+    fn p(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_b9"));
+        c.arg("-c")
+            .arg(self.p("b9.conf"))
+            .args(args)
+            .current_dir(&self.path)
+            .env("HOME", self.p("home"))
+            .env("B9_CACHE_DIR", repo().join("target/vm-test-cache"));
+        c
+    }
+
+    fn b9(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn build(&self, file: &str, text: &str) -> Output {
+        std::fs::write(self.p(file), text).unwrap();
+        self.b9(&["build", "-f", file])
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn run(tool: &str, args: &[&str]) -> Output {
+    Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} is needed (scripts/setup): {e}"))
+}
+
+fn ok(tool: &str, args: &[&str]) -> String {
+    let out = run(tool, args);
+    assert!(out.status.success(), "{tool} {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A raw copy of any image, for e2fsck and debugfs.
+fn as_raw(img: &Path) -> PathBuf {
+    let raw = img.with_extension("check.raw");
+    ok("qemu-img", &["convert", "-O", "raw", &s(img), &s(&raw)]);
+    raw
+}
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn e2fsck_clean(raw: &Path) {
+    ok("e2fsck", &["-fn", &s(raw)]);
+}
+
+fn debugfs_cat(raw: &Path, file: &str) -> String {
+    ok("debugfs", &["-R", &format!("cat {file}"), &s(raw)])
+}
+
+fn debugfs_stat(raw: &Path, file: &str) -> String {
+    ok("debugfs", &["-R", &format!("stat {file}"), &s(raw)])
+}
+
+fn sha(path: &Path) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).to_vec()
+}
+
+/// No QEMU process of this project is left.
+fn no_vm_left(p: &Project) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ps = ok("ps", &["-eo", "args"]);
+        let left: Vec<&str> = ps
+            .lines()
+            .filter(|l| l.contains("qemu-system") && l.contains(&*s(&p.path)))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "QEMU left running: {left:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+const FULL_SCRIPT: &str = r#"
+Artifact (IID "full")
+  (VmImages
+     [ ImageTarget (LocalFile (Image "out/root.qcow2" QCow2 Ext4) KeepSize)
+         (SourceImage (Image "root.raw" Raw Ext4) NoPT KeepSize) (MountPoint "/")
+     , ImageTarget (LocalFile (Image "out/data.vmdk" Vmdk Ext4) KeepSize)
+         (EmptyImage "data" Ext4 Raw (ImageSize 32 MB)) (MountPoint "/data")
+     ]
+     (VmScript X86_64
+        [ SharedDirectoryRO "ro" (MountPoint "/mnt/ro")
+        , SharedDirectory "rw" (MountPoint "/mnt/rw")
+        ]
+        (Begin
+           [ Run "echo" ["hello from the guest"]
+           , Run "cp" ["/mnt/ro/input.txt", "/data/copied.txt"]
+           , In "/data" [Run "pwd" [">", "where.txt"]]
+           , As "builder" [Run "id" ["-u", ">", "/tmp/uid"], Run "id" ["-G", ">", "/tmp/groups"]]
+           , Run "cp" ["/tmp/uid", "/tmp/groups", "/data/"]
+           , As "builder" [In "/home/builder" [Run "touch" ["mine"]]]
+           , IgnoreErrors True [Run "false" []]
+           , Verbosity Quiet [Run "echo" ["this line is not shown"]]
+           , Run "echo" ["$$HOME", ">", "/data/home.txt"]
+           , Run "echo" ["written by the guest", ">", "/mnt/rw/out.txt"]
+           , IgnoreErrors True [Run "touch" ["/mnt/ro/forbidden"]]
+           ])))
+"#;
+
+fn full_build(backend: &str) {
+    let p = Project::new(backend, "", 600);
+    std::fs::create_dir_all(p.p("ro")).unwrap();
+    std::fs::write(p.p("ro/input.txt"), "from the host\n").unwrap();
+    let before = sha(&p.p("root.raw"));
+    let out = p.build("full.b9", FULL_SCRIPT);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("hello from the guest"), "{log}");
+    assert!(log.contains("[full]"), "output lines carry the instance id: {log}");
+    assert!(!log.contains("this line is not shown"), "{log}");
+    assert_eq!(sha(&p.p("root.raw")), before, "the source image is unchanged");
+    assert_eq!(
+        std::fs::read_to_string(p.p("rw/out.txt")).unwrap(),
+        "written by the guest\n"
+    );
+    assert!(!p.p("ro/forbidden").exists(), "the read-only share stays read-only");
+    for img in ["out/root.qcow2", "out/data.vmdk"] {
+        ok("qemu-img", &["check", &s(&p.p(img))]);
+    }
+    let vmdk = ok("qemu-img", &["info", &s(&p.p("out/data.vmdk"))]);
+    assert!(vmdk.contains("vmdk"), "{vmdk}");
+    let data = as_raw(&p.p("out/data.vmdk"));
+    e2fsck_clean(&data);
+    assert_eq!(debugfs_cat(&data, "/copied.txt"), "from the host\n");
+    assert_eq!(debugfs_cat(&data, "/where.txt"), "/data\n");
+    assert_eq!(debugfs_cat(&data, "/uid"), "1000\n");
+    assert_eq!(debugfs_cat(&data, "/groups"), "1000 50\n");
+    assert_eq!(debugfs_cat(&data, "/home.txt"), "/root\n");
+    let root = as_raw(&p.p("out/root.qcow2"));
+    e2fsck_clean(&root);
+    let mine = debugfs_stat(&root, "/home/builder/mine");
+    assert!(mine.contains("User:  1000"), "{mine}");
+    no_vm_left(&p);
+}
+
+#[test]
+fn a_script_runs_in_a_qemu_guest() {
+    full_build("qemu");
+}
+
+#[test]
+fn a_script_runs_in_a_libvirt_guest() {
+    full_build("libvirt");
+}
+
+fn single(script: &str, dest: &str) -> String {
+    format!(
+        r#"Artifact (IID "one")
+  (VmImages
+     [ ImageTarget (LocalFile (Image "out/root.qcow2" QCow2 Ext4) KeepSize)
+         (SourceImage (Image "root.raw" Raw Ext4) NoPT KeepSize) (MountPoint "/")
+     , ImageTarget {dest}
+         (EmptyImage "data" Ext4 Raw (ImageSize 64 MB)) (MountPoint "/data")
+     ]
+     (VmScript X86_64 [] {script}))"#
+    )
+}
+
+#[test]
+fn a_failing_script_exports_nothing_and_names_the_command() {
+    let p = Project::new("qemu", "", 600);
+    let out = p.build(
+        "fail.b9",
+        &single(
+            r#"(Begin [Run "echo" ["about to fail"], Run "sh" ["-c", "'exit 7'"], Run "echo" ["never"]])"#,
+            r#"(LocalFile (Image "out/data.raw" Raw Ext4) KeepSize)"#,
+        ),
+    );
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("exited with status 7"), "{log}");
+    assert!(log.contains("sh -c 'exit 7'"), "{log}");
+    assert!(log.contains("about to fail"), "{log}");
+    assert!(!log.contains("> never"), "{log}");
+    assert!(!p.p("out/root.qcow2").exists() && !p.p("out/data.raw").exists());
+    no_vm_left(&p);
+}
+
+#[test]
+fn a_timeout_stops_the_vm_and_exports_nothing() {
+    let p = Project::new("qemu", "", 25);
+    let out = p.build(
+        "slow.b9",
+        &single(
+            r#"(Run "sleep" ["600"])"#,
+            r#"(LocalFile (Image "out/data.raw" Raw Ext4) KeepSize)"#,
+        ),
+    );
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("timeout"), "{log}");
+    assert!(!p.p("out/data.raw").exists());
+    no_vm_left(&p);
+}
+
+#[test]
+fn a_killed_qemu_is_reported_and_cleaned_up() {
+    let p = Project::new("qemu", "", 600);
+    std::fs::write(
+        p.p("slow.b9"),
+        single(
+            r#"(Run "sleep" ["600"])"#,
+            r#"(LocalFile (Image "out/data.raw" Raw Ext4) KeepSize)"#,
+        ),
+    )
+    .unwrap();
+    let child = p
+        .command(&["build", "-f", "slow.b9"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let pid = loop {
+        let ps = ok("ps", &["-eo", "pid,args"]);
+        if let Some(line) = ps
+            .lines()
+            .find(|l| l.contains("qemu-system") && l.contains(&*s(&p.path)))
+        {
+            break line.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "QEMU never started");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Let the script start, then kill QEMU under b9's feet.
+    std::thread::sleep(Duration::from_secs(8));
+    ok("kill", &["-9", &pid]);
+    let out = child.wait_with_output().unwrap();
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("ended unexpectedly"), "{log}");
+    assert!(!p.p("out/data.raw").exists());
+    no_vm_left(&p);
+}
+
+#[test]
+fn file_systems_are_grown_and_shrunk_in_the_guest() {
+    let p = Project::new("qemu", "", 600);
+    let out = p.build(
+        "resize.b9",
+        r#"Artifact (IID "resize")
+  (VmImages
+     [ ImageTarget (LocalFile (Image "out/root.qcow2" QCow2 Ext4) KeepSize)
+         (SourceImage (Image "root.raw" Raw Ext4) NoPT KeepSize) (MountPoint "/")
+     , ImageTarget (LocalFile (Image "out/small.raw" Raw Ext4) ShrinkToMinimum)
+         (EmptyImage "small" Ext4 Raw (ImageSize 256 MB)) (MountPoint "/small")
+     , ImageTarget (LocalFile (Image "out/big.raw" Raw Ext4) (Resize (ImageSize 200 MB)))
+         (EmptyImage "big" Ext4 Raw (ImageSize 64 MB)) (MountPoint "/big")
+     ]
+     (VmScript X86_64 []
+        (Begin
+           [ Run "seq" ["1", "200000", ">", "/small/numbers"]
+           , Run "mkdir" ["-p", "/small/dir/sub"]
+           , Run "ln" ["-s", "../numbers", "/small/dir/link"]
+           , Run "ln" ["/small/numbers", "/small/dir/hard"]
+           , Run "chown" ["1000:50", "/small/dir/sub"]
+           , Run "chmod" ["4750", "/small/dir/sub"]
+           , Run "seq" ["1", "1000", ">", "/big/numbers"]
+           ])))"#,
+    );
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    let small = p.p("out/small.raw");
+    let size = std::fs::metadata(&small).unwrap().len();
+    assert!(size < 64 << 20, "shrunk to {size} bytes");
+    e2fsck_clean(&small);
+    let numbers: String = (1..=200000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(debugfs_cat(&small, "/numbers"), numbers);
+    assert_eq!(debugfs_cat(&small, "/dir/hard"), numbers);
+    let stat = debugfs_stat(&small, "/dir/hard");
+    assert!(stat.contains("Links: 2"), "{stat}");
+    let link = debugfs_stat(&small, "/dir/link");
+    assert!(link.contains("Fast link dest: \"../numbers\""), "{link}");
+    let sub = debugfs_stat(&small, "/dir/sub");
+    assert!(sub.contains("Mode:  04750") && sub.contains("User:  1000") && sub.contains("Group:    50"), "{sub}");
+    let big = p.p("out/big.raw");
+    assert_eq!(std::fs::metadata(&big).unwrap().len(), 200 << 20);
+    e2fsck_clean(&big);
+    let stats = ok("dumpe2fs", &["-h", &s(&big)]);
+    let blocks: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("Block count:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let bsize: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("Block size:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(blocks * bsize, 200 << 20, "{stats}");
+    assert_eq!(debugfs_cat(&big, "/numbers").lines().count(), 1000);
+}
+
+#[test]
+fn b9_run_executes_a_command_in_a_transient_copy() {
+    let p = Project::new("qemu", "", 600);
+    std::fs::write(p.p("hello.txt"), "shared cwd\n").unwrap();
+    let before = sha(&p.p("root.raw"));
+    let out = p.b9(&["run", "root.raw", "cat", "hello.txt;", "touch", "/etc/changed"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("shared cwd"), "{}", text(&out));
+    assert_eq!(sha(&p.p("root.raw")), before, "b9 run leaves the image alone");
+    let out = p.b9(&["run", "root.raw", "exit", "3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    no_vm_left(&p);
+}
