@@ -77,6 +77,38 @@ pub fn create(path: &Path, spec: &Ext4Spec<'_>) -> Result<(), DiskError> {
     builder.finish()
 }
 
+/// What a fresh file system of a given size (default features) can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    /// Block size in bytes.
+    pub block_size: u32,
+    /// Blocks in the file system.
+    pub blocks_count: u64,
+    /// Blocks left for file data, directories and xattr blocks (metadata,
+    /// journal, root directory and lost+found taken off).
+    pub free_blocks: u64,
+    /// Inodes left for new objects.
+    pub free_inodes: u64,
+}
+
+/// The [`Capacity`] of a file system [`create`] would make in `size` bytes
+/// with the default features (for sizing a minimal copy of a tree).
+pub fn capacity(size: u64) -> Result<Capacity, DiskError> {
+    let f = features::parse(&[])?;
+    let g = geometry::plan(size, f.bit64, f.sparse_super)?;
+    let overhead = geometry::overhead_blocks(&g, f.bit64, f.sparse_super);
+    // Root directory and lost+found (16 KiB, 12 KiB with 1 KiB blocks).
+    let dirs = 1 + 16384 / u64::from(g.block_size);
+    let blocks = u64::from(g.blocks_count);
+    Ok(Capacity {
+        block_size: g.block_size,
+        blocks_count: blocks,
+        free_blocks: blocks.saturating_sub(overhead + dirs),
+        // Inodes 1-10 are reserved, 11 is lost+found.
+        free_inodes: u64::from(g.inodes_count).saturating_sub(11),
+    })
+}
+
 /// Checks the spec and derives every parameter of the file system.
 fn params(spec: &Ext4Spec<'_>) -> Result<backend::Params, DiskError> {
     let label = spec.label.as_bytes();

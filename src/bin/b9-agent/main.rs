@@ -1,0 +1,145 @@
+//! `b9-agent`: PID 1 of the b9 appliance.
+//!
+//! It loads the kernel modules, finds its virtio-serial port, says hello to
+//! the host, receives a [`Job`], mounts the build images and shares under
+//! `/sysroot`, runs the script's commands chrooted there (streaming their
+//! output), resizes file systems, unmounts everything, reports and powers
+//! the machine off. See `src/vm/protocol.rs` for the messages.
+
+mod copytree;
+mod disks;
+mod init;
+mod net;
+mod port;
+mod pty;
+mod reaper;
+mod resize;
+mod run;
+mod spawn;
+mod sys;
+mod users;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use b9::vm::protocol::{self, Job, ToAgent, ToHost, VERSION};
+
+use crate::disks::Mounts;
+use crate::port::{log, Port};
+
+fn main() {
+    init::early();
+    reaper::start();
+    log(format!("starting (kernel {})", sys::kernel_release()));
+    init::load_modules();
+    match port::open() {
+        Ok(port) => session(port),
+        Err(e) => log(format!("no connection to the host: {e}")),
+    }
+    init::power_off()
+}
+
+/// Hello, the job, the report.
+fn session(mut port: Port) {
+    let hello = ToHost::Hello {
+        version: VERSION,
+        kernel: sys::kernel_release(),
+    };
+    if let Err(e) = port.sender.send(&hello) {
+        log(format!("cannot greet the host: {e}"));
+        return;
+    }
+    let job = match receive_job(&mut port) {
+        Ok(Some(job)) => job,
+        Ok(None) => return,
+        Err(e) => {
+            fail(&port, &e);
+            return;
+        }
+    };
+    let mut mounts = Mounts::default();
+    let done = execute(&job, port, &mut mounts);
+    let sender = done.1;
+    let unmounted = mounts.unmount_all();
+    let outcome = done.0.and(unmounted);
+    let msg = match outcome {
+        Ok(()) => {
+            log("done");
+            ToHost::Done
+        }
+        Err(message) => {
+            log(format!("failed: {message}"));
+            ToHost::Failed { message }
+        }
+    };
+    if let Err(e) = sender.send(&msg) {
+        port::console(&format!("cannot report to the host: {e}"));
+    }
+}
+
+/// Waits for the job; `None` when the host aborts.
+fn receive_job(port: &mut Port) -> Result<Option<Job>, String> {
+    let frame = port
+        .recv()
+        .map_err(|e| format!("waiting for the job: {e}"))?;
+    match protocol::decode::<ToAgent>(&frame).map_err(|e| e.to_string())? {
+        ToAgent::Job(job) => Ok(Some(job)),
+        ToAgent::Abort { reason } => {
+            log(format!("the host aborted: {reason}"));
+            Ok(None)
+        }
+        other => Err(format!("expected a job, got {other:?}")),
+    }
+}
+
+fn fail(port: &Port, message: &str) {
+    log(format!("failed: {message}"));
+    let _ = port.sender.send(&ToHost::Failed {
+        message: message.to_string(),
+    });
+}
+
+/// Mounts, runs, resizes. Returns the outcome and the sender (the port's
+/// reader may have gone to the interactive session).
+fn execute(job: &Job, port: Port, mounts: &mut Mounts) -> (Result<(), String>, port::Sender) {
+    let Port { sender, reader } = port;
+    let result = prepare(job, mounts).and_then(|devices| {
+        let ok = if job.interactive {
+            let cmd = job
+                .commands
+                .first()
+                .ok_or("interactive job without a command")?;
+            pty::run_interactive(cmd, reader, &sender)
+        } else {
+            run::run_all(&job.commands, &sender)
+        }
+        .map_err(|e| format!("running the script: {e}"))?;
+        run::kill_leftovers();
+        if ok {
+            resize::resize_all(&job.resizes, &job.disks, &devices, &sender)?;
+        }
+        Ok(())
+    });
+    (result, sender)
+}
+
+/// Finds the disks and makes every mount of the new root.
+fn prepare(job: &Job, mounts: &mut Mounts) -> Result<HashMap<String, PathBuf>, String> {
+    if job.disks.is_empty() {
+        return Err("the job has no disk to mount at /".into());
+    }
+    let devices = disks::find_disks(&serials(job))?;
+    disks::mount_disks(&job.disks, &devices, mounts)?;
+    disks::mount_shares(&job.shares, mounts)?;
+    disks::mount_api(mounts)?;
+    if let Some(net) = &job.network {
+        net::configure(net, mounts)?;
+    }
+    Ok(devices)
+}
+
+/// The serials of the disks to mount (scratch disks are looked up when
+/// a shrink needs them).
+fn serials(job: &Job) -> Vec<&str> {
+    job.disks.iter().map(|d| d.serial.as_str()).collect()
+}
