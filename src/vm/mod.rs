@@ -5,3 +5,5 @@
 
 pub mod backend;
 pub mod protocol;
+pub mod qemu;
+mod qmp;
