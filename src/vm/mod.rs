@@ -7,5 +7,7 @@ pub mod backend;
 pub mod interactive;
 pub mod launch;
 pub mod protocol;
+pub mod qemu;
+mod qmp;
 pub mod script;
 pub mod session;
