@@ -4,6 +4,7 @@
 //! run.
 
 pub mod backend;
+pub mod libvirt;
 pub mod protocol;
 pub mod qemu;
 mod qmp;
