@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use b9::disk::Format;
 use b9::vm::backend::{Accel, Backend, Vm, VmDisk, VmError, VmShare, VmSpec, VmState};
+use b9::vm::libvirt::Libvirt;
 use b9::vm::qemu::Qemu;
 use guest_kernel::{guest_kernel, GuestKernel};
 
@@ -147,11 +148,12 @@ struct Fixture {
 }
 
 /// A spec with a raw read-write disk, a qcow2 read-only disk and a share,
-/// all under a fresh temp dir (mode 0700, as `mkdtemp` makes it).
+/// all under a fresh temp dir of mode 0700 (as `mkdtemp` makes it).
 fn fixture(test: &str, cmdline_extra: &str) -> Fixture {
     let kernel = guest_kernel();
     let dir = tempfile::Builder::new().prefix("b9vm").tempdir().unwrap();
     let root = dir.path();
+    std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let build = root.join("build");
     std::fs::create_dir(&build).unwrap();
     write_initramfs(&kernel, &build.join("initrd"));
@@ -320,6 +322,7 @@ fn qemu_bad_disk_path_quotes_qemu() {
     };
     assert!(matches!(err, VmError::Start(_)), "{err:?}");
     let msg = err.to_string();
+    eprintln!("qemu, bad disk: {msg}");
     assert!(msg.contains("no-such-disk.raw"), "{msg}");
     assert!(
         msg.contains("No such file or directory"),
@@ -352,6 +355,7 @@ fn qemu_killed_process_is_gone() {
         .unwrap();
     assert!(st.success());
     let state = wait_not_running(vm.as_mut(), Duration::from_secs(10));
+    eprintln!("qemu, killed: {state:?}");
     match state {
         VmState::Gone(reason) => assert!(reason.contains("SIGKILL"), "{reason}"),
         other => panic!("expected Gone, got {other:?}"),
@@ -371,6 +375,110 @@ fn qemu_guest_panic_is_reported() {
     assert_eq!(state, VmState::Panicked, "console: {}", console(&fx));
     drop(vm);
     assert!(processes_with(&fx.spec.name).is_empty());
+}
+
+// ---------------------------------------------------------------- libvirt
+
+/// libvirt at `qemu:///system` (`.ci/run` starts `virtlogd -d; libvirtd -d`).
+fn libvirt() -> Libvirt {
+    let up = Command::new("virsh")
+        .args(["-c", "qemu:///system", "version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        up,
+        "libvirtd is not running: start it with `virtlogd -d; libvirtd -d`"
+    );
+    Libvirt::default()
+}
+
+#[test]
+fn libvirt_boots_with_all_devices_and_cleans_up() {
+    // The fixture lives under a 0700 temp dir: QEMU only gets in through
+    // the domain's seclabel (QEMU as the calling user).
+    let fx = fixture("libvirt-boot", "");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(fx.dir.path()).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o700);
+    boot_and_check(&libvirt(), &fx);
+    let domains = Command::new("virsh")
+        .args(["-c", "qemu:///system", "list", "--all", "--name"])
+        .output()
+        .unwrap();
+    let domains = String::from_utf8_lossy(&domains.stdout);
+    assert!(
+        !domains.contains(&fx.spec.name),
+        "domain left behind: {domains}"
+    );
+}
+
+#[test]
+fn libvirt_guest_panic_is_reported() {
+    let fx = fixture("libvirt-panic", "b9test=panic");
+    let t0 = Instant::now();
+    let mut vm = libvirt().start(&fx.spec).unwrap();
+    let state = wait_not_running(vm.as_mut(), BOOT_TIMEOUT);
+    eprintln!("libvirt: panic seen after {:?}", t0.elapsed());
+    assert_eq!(state, VmState::Panicked, "console: {}", console(&fx));
+    drop(vm);
+    assert!(processes_with(&fx.spec.name).is_empty());
+}
+
+#[test]
+fn libvirt_killed_qemu_is_gone() {
+    let fx = fixture("libvirt-kill", "");
+    let mut vm = libvirt().start(&fx.spec).unwrap();
+    let pids = processes_with(&fx.spec.name);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    let st = Command::new("kill")
+        .arg("-9")
+        .arg(pids[0].to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let state = wait_not_running(vm.as_mut(), Duration::from_secs(10));
+    eprintln!("libvirt, killed: {state:?}");
+    assert!(matches!(state, VmState::Gone(_)), "{state:?}");
+    vm.stop(Duration::from_secs(1)).unwrap();
+    drop(vm);
+    assert!(!fx.spec.agent_socket.exists());
+}
+
+#[test]
+fn libvirt_bad_disk_path_quotes_libvirt() {
+    let mut fx = fixture("libvirt-bad-disk", "");
+    fx.spec.disks[0].path = fx.dir.path().join("no-such-disk.raw");
+    let msg = libvirt().start(&fx.spec).err().unwrap().to_string();
+    eprintln!("libvirt, bad disk: {msg}");
+    assert!(msg.contains("no-such-disk.raw"), "{msg}");
+    assert!(processes_with(&fx.spec.name).is_empty());
+}
+
+#[test]
+fn libvirt_unreachable_daemon_is_a_clear_error() {
+    let fx = fixture("libvirt-no-daemon", "");
+    let uri = "qemu:///system?socket=/nonexistent/libvirt-sock";
+    let libvirt = Libvirt {
+        uri: uri.into(),
+        network: None,
+    };
+    let msg = libvirt.start(&fx.spec).err().unwrap().to_string();
+    eprintln!("libvirt, no daemon: {msg}");
+    assert!(msg.contains(uri), "{msg}");
+    assert!(msg.contains("libvirtd -d"), "{msg}");
+}
+
+#[test]
+fn libvirt_network_without_a_configured_network_is_an_error() {
+    let mut fx = fixture("libvirt-no-net", "");
+    fx.spec.network = true;
+    let msg = Libvirt::default()
+        .start(&fx.spec)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("no libvirt network is configured"), "{msg}");
 }
 
 fn console(fx: &Fixture) -> String {

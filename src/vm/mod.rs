@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod interactive;
 pub mod launch;
+pub mod libvirt;
 pub mod protocol;
 pub mod qemu;
 mod qmp;
