@@ -219,6 +219,11 @@ fn copy_into(
                 "a file system of {size} bytes does not fit the scratch disk ({limit} bytes)"
             ));
         }
+        if attempt > 1 {
+            // The formatter relies on a zeroed device (it writes no zero
+            // inode tables); the last attempt left its metadata there.
+            zero_out(scratch, limit).map_err(|e| format!("zeroing {}: {e}", scratch.display()))?;
+        }
         match copy_once(src, dst, scratch, label, size) {
             Ok(()) => return Ok(size),
             Err(e)
@@ -233,6 +238,16 @@ fn copy_into(
         }
     }
     Err("unreachable".into())
+}
+
+/// Zeroes the first `len` bytes of block device `dev` (BLKZEROOUT: the
+/// device's write-zeroes or discard where it has them).
+fn zero_out(dev: &Path, len: u64) -> io::Result<()> {
+    const BLKZEROOUT: libc::c_ulong = 0x127f;
+    let f = File::options().write(true).open(dev)?;
+    let range: [u64; 2] = [0, len];
+    // SAFETY: BLKZEROOUT takes a pointer to {start, length}.
+    sys::check(unsafe { libc::ioctl(f.as_raw_fd(), BLKZEROOUT, &range) }).map(drop)
 }
 
 /// One attempt: format, mount, copy, unmount.
