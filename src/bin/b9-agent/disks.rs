@@ -117,27 +117,30 @@ pub fn scan_serials(sys_block: &Path) -> HashMap<String, PathBuf> {
         .collect()
 }
 
-/// The host path of `mount_point` inside the new root.
-pub fn in_root(mount_point: &str) -> PathBuf {
-    let rel = mount_point.trim_start_matches('/');
-    if rel.is_empty() {
-        PathBuf::from(SYSROOT)
-    } else {
-        Path::new(SYSROOT).join(rel)
-    }
+/// The host path of `mount_point` inside the new root, symbolic links
+/// followed as the image sees them (never out of the root).
+pub fn in_root(mount_point: &str) -> Result<PathBuf, String> {
+    crate::users::resolve_partial(Path::new(SYSROOT), mount_point)
+        .ok_or_else(|| format!("mount point {mount_point}: too many symbolic links"))
 }
 
-/// Mounts the job's disks in order (the first at `/`).
+/// Mounts the job's disks in order (the first at `/`); returns where each
+/// serial is mounted.
 pub fn mount_disks(
     disks: &[DiskMount],
     devices: &HashMap<String, PathBuf>,
     mounts: &mut Mounts,
-) -> Result<(), String> {
+) -> Result<HashMap<String, PathBuf>, String> {
+    match disks.first() {
+        Some(d) if d.mount_point == "/" => {}
+        _ => return Err("the first disk of the job must be mounted at /".into()),
+    }
+    let mut targets = HashMap::new();
     for d in disks {
         let dev = devices
             .get(&d.serial)
             .ok_or_else(|| format!("no disk with serial {}", d.serial))?;
-        let target = in_root(&d.mount_point);
+        let target = in_root(&d.mount_point)?;
         sys::mkdir_p(&target).map_err(|e| e.to_string())?;
         let fstype = mount_fs(dev, &target, 0).map_err(|e| {
             format!(
@@ -147,7 +150,8 @@ pub fn mount_disks(
                 d.mount_point
             )
         })?;
-        mounts.push(target);
+        mounts.push(target.clone());
+        targets.insert(d.serial.clone(), target);
         log(format!(
             "mounted {} ({}, {fstype}) at {}",
             d.serial,
@@ -155,7 +159,7 @@ pub fn mount_disks(
             d.mount_point
         ));
     }
-    Ok(())
+    Ok(targets)
 }
 
 /// Mounts block device `dev` at `target`: ext4 first, then every block
@@ -196,7 +200,7 @@ fn block_fs_types(text: &str) -> Vec<String> {
 /// Mounts the 9p shares.
 pub fn mount_shares(shares: &[ShareMount], mounts: &mut Mounts) -> Result<(), String> {
     for s in shares {
-        let target = in_root(&s.mount_point);
+        let target = in_root(&s.mount_point)?;
         sys::mkdir_p(&target).map_err(|e| e.to_string())?;
         let flags = if s.read_only { libc::MS_RDONLY } else { 0 };
         sys::mount(
@@ -222,11 +226,11 @@ pub fn mount_shares(shares: &[ShareMount], mounts: &mut Mounts) -> Result<(), St
 pub fn mount_api(mounts: &mut Mounts) -> Result<(), String> {
     let nosuid = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     let table: [(&str, &str, &str, libc::c_ulong, &str); 6] = [
-        ("proc", "proc", "proc", nosuid, ""),
-        ("sys", "sysfs", "sysfs", nosuid, ""),
-        ("dev", "devtmpfs", "devtmpfs", libc::MS_NOSUID, "mode=0755"),
+        ("/proc", "proc", "proc", nosuid, ""),
+        ("/sys", "sysfs", "sysfs", nosuid, ""),
+        ("/dev", "devtmpfs", "devtmpfs", libc::MS_NOSUID, "mode=0755"),
         (
-            "dev/pts",
+            "/dev/pts",
             "devpts",
             "devpts",
             libc::MS_NOSUID | libc::MS_NOEXEC,
@@ -248,7 +252,7 @@ pub fn mount_api(mounts: &mut Mounts) -> Result<(), String> {
         ),
     ];
     for (dir, src, fstype, flags, data) in table {
-        let target = Path::new(SYSROOT).join(dir);
+        let target = in_root(dir)?;
         sys::mkdir_p(&target).map_err(|e| e.to_string())?;
         sys::mount(src, &target, fstype, flags, data).map_err(|e| e.to_string())?;
         mounts.push(target);
@@ -262,8 +266,8 @@ mod tests {
 
     #[test]
     fn mount_points_under_sysroot() {
-        assert_eq!(in_root("/"), Path::new("/sysroot"));
-        assert_eq!(in_root("/var/lib"), Path::new("/sysroot/var/lib"));
+        assert_eq!(in_root("/"), Ok(PathBuf::from("/sysroot")));
+        assert_eq!(in_root("/b9-x/lib"), Ok(PathBuf::from("/sysroot/b9-x/lib")));
     }
 
     #[test]

@@ -30,8 +30,6 @@ pub fn early() {
             failed.push(e);
         }
     }
-    let _ = sys::mkdir_p(Path::new("/dev/pts"));
-    let _ = sys::mount("devpts", Path::new("/dev/pts"), "devpts", 0, "");
     attach_console();
     for e in failed {
         console(&format!("{e}"));

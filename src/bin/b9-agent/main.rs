@@ -8,6 +8,7 @@
 
 mod copytree;
 mod disks;
+mod fsuuid;
 mod init;
 mod net;
 mod port;
@@ -103,7 +104,7 @@ fn fail(port: &Port, message: &str) {
 /// reader may have gone to the interactive session).
 fn execute(job: &Job, port: Port, mounts: &mut Mounts) -> (Result<(), String>, port::Sender) {
     let Port { sender, reader } = port;
-    let result = prepare(job, mounts).and_then(|devices| {
+    let result = prepare(job, mounts).and_then(|(devices, targets)| {
         let ok = if job.interactive {
             let cmd = job
                 .commands
@@ -116,26 +117,30 @@ fn execute(job: &Job, port: Port, mounts: &mut Mounts) -> (Result<(), String>, p
         .map_err(|e| format!("running the script: {e}"))?;
         run::kill_leftovers();
         if ok {
-            resize::resize_all(&job.resizes, &job.disks, &devices, &sender)?;
+            resize::resize_all(&job.resizes, &targets, &devices, &sender)?;
         }
         Ok(())
     });
     (result, sender)
 }
 
-/// Finds the disks and makes every mount of the new root.
-fn prepare(job: &Job, mounts: &mut Mounts) -> Result<HashMap<String, PathBuf>, String> {
+/// Serial -> path maps (devices, mount points).
+type Places = (HashMap<String, PathBuf>, HashMap<String, PathBuf>);
+
+/// Finds the disks and makes every mount of the new root; returns where
+/// each disk is (device) and where it is mounted.
+fn prepare(job: &Job, mounts: &mut Mounts) -> Result<Places, String> {
     if job.disks.is_empty() {
         return Err("the job has no disk to mount at /".into());
     }
     let devices = disks::find_disks(&serials(job))?;
-    disks::mount_disks(&job.disks, &devices, mounts)?;
+    let targets = disks::mount_disks(&job.disks, &devices, mounts)?;
     disks::mount_shares(&job.shares, mounts)?;
     disks::mount_api(mounts)?;
     if let Some(net) = &job.network {
         net::configure(net, mounts)?;
     }
-    Ok(devices)
+    Ok((devices, targets))
 }
 
 /// The serials of the disks to mount (scratch disks are looked up when

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use b9::vm::protocol::{self, Command, Kind, ToAgent, ToHost};
@@ -54,9 +55,14 @@ fn run_on_pty(cmd: &Command, input: File, sender: &Sender) -> io::Result<i32> {
     let pid = spawn.start();
     drop(slave);
     let pid = pid?;
-    forward_input(input, master.try_clone()?);
-    let status = pump(pid, vec![(master, Kind::Stdout)], sender)?;
-    Ok(sys::exit_code(status))
+    let tty = Arc::new(Mutex::new(Some(File::from(master.try_clone()?))));
+    forward_input(input, Arc::clone(&tty));
+    let status = pump(pid, vec![(master, Kind::Stdout)], sender);
+    // Close the forwarder's copy too, so devpts can be unmounted.
+    if let Ok(mut t) = tty.lock() {
+        t.take();
+    }
+    Ok(sys::exit_code(status?))
 }
 
 /// Opens a new pty pair on the devpts instance of `ptmx`: (master, slave).
@@ -91,14 +97,18 @@ fn set_window_size(fd: RawFd, rows: u16, cols: u16) {
     unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
 }
 
+/// The terminal's master side while the session lasts.
+type SharedTty = Arc<Mutex<Option<File>>>;
+
 /// Starts the thread that copies host frames to the terminal.
-fn forward_input(mut input: File, master: OwnedFd) {
+fn forward_input(mut input: File, tty: SharedTty) {
     let spawned = std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            let mut tty = File::from(master);
             while let Ok(Some(f)) = protocol::read_frame(&mut input) {
-                if !deliver(&f, &mut tty) {
+                let Ok(mut guard) = tty.lock() else { break };
+                let Some(t) = guard.as_mut() else { break };
+                if !deliver(&f, t) {
                     break;
                 }
             }

@@ -10,10 +10,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use b9::disk::ext4::{self, Ext4Spec};
-use b9::vm::protocol::{DiskMount, FsResize, ResizeHow, ToHost};
+use b9::vm::protocol::{FsResize, ResizeHow, ToHost};
 
 use crate::copytree::{self, list_xattrs};
-use crate::disks::{in_root, mount_fs};
+use crate::disks::mount_fs;
 use crate::port::{log, Sender};
 use crate::sys;
 
@@ -31,6 +31,8 @@ pub struct Super {
     pub blocks_count: u64,
     /// Volume label.
     pub label: String,
+    /// File-system UUID.
+    pub uuid: [u8; 16],
 }
 
 impl Super {
@@ -58,6 +60,7 @@ pub fn parse_super(sb: &[u8; 1024]) -> Result<Super, String> {
         block_size: 1024 << log,
         blocks_count: (hi << 32) | u64::from(u32_at(0x04)),
         label: String::from_utf8_lossy(&label[..end]).into_owned(),
+        uuid: crate::fsuuid::uuid_of(sb),
     })
 }
 
@@ -85,7 +88,7 @@ fn device_bytes(dev: &Path) -> Result<u64, String> {
 /// Carries out every resize, in order.
 pub fn resize_all(
     resizes: &[FsResize],
-    disks: &[DiskMount],
+    targets: &HashMap<String, PathBuf>,
     devices: &HashMap<String, PathBuf>,
     sender: &Sender,
 ) -> Result<(), String> {
@@ -93,21 +96,19 @@ pub fn resize_all(
         let dev = devices
             .get(&r.serial)
             .ok_or_else(|| format!("resize: no disk with serial {}", r.serial))?;
-        let disk = disks
-            .iter()
-            .find(|d| d.serial == r.serial)
+        let mount = targets
+            .get(&r.serial)
             .ok_or_else(|| format!("resize: disk {} is not mounted", r.serial))?;
-        let mount = in_root(&disk.mount_point);
         let sb = read_super(dev)?;
         let bytes = match &r.how {
-            ResizeHow::To { bytes, .. } if *bytes >= sb.bytes() => grow(dev, &mount, &sb, *bytes)?,
+            ResizeHow::To { bytes, .. } if *bytes >= sb.bytes() => grow(dev, mount, &sb, *bytes)?,
             ResizeHow::To { bytes, scratch } => {
                 let to = scratch_dev(devices, scratch)?;
-                shrink(&mount, &to, &sb.label, Target::Exact(*bytes))?
+                shrink(mount, &to, &sb, Target::Exact(*bytes))?
             }
             ResizeHow::Minimum { extra, scratch } => {
                 let to = scratch_dev(devices, scratch)?;
-                shrink(&mount, &to, &sb.label, Target::Minimum(*extra))?
+                shrink(mount, &to, &sb, Target::Minimum(*extra))?
             }
         };
         sender
@@ -172,7 +173,7 @@ enum Target {
 
 /// Copies the file system mounted at `mount` into a fresh ext4 on
 /// `scratch`; returns the new file system's size.
-fn shrink(mount: &Path, scratch: &Path, label: &str, target: Target) -> Result<u64, String> {
+fn shrink(mount: &Path, scratch: &Path, sb: &Super, target: Target) -> Result<u64, String> {
     let src = PathBuf::from("/run/b9/shrink-src");
     let dst = PathBuf::from("/run/b9/shrink-dst");
     for d in [&src, &dst] {
@@ -184,7 +185,7 @@ fn shrink(mount: &Path, scratch: &Path, label: &str, target: Target) -> Result<u
     if let Err(e) = sys::mount("", mount, "", readonly, "") {
         log(format!("cannot remount {} read-only: {e}", mount.display()));
     }
-    let result = copy_into(&src, &dst, scratch, label, target);
+    let result = copy_into(&src, &dst, scratch, sb, target);
     let _ = sys::umount(&src, 0);
     result
 }
@@ -195,7 +196,7 @@ fn copy_into(
     src: &Path,
     dst: &Path,
     scratch: &Path,
-    label: &str,
+    sb: &Super,
     target: Target,
 ) -> Result<u64, String> {
     let limit = device_bytes(scratch)?;
@@ -213,13 +214,20 @@ fn copy_into(
             (min + extra).div_ceil(MIB) * MIB
         }
     };
+    let mut previous = 0;
     for attempt in 1.. {
         if size > limit {
             return Err(format!(
                 "a file system of {size} bytes does not fit the scratch disk ({limit} bytes)"
             ));
         }
-        match copy_once(src, dst, scratch, label, size) {
+        if attempt > 1 {
+            // The formatter relies on a zeroed device (it writes no zero
+            // inode tables); the last attempt wrote within its size.
+            zero_out(scratch, previous)
+                .map_err(|e| format!("zeroing {}: {e}", scratch.display()))?;
+        }
+        match copy_once(src, dst, scratch, sb, size) {
             Ok(()) => return Ok(size),
             Err(e)
                 if e.kind() == io::ErrorKind::StorageFull
@@ -227,6 +235,7 @@ fn copy_into(
                     && attempt < 6 =>
             {
                 log(format!("{size} bytes were too few ({e}); trying larger"));
+                previous = size;
                 size = (size + size / 8 + 16 * MIB).div_ceil(MIB) * MIB;
             }
             Err(e) => return Err(format!("copying into a {size}-byte file system: {e}")),
@@ -235,20 +244,43 @@ fn copy_into(
     Err("unreachable".into())
 }
 
-/// One attempt: format, mount, copy, unmount.
-fn copy_once(src: &Path, dst: &Path, scratch: &Path, label: &str, size: u64) -> io::Result<()> {
+/// Writes zeroes over the first `len` bytes of block device `dev` and
+/// syncs. (With BLKZEROOUT over the whole disk instead, a block bitmap the
+/// formatter wrote afterwards was found zeroed in a TCG guest; the cause
+/// is not understood, plain writes showed no such loss.)
+fn zero_out(dev: &Path, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = File::options().write(true).open(dev)?;
+    let zeroes = vec![0u8; 1 << 20];
+    let mut pos = 0;
+    while pos < len {
+        let n = usize::try_from(len - pos)
+            .unwrap_or(usize::MAX)
+            .min(zeroes.len());
+        f.write_all_at(&zeroes[..n], pos)?;
+        pos += n as u64;
+    }
+    f.sync_all()
+}
+
+/// One attempt: format (with the label and UUID of `sb`), mount, copy,
+/// unmount.
+fn copy_once(src: &Path, dst: &Path, scratch: &Path, sb: &Super, size: u64) -> io::Result<()> {
     let timestamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    // The checksum seed in the superblock lets the UUID be changed after.
+    let features = ["metadata_csum_seed".to_string()];
     let spec = Ext4Spec {
         size,
-        label,
-        features: &[],
+        label: &sb.label,
+        features: &features,
         populate_from: None,
         timestamp,
     };
     ext4::create(scratch, &spec).map_err(io::Error::other)?;
+    crate::fsuuid::set_uuid(scratch, &sb.uuid)?;
     mount_fs(scratch, dst, 0)?;
     let copied = copytree::copy_tree(src, dst);
     sys::sync();
@@ -405,7 +437,8 @@ mod tests {
             Ok(Super {
                 block_size: 4096,
                 blocks_count: 262144,
-                label: "root".into()
+                label: "root".into(),
+                uuid: [0; 16],
             })
         );
         assert_eq!(s.map(|s| s.bytes()), Ok(1 << 30));

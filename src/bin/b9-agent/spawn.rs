@@ -80,14 +80,16 @@ impl Spawn {
     pub fn start(&self) -> io::Result<libc::pid_t> {
         let argv = null_terminated(&self.argv);
         let envp = null_terminated(&self.envp);
-        // SAFETY: fork; the child only calls async-signal-safe functions on
-        // data prepared above and then execs or exits.
-        let pid = unsafe { libc::fork() };
-        match pid {
-            -1 => Err(io::Error::last_os_error()),
-            0 => self.child(&argv, &envp),
-            pid => Ok(pid),
-        }
+        crate::reaper::fork_watched(|| {
+            // SAFETY: fork; the child only calls async-signal-safe functions
+            // on data prepared above and then execs or exits.
+            let pid = unsafe { libc::fork() };
+            match pid {
+                -1 => Err(io::Error::last_os_error()),
+                0 => self.child(&argv, &envp),
+                pid => Ok(pid),
+            }
+        })
     }
 
     /// The child after fork: never returns.
