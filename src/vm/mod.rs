@@ -3,5 +3,6 @@
 //! protocol, the VM backends (QEMU + QMP, libvirt) and the host side of a
 //! run.
 
+pub mod appliance;
 pub mod backend;
 pub mod protocol;
