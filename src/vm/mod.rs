@@ -3,6 +3,7 @@
 //! protocol, the VM backends (QEMU + QMP, libvirt) and the host side of a
 //! run.
 
+pub mod appliance;
 pub mod backend;
 pub mod interactive;
 pub mod launch;

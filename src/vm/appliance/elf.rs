@@ -1,0 +1,315 @@
+//! Just enough of ELF64 (little-endian, x86_64) for the appliance: a named
+//! section of a kernel module (`.modinfo`), and the program interpreter and
+//! `DT_NEEDED` libraries of an executable or shared library.
+//!
+//! The input is a file on the host, but it is still parsed defensively:
+//! every offset and size is bounds-checked, nothing panics.
+
+use std::fmt;
+
+/// Why a file could not be read as ELF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ElfError(pub(super) String);
+
+impl fmt::Display for ElfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn bad(what: impl Into<String>) -> ElfError {
+    ElfError(what.into())
+}
+
+const PT_LOAD: u32 = 1;
+const PT_DYNAMIC: u32 = 2;
+const PT_INTERP: u32 = 3;
+const DT_NULL: u64 = 0;
+const DT_NEEDED: u64 = 1;
+const DT_STRTAB: u64 = 5;
+const DT_STRSZ: u64 = 10;
+const SHN_XINDEX: u16 = 0xffff;
+/// More sections than any real file has; bounds the work on garbage.
+const MAX_SECTIONS: u64 = 1 << 20;
+
+/// A parsed ELF64 little-endian file.
+pub(super) struct Elf<'a> {
+    data: &'a [u8],
+    phoff: u64,
+    phnum: u64,
+    shoff: u64,
+    shnum: u64,
+    shstrndx: u64,
+}
+
+/// What an executable needs from the dynamic linker.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Dynamic {
+    /// `PT_INTERP`: the dynamic linker's absolute path.
+    pub(super) interp: Option<String>,
+    /// `DT_NEEDED` library names, in order.
+    pub(super) needed: Vec<String>,
+}
+
+struct Phdr {
+    kind: u32,
+    offset: u64,
+    vaddr: u64,
+    filesz: u64,
+}
+
+impl<'a> Elf<'a> {
+    /// Parses the ELF header of `data`.
+    pub(super) fn parse(data: &'a [u8]) -> Result<Self, ElfError> {
+        if data.get(..4) != Some(b"\x7fELF") {
+            return Err(bad("not an ELF file"));
+        }
+        if data.get(4) != Some(&2) || data.get(5) != Some(&1) {
+            return Err(bad("not a 64-bit little-endian ELF file"));
+        }
+        if data.len() < 64 {
+            return Err(bad("truncated ELF header"));
+        }
+        let mut elf = Elf {
+            data,
+            phoff: u64_at(data, 32)?,
+            phnum: u64::from(u16_at(data, 56)?),
+            shoff: u64_at(data, 40)?,
+            shnum: u64::from(u16_at(data, 60)?),
+            shstrndx: u64::from(u16_at(data, 62)?),
+        };
+        if u16_at(data, 54)? != 56 && elf.phnum != 0 {
+            return Err(bad("unexpected program header size"));
+        }
+        if u16_at(data, 58)? != 64 && elf.shoff != 0 {
+            return Err(bad("unexpected section header size"));
+        }
+        // Extended numbering: the real counts are in section 0.
+        if elf.shoff != 0 && (elf.shnum == 0 || elf.shstrndx == u64::from(SHN_XINDEX)) {
+            let s0 = elf.shdr_at(0)?;
+            if elf.shnum == 0 {
+                elf.shnum = u64_at(data, s0 + 32)?;
+            }
+            if elf.shstrndx == u64::from(SHN_XINDEX) {
+                elf.shstrndx = u64::from(u32_at(data, s0 + 40)?);
+            }
+        }
+        if elf.shnum > MAX_SECTIONS {
+            return Err(bad("too many sections"));
+        }
+        Ok(elf)
+    }
+
+    /// The contents of the first section called `name`, if any.
+    pub(super) fn section(&self, name: &str) -> Result<Option<&'a [u8]>, ElfError> {
+        if self.shoff == 0 || self.shnum == 0 {
+            return Ok(None);
+        }
+        if self.shstrndx >= self.shnum {
+            return Err(bad("section name table index out of range"));
+        }
+        let strtab = self.section_data(self.shstrndx)?;
+        for i in 0..self.shnum {
+            let sh = self.shdr_at(i)?;
+            let name_off = usize_of(u64::from(u32_at(self.data, sh)?))?;
+            let sname = cstr_at(strtab, name_off)?;
+            if sname == name.as_bytes() {
+                return self.section_data(i).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The program interpreter and `DT_NEEDED` entries (none for a static
+    /// executable).
+    pub(super) fn dynamic(&self) -> Result<Dynamic, ElfError> {
+        let phdrs = self.phdrs()?;
+        let mut out = Dynamic::default();
+        if let Some(p) = phdrs.iter().find(|p| p.kind == PT_INTERP) {
+            let bytes = slice(self.data, p.offset, p.filesz)?;
+            let s = cstr_at(bytes, 0)?;
+            out.interp = Some(utf8(s)?);
+        }
+        let Some(dynseg) = phdrs.iter().find(|p| p.kind == PT_DYNAMIC) else {
+            return Ok(out);
+        };
+        let dynamic = slice(self.data, dynseg.offset, dynseg.filesz)?;
+        let (mut strtab_addr, mut strsz, mut needed) = (None, None, Vec::new());
+        for entry in dynamic.chunks_exact(16) {
+            let tag = u64_at(entry, 0)?;
+            let val = u64_at(entry, 8)?;
+            match tag {
+                DT_NULL => break,
+                DT_NEEDED => needed.push(val),
+                DT_STRTAB => strtab_addr = Some(val),
+                DT_STRSZ => strsz = Some(val),
+                _ => {}
+            }
+        }
+        if needed.is_empty() {
+            return Ok(out);
+        }
+        let addr = strtab_addr.ok_or_else(|| bad("DT_NEEDED without DT_STRTAB"))?;
+        let size = strsz.ok_or_else(|| bad("DT_NEEDED without DT_STRSZ"))?;
+        // DT_STRTAB is a virtual address: map it through the PT_LOAD segments.
+        let load = phdrs
+            .iter()
+            .filter(|p| p.kind == PT_LOAD)
+            .find(|p| addr >= p.vaddr && addr - p.vaddr < p.filesz)
+            .ok_or_else(|| bad("DT_STRTAB outside every loaded segment"))?;
+        let offset = load
+            .offset
+            .checked_add(addr - load.vaddr)
+            .ok_or_else(|| bad("DT_STRTAB offset overflows"))?;
+        let strtab = slice(self.data, offset, size)?;
+        for off in needed {
+            out.needed.push(utf8(cstr_at(strtab, usize_of(off)?)?)?);
+        }
+        Ok(out)
+    }
+
+    fn phdrs(&self) -> Result<Vec<Phdr>, ElfError> {
+        (0..self.phnum)
+            .map(|i| {
+                let at = i
+                    .checked_mul(56)
+                    .and_then(|o| o.checked_add(self.phoff))
+                    .ok_or_else(|| bad("program header offset overflows"))?;
+                let at = usize_of(at)?;
+                Ok(Phdr {
+                    kind: u32_at(self.data, at)?,
+                    offset: u64_at(self.data, at + 8)?,
+                    vaddr: u64_at(self.data, at + 16)?,
+                    filesz: u64_at(self.data, at + 32)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The file offset of section header `i`.
+    fn shdr_at(&self, i: u64) -> Result<usize, ElfError> {
+        let at = i
+            .checked_mul(64)
+            .and_then(|o| o.checked_add(self.shoff))
+            .ok_or_else(|| bad("section header offset overflows"))?;
+        let at = usize_of(at)?;
+        slice(self.data, at as u64, 64)?;
+        Ok(at)
+    }
+
+    fn section_data(&self, i: u64) -> Result<&'a [u8], ElfError> {
+        let sh = self.shdr_at(i)?;
+        const SHT_NOBITS: u32 = 8;
+        if u32_at(self.data, sh + 4)? == SHT_NOBITS {
+            return Ok(&[]);
+        }
+        slice(
+            self.data,
+            u64_at(self.data, sh + 24)?,
+            u64_at(self.data, sh + 32)?,
+        )
+    }
+}
+
+fn usize_of(v: u64) -> Result<usize, ElfError> {
+    usize::try_from(v).map_err(|_| bad("offset out of range"))
+}
+
+fn slice(data: &[u8], offset: u64, size: u64) -> Result<&[u8], ElfError> {
+    let end = offset
+        .checked_add(size)
+        .ok_or_else(|| bad("offset overflows"))?;
+    data.get(usize_of(offset)?..usize_of(end)?)
+        .ok_or_else(|| bad("truncated file (offset past the end)"))
+}
+
+fn cstr_at(data: &[u8], offset: usize) -> Result<&[u8], ElfError> {
+    let rest = data
+        .get(offset..)
+        .ok_or_else(|| bad("string offset past its table"))?;
+    let len = rest
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(|| bad("unterminated string"))?;
+    Ok(&rest[..len])
+}
+
+fn utf8(b: &[u8]) -> Result<String, ElfError> {
+    String::from_utf8(b.to_vec()).map_err(|_| bad("a name is not UTF-8"))
+}
+
+fn u16_at(d: &[u8], at: usize) -> Result<u16, ElfError> {
+    let b = d.get(at..at + 2).ok_or_else(|| bad("truncated"))?;
+    Ok(u16::from_le_bytes([b[0], b[1]]))
+}
+
+fn u32_at(d: &[u8], at: usize) -> Result<u32, ElfError> {
+    let b = d.get(at..at + 4).ok_or_else(|| bad("truncated"))?;
+    let mut a = [0; 4];
+    a.copy_from_slice(b);
+    Ok(u32::from_le_bytes(a))
+}
+
+fn u64_at(d: &[u8], at: usize) -> Result<u64, ElfError> {
+    let b = d.get(at..at + 8).ok_or_else(|| bad("truncated"))?;
+    let mut a = [0; 8];
+    a.copy_from_slice(b);
+    Ok(u64::from_le_bytes(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test binary itself: a dynamically linked x86_64 executable.
+    fn self_exe() -> Vec<u8> {
+        std::fs::read(std::env::current_exe().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn reads_interp_and_needed_of_a_real_executable() {
+        let data = self_exe();
+        let d = Elf::parse(&data).unwrap().dynamic().unwrap();
+        if cfg!(target_feature = "crt-static") {
+            return;
+        }
+        assert_eq!(d.interp.as_deref(), Some("/lib64/ld-linux-x86-64.so.2"));
+        assert!(d.needed.iter().any(|n| n == "libc.so.6"), "{:?}", d.needed);
+    }
+
+    #[test]
+    fn finds_sections_by_name() {
+        let data = self_exe();
+        let elf = Elf::parse(&data).unwrap();
+        assert!(elf.section(".text").unwrap().is_some_and(|s| !s.is_empty()));
+        assert!(elf.section(".no-such-section").unwrap().is_none());
+    }
+
+    #[test]
+    fn rejects_non_elf_and_never_panics_on_truncation() {
+        assert!(Elf::parse(b"hello").is_err());
+        let data = self_exe();
+        let mut cuts: Vec<usize> = (0..200).collect();
+        cuts.extend((1..64).map(|i| data.len() * i / 64));
+        for cut in cuts {
+            if let Ok(elf) = Elf::parse(&data[..cut]) {
+                let _ = elf.dynamic();
+                let _ = elf.section(".modinfo");
+            }
+        }
+    }
+
+    #[test]
+    fn never_panics_on_corrupted_headers() {
+        let orig = self_exe();
+        for i in 0..4096usize {
+            let mut data = orig[..orig.len().min(1 << 20)].to_vec();
+            let at = (i * 7919) % 128;
+            data[at] = data[at].wrapping_add((i as u8) | 1);
+            if let Ok(elf) = Elf::parse(&data) {
+                let _ = elf.dynamic();
+                let _ = elf.section(".modinfo");
+            }
+        }
+    }
+}
