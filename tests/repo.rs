@@ -338,3 +338,215 @@ fn concurrent_share_prune_list_clean_keep_the_cache_consistent() {
     assert_eq!(total, images.len());
     assert!(files(&repo.images_dir()).is_empty());
 }
+
+// --- Two b9 processes on one cache -----------------------------------------
+
+/// An artifact that shares a 4 MB raw ext4 image as `base-os`.
+const SHARE_B9: &str = "Artifact (IID \"base\") (VmImages [ImageTarget (Share \"base-os\" Raw KeepSize) (EmptyImage \"root\" Ext4 Raw (ImageSize 4 MB)) NotMounted] NoVmScript)\n";
+
+/// Writes `<home>/.b9/b9.conf` with the cache at `cache` and the given
+/// `max_cached_shared_images` (`"Nothing"`, `"Just 1"`).
+fn write_home(home: &Path, cache: &Path, max_cached: &str) {
+    fs::create_dir_all(home.join(".b9")).unwrap();
+    fs::write(
+        home.join(".b9/b9.conf"),
+        format!(
+            "[global]\nbuild_dir_root: Nothing\nkeep_temp_dirs: False\nlog_file: Nothing\n\
+             repository: Nothing\nrepository_cache: Just (Path \"{}\")\n\
+             unique_build_dirs: True\nverbosity: Nothing\n\
+             max_cached_shared_images: {max_cached}\n",
+            cache.display()
+        ),
+    )
+    .unwrap();
+}
+
+/// Runs the b9 executable in `cwd` with HOME `home`.
+fn b9(home: &Path, cwd: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_b9"))
+        .args(args)
+        .current_dir(cwd)
+        .env("HOME", home)
+        .output()
+        .unwrap()
+}
+
+/// Panics with b9's stderr unless it succeeded; returns its stdout.
+fn succeeded(what: &str, out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The versions `b9 list` printed: (name, date, id) of each table row.
+fn listed(stdout: &str) -> Vec<(String, String, String)> {
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Name "))
+        .skip(1)
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(cols.len(), 3, "{l:?}");
+            (cols[0].into(), cols[1].into(), cols[2].into())
+        })
+        .collect()
+}
+
+/// The cache is consistent: the local repository directory holds only the
+/// lock and the images directory; every `.b9si` there has its image and
+/// every image its `.b9si`; no temporary (hidden) files. Returns the file
+/// names of the images directory.
+fn assert_consistent(cache: &Path) -> Vec<String> {
+    let root = cache.join("local-repo");
+    assert_eq!(files(&root), vec![".lock", "b9_shared_images"]);
+    let names = files(&root.join("b9_shared_images"));
+    let (infos, images): (Vec<&String>, Vec<&String>) =
+        names.iter().partition(|n| n.ends_with(".b9si"));
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    let stems = |v: &[&String]| -> Vec<String> {
+        v.iter()
+            .map(|n| n.rsplit_once('.').unwrap().0.to_owned())
+            .collect()
+    };
+    assert_eq!(stems(&infos), stems(&images), "{names:?}");
+    names
+}
+
+/// The work directory holds no build directory of any run.
+fn assert_no_build_dirs(work: &Path) {
+    let left: Vec<String> = files(work)
+        .into_iter()
+        .filter(|n| n.starts_with("BUILD-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn two_b9_processes_share_the_same_name_into_one_cache() {
+    const BUILDS: usize = 6;
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path().to_path_buf();
+    let cache = work.join("cache");
+    for h in ["a", "b", "lister"] {
+        write_home(&work.join(h), &cache, "Nothing");
+    }
+    fs::write(work.join("share.b9"), SHARE_B9).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+
+    // A third process lists all the time: no listed version ever lacks its
+    // image, and with no limit the number of versions never goes down.
+    let lister = {
+        let (work, done) = (work.clone(), done.clone());
+        std::thread::spawn(move || {
+            let (mut runs, mut seen) = (0, 0);
+            while !done.load(Ordering::Relaxed) || runs == 0 {
+                let out = b9(&work.join("lister"), &work, &["list"]);
+                let stdout = succeeded("list", &out);
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(stderr.is_empty(), "{stderr}");
+                let now = listed(&stdout).len();
+                assert!(now >= seen, "{now} versions listed after {seen}");
+                seen = now;
+                runs += 1;
+            }
+            runs
+        })
+    };
+    let builders: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|h| {
+            let work = work.clone();
+            std::thread::spawn(move || {
+                (0..BUILDS)
+                    .map(|_| b9(&work.join(h), &work, &["build", "-f", "share.b9"]))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for b in builders {
+        for out in b.join().unwrap() {
+            succeeded("build", &out);
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    assert!(lister.join().unwrap() > 0);
+
+    let out = b9(&work.join("a"), &work, &["list"]);
+    let versions = listed(&succeeded("list", &out));
+    assert_eq!(versions.len(), 2 * BUILDS, "{versions:?}");
+    assert!(versions.iter().all(|(n, _, _)| n == "base-os"));
+    let mut ids: Vec<&str> = versions.iter().map(|(_, _, id)| id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 2 * BUILDS, "build ids repeat: {versions:?}");
+    assert_eq!(assert_consistent(&cache).len(), 4 * BUILDS);
+    assert_no_build_dirs(&work);
+}
+
+#[test]
+fn one_b9_process_shares_while_two_others_clean_the_cache() {
+    const BUILDS: usize = 8;
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path().to_path_buf();
+    let cache = work.join("cache");
+    // The builder keeps everything; the cleaners keep the newest version.
+    write_home(&work.join("builder"), &cache, "Nothing");
+    write_home(&work.join("cleaner"), &cache, "Just 1");
+    fs::write(work.join("share.b9"), SHARE_B9).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+
+    // Each cleaner runs clean-local until the builder is done, then once
+    // more, and returns the (date, id) of every "removed base-os ID (DATE)".
+    let cleaners: Vec<_> = (0..2)
+        .map(|_| {
+            let (work, done) = (work.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut removed = Vec::new();
+                loop {
+                    let last = done.load(Ordering::Relaxed);
+                    let out = b9(&work.join("cleaner"), &work, &["clean-local"]);
+                    let stdout = succeeded("clean-local", &out);
+                    for l in stdout.lines().filter(|l| l.starts_with("removed ")) {
+                        let cols: Vec<&str> = l.split_whitespace().collect();
+                        assert_eq!(cols[1], "base-os", "{l}");
+                        let date = cols[3].trim_matches(|c| c == '(' || c == ')');
+                        removed.push((date.to_owned(), cols[2].to_owned()));
+                    }
+                    if last {
+                        break removed;
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..BUILDS {
+        let out = b9(&work.join("builder"), &work, &["build", "-f", "share.b9"]);
+        succeeded("build", &out);
+    }
+    done.store(true, Ordering::Relaxed);
+    let removed: Vec<(String, String)> = cleaners
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+
+    // The last cleans ran after the last share: one version is left, the
+    // newest; every other one was removed, by exactly one cleaner.
+    let out = b9(&work.join("builder"), &work, &["list"]);
+    let left = listed(&succeeded("list", &out));
+    assert_eq!(left.len(), 1, "{left:?}");
+    let newest = (left[0].1.clone(), left[0].2.clone());
+    let mut unique = removed.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), removed.len(), "removed twice: {removed:?}");
+    assert_eq!(removed.len(), BUILDS - 1, "{removed:?}");
+    assert!(
+        removed.iter().all(|r| *r < newest),
+        "{removed:?} {newest:?}"
+    );
+    assert_eq!(assert_consistent(&cache).len(), 2);
+    assert_no_build_dirs(&work);
+}

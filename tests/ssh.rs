@@ -1,167 +1,38 @@
 //! SSH/SFTP transport against a real OpenSSH server on 127.0.0.1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use b9::lang::syntax::{FileSystem, ImageType};
 use b9::repo::ssh::{HostKeyPolicy, Remote, Session, SshError};
+use b9::repo::{LocalRepo, SharedImage};
 
-const SSHD: &str = "/usr/sbin/sshd";
+#[allow(dead_code)]
+#[path = "support/sshd.rs"]
+mod sshd;
 
-fn need_tools() {
-    assert!(
-        Path::new(SSHD).exists(),
-        "{SSHD} is missing: install the Debian package openssh-server (scripts/setup does)"
-    );
-    assert!(
-        Command::new("ssh-keygen")
-            .arg("-?")
-            .stderr(Stdio::null())
-            .stdout(Stdio::null())
-            .status()
-            .is_ok(),
-        "ssh-keygen is missing: install the Debian package openssh-client (scripts/setup does)"
-    );
-}
+use sshd::{free_port, keygen, need_tools};
 
-fn keygen(path: &Path, kind: &str) {
-    let mut cmd = Command::new("ssh-keygen");
-    cmd.args(["-q", "-t", kind, "-N", "", "-f"]).arg(path);
-    if kind == "rsa" {
-        cmd.args(["-b", "3072"]);
-    }
-    let st = cmd.stdout(Stdio::null()).status().unwrap();
-    assert!(st.success(), "ssh-keygen failed");
-}
+/// The shared fixture, unwrapped: a test without its server cannot run.
+struct Fixture(sshd::Fixture);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `sshd -D` child with its own configuration; killed on drop.
-struct Sshd {
-    child: Child,
-    port: u16,
-}
-
-impl Sshd {
-    fn start(dir: &Path, port: u16, host_key: &Path) -> Sshd {
-        need_tools();
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        let cfg = dir.join(format!("sshd_config-{port}"));
-        std::fs::write(
-            &cfg,
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\n\
-                 AuthorizedKeysFile {}\nPidFile {}\nStrictModes no\nUsePAM no\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n",
-                host_key.display(),
-                dir.join("authorized_keys").display(),
-                dir.join("sshd.pid").display(),
-            ),
-        )
-        .unwrap();
-        let child = Command::new(SSHD)
-            .args(["-D", "-e", "-f"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start sshd (Debian package openssh-server)");
-        let mut sshd = Sshd { child, port };
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(st) = sshd.child.try_wait().unwrap() {
-                panic!("sshd exited early: {st}");
-            }
-            assert!(start.elapsed() < Duration::from_secs(10), "sshd not up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        sshd
-    }
-
-    /// Kills the per-connection sshd processes (children of the listener).
-    fn kill_connections(&self) {
-        let mut todo = children(self.child.id());
-        let mut all = Vec::new();
-        while let Some(pid) = todo.pop() {
-            todo.extend(children(pid));
-            all.push(pid);
-        }
-        for pid in all {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
+impl std::ops::Deref for Fixture {
+    type Target = sshd::Fixture;
+    fn deref(&self) -> &sshd::Fixture {
+        &self.0
     }
 }
 
-fn children(parent: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let ppid: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
-        if ppid == parent {
-            out.push(pid);
-        }
+impl std::ops::DerefMut for Fixture {
+    fn deref_mut(&mut self) -> &mut sshd::Fixture {
+        &mut self.0
     }
-    out
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Temp dir with a host key, a client key (authorized) and a running sshd.
-struct Fixture {
-    dir: tempfile::TempDir,
-    sshd: Sshd,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        need_tools();
-        let dir = tempfile::tempdir().unwrap();
-        keygen(&dir.path().join("host_ed25519"), "ed25519");
-        keygen(&dir.path().join("id_ed25519"), "ed25519");
-        let pubkey = std::fs::read_to_string(dir.path().join("id_ed25519.pub")).unwrap();
-        std::fs::write(dir.path().join("authorized_keys"), pubkey).unwrap();
-        let sshd = Sshd::start(dir.path(), free_port(), &dir.path().join("host_ed25519"));
-        Fixture { dir, sshd }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    fn remote(&self) -> Remote {
-        Remote {
-            host: "127.0.0.1".into(),
-            port: self.sshd.port,
-            user: "root".into(),
-            key_file: self.path("id_ed25519"),
-            known_hosts: self.path("b9/known_hosts"),
-            host_key_policy: HostKeyPolicy::TrustOnFirstUse,
-        }
-    }
-
-    fn remote_dir(&self) -> String {
-        self.path("remote").to_str().unwrap().to_owned()
+        Fixture(sshd::Fixture::new().unwrap())
     }
 }
 
@@ -260,7 +131,7 @@ fn upload_and_download_50_mib() {
 #[test]
 fn rsa_key_authenticates() {
     let fx = Fixture::new();
-    keygen(&fx.path("id_rsa"), "rsa");
+    keygen(&fx.path("id_rsa"), "rsa").unwrap();
     let mut keys = std::fs::read_to_string(fx.path("authorized_keys")).unwrap();
     keys.push_str(&std::fs::read_to_string(fx.path("id_rsa.pub")).unwrap());
     std::fs::write(fx.path("authorized_keys"), keys).unwrap();
@@ -291,6 +162,7 @@ fn interrupted_upload_leaves_no_final_file() {
         .unwrap_err();
     assert!(killed, "no progress before the end");
     eprintln!("interrupted upload: {err}");
+    assert!(matches!(err, SshError::Connection { .. }), "{err:?}");
     assert!(
         !Path::new(&target).exists(),
         "final name exists after {err}"
@@ -302,7 +174,7 @@ fn interrupted_upload_leaves_no_final_file() {
 #[test]
 fn wrong_key_is_a_clear_auth_error() {
     let fx = Fixture::new();
-    keygen(&fx.path("other"), "ed25519");
+    keygen(&fx.path("other"), "ed25519").unwrap();
     let remote = Remote {
         key_file: fx.path("other"),
         ..fx.remote()
@@ -326,7 +198,7 @@ fn wrong_key_is_a_clear_auth_error() {
 #[test]
 fn unreachable_port_is_a_clear_connect_error() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = free_port().unwrap();
     let remote = Remote {
         host: "127.0.0.1".into(),
         port,
@@ -335,8 +207,8 @@ fn unreachable_port_is_a_clear_connect_error() {
         known_hosts: dir.path().join("known_hosts"),
         host_key_policy: HostKeyPolicy::TrustOnFirstUse,
     };
-    need_tools();
-    keygen(&dir.path().join("k"), "ed25519");
+    need_tools().unwrap();
+    keygen(&dir.path().join("k"), "ed25519").unwrap();
     let remote = Remote {
         key_file: dir.path().join("k"),
         ..remote
@@ -377,16 +249,10 @@ fn trust_on_first_use_records_and_detects_changed_key() {
     .unwrap();
 
     // Same port, another host key.
-    keygen(&fx.path("host2"), "ed25519");
+    keygen(&fx.path("host2"), "ed25519").unwrap();
     let port = fx.sshd.port;
-    drop(std::mem::replace(
-        &mut fx.sshd,
-        Sshd {
-            child: Command::new("true").spawn().unwrap(),
-            port,
-        },
-    ));
-    fx.sshd = Sshd::start(fx.dir.path(), port, &fx.path("host2"));
+    let (dir, host2) = (fx.dir.path().to_path_buf(), fx.path("host2"));
+    fx.sshd.restart(&dir, &host2).unwrap();
     let e = Session::connect(&remote).unwrap_err();
     assert!(
         matches!(e, SshError::HostKeyChanged { line: 1, .. }),
@@ -420,96 +286,21 @@ fn strict_rejects_unknown_host() {
     assert!(!remote.known_hosts.exists());
 }
 
-/// `cargo test --release --test ssh -- --ignored --nocapture bench`:
-/// 1 GiB push and pull over loopback, compared with OpenSSH `scp`.
-#[test]
-#[ignore]
-fn bench_1gib_vs_scp() {
-    let fx = Fixture::new();
-    let size: usize = 1 << 30;
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(fx.path("gib")).unwrap();
-        let block = pattern(8 << 20);
-        for _ in 0..size / block.len() {
-            f.write_all(&block).unwrap();
-        }
-    }
-    let dir = fx.remote_dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    let mbps = |d: Duration| size as f64 / 1e6 / d.as_secs_f64();
-    let s = Session::connect(&fx.remote()).unwrap();
-    let t = Instant::now();
-    s.upload(&fx.path("gib"), &format!("{dir}/gib"), &mut |_| {})
+/// A b9 command run in the fixture directory with HOME `<fixture>/<home>`,
+/// whose b9.conf names the fixture's sshd as repo `farm` with the key
+/// `<fixture>/<key>`, the cache `<fixture>/cache` and a limit of 2 versions.
+fn b9_cmd(f: &Fixture, home: &str, key: &str, args: &[&str]) -> Command {
+    let home = f.path(home);
+    f.write_config(&home, &f.path("cache"), "Just 2", &f.path(key))
         .unwrap();
-    let up = t.elapsed();
-    let t = Instant::now();
-    s.download(&format!("{dir}/gib"), &fx.path("gib.back"), &mut |_| {})
-        .unwrap();
-    let down = t.elapsed();
-    std::fs::remove_file(format!("{dir}/gib")).unwrap();
-    std::fs::remove_file(fx.path("gib.back")).unwrap();
-
-    let scp = |from: &str, to: &str| {
-        let t = Instant::now();
-        let st = Command::new("scp")
-            .args(["-q", "-o", "StrictHostKeyChecking=no"])
-            .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
-            .args(["-P", &fx.sshd.port.to_string(), "-i"])
-            .arg(fx.path("id_ed25519"))
-            .args([from, to])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        t.elapsed()
-    };
-    let local = fx.path("gib").to_str().unwrap().to_owned();
-    let scp_up = scp(&local, &format!("root@127.0.0.1:{dir}/gib"));
-    let scp_down = scp(
-        &format!("root@127.0.0.1:{dir}/gib"),
-        &format!("{local}.back"),
-    );
-    println!(
-        "upload   b9 {:.0} MB/s ({:.2} s)  scp {:.0} MB/s ({:.2} s)  ratio {:.2}",
-        mbps(up),
-        up.as_secs_f64(),
-        mbps(scp_up),
-        scp_up.as_secs_f64(),
-        up.as_secs_f64() / scp_up.as_secs_f64()
-    );
-    println!(
-        "download b9 {:.0} MB/s ({:.2} s)  scp {:.0} MB/s ({:.2} s)  ratio {:.2}",
-        mbps(down),
-        down.as_secs_f64(),
-        mbps(scp_down),
-        scp_down.as_secs_f64(),
-        down.as_secs_f64() / scp_down.as_secs_f64()
-    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_b9"));
+    cmd.args(args).current_dir(f.dir.path()).env("HOME", &home);
+    cmd
 }
 
-/// Runs the b9 executable with its own HOME and a config naming the fixture's sshd as repo `farm`.
+/// Runs b9 with HOME `<fixture>/home` and the authorized key (see [`b9_cmd`]).
 fn b9_with_repo(f: &Fixture, args: &[&str]) -> std::process::Output {
-    let home = f.path("home");
-    std::fs::create_dir_all(home.join(".b9")).unwrap();
-    std::fs::write(
-        home.join(".b9/b9.conf"),
-        format!(
-            "[global]\nbuild_dir_root: Nothing\nkeep_temp_dirs: False\nlog_file: Nothing\nrepository: Nothing\n\
-             repository_cache: Just (Path \"{}\")\nunique_build_dirs: True\nverbosity: Nothing\nmax_cached_shared_images: Just 2\n\n\
-             [farm-repo]\nremote_path: {}\nssh_priv_key_file: {}\nssh_remote_host: 127.0.0.1\nssh_remote_port: {}\nssh_remote_user: root\n",
-            f.path("cache").display(),
-            f.remote_dir(),
-            f.path("id_ed25519").display(),
-            f.sshd.port
-        ),
-    )
-    .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_b9"))
-        .args(args)
-        .current_dir(f.dir.path())
-        .env("HOME", &home)
-        .output()
-        .unwrap()
+    b9_cmd(f, "home", "id_ed25519", args).output().unwrap()
 }
 
 fn ok(out: std::process::Output) -> String {
@@ -560,6 +351,12 @@ fn push_clean_pull_and_build_from_the_pulled_image() {
     assert!(pulled.contains("pulled base-os"), "{pulled}");
     let listed = ok(b9_with_repo(&f, &["-r", "farm", "list"]));
     assert!(listed.contains("base-os"), "{listed}");
+    // clean-remote forgets the metadata copy, not the remote's files.
+    let cleared = ok(b9_with_repo(&f, &["-r", "farm", "clean-remote"]));
+    assert!(cleared.contains("cleared the metadata cache of `farm`"));
+    let listed = ok(b9_with_repo(&f, &["-r", "farm", "list"]));
+    assert!(listed.contains("NO SHARED IMAGES"), "{listed}");
+    assert_eq!(std::fs::read_dir(&remote).unwrap().count(), 2);
     std::fs::write(
         f.path("from.b9"),
         "Artifact (IID \"d\") (VmImages [ImageTarget (LocalFile (Image \"out/d.raw\" Raw Ext4) KeepSize) (From \"base-os\" KeepSize) (MountPoint \"/\")] NoVmScript)\n",
@@ -580,4 +377,284 @@ fn push_clean_pull_and_build_from_the_pulled_image() {
     let out = b9_with_repo(&f, &["push", "base-os"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("No repository specified"));
+}
+
+/// Puts a raw image `name` (build id `id`) holding `data` into the
+/// fixture's cache, as a `Share` build would.
+fn cache_image(f: &Fixture, name: &str, id: &str, data: &[u8]) -> SharedImage {
+    let img = SharedImage {
+        name: name.into(),
+        date: "2024-01-01-00:00:00".into(),
+        build_id: id.into(),
+        image_type: ImageType::Raw,
+        fs: FileSystem::Ext4,
+    };
+    let src = f.path(&format!("{name}-{id}.raw"));
+    std::fs::write(&src, data).unwrap();
+    LocalRepo::open(&f.path("cache"))
+        .unwrap()
+        .share(&img, &src, None)
+        .unwrap();
+    img
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The names in the remote repository directory (none if it is missing).
+fn remote_names(f: &Fixture) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(f.path("remote/b9_shared_images")) else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = dir
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A partial upload in the remote repository: a temporary file with data.
+fn partial_upload(f: &Fixture) -> Option<String> {
+    remote_names(f).into_iter().find(|n| {
+        n.contains(".b9-part-")
+            && std::fs::metadata(f.path(&format!("remote/b9_shared_images/{n}")))
+                .is_ok_and(|m| m.len() > 0)
+    })
+}
+
+/// What a user sees of the remote after pulling its metadata: `b9 list -r`
+/// shows no version and `b9 pull NAME` finds nothing.
+fn assert_remote_shows_nothing(f: &Fixture, name: &str) {
+    ok(b9_with_repo(f, &["-r", "farm", "pull"]));
+    let listed = ok(b9_with_repo(f, &["-r", "farm", "list"]));
+    assert!(listed.contains("NO SHARED IMAGES"), "{listed}");
+    let out = b9_with_repo(f, &["-r", "farm", "pull", name]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains(&format!("no shared image `{name}`")),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// Pushes `img` again and checks that the remote then holds its image and
+/// `.b9si` byte-identical to the cache, and that list and pull see it.
+fn assert_retry_succeeds(f: &Fixture, img: &SharedImage) {
+    let pushed = ok(b9_with_repo(f, &["-r", "farm", "push", &img.name]));
+    assert!(
+        pushed.contains(&format!("pushed {} {}", img.name, img.build_id)),
+        "{pushed}"
+    );
+    let local = LocalRepo::open(&f.path("cache")).unwrap();
+    for (mine, file) in [
+        (local.image_path(img), img.image_file_name()),
+        (local.info_path(img), img.info_file_name()),
+    ] {
+        let theirs = f.path(&format!("remote/b9_shared_images/{file}"));
+        assert!(
+            std::fs::read(&mine).unwrap() == std::fs::read(&theirs).unwrap(),
+            "{file} differs"
+        );
+    }
+    ok(b9_with_repo(f, &["-r", "farm", "pull"]));
+    let listed = ok(b9_with_repo(f, &["-r", "farm", "list"]));
+    assert!(listed.contains(&img.build_id), "{listed}");
+}
+
+#[test]
+fn killed_push_leaves_no_visible_image_and_a_retry_succeeds() {
+    let f = Fixture::new();
+    // Large enough that the upload is caught midway (64 MiB, no zeros).
+    let img = cache_image(&f, "big", "0001", &pattern(64 << 20));
+    let mut child = b9_cmd(&f, "home", "id_ed25519", &["-r", "farm", "push", "big"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let part = loop {
+        if let Some(p) = partial_upload(&f) {
+            break p;
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("push finished ({st}) before it could be interrupted");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Only the temporary file is there: no image and no .b9si under their
+    // final names.
+    let names = remote_names(&f);
+    assert_eq!(names, std::slice::from_ref(&part), "{names:?}");
+    assert!(part.starts_with(&img.image_file_name()), "{part}");
+    assert_remote_shows_nothing(&f, "big");
+    assert_retry_succeeds(&f, &img);
+}
+
+#[test]
+fn push_cut_off_by_the_server_fails_cleanly_and_a_retry_succeeds() {
+    let f = Fixture::new();
+    let img = cache_image(&f, "big", "0002", &pattern(64 << 20));
+    let mut child = b9_cmd(&f, "home", "id_ed25519", &["-r", "farm", "push", "big"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while partial_upload(&f).is_none() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("push finished ({st}) before it could be interrupted");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // The server side of the connection dies (as on a network failure).
+    f.sshd.kill_connections();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    eprintln!("push cut off by the server: {err}");
+    assert!(
+        err.contains(&format!(
+            "SSH connection to root@127.0.0.1:{}: connection closed",
+            f.sshd.port
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // Nothing under a final name; the temporary file may be left (the
+    // connection was gone before b9 could remove it).
+    let names = remote_names(&f);
+    assert!(names.iter().all(|n| n.contains(".b9-part-")), "{names:?}");
+    assert_remote_shows_nothing(&f, "big");
+    assert_retry_succeeds(&f, &img);
+}
+
+#[test]
+fn push_with_a_wrong_key_names_key_and_host() {
+    let f = Fixture::new();
+    keygen(&f.path("other"), "ed25519").unwrap();
+    cache_image(&f, "base-os", "0003", b"tiny image");
+    let out = b9_cmd(&f, "home", "other", &["-r", "farm", "push", "base-os"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!(
+            "authentication with key {} failed for root@127.0.0.1:{}",
+            f.path("other").display(),
+            f.sshd.port
+        )),
+        "{err}"
+    );
+    assert!(remote_names(&f).is_empty());
+}
+
+#[test]
+fn push_to_a_closed_port_fails_at_once_with_a_clear_error() {
+    let f = Fixture::new();
+    cache_image(&f, "base-os", "0004", b"tiny image");
+    let closed = free_port().unwrap();
+    let home = f.path("home");
+    f.write_config(&home, &f.path("cache"), "Just 2", &f.path("id_ed25519"))
+        .unwrap();
+    let conf = home.join(".b9/b9.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let text = text.replace(
+        &format!("ssh_remote_port: {}", f.sshd.port),
+        &format!("ssh_remote_port: {closed}"),
+    );
+    std::fs::write(&conf, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_b9"))
+        .args(["-r", "farm", "push", "base-os"])
+        .current_dir(f.dir.path())
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    eprintln!("push to a closed port: {err}");
+    assert!(
+        err.contains(&format!("cannot connect to root@127.0.0.1:{closed}: ")),
+        "{err}"
+    );
+    // Refused, not left to the connection timeout.
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+    assert!(!err.contains("timed out"), "{err}");
+}
+
+#[test]
+fn two_b9_processes_pull_into_one_cache() {
+    const PULLS: usize = 4;
+    let f = Fixture::new();
+    let img = cache_image(&f, "base-os", "0005", &pattern(4 << 20));
+    ok(b9_with_repo(&f, &["-r", "farm", "push", "base-os"]));
+    std::fs::remove_dir_all(f.path("cache")).unwrap();
+    let f = std::sync::Arc::new(f);
+    let pullers: Vec<_> = (0..2)
+        .map(|_| {
+            let f = f.clone();
+            std::thread::spawn(move || {
+                (0..PULLS)
+                    .map(|_| b9_with_repo(&f, &["-r", "farm", "pull", "base-os"]))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for p in pullers {
+        for out in p.join().unwrap() {
+            let pulled = ok(out);
+            assert!(pulled.contains("pulled base-os 0005"), "{pulled}");
+        }
+    }
+    let listed = ok(b9_with_repo(&f, &["list"]));
+    let rows: Vec<&str> = listed
+        .lines()
+        .filter(|l| l.starts_with("base-os "))
+        .collect();
+    assert_eq!(rows.len(), 1, "{listed}");
+    // The cache: the image identical to the remote one, its .b9si, the
+    // remote's metadata, locks; nothing temporary.
+    let local = LocalRepo::open(&f.path("cache")).unwrap();
+    assert_eq!(
+        std::fs::read(local.image_path(&img)).unwrap(),
+        std::fs::read(f.path(&format!(
+            "remote/b9_shared_images/{}",
+            img.image_file_name()
+        )))
+        .unwrap()
+    );
+    let mut all = Vec::new();
+    let mut todo = vec![f.path("cache")];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                todo.push(e.path());
+            }
+            all.push(
+                e.path()
+                    .strip_prefix(f.path("cache"))
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+    all.sort();
+    assert_eq!(
+        all,
+        [
+            "local-repo",
+            "local-repo/.lock",
+            "local-repo/b9_shared_images",
+            "local-repo/b9_shared_images/base-os_0005.b9si",
+            "local-repo/b9_shared_images/base-os_0005.raw",
+            "remote-repos",
+            "remote-repos/farm",
+            "remote-repos/farm/.lock",
+            "remote-repos/farm/b9_shared_images",
+            "remote-repos/farm/b9_shared_images/base-os_0005.b9si",
+        ]
+    );
 }

@@ -116,13 +116,7 @@ pub fn pull(session: &Session, name: Option<&str>, out: &mut impl Write) -> Resu
 /// (nothing on the servers changes).
 pub fn clean_remote(session: &Session, out: &mut impl Write) -> Result<(), Failure> {
     for repo in selected(session)? {
-        let dir = remote::metadata_dir(&session.cache_root(), &repo.id);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .map_err(|e| fail(format!("cannot remove {}: {e}", dir.display())))?;
-        }
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        remote::clear_metadata(&session.cache_root(), &repo.id).map_err(fail)?;
         writeln!(out, "cleared the metadata cache of `{}`", repo.id).map_err(fail)?;
     }
     Ok(())

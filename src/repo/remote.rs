@@ -4,11 +4,14 @@
 //! over SSH/SFTP from Rust (`repo::ssh`); uploads and downloads use temporary
 //! names, so a broken transfer never leaves a truncated file visible.
 
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::RemoteRepo;
 use crate::repo::ssh::{HostKeyPolicy, Remote, Session};
-use crate::repo::{LocalRepo, SharedImage, IMAGES_DIR, INFO_EXTENSION};
+use crate::repo::{LocalRepo, SharedImage, IMAGES_DIR, INFO_EXTENSION, LOCK_FILE};
 
 /// The directory of remote metadata copies below the cache root.
 pub const REMOTE_REPOS_DIR: &str = "remote-repos";
@@ -75,36 +78,145 @@ pub fn pull_metadata(
     b9_dir: &Path,
 ) -> Result<Vec<SharedImage>, String> {
     let session = Session::connect(&remote_of(repo, b9_dir)).map_err(|e| e.to_string())?;
-    let dir = remote_dir(repo);
-    let entries = session.list(&dir).unwrap_or_default();
-    let target = metadata_dir(cache_root, &repo.id);
-    let fresh = target.with_file_name(format!(".{IMAGES_DIR}.b9-pull-{}", std::process::id()));
-    std::fs::create_dir_all(&fresh)
-        .map_err(|e| format!("cannot create {}: {e}", fresh.display()))?;
-    let mut progress = |_done: u64| {};
-    let suffix = format!(".{INFO_EXTENSION}");
-    for e in entries
-        .iter()
-        .filter(|e| !e.is_dir && e.name.ends_with(&suffix))
-    {
-        session
-            .download(
-                &format!("{dir}/{}", e.name),
-                &fresh.join(&e.name),
-                &mut progress,
-            )
-            .map_err(|e| e.to_string())?;
-    }
+    let images = pull_metadata_with(&session, cache_root, repo);
     let _ = session.close();
-    let _ = std::fs::remove_dir_all(&target);
-    std::fs::rename(&fresh, &target)
-        .map_err(|e| format!("cannot replace {}: {e}", target.display()))?;
-    Ok(read_metadata(&target))
+    images
 }
 
-/// The versions described by the `.b9si` files of a metadata directory;
-/// broken ones are reported and skipped.
+/// [`pull_metadata`] over an open session.
+///
+/// The `.b9si` files are downloaded into a fresh hidden directory next to
+/// the metadata directory, which is then swapped in under an exclusive lock
+/// on `<cache>/remote-repos/<id>/.lock` ([`read_metadata`] takes a shared
+/// one), so concurrent pulls and listings always see one complete copy.
+fn pull_metadata_with(
+    session: &Session,
+    cache_root: &Path,
+    repo: &RemoteRepo,
+) -> Result<Vec<SharedImage>, String> {
+    let dir = remote_dir(repo);
+    // A repository nobody pushed to yet has no directory: it is empty.
+    let entries = if session.is_dir(&dir).map_err(|e| e.to_string())? {
+        session.list(&dir).map_err(|e| e.to_string())?
+    } else {
+        Vec::new()
+    };
+    let target = metadata_dir(cache_root, &repo.id);
+    let parent = target
+        .parent()
+        .ok_or_else(|| format!("{} has no parent directory", target.display()))?;
+    std::fs::create_dir_all(parent)
+        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    let fresh = parent.join(format!(
+        ".{IMAGES_DIR}.b9-pull-{}.{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    // Left over by an earlier process with the same pid that was killed.
+    let _ = std::fs::remove_dir_all(&fresh);
+    let fetched = std::fs::create_dir(&fresh)
+        .map_err(|e| format!("cannot create {}: {e}", fresh.display()))
+        .and_then(|()| {
+            let mut progress = |_done: u64| {};
+            let suffix = format!(".{INFO_EXTENSION}");
+            for e in entries
+                .iter()
+                .filter(|e| !e.is_dir && e.name.ends_with(&suffix))
+            {
+                session
+                    .download(
+                        &format!("{dir}/{}", e.name),
+                        &fresh.join(&e.name),
+                        &mut progress,
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(read_metadata_unlocked(&fresh))
+        })
+        .and_then(|images| swap_in(parent, &fresh, &target).map(|()| images));
+    if fetched.is_err() {
+        let _ = std::fs::remove_dir_all(&fresh);
+    }
+    fetched
+}
+
+/// Makes temporary names unique within this process (the pid makes them
+/// unique across processes).
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The lock file of the metadata copies of one remote.
+fn metadata_lock(parent: &Path, exclusive: bool) -> Result<File, String> {
+    let path = parent.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))?;
+    if exclusive {
+        file.lock()
+    } else {
+        file.lock_shared()
+    }
+    .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+    Ok(file)
+}
+
+/// Replaces the directory `target` by `fresh` under the exclusive lock.
+fn swap_in(parent: &Path, fresh: &Path, target: &Path) -> Result<(), String> {
+    let _lock = metadata_lock(parent, true)?;
+    let old = parent.join(format!(".{IMAGES_DIR}.b9-old-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&old);
+    match std::fs::rename(target, &old) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot replace {}: {e}", target.display())),
+    }
+    if let Err(e) = std::fs::rename(fresh, target) {
+        // Put the previous copy back.
+        let _ = std::fs::rename(&old, target);
+        return Err(format!("cannot replace {}: {e}", target.display()));
+    }
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Forgets the metadata copy of remote `id` (`clean-remote`): its
+/// directory is left empty.
+pub fn clear_metadata(cache_root: &Path, id: &str) -> Result<(), String> {
+    let target = metadata_dir(cache_root, id);
+    let parent = target
+        .parent()
+        .ok_or_else(|| format!("{} has no parent directory", target.display()))?;
+    std::fs::create_dir_all(parent)
+        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    let _lock = metadata_lock(parent, true)?;
+    if target.exists() {
+        std::fs::remove_dir_all(&target)
+            .map_err(|e| format!("cannot remove {}: {e}", target.display()))?;
+    }
+    std::fs::create_dir_all(&target).map_err(|e| format!("cannot create {}: {e}", target.display()))
+}
+
+/// The versions described by the `.b9si` files of a metadata directory
+/// (see [`metadata_dir`]); broken ones are reported and skipped. Reads
+/// under a shared lock, so a concurrent pull is seen whole or not at all.
 pub fn read_metadata(dir: &Path) -> Vec<SharedImage> {
+    let _lock = match dir.parent() {
+        Some(parent) if parent.is_dir() => match metadata_lock(parent, false) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!("{e}");
+                None
+            }
+        },
+        _ => None,
+    };
+    read_metadata_unlocked(dir)
+}
+
+fn read_metadata_unlocked(dir: &Path) -> Vec<SharedImage> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
@@ -136,24 +248,35 @@ pub fn pull_image(
     name: &str,
     max: Option<i64>,
 ) -> Result<SharedImage, String> {
-    let mut best: Option<(SharedImage, &RemoteRepo)> = None;
+    // One connection per repository; the one holding the best version is
+    // kept open for the download.
+    let mut best: Option<(SharedImage, &RemoteRepo, Session)> = None;
     for repo in repos {
-        for img in pull_metadata(cache_root, repo, b9_dir)? {
-            if img.name == name
-                && best
+        let session = Session::connect(&remote_of(repo, b9_dir)).map_err(|e| e.to_string())?;
+        let newest = pull_metadata_with(&session, cache_root, repo)?
+            .into_iter()
+            .filter(|img| img.name == name)
+            .max_by(|a, b| a.order_key().cmp(&b.order_key()));
+        match newest {
+            Some(img)
+                if best
                     .as_ref()
-                    .is_none_or(|(b, _)| img.order_key() > b.order_key())
+                    .is_none_or(|(b, _, _)| img.order_key() > b.order_key()) =>
             {
-                best = Some((img, repo));
+                if let Some((_, _, old)) = best.replace((img, repo, session)) {
+                    let _ = old.close();
+                }
+            }
+            _ => {
+                let _ = session.close();
             }
         }
     }
-    let Some((img, repo)) = best else {
+    let Some((img, repo, session)) = best else {
         return Err(format!(
             "failed to pull: no shared image `{name}` in the selected repositories"
         ));
     };
-    let session = Session::connect(&remote_of(repo, b9_dir)).map_err(|e| e.to_string())?;
     let file = local.root().join(format!(
         ".{}.b9-pull-{}",
         img.image_file_name(),

@@ -349,7 +349,7 @@ impl Session {
             return Err(closed());
         }
         let ssh = &self.ssh;
-        self.rt.block_on(async {
+        let result = self.rt.block_on(async {
             tokio::select! {
                 r = fut => r,
                 () = async {
@@ -358,7 +358,18 @@ impl Session {
                     }
                 } => Err(closed()),
             }
-        })
+        });
+        match result {
+            // A request that failed because the connection went away says
+            // so (the SFTP layer only reports e.g. "sender dropped").
+            Err(SshError::Remote { path, reason }) if self.ssh.is_closed() => {
+                Err(SshError::Connection {
+                    target: self.target.clone(),
+                    reason: format!("connection closed (remote path {path}: {reason})"),
+                })
+            }
+            r => r,
+        }
     }
 
     /// `user@host:port` of this session.
@@ -394,6 +405,20 @@ impl Session {
                 }
             }
             Ok(())
+        })
+    }
+
+    /// Whether `path` exists and is a directory; `false` when it does not
+    /// exist, an error when the server cannot tell (e.g. no permission or
+    /// a broken connection).
+    pub fn is_dir(&self, path: &str) -> Result<bool, SshError> {
+        let sftp = &self.sftp;
+        self.run(async {
+            match sftp.stat(path).await {
+                Ok(a) => Ok(a.attrs.is_dir()),
+                Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => Ok(false),
+                Err(e) => Err(remote_err(path, e)),
+            }
         })
     }
 
