@@ -59,9 +59,14 @@ impl Project {
         std::fs::write(
             path.join("b9.conf"),
             format!(
-                "[global]\ndefault_timeout_seconds: {timeout}\nunique_build_dirs: True\n\
-                 [vm]\nbackend: {backend}\naccel: tcg\nkernel: {}\nmodules_dir: {}\nmemory_mb: 512\ncpus: 1\n{extra_vm}\n\
-                 [libvirt]\nconnection: qemu:///system\n",
+                "[global]\nbuild_dir_root: Nothing\ndefault_timeout_seconds: {timeout}\n\
+                 ext4_attributes: []\nkeep_temp_dirs: False\nlog_file: Nothing\n\
+                 max_cached_shared_images: Just 2\nrepository: Nothing\n\
+                 repository_cache: Just (InB9UserDir \"repo-cache\")\nunique_build_dirs: True\n\
+                 verbosity: Just LogInfo\n\n\
+                 [vm]\nbackend: {backend}\naccel: tcg\nkernel: {}\nmodules_dir: {}\n\
+                 memory_mb: 512\ncpus: 1\nqemu_binary:\n{extra_vm}\n\n\
+                 [libvirt]\nconnection: qemu:///system\nnetwork:\n",
                 f.kernel.display(),
                 f.modules.display()
             ),
@@ -197,14 +202,24 @@ fn full_build(backend: &str) {
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("hello from the guest"), "{log}");
-    assert!(log.contains("[full]"), "output lines carry the instance id: {log}");
-    assert!(!log.contains("this line is not shown"), "{log}");
-    assert_eq!(sha(&p.p("root.raw")), before, "the source image is unchanged");
+    assert!(
+        log.contains("[full]"),
+        "output lines carry the instance id: {log}"
+    );
+    assert!(!log.contains("> this line is not shown"), "{log}");
+    assert_eq!(
+        sha(&p.p("root.raw")),
+        before,
+        "the source image is unchanged"
+    );
     assert_eq!(
         std::fs::read_to_string(p.p("rw/out.txt")).unwrap(),
         "written by the guest\n"
     );
-    assert!(!p.p("ro/forbidden").exists(), "the read-only share stays read-only");
+    assert!(
+        !p.p("ro/forbidden").exists(),
+        "the read-only share stays read-only"
+    );
     for img in ["out/root.qcow2", "out/data.vmdk"] {
         ok("qemu-img", &["check", &s(&p.p(img))]);
     }
@@ -363,7 +378,10 @@ fn file_systems_are_grown_and_shrunk_in_the_guest() {
     let link = debugfs_stat(&small, "/dir/link");
     assert!(link.contains("Fast link dest: \"../numbers\""), "{link}");
     let sub = debugfs_stat(&small, "/dir/sub");
-    assert!(sub.contains("Mode:  04750") && sub.contains("User:  1000") && sub.contains("Group:    50"), "{sub}");
+    assert!(
+        sub.contains("Mode:  04750") && sub.contains("User:  1000") && sub.contains("Group:    50"),
+        "{sub}"
+    );
     let big = p.p("out/big.raw");
     assert_eq!(std::fs::metadata(&big).unwrap().len(), 200 << 20);
     e2fsck_clean(&big);
@@ -391,10 +409,25 @@ fn b9_run_executes_a_command_in_a_transient_copy() {
     let p = Project::new("qemu", "", 600);
     std::fs::write(p.p("hello.txt"), "shared cwd\n").unwrap();
     let before = sha(&p.p("root.raw"));
-    let out = p.b9(&["run", "root.raw", "cat", "hello.txt;", "touch", "/etc/changed"]);
+    let out = p.b9(&[
+        "run",
+        "root.raw",
+        "cat",
+        "hello.txt;",
+        "touch",
+        "/etc/changed",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("shared cwd"), "{}", text(&out));
-    assert_eq!(sha(&p.p("root.raw")), before, "b9 run leaves the image alone");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("shared cwd"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        sha(&p.p("root.raw")),
+        before,
+        "b9 run leaves the image alone"
+    );
     let out = p.b9(&["run", "root.raw", "exit", "3"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     no_vm_left(&p);

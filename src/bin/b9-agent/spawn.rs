@@ -143,9 +143,29 @@ unsafe fn reset_signals() {
 
 /// Writes `msg` to stderr and exits with 127 (async-signal-safe).
 unsafe fn die(msg: &[u8]) -> ! {
-    // SAFETY: write and _exit are async-signal-safe.
+    // SAFETY: errno, write and _exit are async-signal-safe; the number is
+    // formatted on the stack.
     unsafe {
+        let errno = *libc::__errno_location();
+        let msg = msg.strip_suffix(b"\n").unwrap_or(msg);
+        let mut buf = [0u8; 24];
+        let mut at = buf.len();
+        buf[at - 1] = b'\n';
+        at -= 1;
+        let mut n = errno.unsigned_abs();
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let prefix = b" (errno ";
         libc::write(2, msg.as_ptr().cast(), msg.len());
+        libc::write(2, prefix.as_ptr().cast(), prefix.len());
+        libc::write(2, buf[at..].as_ptr().cast(), buf.len() - at - 1);
+        libc::write(2, b")\n".as_ptr().cast(), 2);
         libc::_exit(127)
     }
 }

@@ -38,7 +38,7 @@ use sha2::{Digest, Sha256};
 /// `isofs` for cloud-init media; `loop` for file systems in files;
 /// `crc32c_generic` provides the `crc32c` crypto algorithm that ext4 asks
 /// for (through an alias, which a soft dependency cannot name) at mount.
-pub const MODULES: [&str; 13] = [
+pub const MODULES: [&str; 14] = [
     "virtio_pci",
     "virtio_blk",
     "virtio_console",
@@ -52,6 +52,7 @@ pub const MODULES: [&str; 13] = [
     "nls_iso8859-1",
     "isofs",
     "loop",
+    "pvpanic_mmio",
 ];
 
 /// Changes whenever the initramfs layout changes, so old cached
