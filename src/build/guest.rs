@@ -73,7 +73,7 @@ pub fn run(
         commands,
         ..Job::default()
     };
-    attach_disks(images, &mut machine, &mut job, dirs.dir, create)?;
+    let shrinks = attach_disks(images, &mut machine, &mut job, dirs.dir, create)?;
     if !job.commands.is_empty() && !job.disks.iter().any(|d| d.mount_point == "/") {
         return Err("a VmScript needs an image mounted at `/` (MountPoint \"/\")".into());
     }
@@ -89,8 +89,11 @@ pub fn run(
         .run(&machine, &job, &mut events)
         .map_err(|e| format!("{e}\n(console log: {})", machine.console_log.display()))?;
     events.verdict(&report.statuses)?;
-    for (serial, size) in &report.resized {
-        swap_in(images, serial, *size, dirs.dir)?;
+    // Resizes are reported in job order; grown file systems stay where they are.
+    for ((serial, size), shrink) in report.resized.iter().zip(&shrinks) {
+        if *shrink {
+            swap_in(images, serial, *size, dirs.dir)?;
+        }
     }
     Ok(())
 }
@@ -110,15 +113,17 @@ fn scratch_path(dir: &Path, i: usize) -> PathBuf {
 
 /// Attaches every build image; mounted ones in mount order (`/` first,
 /// then by depth); grows containers for growing resizes; adds scratch
-/// disks for shrinks.
+/// disks for shrinks. Returns, for each of `job.resizes`, whether it
+/// shrinks (the new file system is then on the scratch disk).
 fn attach_disks(
     images: &mut [GuestImage<'_>],
     machine: &mut Machine,
     job: &mut Job,
     dir: &Path,
     create: &CreateOptions,
-) -> Result<(), String> {
+) -> Result<Vec<bool>, String> {
     let mut mounts = Vec::new();
+    let mut shrinks = Vec::new();
     for (i, img) in images.iter_mut().enumerate() {
         let path = &img.built.path;
         let size = images::open(path).map_err(|e| e.to_string())?.size();
@@ -131,19 +136,26 @@ fn attach_disks(
                         images::resize_file(path, want, create).map_err(|e| e.to_string())?;
                     }
                     scratch_size = scratch_size.max(want);
+                    shrinks.push(want < size);
                     ResizeHow::To {
                         bytes: want,
                         scratch: scratch_serial(i),
                     }
                 }
-                ImageResize::ShrinkToMinimum => ResizeHow::Minimum {
-                    extra: 0,
-                    scratch: scratch_serial(i),
-                },
-                ImageResize::ShrinkToMinimumAndIncrease(s) => ResizeHow::Minimum {
-                    extra: bytes(s),
-                    scratch: scratch_serial(i),
-                },
+                ImageResize::ShrinkToMinimum => {
+                    shrinks.push(true);
+                    ResizeHow::Minimum {
+                        extra: 0,
+                        scratch: scratch_serial(i),
+                    }
+                }
+                ImageResize::ShrinkToMinimumAndIncrease(s) => {
+                    shrinks.push(true);
+                    ResizeHow::Minimum {
+                        extra: bytes(s),
+                        scratch: scratch_serial(i),
+                    }
+                }
                 ImageResize::ResizeImage(_) | ImageResize::KeepSize => continue,
             };
             job.resizes.push(FsResize {
@@ -178,7 +190,7 @@ fn attach_disks(
     }
     mounts.sort_by_key(|m| mount_depth(&m.mount_point));
     job.disks = mounts;
-    Ok(())
+    Ok(shrinks)
 }
 
 /// `/` is 0, `/a` 1, `/a/b` 2.
