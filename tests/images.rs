@@ -494,21 +494,37 @@ fn a_failing_image_build_exports_nothing() {
     assert!(!d.p("out/first.raw").exists() && !d.p("out/second.raw").exists());
 }
 
+const FIXUP: &str = r#"Artifact (IID "fix")
+  (VmImagesWithFixup
+     [ ImageTarget (LocalFile (Image "out/data.raw" Raw Ext4) KeepSize)
+         (EmptyImage "data" Ext4 Raw (ImageSize 8 MB)) (MountPoint "/data")
+     ]
+     NoVmScript
+     (Begin [Run "echo" ["$1", ">", "fixup-args.txt"], Run "STEP" []]))
+"#;
+
 #[test]
-fn scripts_are_refused_before_building() {
+fn the_post_fix_script_runs_on_the_host_with_the_build_images() {
     let d = Dir::new();
-    std::fs::write(
-        d.p("script.b9"),
-        r#"Artifact (IID "s")
-  (VmImages [ImageTarget Transient (From "base" KeepSize) (MountPoint "/")]
-     (VmScript X86_64 [] (Run "true" [])))
-"#,
-    )
-    .unwrap();
-    let out = d.b9(&["build", "-f", "script.b9"]);
-    assert_eq!(out.status.code(), Some(2));
+    std::fs::write(d.p("fix.b9"), FIXUP.replace("STEP", "true")).unwrap();
+    d.ok(&["build", "-f", "fix.b9"]);
+    let args = std::fs::read_to_string(d.p("fixup-args.txt")).unwrap();
+    assert!(
+        args.trim_end().ends_with("/images/fix/0-data.raw"),
+        "the post-fix script gets the build image, unsubstituted `$1`: {args}"
+    );
+    check_ok("e2fsck", "e2fsprogs", &["-fn", &d.s("out/data.raw")]);
+}
+
+#[test]
+fn a_failing_post_fix_script_exports_nothing() {
+    let d = Dir::new();
+    std::fs::write(d.p("fix.b9"), FIXUP.replace("STEP", "false")).unwrap();
+    let out = d.b9(&["build", "-f", "fix.b9"]);
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("running a `VmScript`"), "{err}");
+    assert!(err.contains("post-fix script") && err.contains("status 1"), "{err}");
+    assert!(!d.p("out/data.raw").exists());
 }
 
 #[test]
