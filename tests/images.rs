@@ -523,7 +523,10 @@ fn a_failing_post_fix_script_exports_nothing() {
     let out = d.b9(&["build", "-f", "fix.b9"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("post-fix script") && err.contains("status 1"), "{err}");
+    assert!(
+        err.contains("post-fix script") && err.contains("status 1"),
+        "{err}"
+    );
     assert!(!d.p("out/data.raw").exists());
 }
 

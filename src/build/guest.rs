@@ -67,10 +67,11 @@ pub fn run(
         disks: Vec::new(),
         shares: Vec::new(),
         console_log: dirs.dir.join("console.log"),
-        network: false,
+        network: launcher.network().is_some(),
     };
     let mut job = Job {
         commands,
+        network: launcher.network(),
         ..Job::default()
     };
     let shrinks = attach_disks(images, &mut machine, &mut job, dirs.dir, create)?;

@@ -82,7 +82,7 @@ fn run_in(session: &Session, base: &Path, dir: &Path, command: &[String]) -> Res
             read_only: false,
         }],
         console_log: dir.join("console.log"),
-        network: false,
+        network: launcher.network().is_some(),
     };
     let job = Job {
         disks: vec![DiskMount {
@@ -102,6 +102,7 @@ fn run_in(session: &Session, base: &Path, dir: &Path, command: &[String]) -> Res
             output: Output::All,
         }],
         interactive: true,
+        network: launcher.network(),
         ..Job::default()
     };
     let terminal = RawTerminal::enter();

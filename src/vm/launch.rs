@@ -11,7 +11,7 @@ use crate::config::{self, B9Config};
 use crate::vm::appliance::{self, Appliance, ApplianceSource};
 use crate::vm::backend::{Accel, Backend, VmDisk, VmShare, VmSpec};
 use crate::vm::libvirt::Libvirt;
-use crate::vm::protocol::Job;
+use crate::vm::protocol::{Job, Network};
 use crate::vm::qemu::Qemu;
 use crate::vm::session::{self, Events, Limits, Report, RunError};
 
@@ -47,6 +47,7 @@ pub struct Launcher {
     timeout: Option<Duration>,
     accel: Mutex<AccelChoice>,
     cache_dir: PathBuf,
+    network: Option<Network>,
 }
 
 /// The accelerator, as far as it is known.
@@ -107,6 +108,25 @@ impl Launcher {
                 AccelChoice::Fixed,
             ),
         };
+        let network = config
+            .libvirt
+            .network
+            .as_ref()
+            .map(|_| match config.vm.backend {
+                // QEMU's user-mode networking: fixed addresses, NAT to the host's network.
+                config::Backend::Qemu => Network {
+                    dhcp: false,
+                    address: "10.0.2.15/24".into(),
+                    gateway: "10.0.2.2".into(),
+                    dns: "10.0.2.3".into(),
+                },
+                config::Backend::Libvirt => Network {
+                    dhcp: true,
+                    address: String::new(),
+                    gateway: String::new(),
+                    dns: String::new(),
+                },
+            });
         let timeout = config.default_timeout_seconds.map(|s| {
             Duration::from_secs(s.saturating_mul(config.timeout_factor.unwrap_or(1).max(1)))
         });
@@ -118,7 +138,14 @@ impl Launcher {
             timeout,
             accel: Mutex::new(accel),
             cache_dir,
+            network,
         })
+    }
+
+    /// The guest's network settings when a network is configured
+    /// (`[libvirt] network` or `--network`; QEMU uses user-mode networking).
+    pub fn network(&self) -> Option<Network> {
+        self.network.clone()
     }
 
     /// The backend's name.
