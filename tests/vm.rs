@@ -107,6 +107,20 @@ fn single(script: &str, dest: &str) -> String {
     )
 }
 
+/// A project whose build file `slow.b9` runs `sleep 600` in the guest.
+fn sleeping(timeout: u64) -> Project {
+    let p = Project::new("qemu", "", timeout);
+    std::fs::write(
+        p.p("slow.b9"),
+        single(
+            r#"(Run "sleep" ["600"])"#,
+            r#"(LocalFile (Image "out/data.raw" Raw Ext4) KeepSize)"#,
+        ),
+    )
+    .unwrap();
+    p
+}
+
 #[test]
 fn a_failing_script_exports_nothing_and_names_the_command() {
     let p = Project::new("qemu", "", 600);
@@ -129,14 +143,8 @@ fn a_failing_script_exports_nothing_and_names_the_command() {
 
 #[test]
 fn a_timeout_stops_the_vm_and_exports_nothing() {
-    let p = Project::new("qemu", "", 25);
-    let out = p.build(
-        "slow.b9",
-        &single(
-            r#"(Run "sleep" ["600"])"#,
-            r#"(LocalFile (Image "out/data.raw" Raw Ext4) KeepSize)"#,
-        ),
-    );
+    let p = sleeping(25);
+    let out = p.b9(&["build", "-f", "slow.b9"]);
     let log = text(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(log.contains("timeout"), "{log}");
@@ -146,15 +154,7 @@ fn a_timeout_stops_the_vm_and_exports_nothing() {
 
 #[test]
 fn a_killed_qemu_is_reported_and_cleaned_up() {
-    let p = Project::new("qemu", "", 600);
-    std::fs::write(
-        p.p("slow.b9"),
-        single(
-            r#"(Run "sleep" ["600"])"#,
-            r#"(LocalFile (Image "out/data.raw" Raw Ext4) KeepSize)"#,
-        ),
-    )
-    .unwrap();
+    let p = sleeping(600);
     let child = p
         .command(&["build", "-f", "slow.b9"])
         .stdout(Stdio::piped())
@@ -275,5 +275,42 @@ fn b9_run_executes_a_command_in_a_transient_copy() {
     );
     let out = p.b9(&["run", "root.raw", "exit", "3"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    no_vm_left(&p);
+}
+
+#[test]
+fn ctrl_c_stops_the_vm_and_cleans_up() {
+    use std::io::{BufRead, BufReader};
+    let p = sleeping(600);
+    let mut child = p
+        .command(&["build", "-f", "slow.b9"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("RUN sleep") {
+            break;
+        }
+    }
+    assert!(log.contains("RUN sleep"), "{log}");
+    let pid = child.id();
+    let runtime = std::env::temp_dir().join(format!("b9.{pid}.0"));
+    assert!(runtime.exists(), "the run's socket directory {runtime:?}");
+    ok("kill", &["-INT", &pid.to_string()]);
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("interrupted"), "{log}");
+    assert!(!runtime.exists(), "sockets removed");
+    assert!(!p.p("out/data.raw").exists());
     no_vm_left(&p);
 }

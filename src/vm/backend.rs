@@ -119,3 +119,35 @@ pub trait Backend: Sync {
     /// it (the agent socket exists).
     fn start(&self, spec: &VmSpec) -> Result<Box<dyn Vm>, VmError>;
 }
+
+#[cfg(test)]
+impl VmSpec {
+    /// A spec with one read-only qcow2 disk at `disk` and one share, for
+    /// the backends' command-line and XML tests.
+    pub(crate) fn sample(disk: &str) -> VmSpec {
+        VmSpec {
+            name: "b9-test".into(),
+            kernel: "/k/vmlinuz".into(),
+            initrd: "/k/initrd".into(),
+            cmdline: "console=ttyS0 quiet".into(),
+            memory_mb: 512,
+            cpus: 2,
+            accel: Accel::Tcg,
+            disks: vec![VmDisk {
+                path: disk.into(),
+                format: Format::Qcow2,
+                serial: "b9-root".into(),
+                read_only: true,
+            }],
+            shares: vec![VmShare {
+                path: "/src".into(),
+                tag: "src".into(),
+                read_only: false,
+            }],
+            agent_socket: "/r/agent.sock".into(),
+            runtime_dir: "/r".into(),
+            console_log: "/b/console.log".into(),
+            network: false,
+        }
+    }
+}

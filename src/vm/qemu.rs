@@ -509,30 +509,7 @@ mod tests {
     use super::*;
 
     fn spec() -> VmSpec {
-        VmSpec {
-            name: "b9-test".into(),
-            kernel: "/k/vmlinuz".into(),
-            initrd: "/k/initrd".into(),
-            cmdline: "console=ttyS0 quiet".into(),
-            memory_mb: 512,
-            cpus: 2,
-            accel: Accel::Tcg,
-            disks: vec![VmDisk {
-                path: "/b/a,b.qcow2".into(),
-                format: Format::Qcow2,
-                serial: "b9-root".into(),
-                read_only: true,
-            }],
-            shares: vec![VmShare {
-                path: "/src".into(),
-                tag: "src".into(),
-                read_only: false,
-            }],
-            agent_socket: "/r/agent.sock".into(),
-            runtime_dir: "/r".into(),
-            console_log: "/b/console.log".into(),
-            network: false,
-        }
+        VmSpec::sample("/b/a,b.qcow2")
     }
 
     fn joined(spec: &VmSpec) -> String {
