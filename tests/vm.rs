@@ -107,6 +107,21 @@ fn single(script: &str, dest: &str) -> String {
     )
 }
 
+/// The size of the ext4 file system in an image, from its superblock.
+fn fs_bytes(raw: &std::path::Path) -> u64 {
+    let stats = ok("dumpe2fs", &["-h", &s(raw)]);
+    let field = |name: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} missing: {stats}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    field("Block count:") * field("Block size:")
+}
+
 /// A project whose build file `slow.b9` runs `sleep 600` in the guest.
 fn sleeping(timeout: u64) -> Project {
     let p = Project::new("qemu", "", timeout);
@@ -192,7 +207,7 @@ fn file_systems_are_grown_and_shrunk_in_the_guest() {
         r#"Artifact (IID "resize")
   (VmImages
      [ ImageTarget (LocalFile (Image "out/root.qcow2" QCow2 Ext4) KeepSize)
-         (SourceImage (Image "root.raw" Raw Ext4) NoPT KeepSize) (MountPoint "/")
+         (SourceImage (Image "root.raw" Raw Ext4) NoPT (Resize (ImageSize 160 MB))) (MountPoint "/")
      , ImageTarget (LocalFile (Image "out/small.raw" Raw Ext4) ShrinkToMinimum)
          (EmptyImage "small" Ext4 Raw (ImageSize 256 MB)) (MountPoint "/small")
      , ImageTarget (LocalFile (Image "out/big.raw" Raw Ext4) (Resize (ImageSize 200 MB)))
@@ -200,7 +215,9 @@ fn file_systems_are_grown_and_shrunk_in_the_guest() {
      ]
      (VmScript X86_64 []
         (Begin
-           [ Run "seq" ["1", "200000", ">", "/small/numbers"]
+           [ Run "dd" ["if=/dev/zero", "of=/filler", "bs=1M", "count=100"]
+           , Run "rm" ["/filler"]
+           , Run "seq" ["1", "200000", ">", "/small/numbers"]
            , Run "mkdir" ["-p", "/small/dir/sub"]
            , Run "ln" ["-s", "../numbers", "/small/dir/link"]
            , Run "ln" ["/small/numbers", "/small/dir/hard"]
@@ -230,22 +247,14 @@ fn file_systems_are_grown_and_shrunk_in_the_guest() {
     let big = p.p("out/big.raw");
     assert_eq!(std::fs::metadata(&big).unwrap().len(), 200 << 20);
     e2fsck_clean(&big);
-    let stats = ok("dumpe2fs", &["-h", &s(&big)]);
-    let blocks: u64 = stats
-        .lines()
-        .find_map(|l| l.strip_prefix("Block count:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let bsize: u64 = stats
-        .lines()
-        .find_map(|l| l.strip_prefix("Block size:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert_eq!(blocks * bsize, 200 << 20, "{stats}");
+    assert_eq!(fs_bytes(&big), 200 << 20);
+    let root = as_raw(&p.p("out/root.qcow2"));
+    e2fsck_clean(&root);
+    assert_eq!(
+        fs_bytes(&root),
+        160 << 20,
+        "the source's Resize grew / before the script"
+    );
     assert_eq!(debugfs_cat(&big, "/numbers").lines().count(), 1000);
 }
 

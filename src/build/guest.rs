@@ -25,7 +25,10 @@ pub struct GuestImage<'a> {
     pub built: &'a mut Built,
     /// Where it is mounted.
     pub mount: &'a MountPoint,
-    /// File-system resizes asked for it, in order (source, then destination).
+    /// The source's `Resize`: a growing one runs before the script, so the
+    /// script has the space; a shrinking one runs after it, first.
+    pub source_resize: Option<u64>,
+    /// File-system resizes after the script, in order.
     pub resizes: Vec<&'a ImageResize>,
 }
 
@@ -45,7 +48,9 @@ pub fn needed(script: &VmScript, images: &[GuestImage<'_>]) -> bool {
         VmScript::VmScript(_, _, body) => crate::eval::check::runs_something(&body.value),
         VmScript::NoVmScript => false,
     };
-    runs || images.iter().any(|i| !i.resizes.is_empty())
+    runs || images
+        .iter()
+        .any(|i| i.source_resize.is_some() || !i.resizes.is_empty())
 }
 
 /// Boots the appliance with the build images, runs the script and the
@@ -90,8 +95,10 @@ pub fn run(
         .run(&machine, &job, &mut events)
         .map_err(|e| format!("{e}\n(console log: {})", machine.console_log.display()))?;
     events.verdict(&report.statuses)?;
-    // Resizes are reported in job order; grown file systems stay where they are.
-    for ((serial, size), shrink) in report.resized.iter().zip(&shrinks) {
+    // Resizes are reported in job order (those before the script first);
+    // grown file systems stay where they are.
+    let after = report.resized.iter().skip(job.grow_first.len());
+    for ((serial, size), shrink) in after.zip(&shrinks) {
         if *shrink {
             swap_in(images, serial, *size, dirs.dir)?;
         }
@@ -128,20 +135,33 @@ fn attach_disks(
     for (i, img) in images.iter_mut().enumerate() {
         let path = &img.built.path;
         let size = images::open(path).map_err(|e| e.to_string())?.size();
-        let mut scratch_size = size;
+        // The container only ever grows before the boot; the largest size
+        // is also what a scratch disk must hold.
+        let mut current = size;
+        let mut after: Vec<ResizeHow> = Vec::new();
+        let to = |bytes| ResizeHow::To {
+            bytes,
+            scratch: scratch_serial(i),
+        };
+        if let Some(want) = img.source_resize {
+            if want >= current {
+                current = want;
+                job.grow_first.push(FsResize {
+                    serial: serial(i),
+                    how: to(want),
+                });
+            } else {
+                shrinks.push(true);
+                after.push(to(want));
+            }
+        }
         for r in &img.resizes {
-            let how = match r {
+            after.push(match r {
                 ImageResize::Resize(s) => {
                     let want = bytes(s);
-                    if want > size {
-                        images::resize_file(path, want, create).map_err(|e| e.to_string())?;
-                    }
-                    scratch_size = scratch_size.max(want);
-                    shrinks.push(want < size);
-                    ResizeHow::To {
-                        bytes: want,
-                        scratch: scratch_serial(i),
-                    }
+                    shrinks.push(want < current);
+                    current = current.max(want);
+                    to(want)
                 }
                 ImageResize::ShrinkToMinimum => {
                     shrinks.push(true);
@@ -158,19 +178,24 @@ fn attach_disks(
                     }
                 }
                 ImageResize::ResizeImage(_) | ImageResize::KeepSize => continue,
-            };
-            job.resizes.push(FsResize {
-                serial: serial(i),
-                how,
             });
         }
+        if current > size {
+            images::resize_file(path, current, create).map_err(|e| e.to_string())?;
+        }
+        let scratch_size = current;
+        let needs_scratch = !after.is_empty();
+        job.resizes.extend(after.into_iter().map(|how| FsResize {
+            serial: serial(i),
+            how,
+        }));
         machine.disks.push(VmDisk {
             path: path.clone(),
             format: img.built.format,
             serial: serial(i),
             read_only: false,
         });
-        if !img.resizes.is_empty() {
+        if needs_scratch {
             let scratch = scratch_path(dir, i);
             images::create(&scratch, images::Target::Raw, scratch_size, create)
                 .and_then(|w| w.finish())

@@ -125,7 +125,8 @@ pub fn assemble(
             GuestImage {
                 built,
                 mount: &mount.value,
-                resizes: fs_resizes(source, dest),
+                source_resize: source_fs_resize(source),
+                resizes: destination_fs_resize(dest).into_iter().collect(),
             }
         })
         .collect();
@@ -168,34 +169,32 @@ pub fn assemble(
     Ok(exports)
 }
 
-/// The file-system resizes of a target (the source's, then the
-/// destination's), which run in the appliance.
-fn fs_resizes<'a>(
-    source: &'a Node<ImageSource>,
-    dest: &'a Node<ImageDestination>,
-) -> Vec<&'a ImageResize> {
-    let from_source = match &source.value {
-        ImageSource::From(_, r) | ImageSource::SourceImage(_, _, r) => Some(&r.value),
+/// The size a source's `Resize` asks the file system to have.
+fn source_fs_resize(source: &Node<ImageSource>) -> Option<u64> {
+    match &source.value {
+        ImageSource::From(_, r) | ImageSource::SourceImage(_, _, r) => match &r.value {
+            ImageResize::Resize(size) => Some(bytes(size)),
+            _ => None,
+        },
         _ => None,
-    };
-    let from_dest = match &dest.value {
+    }
+}
+
+/// A destination's file-system resize (after the script).
+fn destination_fs_resize(dest: &Node<ImageDestination>) -> Option<&ImageResize> {
+    let r = match &dest.value {
         ImageDestination::Share(_, _, r)
         | ImageDestination::LiveInstallerImage(_, _, r)
-        | ImageDestination::LocalFile(_, r) => Some(&r.value),
-        ImageDestination::Transient => None,
+        | ImageDestination::LocalFile(_, r) => &r.value,
+        ImageDestination::Transient => return None,
     };
-    [from_source, from_dest]
-        .into_iter()
-        .flatten()
-        .filter(|r| {
-            matches!(
-                r,
-                ImageResize::Resize(_)
-                    | ImageResize::ShrinkToMinimum
-                    | ImageResize::ShrinkToMinimumAndIncrease(_)
-            )
-        })
-        .collect()
+    matches!(
+        r,
+        ImageResize::Resize(_)
+            | ImageResize::ShrinkToMinimum
+            | ImageResize::ShrinkToMinimumAndIncrease(_)
+    )
+    .then_some(r)
 }
 
 /// A build image: its file, format and file system.

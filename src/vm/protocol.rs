@@ -208,6 +208,9 @@ pub struct Job {
     pub shares: Vec<ShareMount>,
     /// The commands, run in order chrooted into the `/` disk.
     pub commands: Vec<Command>,
+    /// File-system grows before the commands (a source's `Resize`).
+    #[serde(default)]
+    pub grow_first: Vec<FsResize>,
     /// File-system resizes after the commands succeeded.
     pub resizes: Vec<FsResize>,
     /// Whether a network interface is present and should be configured.

@@ -105,6 +105,7 @@ fn fail(port: &Port, message: &str) {
 fn execute(job: &Job, port: Port, mounts: &mut Mounts) -> (Result<(), String>, port::Sender) {
     let Port { sender, reader } = port;
     let result = prepare(job, mounts).and_then(|(devices, targets)| {
+        resize::resize_all(&job.grow_first, &targets, &devices, &sender)?;
         let ok = if job.interactive {
             let cmd = job
                 .commands
