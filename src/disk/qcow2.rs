@@ -1,18 +1,26 @@
 //! qcow2 through the `imago` crate: reading (v2/v3, backing chains, zlib
 //! clusters), creating (v3, 64 KiB clusters), overlays with a backing file,
 //! and resizing. New images written front to back use `qcow2_stream`.
+//!
+//! imago trusts most of what a qcow2 header says, so every qcow2 file —
+//! the image and each qcow2 image of its backing chain — is first checked by
+//! `qcow2_header` (header fields and L1 table bounded as QEMU bounds them),
+//! and calls into imago are guarded so a panic becomes an error.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use imago::file::File as ImagoFile;
+use imago::format::gate::ImplicitOpenGate;
 use imago::qcow2::Qcow2;
 use imago::{
-    FormatAccess, FormatCreateBuilder, FormatDriverBuilder, Mapping, PermissiveImplicitOpenGate,
-    Storage, StorageCreateOptions,
+    FormatAccess, FormatCreateBuilder, FormatDriverBuilder, Mapping, Storage, StorageCreateOptions,
+    StorageOpenOptions,
 };
 
 use crate::disk::error::DiskError;
 use crate::disk::image::{Extent, ImageReader};
+use crate::disk::qcow2_header;
 
 /// The cluster size of images b9 creates (qemu-img's default).
 pub const CLUSTER_SIZE: usize = 65536;
@@ -20,8 +28,9 @@ pub const CLUSTER_SIZE: usize = 65536;
 /// The first four bytes of every qcow2 image.
 pub const MAGIC: &[u8; 4] = b"QFI\xfb";
 
-/// Longest mapping asked for at once while listing data extents.
-const MAPPING_STEP: u64 = 1 << 30;
+/// How many backing images deep a chain may go (a loop of backing files
+/// ends here instead of exhausting the stack).
+const MAX_CHAIN_DEPTH: usize = 64;
 
 fn io_err<'p>(op: &'static str, path: &'p Path) -> impl Fn(std::io::Error) -> DiskError + 'p {
     move |source| DiskError::Io {
@@ -40,11 +49,14 @@ pub struct Qcow2Image {
 impl Qcow2Image {
     /// Opens an image (and, through it, its backing chain) read-only or writable.
     pub fn open(path: &Path, writable: bool) -> Result<Qcow2Image, DiskError> {
+        qcow2_header::check(path)?;
+        let gate = CheckedGate::default();
+        let refusal = Arc::clone(&gate.refusal);
         let q = guard(path, || {
             Qcow2::<ImagoFile>::builder_path(path)
                 .write(writable)
-                .open(PermissiveImplicitOpenGate::default())
-                .map_err(|e| classify(path, e))
+                .open(gate)
+                .map_err(|e| take_refusal(&refusal).unwrap_or_else(|| classify(path, e)))
         })?;
         Ok(Qcow2Image {
             access: FormatAccess::new(q),
@@ -88,6 +100,75 @@ impl Qcow2Image {
         let path = self.path.clone();
         drop(self);
         normalize_header(&path)
+    }
+}
+
+/// Opens what a qcow2 image names (backing images, an external data file)
+/// for imago, with b9's checks: only regular files, each qcow2 layer's header
+/// and L1 table checked before imago reads it, at most `MAX_CHAIN_DEPTH`
+/// images deep. imago turns errors into text on the way up, so the first
+/// refusal is also kept whole for the caller.
+#[derive(Default)]
+struct CheckedGate {
+    /// Backing images above the ones this gate opens.
+    depth: usize,
+    /// The first refusal of this gate or the ones below it.
+    refusal: Arc<Mutex<Option<DiskError>>>,
+}
+
+impl CheckedGate {
+    /// Keeps `e` (unless an earlier refusal is kept) and hands imago its text.
+    fn refuse(&self, e: DiskError) -> std::io::Error {
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string());
+        if let Ok(mut kept) = self.refusal.lock() {
+            kept.get_or_insert(e);
+        }
+        io
+    }
+
+    /// Refuses an image one level too deep.
+    fn check_depth(&self, path: &Path) -> Result<(), DiskError> {
+        if self.depth < MAX_CHAIN_DEPTH {
+            return Ok(());
+        }
+        Err(DiskError::Corrupt {
+            path: path.to_path_buf(),
+            format: "qcow2",
+            field: "backing chain".into(),
+            problem: format!(
+                "more than {MAX_CHAIN_DEPTH} backing images deep (do the backing files form a loop?)"
+            ),
+        })
+    }
+}
+
+/// The refusal a `CheckedGate` kept, if any.
+fn take_refusal(refusal: &Mutex<Option<DiskError>>) -> Option<DiskError> {
+    refusal.lock().ok().and_then(|mut kept| kept.take())
+}
+
+impl ImplicitOpenGate<ImagoFile> for CheckedGate {
+    fn open_format<F: FormatDriverBuilder<ImagoFile>>(
+        &mut self,
+        builder: F,
+    ) -> std::io::Result<FormatAccess<ImagoFile>> {
+        let path = builder.get_image_path().unwrap_or_default();
+        self.check_depth(&path).map_err(|e| self.refuse(e))?;
+        if F::FORMAT == imago::format::Format::Qcow2 {
+            qcow2_header::check(&path).map_err(|e| self.refuse(e))?;
+        }
+        let below = CheckedGate {
+            depth: self.depth + 1,
+            refusal: Arc::clone(&self.refusal),
+        };
+        Ok(FormatAccess::new(builder.open(below)?))
+    }
+
+    fn open_storage(&mut self, options: StorageOpenOptions) -> std::io::Result<ImagoFile> {
+        if let Some(path) = options.get_filename() {
+            qcow2_header::check_regular(path).map_err(|e| self.refuse(e))?;
+        }
+        ImagoFile::open(options)
     }
 }
 
@@ -153,10 +234,14 @@ impl ImageReader for Qcow2Image {
             let size = self.access.size();
             let mut extents: Vec<Extent> = Vec::new();
             let mut pos = 0;
+            // Ask for the rest of the disk: imago answers up to the end of one
+            // L2 table, so there is one step per L1 entry and per run of
+            // clusters, both bounded by the file's length (`qcow2_header`).
+            // A fixed step would add size/step steps: 2^31 for a 2 EiB disk.
             while pos < size {
                 let (mapping, len) = self
                     .access
-                    .get_mapping(pos, MAPPING_STEP.min(size - pos))
+                    .get_mapping(pos, size - pos)
                     .map_err(io_err("cannot read the cluster map of", &self.path))?;
                 let len = len.clamp(1, size - pos);
                 let data = !matches!(mapping, Mapping::Zero { .. } | Mapping::Eof { .. });
@@ -227,42 +312,36 @@ pub fn normalize_header(path: &Path) -> Result<(), DiskError> {
 
 /// The backing file name and format recorded in a qcow2 header, if any.
 pub fn backing_of(path: &Path) -> Result<Option<(String, Option<String>)>, DiskError> {
-    let file = std::fs::File::open(path).map_err(io_err("cannot open", path))?;
-    let corrupt = |field: &str, problem: String| DiskError::Corrupt {
-        path: path.to_path_buf(),
-        format: "qcow2",
-        field: field.to_string(),
-        problem,
-    };
-    let mut header = [0u8; 4096];
-    crate::disk::raw::read_file_at(&file, path, &mut header, 0)?;
-    let be32 =
-        |o: usize| u32::from_be_bytes([header[o], header[o + 1], header[o + 2], header[o + 3]]);
-    if &header[..4] != MAGIC {
-        return Err(corrupt("magic", "not a qcow2 image".into()));
-    }
-    let version = be32(4);
-    let offset = (u64::from(be32(8)) << 32) | u64::from(be32(12));
-    let len = be32(16);
-    if offset == 0 || len == 0 {
+    let h = qcow2_header::read(path)?;
+    if h.backing_file_offset == 0 || h.backing_file_size == 0 {
         return Ok(None);
     }
-    if len > 1023 {
-        return Err(corrupt(
-            "backing_file_size",
-            format!("{len} is more than 1023 bytes"),
-        ));
-    }
-    let mut name = vec![0u8; len as usize];
-    crate::disk::raw::read_file_at(&file, path, &mut name, offset)?;
-    let name =
-        String::from_utf8(name).map_err(|_| corrupt("backing file name", "not UTF-8".into()))?;
-    let header_len = match version {
-        2 => 72,
-        3 => be32(100) as usize,
-        v => return Err(corrupt("version", format!("{v} (expected 2 or 3)"))),
-    };
-    let mut pos = header_len;
+    let file = std::fs::File::open(path).map_err(io_err("cannot open", path))?;
+    // At most 1023 bytes, inside the first cluster (checked by `read`).
+    let mut name = vec![0u8; h.backing_file_size as usize];
+    crate::disk::raw::read_file_at(&file, path, &mut name, h.backing_file_offset)?;
+    let name = String::from_utf8(name).map_err(|_| DiskError::Corrupt {
+        path: path.to_path_buf(),
+        format: "qcow2",
+        field: "backing file name".into(),
+        problem: "not UTF-8".into(),
+    })?;
+    Ok(Some((name, backing_format(&file, path, &h)?)))
+}
+
+/// The backing format from the header extensions (after the header, inside
+/// the first cluster).
+fn backing_format(
+    file: &std::fs::File,
+    path: &Path,
+    h: &qcow2_header::Header,
+) -> Result<Option<String>, DiskError> {
+    let cluster = 1usize << h.cluster_bits;
+    let mut header = vec![0u8; cluster.min(4096)];
+    crate::disk::raw::read_file_at(file, path, &mut header, 0)?;
+    let be32 =
+        |o: usize| u32::from_be_bytes([header[o], header[o + 1], header[o + 2], header[o + 3]]);
+    let mut pos = h.header_length as usize;
     let mut format = None;
     while pos + 8 <= header.len() {
         let (kind, ext_len) = (be32(pos), be32(pos + 4) as usize);
@@ -271,17 +350,19 @@ pub fn backing_of(path: &Path) -> Result<Option<(String, Option<String>)>, DiskE
         }
         let data = pos + 8;
         let Some(end) = data.checked_add(ext_len).filter(|&e| e <= header.len()) else {
-            return Err(corrupt(
-                "header extension",
-                format!("length {ext_len} runs past the header cluster"),
-            ));
+            return Err(DiskError::Corrupt {
+                path: path.to_path_buf(),
+                format: "qcow2",
+                field: "header extension".into(),
+                problem: format!("length {ext_len} runs past the header cluster"),
+            });
         };
         if kind == EXT_BACKING_FORMAT {
             format = Some(String::from_utf8_lossy(&header[data..end]).into_owned());
         }
         pos = data + ext_len.div_ceil(8) * 8;
     }
-    Ok(Some((name, format)))
+    Ok(format)
 }
 
 #[cfg(test)]
@@ -322,5 +403,57 @@ mod tests {
         let r = Qcow2Image::open(&overlay, false).unwrap();
         r.read_at(&mut buf, 1 << 20).unwrap();
         assert_eq!(buf, vec![5u8; 16]);
+    }
+
+    #[test]
+    fn a_backing_loop_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("loop.qcow2");
+        Qcow2Image::create(&p, 1 << 20, Some((&p, "qcow2"))).unwrap();
+        let e = Qcow2Image::open(&p, false).err().unwrap();
+        assert!(
+            matches!(&e, DiskError::Corrupt { field, .. } if field == "backing chain"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_backing_device_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("dev.qcow2");
+        Qcow2Image::create(&p, 1 << 20, Some((Path::new("/dev/zero"), "raw"))).unwrap();
+        let e = Qcow2Image::open(&p, false).err().unwrap();
+        assert!(
+            e.to_string().contains("/dev/zero: not a regular file"),
+            "{e}"
+        );
+    }
+
+    /// A sparse image of 2^55 bytes: 2 MiB clusters, an empty L1 table of
+    /// 65536 entries. Mapping it takes one step per L1 entry, not one per
+    /// GiB (2^25).
+    #[test]
+    fn a_huge_empty_disk_maps_in_one_step_per_l1_entry() {
+        use std::os::unix::fs::FileExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("huge.qcow2");
+        let mut h = vec![0u8; 104];
+        let mut put = |at: usize, bytes: &[u8]| h[at..at + bytes.len()].copy_from_slice(bytes);
+        put(0, MAGIC);
+        put(4, &3u32.to_be_bytes());
+        put(20, &21u32.to_be_bytes());
+        put(24, &(1u64 << 55).to_be_bytes());
+        put(36, &65536u32.to_be_bytes());
+        put(40, &(4u64 << 20).to_be_bytes());
+        put(48, &(2u64 << 20).to_be_bytes());
+        put(56, &1u32.to_be_bytes());
+        put(96, &4u32.to_be_bytes());
+        put(100, &104u32.to_be_bytes());
+        let f = std::fs::File::create(&p).unwrap();
+        f.write_all_at(&h, 0).unwrap();
+        f.set_len((4 << 20) + 65536 * 8).unwrap();
+        let r = Qcow2Image::open(&p, false).unwrap();
+        assert_eq!(r.size(), 1 << 55);
+        assert_eq!(r.data_extents().unwrap(), vec![]);
     }
 }
