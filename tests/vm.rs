@@ -323,3 +323,25 @@ fn ctrl_c_stops_the_vm_and_cleans_up() {
     assert!(!p.p("out/data.raw").exists());
     no_vm_left(&p);
 }
+
+#[test]
+fn auto_accel_is_probed_once_and_remembered() {
+    let p = Project::new("qemu", "accel: auto", 600);
+    let cache = p.p("cache");
+    std::fs::write(p.p("one.b9"), single(r#"(Run "true" [])"#, "Transient")).unwrap();
+    let build = || {
+        let out = p
+            .command(&["build", "-f", "one.b9"])
+            .env("B9_CACHE_DIR", &cache)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        text(&out)
+    };
+    build();
+    let chosen = std::fs::read_to_string(cache.join("accel")).unwrap();
+    assert!(chosen == "kvm" || chosen == "tcg", "{chosen:?}");
+    let second = build();
+    assert!(!second.contains("trying TCG"), "probed again: {second}");
+}

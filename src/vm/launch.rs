@@ -171,38 +171,62 @@ impl Launcher {
             timeout: self.timeout,
             hello,
         };
-        let result = session::run(self.backend.as_ref(), &spec, job, &limits, events);
-        if let AccelChoice::Probe = choice {
-            return self.after_probe(result, machine, job, events, &runtime.0);
+        let mut booted = false;
+        let result = session::run(
+            self.backend.as_ref(),
+            &spec,
+            job,
+            &limits,
+            events,
+            &mut booted,
+        );
+        match choice {
+            AccelChoice::Probe if booted => {
+                self.remember(Accel::Kvm);
+                result
+            }
+            AccelChoice::Probe if !matches!(result, Err(RunError::Interrupted)) => {
+                self.fall_back(result, machine, job, events, &runtime.0)
+            }
+            _ => result,
         }
-        result
     }
 
-    /// Records what the KVM probe showed; reruns under TCG when KVM hung.
-    fn after_probe(
+    /// KVM did not bring the appliance up (it hung, or QEMU refused it):
+    /// reruns under TCG, and remembers TCG for this host once TCG boots.
+    fn fall_back(
         &self,
-        result: Result<Report, RunError>,
+        failed: Result<Report, RunError>,
         machine: &Machine,
         job: &Job,
         events: &mut dyn Events,
         runtime: &Path,
     ) -> Result<Report, RunError> {
-        let chosen = match &result {
-            Err(RunError::NoHello(..)) => Accel::Tcg,
-            Ok(_) | Err(RunError::Agent(..)) => Accel::Kvm,
-            Err(_) => return result,
-        };
-        self.remember(chosen);
-        if chosen == Accel::Kvm {
-            return result;
+        if let Err(e) = &failed {
+            tracing::warn!("KVM did not bring the appliance up ({e}); trying TCG");
         }
-        tracing::warn!("KVM did not bring the appliance up within {KVM_PROBE:?}; using TCG on this host from now on");
         let spec = self.spec(machine, runtime, Accel::Tcg);
         let limits = Limits {
             timeout: self.timeout,
             hello: HELLO,
         };
-        session::run(self.backend.as_ref(), &spec, job, &limits, events)
+        let mut booted = false;
+        let result = session::run(
+            self.backend.as_ref(),
+            &spec,
+            job,
+            &limits,
+            events,
+            &mut booted,
+        );
+        if booted {
+            tracing::warn!(
+                "using TCG on this host from now on (remembered in {})",
+                self.cache_dir.display()
+            );
+            self.remember(Accel::Tcg);
+        }
+        result
     }
 
     fn remember(&self, accel: Accel) {

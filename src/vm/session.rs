@@ -117,18 +117,29 @@ pub fn was_interrupted() -> bool {
 
 /// Boots `spec` with `backend`, runs `job`, and stops the VM whatever
 /// happens. Command failures are not errors here: they are in the report's
-/// statuses.
+/// statuses. `booted` tells whether the agent said hello (an error before
+/// that may be the accelerator's).
 pub fn run(
     backend: &dyn Backend,
     spec: &VmSpec,
     job: &Job,
     limits: &Limits,
     events: &mut dyn Events,
+    booted: &mut bool,
 ) -> Result<Report, RunError> {
     let flag = Arc::clone(interrupted());
     let started = Instant::now();
     let mut vm = backend.start(spec)?;
-    let result = drive(vm.as_mut(), spec, job, limits, events, &flag, started);
+    let result = drive(
+        vm.as_mut(),
+        spec,
+        job,
+        limits,
+        events,
+        &flag,
+        started,
+        booted,
+    );
     if let Err(e) = vm.stop(STOP_GRACE) {
         tracing::warn!("stopping the VM: {e}");
     }
@@ -138,6 +149,7 @@ pub fn run(
 }
 
 /// Connects to the agent and follows the job to its end.
+#[allow(clippy::too_many_arguments)]
 fn drive(
     vm: &mut dyn Vm,
     spec: &VmSpec,
@@ -146,6 +158,7 @@ fn drive(
     events: &mut dyn Events,
     flag: &AtomicBool,
     started: Instant,
+    booted: &mut bool,
 ) -> Result<Report, RunError> {
     let tail = || Tail(console_tail(&spec.console_log));
     let stream = connect(&spec.agent_socket, vm).map_err(|e| RunError::Protocol(e, tail()))?;
@@ -163,6 +176,7 @@ fn drive(
     let hello = watch.next(&frames, Some(limits.hello))?;
     match protocol::decode::<ToHost>(&hello) {
         Ok(ToHost::Hello { version, kernel }) if version == protocol::VERSION => {
+            *booted = true;
             tracing::debug!(
                 "appliance up (kernel {kernel}) after {:?}",
                 started.elapsed()

@@ -56,6 +56,11 @@ impl Project {
         let path = tmp.path().to_path_buf();
         std::fs::create_dir_all(path.join("home")).unwrap();
         std::fs::copy(&f.root, path.join("root.raw")).unwrap();
+        let accel = if extra_vm.contains("accel:") {
+            ""
+        } else {
+            "accel: tcg\n"
+        };
         std::fs::write(
             path.join("b9.conf"),
             format!(
@@ -64,7 +69,7 @@ impl Project {
                  max_cached_shared_images: Just 2\nrepository: Nothing\n\
                  repository_cache: Just (InB9UserDir \"repo-cache\")\nunique_build_dirs: True\n\
                  verbosity: Just LogInfo\n\n\
-                 [vm]\nbackend: {backend}\naccel: tcg\nkernel: {}\nmodules_dir: {}\n\
+                 [vm]\nbackend: {backend}\n{accel}kernel: {}\nmodules_dir: {}\n\
                  memory_mb: 512\ncpus: 1\nqemu_binary:\n{extra_vm}\n\n\
                  [libvirt]\nconnection: qemu:///system\nnetwork:\n",
                 f.kernel.display(),
