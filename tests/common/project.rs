@@ -51,7 +51,18 @@ pub struct Project {
 impl Project {
     /// A project whose b9.conf selects `backend` under TCG.
     pub fn new(backend: &str, extra_vm: &str, timeout: u64) -> Project {
+        Project::with_network(backend, extra_vm, timeout, "")
+    }
+
+    /// Like [`Project::new`], with `[libvirt] network: NETWORK` (empty:
+    /// none; any name gives QEMU user-mode networking).
+    pub fn with_network(backend: &str, extra_vm: &str, timeout: u64, network: &str) -> Project {
         let f = fixture();
+        let network = if network.is_empty() {
+            String::new()
+        } else {
+            format!(" {network}")
+        };
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().to_path_buf();
         std::fs::create_dir_all(path.join("home")).unwrap();
@@ -71,7 +82,7 @@ impl Project {
                  verbosity: Just LogInfo\n\n\
                  [vm]\nbackend: {backend}\n{accel}kernel: {}\nmodules_dir: {}\n\
                  memory_mb: 512\ncpus: 1\nqemu_binary:\n{extra_vm}\n\n\
-                 [libvirt]\nconnection: qemu:///system\nnetwork:\n",
+                 [libvirt]\nconnection: qemu:///system\nnetwork:{network}\n",
                 f.kernel.display(),
                 f.modules.display()
             ),

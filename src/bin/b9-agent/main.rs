@@ -7,6 +7,7 @@
 //! the machine off. See `src/vm/protocol.rs` for the messages.
 
 mod copytree;
+mod dhcp;
 mod disks;
 mod fsuuid;
 mod init;

@@ -1,5 +1,6 @@
-//! Static network settings with the classic ioctls (no netlink, no tools),
-//! and the script's resolv.conf.
+//! Network settings with the classic ioctls (no netlink, no tools), static
+//! from the job or from a DHCP lease (`dhcp.rs`), and the script's
+//! resolv.conf.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use b9::vm::protocol::Network;
 
+use crate::dhcp;
 use crate::disks::{Mounts, SYSROOT};
 use crate::port::log;
 use crate::sys;
@@ -52,30 +54,100 @@ pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
     Ok((addr, Ipv4Addr::from(mask)))
 }
 
-/// Brings up lo and the first other interface with the static settings,
-/// and gives the script a resolv.conf naming the DNS server.
-pub fn configure(net: &Network, mounts: &mut Mounts) -> Result<(), String> {
-    if net.dhcp {
-        log("DHCP is not supported by the agent: using the static settings");
+/// What an interface is given: from the job (static) or from a lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// The interface address.
+    pub address: Ipv4Addr,
+    /// Its netmask.
+    pub mask: Ipv4Addr,
+    /// The default gateway, if any.
+    pub gateway: Option<Ipv4Addr>,
+    /// DNS servers for the script's resolv.conf, possibly none.
+    pub dns: Vec<Ipv4Addr>,
+}
+
+impl Settings {
+    /// The static settings of the job.
+    pub fn from_job(net: &Network) -> Result<Settings, String> {
+        let (address, mask) = parse_cidr(&net.address)?;
+        let gateway = optional_addr(&net.gateway, "gateway")?;
+        let dns = optional_addr(&net.dns, "DNS server")?;
+        Ok(Settings {
+            address,
+            mask,
+            gateway,
+            dns: dns.into_iter().collect(),
+        })
     }
-    let (addr, mask) = parse_cidr(&net.address)?;
-    let gateway: Ipv4Addr = net
-        .gateway
+
+    /// The settings of a DHCP lease.
+    pub fn from_lease(lease: &dhcp::Lease) -> Settings {
+        Settings {
+            address: lease.address,
+            mask: lease.mask,
+            gateway: lease.router,
+            dns: lease.dns.clone(),
+        }
+    }
+}
+
+/// An address field that may be empty.
+fn optional_addr(text: &str, what: &str) -> Result<Option<Ipv4Addr>, String> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    text.trim()
         .parse()
-        .map_err(|_| format!("bad gateway {:?}", net.gateway))?;
+        .map(Some)
+        .map_err(|_| format!("bad {what} {text:?}"))
+}
+
+/// Brings up lo and the first other interface with the job's static
+/// settings or a DHCP lease, and gives the script a resolv.conf naming the
+/// DNS servers.
+pub fn configure(net: &Network, mounts: &mut Mounts) -> Result<(), String> {
     let iface =
         first_interface(Path::new("/sys/class/net")).ok_or("no network interface besides lo")?;
     let sock = socket().map_err(|e| format!("socket: {e}"))?;
     let fd = sock.as_raw_fd();
-    let up = |name: &str| set_up(fd, name).map_err(|e| format!("{name} up: {e}"));
-    up("lo")?;
-    set_addr(fd, &iface, libc::SIOCSIFADDR, addr).map_err(|e| format!("{iface} address: {e}"))?;
-    set_addr(fd, &iface, libc::SIOCSIFNETMASK, mask)
+    set_up(fd, "lo").map_err(|e| format!("lo up: {e}"))?;
+    let settings = if net.dhcp {
+        set_up(fd, &iface).map_err(|e| format!("{iface} up: {e}"))?;
+        let lease = dhcp::obtain(&iface)?;
+        log(format!(
+            "DHCP: lease of {} from {}",
+            lease.address, lease.server
+        ));
+        Settings::from_lease(&lease)
+    } else {
+        Settings::from_job(net)?
+    };
+    apply(fd, &iface, &settings)?;
+    resolv_conf(&settings.dns, mounts)
+}
+
+/// Gives `iface` its address, netmask and default route.
+fn apply(fd: i32, iface: &str, s: &Settings) -> Result<(), String> {
+    set_addr(fd, iface, libc::SIOCSIFADDR, s.address)
+        .map_err(|e| format!("{iface} address: {e}"))?;
+    set_addr(fd, iface, libc::SIOCSIFNETMASK, s.mask)
         .map_err(|e| format!("{iface} netmask: {e}"))?;
-    up(&iface)?;
-    add_default_route(fd, gateway).map_err(|e| format!("default route: {e}"))?;
-    log(format!("network: {iface} {} via {gateway}", net.address));
-    resolv_conf(&net.dns, mounts)
+    set_up(fd, iface).map_err(|e| format!("{iface} up: {e}"))?;
+    if let Some(gateway) = s.gateway {
+        add_default_route(fd, gateway).map_err(|e| format!("default route: {e}"))?;
+    }
+    let via = s
+        .gateway
+        .map_or_else(|| "no gateway".to_string(), |g| format!("via {g}"));
+    let dns: Vec<String> = s.dns.iter().map(Ipv4Addr::to_string).collect();
+    log(format!(
+        "network: {iface} {}/{} {via}, DNS [{}]",
+        s.address,
+        dhcp::prefix_len(s.mask),
+        dns.join(", ")
+    ));
+    Ok(())
 }
 
 /// The first interface other than `lo`, by name.
@@ -176,25 +248,35 @@ fn add_default_route(fd: i32, gateway: Ipv4Addr) -> io::Result<()> {
 
 /// Lays a resolv.conf naming `dns` over the image's, without changing the
 /// image: a bind mount over the file (or over what its link points at).
-fn resolv_conf(dns: &str, mounts: &mut Mounts) -> Result<(), String> {
+fn resolv_conf(dns: &[Ipv4Addr], mounts: &mut Mounts) -> Result<(), String> {
+    if dns.is_empty() {
+        log("no DNS server: leaving the image's resolv.conf alone");
+        return Ok(());
+    }
     let Some(target) = resolv_target(Path::new(SYSROOT)) else {
         log("the image has no /etc/resolv.conf: leaving DNS alone");
         return Ok(());
     };
+    let text = resolv_text(dns);
     let ours = PathBuf::from("/run/b9-resolv.conf");
-    std::fs::write(&ours, format!("nameserver {dns}\n")).map_err(|e| e.to_string())?;
+    std::fs::write(&ours, &text).map_err(|e| e.to_string())?;
     if !target.exists() {
         // A dangling link into the new root's fresh /run or /tmp.
         if let Some(parent) = target.parent() {
             sys::mkdir_p(parent).map_err(|e| e.to_string())?;
         }
-        std::fs::write(&target, format!("nameserver {dns}\n")).map_err(|e| e.to_string())?;
+        std::fs::write(&target, &text).map_err(|e| e.to_string())?;
         return Ok(());
     }
     sys::mount(&ours.to_string_lossy(), &target, "", libc::MS_BIND, "")
         .map_err(|e| e.to_string())?;
     mounts.push(target);
     Ok(())
+}
+
+/// `nameserver` lines for `dns`.
+fn resolv_text(dns: &[Ipv4Addr]) -> String {
+    dns.iter().map(|d| format!("nameserver {d}\n")).collect()
 }
 
 /// Where the image's resolv.conf really is (host path), following links
@@ -227,6 +309,55 @@ mod tests {
         );
         assert!(parse_cidr("10.0.2.15/33").is_err());
         assert!(parse_cidr("nonsense/8").is_err());
+    }
+
+    #[test]
+    fn static_settings() {
+        let net = Network {
+            dhcp: false,
+            address: "10.0.2.15/24".into(),
+            gateway: "10.0.2.2".into(),
+            dns: "10.0.2.3".into(),
+        };
+        assert_eq!(
+            Settings::from_job(&net),
+            Ok(Settings {
+                address: Ipv4Addr::new(10, 0, 2, 15),
+                mask: Ipv4Addr::new(255, 255, 255, 0),
+                gateway: Some(Ipv4Addr::new(10, 0, 2, 2)),
+                dns: vec![Ipv4Addr::new(10, 0, 2, 3)],
+            })
+        );
+        let bare = Network {
+            gateway: String::new(),
+            dns: " ".into(),
+            ..net.clone()
+        };
+        let s = Settings::from_job(&bare);
+        assert_eq!(s.map(|s| (s.gateway, s.dns)), Ok((None, vec![])));
+        let bad = Network {
+            gateway: "10.0.2".into(),
+            ..net
+        };
+        assert!(Settings::from_job(&bad).is_err());
+    }
+
+    #[test]
+    fn lease_settings_and_resolv_text() {
+        let dns = vec![Ipv4Addr::new(192, 168, 122, 1), Ipv4Addr::new(9, 9, 9, 9)];
+        let lease = dhcp::Lease {
+            address: Ipv4Addr::new(192, 168, 122, 57),
+            mask: Ipv4Addr::new(255, 255, 255, 0),
+            router: Some(Ipv4Addr::new(192, 168, 122, 1)),
+            dns: dns.clone(),
+            server: Ipv4Addr::new(192, 168, 122, 1),
+        };
+        let s = Settings::from_lease(&lease);
+        assert_eq!((s.address, s.gateway), (lease.address, lease.router));
+        assert_eq!(
+            resolv_text(&s.dns),
+            "nameserver 192.168.122.1\nnameserver 9.9.9.9\n"
+        );
     }
 
     #[test]
