@@ -93,7 +93,36 @@ fn the_initramfs_holds_init_libraries_and_modules_dependencies_first() {
         started.elapsed(),
         std::fs::metadata(&app.initrd).unwrap().len()
     );
-    assert_eq!(app.kernel, src.kernel);
+    // The kernel booted is the fixture bzImage's uncompressed kernel
+    // (XZ with the x86 BCJ filter), as xz itself decompresses it.
+    assert_eq!(app.kernel.parent(), Some(cache.path()));
+    assert!(
+        app.kernel
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("vmlinux-"),
+        "{}",
+        app.kernel.display()
+    );
+    let vmlinux = std::fs::read(&app.kernel).unwrap();
+    let image = std::fs::read(&src.kernel).unwrap();
+    let at = image
+        .windows(6)
+        .position(|w| w == b"\xfd7zXZ\0")
+        .expect("the fixture kernel is XZ-compressed");
+    let payload = cache.path().join("payload.xz");
+    std::fs::write(&payload, &image[at..]).unwrap();
+    let out = Command::new("xz")
+        .args(["-dc", "--single-stream"])
+        .stdin(std::fs::File::open(&payload).unwrap())
+        .output()
+        .unwrap();
+    std::fs::remove_file(&payload).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = out.stdout;
+    assert!(vmlinux == out, "b9's vmlinux differs from xz's");
     assert_eq!(
         Some(app.kernel_release.as_str()),
         src.modules_dir.file_name().and_then(|n| n.to_str())
@@ -200,7 +229,8 @@ fn a_second_prepare_reuses_the_cached_initramfs() {
         (meta.ino(), meta.mtime_nsec()),
         (again.ino(), again.mtime_nsec())
     );
-    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
+    // The initramfs and the uncompressed kernel.
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 2);
 
     // Another agent is another appliance.
     let dir = tempfile::tempdir().unwrap();
@@ -245,7 +275,7 @@ fn concurrent_prepares_never_see_a_partial_file() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names.len(), 1, "temporary files left: {names:?}");
+    assert_eq!(names.len(), 2, "temporary files left: {names:?}");
 }
 
 #[test]
@@ -326,4 +356,38 @@ fn the_agent_is_found_through_b9_agent_or_next_to_the_executable() {
             assert!(e.to_string().contains("B9_AGENT"), "{e}");
         }
     }
+}
+
+#[test]
+fn the_agent_goes_in_without_its_debug_information() {
+    let agent = PathBuf::from(env!("CARGO_BIN_EXE_b9-agent"));
+    let cache = tempfile::tempdir().unwrap();
+    let app = appliance::prepare(
+        &ApplianceSource {
+            agent: agent.clone(),
+            ..source()
+        },
+        cache.path(),
+    )
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    extract(&app.initrd, root.path());
+    let init = std::fs::read(root.path().join("init")).unwrap();
+    let full = std::fs::read(&agent).unwrap();
+    assert!(
+        init.len() * 4 < full.len(),
+        "{} of {} bytes",
+        init.len(),
+        full.len()
+    );
+    // The agent's first bytes, all that loading it reads, with no section
+    // headers (e_shoff, e_shnum, e_shstrndx zeroed).
+    let mut expected = full[..init.len()].to_vec();
+    expected[40..48].fill(0);
+    expected[60..64].fill(0);
+    assert!(init == expected);
+    let headers = run(Command::new("readelf")
+        .args(["-lW"])
+        .arg(root.path().join("init")));
+    assert!(headers.contains("ld-linux-x86-64.so.2"), "{headers}");
 }

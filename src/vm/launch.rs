@@ -20,6 +20,10 @@ use crate::vm::session::{self, Events, Limits, Report, RunError};
 const KVM_PROBE: Duration = Duration::from_secs(20);
 /// How long the agent gets to say hello once the accelerator is known.
 const HELLO: Duration = Duration::from_secs(120);
+/// The appliance kernel's command line. `cryptomgr.notests` skips the
+/// crypto algorithms' self-tests and `no_timer_check` the IO-APIC timer
+/// check, both slow under TCG (libguestfs boots with them too).
+const CMDLINE: &str = "console=ttyS0 panic=-1 quiet cryptomgr.notests no_timer_check";
 /// Unix socket paths must fit in `sun_path` (108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 100;
 
@@ -253,7 +257,7 @@ impl Launcher {
             ),
             kernel: self.appliance.kernel.clone(),
             initrd: self.appliance.initrd.clone(),
-            cmdline: "console=ttyS0 panic=-1 quiet".into(),
+            cmdline: CMDLINE.into(),
             memory_mb: self.memory_mb,
             cpus: self.cpus,
             accel,

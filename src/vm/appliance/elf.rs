@@ -1,6 +1,8 @@
 //! Just enough of ELF64 (little-endian, x86_64) for the appliance: a named
-//! section of a kernel module (`.modinfo`), and the program interpreter and
-//! `DT_NEEDED` libraries of an executable or shared library.
+//! section of a kernel module (`.modinfo`), the program interpreter and
+//! `DT_NEEDED` libraries of an executable or shared library, the notes of a
+//! kernel (its PVH entry point), and an executable stripped to what its
+//! program headers refer to.
 //!
 //! The input is a file on the host, but it is still parsed defensively:
 //! every offset and size is bounds-checked, nothing panics.
@@ -24,6 +26,7 @@ fn bad(what: impl Into<String>) -> ElfError {
 const PT_LOAD: u32 = 1;
 const PT_DYNAMIC: u32 = 2;
 const PT_INTERP: u32 = 3;
+const PT_NOTE: u32 = 4;
 const DT_NULL: u64 = 0;
 const DT_NEEDED: u64 = 1;
 const DT_STRTAB: u64 = 5;
@@ -168,6 +171,55 @@ impl<'a> Elf<'a> {
         Ok(out)
     }
 
+    /// Whether a `PT_NOTE` segment holds a note called `name` of type `kind`.
+    pub(super) fn has_note(&self, name: &[u8], kind: u32) -> Result<bool, ElfError> {
+        for p in self.phdrs()?.iter().filter(|p| p.kind == PT_NOTE) {
+            let mut notes = slice(self.data, p.offset, p.filesz)?;
+            // Each note: namesz, descsz, type, then name and desc, each
+            // padded to 4 bytes.
+            while notes.len() >= 12 {
+                let namesz = usize_of(u64::from(u32_at(notes, 0)?))?;
+                let descsz = usize_of(u64::from(u32_at(notes, 4)?))?;
+                let ntype = u32_at(notes, 8)?;
+                let name_end = 12usize
+                    .checked_add(namesz)
+                    .ok_or_else(|| bad("note name size overflows"))?;
+                let note_name = notes
+                    .get(12..name_end)
+                    .ok_or_else(|| bad("truncated note"))?;
+                let note_name = note_name.strip_suffix(&[0]).unwrap_or(note_name);
+                if ntype == kind && note_name == name {
+                    return Ok(true);
+                }
+                let next = align4(name_end)
+                    .and_then(|d| d.checked_add(descsz))
+                    .and_then(align4)
+                    .ok_or_else(|| bad("note size overflows"))?;
+                notes = notes.get(next..).unwrap_or_default();
+            }
+        }
+        Ok(false)
+    }
+
+    /// The end of the last byte the ELF header, the program headers or a
+    /// segment occupy in the file: all that loading the file reads.
+    fn loaded_end(&self) -> Result<u64, ElfError> {
+        let table = self
+            .phnum
+            .checked_mul(56)
+            .and_then(|n| n.checked_add(self.phoff))
+            .ok_or_else(|| bad("program header table overflows"))?;
+        let mut end = table.max(64);
+        for p in self.phdrs()? {
+            let seg = p
+                .offset
+                .checked_add(p.filesz)
+                .ok_or_else(|| bad("segment end overflows"))?;
+            end = end.max(seg);
+        }
+        Ok(end)
+    }
+
     fn phdrs(&self) -> Result<Vec<Phdr>, ElfError> {
         (0..self.phnum)
             .map(|i| {
@@ -209,6 +261,34 @@ impl<'a> Elf<'a> {
             u64_at(self.data, sh + 32)?,
         )
     }
+}
+
+/// `data` (an executable or shared library) cut after the last byte that
+/// loading it reads, without section headers, when it carries debug
+/// information (a `.debug_info` section); `None` otherwise. What is cut
+/// (debug information, the symbol table, the section headers) is never
+/// read by the kernel or the dynamic linker, which go by program headers.
+pub(super) fn strip_debug(data: &[u8]) -> Result<Option<Vec<u8>>, ElfError> {
+    let elf = Elf::parse(data)?;
+    if elf.phnum == 0 {
+        return Err(bad("no program headers"));
+    }
+    if elf.section(".debug_info")?.is_none() {
+        return Ok(None);
+    }
+    let end = usize_of(elf.loaded_end()?)?;
+    if end >= data.len() {
+        return Ok(None);
+    }
+    let mut out = data[..end].to_vec();
+    // e_shoff, then e_shnum and e_shstrndx: no section headers.
+    out[40..48].fill(0);
+    out[60..64].fill(0);
+    Ok(Some(out))
+}
+
+fn align4(v: usize) -> Option<usize> {
+    v.checked_add(3).map(|v| v & !3)
 }
 
 fn usize_of(v: u64) -> Result<usize, ElfError> {
@@ -295,7 +375,9 @@ mod tests {
             if let Ok(elf) = Elf::parse(&data[..cut]) {
                 let _ = elf.dynamic();
                 let _ = elf.section(".modinfo");
+                let _ = elf.has_note(b"Xen", 18);
             }
+            let _ = strip_debug(&data[..cut]);
         }
     }
 
@@ -309,7 +391,66 @@ mod tests {
             if let Ok(elf) = Elf::parse(&data) {
                 let _ = elf.dynamic();
                 let _ = elf.section(".modinfo");
+                let _ = elf.has_note(b"Xen", 18);
             }
+            let _ = strip_debug(&data);
         }
+    }
+
+    #[test]
+    fn finds_notes_by_name_and_type() {
+        let data = self_exe();
+        let elf = Elf::parse(&data).unwrap();
+        // NT_GNU_ABI_TAG, from the C runtime's .note.ABI-tag.
+        assert!(elf.has_note(b"GNU", 1).unwrap());
+        assert!(!elf.has_note(b"GNU", 0x7777).unwrap());
+        assert!(!elf.has_note(b"Xen", 18).unwrap());
+    }
+
+    #[test]
+    fn a_stripped_executable_still_runs() {
+        let data = self_exe();
+        assert!(
+            Elf::parse(&data)
+                .unwrap()
+                .section(".debug_info")
+                .unwrap()
+                .is_some(),
+            "test binaries carry debug information"
+        );
+        let stripped = strip_debug(&data).unwrap().unwrap();
+        assert!(stripped.len() < data.len());
+        let elf = Elf::parse(&stripped).unwrap();
+        assert!(
+            elf.section(".text").unwrap().is_none(),
+            "no section headers"
+        );
+        assert_eq!(
+            elf.dynamic().unwrap(),
+            Elf::parse(&data).unwrap().dynamic().unwrap()
+        );
+        assert_eq!(strip_debug(&stripped).unwrap(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("stripped");
+        std::fs::write(&exe, &stripped).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The test harness lists its tests and exits 0. (A fork in another
+        // test thread may hold the file open for writing for a moment.)
+        let mut tries = 0;
+        let out = loop {
+            match std::process::Command::new(&exe)
+                .args(["--list", "a_stripped_executable_still_runs"])
+                .output()
+            {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.unwrap(),
+            }
+        };
+        assert!(out.status.success(), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("a_stripped_executable_still_runs"));
     }
 }
