@@ -7,13 +7,14 @@
 //! `cargo bench --bench images` runs the full size; under `cargo test` (no
 //! `--bench` argument) it runs a 64 MiB image as a smoke test.
 
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 mod common;
-use common::{best_pair, time};
+use common::{best_pair, make_sparse, report, time};
+
+/// Target ratio b9/standard tool.
+const TARGET: f64 = 1.0;
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
@@ -86,7 +87,7 @@ fn run(full: bool) -> Result<(), String> {
                 )
             },
         )?;
-        report(name, b9_time, "qemu-img convert", qemu_time);
+        report(name, b9_time, "qemu-img convert", qemu_time, TARGET);
     }
 
     let img = dir.join("empty.raw");
@@ -122,43 +123,7 @@ fn run(full: bool) -> Result<(), String> {
         b9_time,
         "mkfs.ext4",
         mkfs_time,
+        TARGET,
     );
     Ok(())
-}
-
-fn report(name: &str, b9: Duration, tool: &str, other: Duration) {
-    let ratio = b9.as_secs_f64() / other.as_secs_f64();
-    println!(
-        "{name:16} b9 {:7.3} s   {tool} {:7.3} s   b9/{tool} = {ratio:.2} ({})",
-        b9.as_secs_f64(),
-        other.as_secs_f64(),
-        if ratio <= 1.0 { "met" } else { "MISSED" }
-    );
-}
-
-/// A sparse file of `size` bytes with `data` bytes in 1 MiB pieces at
-/// pseudo-random places.
-fn make_sparse(path: &Path, size: u64, data: u64) -> Result<(), String> {
-    let f = std::fs::File::create(path).map_err(|e| e.to_string())?;
-    f.set_len(size).map_err(|e| e.to_string())?;
-    let piece = 1u64 << 20;
-    let slots = size / piece;
-    let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
-    let mut buf = vec![0u8; piece as usize];
-    let mut used = std::collections::BTreeSet::new();
-    while (used.len() as u64) * piece < data {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let slot = seed % slots;
-        if !used.insert(slot) {
-            continue;
-        }
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (i as u64 ^ slot).wrapping_mul(2654435761) as u8 | 1;
-        }
-        f.write_all_at(&buf, slot * piece)
-            .map_err(|e| e.to_string())?;
-    }
-    f.sync_all().map_err(|e| e.to_string())
 }

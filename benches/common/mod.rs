@@ -1,8 +1,10 @@
-//! What every benchmark shares: timing a command, and the best of
-//! alternating runs of two commands.
+//! What every benchmark shares: timing a command, the best of alternating
+//! runs of two commands, the ratio line, and a sparse input image.
 
 #![allow(dead_code)]
 
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -45,4 +47,43 @@ pub fn best_pair(
         best_b = best_b.min(tb);
     }
     Ok((best_a, best_b))
+}
+
+/// Prints one comparison: both times, the ratio b9/`tool`, and whether it
+/// is within `target`.
+pub fn report(name: &str, b9: Duration, tool: &str, other: Duration, target: f64) {
+    let ratio = b9.as_secs_f64() / other.as_secs_f64();
+    println!(
+        "{name:16} b9 {:7.3} s   {tool} {:7.3} s   b9/{tool} = {ratio:.2} ({})",
+        b9.as_secs_f64(),
+        other.as_secs_f64(),
+        if ratio <= target { "met" } else { "MISSED" }
+    );
+}
+
+/// A sparse file of `size` bytes with `data` bytes in 1 MiB pieces at
+/// pseudo-random places.
+pub fn make_sparse(path: &Path, size: u64, data: u64) -> Result<(), String> {
+    let f = std::fs::File::create(path).map_err(|e| e.to_string())?;
+    f.set_len(size).map_err(|e| e.to_string())?;
+    let piece = 1u64 << 20;
+    let slots = size / piece;
+    let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut buf = vec![0u8; piece as usize];
+    let mut used = std::collections::BTreeSet::new();
+    while (used.len() as u64) * piece < data {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let slot = seed % slots;
+        if !used.insert(slot) {
+            continue;
+        }
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (i as u64 ^ slot).wrapping_mul(2654435761) as u8 | 1;
+        }
+        f.write_all_at(&buf, slot * piece)
+            .map_err(|e| e.to_string())?;
+    }
+    f.sync_all().map_err(|e| e.to_string())
 }
