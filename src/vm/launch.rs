@@ -170,7 +170,30 @@ impl Launcher {
             AccelChoice::Fixed(a) => (a, HELLO),
             AccelChoice::Probe => (Accel::Kvm, KVM_PROBE),
         };
-        let spec = self.spec(machine, &runtime.0, accel);
+        let (result, booted) = self.attempt(machine, job, events, &runtime.0, accel, hello);
+        match choice {
+            AccelChoice::Probe if booted => {
+                self.remember(Accel::Kvm);
+                result
+            }
+            AccelChoice::Probe if !matches!(result, Err(RunError::Interrupted)) => {
+                self.fall_back(result, machine, job, events, &runtime.0)
+            }
+            _ => result,
+        }
+    }
+
+    /// One boot with `accel`; also tells whether the agent said hello.
+    fn attempt(
+        &self,
+        machine: &Machine,
+        job: &Job,
+        events: &mut dyn Events,
+        runtime: &Path,
+        accel: Accel,
+        hello: Duration,
+    ) -> (Result<Report, RunError>, bool) {
+        let spec = self.spec(machine, runtime, accel);
         let limits = Limits {
             timeout: self.timeout,
             hello,
@@ -184,16 +207,7 @@ impl Launcher {
             events,
             &mut booted,
         );
-        match choice {
-            AccelChoice::Probe if booted => {
-                self.remember(Accel::Kvm);
-                result
-            }
-            AccelChoice::Probe if !matches!(result, Err(RunError::Interrupted)) => {
-                self.fall_back(result, machine, job, events, &runtime.0)
-            }
-            _ => result,
-        }
+        (result, booted)
     }
 
     /// KVM did not bring the appliance up (it hung, or QEMU refused it):
@@ -209,20 +223,7 @@ impl Launcher {
         if let Err(e) = &failed {
             tracing::warn!("KVM did not bring the appliance up ({e}); trying TCG");
         }
-        let spec = self.spec(machine, runtime, Accel::Tcg);
-        let limits = Limits {
-            timeout: self.timeout,
-            hello: HELLO,
-        };
-        let mut booted = false;
-        let result = session::run(
-            self.backend.as_ref(),
-            &spec,
-            job,
-            &limits,
-            events,
-            &mut booted,
-        );
+        let (result, booted) = self.attempt(machine, job, events, runtime, Accel::Tcg, HELLO);
         if booted {
             tracing::warn!(
                 "using TCG on this host from now on (remembered in {})",
