@@ -78,21 +78,7 @@ impl LocalRepo {
     }
 
     fn lock(&self, exclusive: bool) -> Result<Lock, RepoError> {
-        let path = self.root.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| RepoError::io("cannot open the lock file", &path, e))?;
-        let locked = if exclusive {
-            file.lock()
-        } else {
-            file.lock_shared()
-        };
-        locked.map_err(|e| RepoError::io("cannot lock", &path, e))?;
-        Ok(Lock(file))
+        lock_file(&self.root.join(LOCK_FILE), exclusive).map(Lock)
     }
 
     /// All versions in the cache, sorted by (name, date, build id), and the
@@ -374,4 +360,23 @@ fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
+}
+
+/// Opens (creating it) and locks the lock file `path`, shared or exclusive;
+/// the lock lasts as long as the returned file.
+pub(crate) fn lock_file(path: &Path, exclusive: bool) -> Result<File, RepoError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| RepoError::io("cannot open the lock file", path, e))?;
+    let locked = if exclusive {
+        file.lock()
+    } else {
+        file.lock_shared()
+    };
+    locked.map_err(|e| RepoError::io("cannot lock", path, e))?;
+    Ok(file)
 }

@@ -4,7 +4,7 @@
 //! over SSH/SFTP from Rust (`repo::ssh`); uploads and downloads use temporary
 //! names, so a broken transfer never leaves a truncated file visible.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -146,21 +146,7 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The lock file of the metadata copies of one remote.
 fn metadata_lock(parent: &Path, exclusive: bool) -> Result<File, String> {
-    let path = parent.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))?;
-    if exclusive {
-        file.lock()
-    } else {
-        file.lock_shared()
-    }
-    .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
-    Ok(file)
+    crate::repo::local::lock_file(&parent.join(LOCK_FILE), exclusive).map_err(|e| e.to_string())
 }
 
 /// Replaces the directory `target` by `fresh` under the exclusive lock.
