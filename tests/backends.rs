@@ -342,11 +342,10 @@ fn qemu_missing_binary_is_a_start_error() {
     assert!(msg.contains("not found in PATH"), "{msg}");
 }
 
-#[test]
-fn qemu_killed_process_is_gone() {
-    let fx = fixture("qemu-kill", "");
-    let mut vm = Qemu::default().start(&fx.spec).unwrap();
-    let pids = processes_with(&fx.spec.name);
+/// SIGKILLs the one QEMU process of the VM named `name`; returns the state
+/// the backend then reports.
+fn kill_the_qemu(name: &str, vm: &mut dyn Vm) -> VmState {
+    let pids = processes_with(name);
     assert_eq!(pids.len(), 1, "{pids:?}");
     let st = Command::new("kill")
         .arg("-9")
@@ -354,7 +353,14 @@ fn qemu_killed_process_is_gone() {
         .status()
         .unwrap();
     assert!(st.success());
-    let state = wait_not_running(vm.as_mut(), Duration::from_secs(10));
+    wait_not_running(vm, Duration::from_secs(10))
+}
+
+#[test]
+fn qemu_killed_process_is_gone() {
+    let fx = fixture("qemu-kill", "");
+    let mut vm = Qemu::default().start(&fx.spec).unwrap();
+    let state = kill_the_qemu(&fx.spec.name, vm.as_mut());
     eprintln!("qemu, killed: {state:?}");
     match state {
         VmState::Gone(reason) => assert!(reason.contains("SIGKILL"), "{reason}"),
@@ -429,15 +435,7 @@ fn libvirt_guest_panic_is_reported() {
 fn libvirt_killed_qemu_is_gone() {
     let fx = fixture("libvirt-kill", "");
     let mut vm = libvirt().start(&fx.spec).unwrap();
-    let pids = processes_with(&fx.spec.name);
-    assert_eq!(pids.len(), 1, "{pids:?}");
-    let st = Command::new("kill")
-        .arg("-9")
-        .arg(pids[0].to_string())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let state = wait_not_running(vm.as_mut(), Duration::from_secs(10));
+    let state = kill_the_qemu(&fx.spec.name, vm.as_mut());
     eprintln!("libvirt, killed: {state:?}");
     assert!(matches!(state, VmState::Gone(_)), "{state:?}");
     vm.stop(Duration::from_secs(1)).unwrap();
