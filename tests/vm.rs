@@ -212,6 +212,9 @@ fn file_systems_are_grown_and_shrunk_in_the_guest() {
          (EmptyImage "small" Ext4 Raw (ImageSize 256 MB)) (MountPoint "/small")
      , ImageTarget (LocalFile (Image "out/big.raw" Raw Ext4) (Resize (ImageSize 200 MB)))
          (EmptyImage "big" Ext4 Raw (ImageSize 64 MB)) (MountPoint "/big")
+     , ImageTarget (LocalFile (Image "out/roomy.raw" Raw Ext4) (Resize (ImageSize 96 MB)))
+         (SourceImage (Image "root.raw" Raw Ext4) NoPT (ResizeImage (ImageSize 128 MB)))
+         (MountPoint "/roomy")
      ]
      (VmScript X86_64 []
         (Begin
@@ -248,6 +251,11 @@ fn file_systems_are_grown_and_shrunk_in_the_guest() {
     assert_eq!(std::fs::metadata(&big).unwrap().len(), 200 << 20);
     e2fsck_clean(&big);
     assert_eq!(fs_bytes(&big), 200 << 20);
+    // A 64 MiB file system in a 128 MiB container grows to 96 MiB in place.
+    let roomy = p.p("out/roomy.raw");
+    e2fsck_clean(&roomy);
+    assert_eq!(fs_bytes(&roomy), 96 << 20);
+    assert_eq!(debugfs_cat(&roomy, "/etc/issue"), "b9 busybox root\n");
     let root = as_raw(&p.p("out/root.qcow2"));
     e2fsck_clean(&root);
     assert_eq!(

@@ -79,7 +79,7 @@ pub fn run(
         network: launcher.network(),
         ..Job::default()
     };
-    let shrinks = attach_disks(images, &mut machine, &mut job, dirs.dir, create)?;
+    attach_disks(images, &mut machine, &mut job, dirs.dir, create)?;
     if !job.commands.is_empty() && !job.disks.iter().any(|d| d.mount_point == "/") {
         return Err("a VmScript needs an image mounted at `/` (MountPoint \"/\")".into());
     }
@@ -95,13 +95,9 @@ pub fn run(
         .run(&machine, &job, &mut events)
         .map_err(|e| format!("{e}\n(console log: {})", machine.console_log.display()))?;
     events.verdict(&report.statuses)?;
-    // Resizes are reported in job order (those before the script first);
-    // grown file systems stay where they are.
-    let after = report.resized.iter().skip(job.grow_first.len());
-    for ((serial, size), shrink) in after.zip(&shrinks) {
-        if *shrink {
-            swap_in(images, serial, *size, dirs.dir)?;
-        }
+    // Grown file systems stay where they are; shrunk ones were copied.
+    for r in report.resized.iter().filter(|r| r.on_scratch) {
+        swap_in(images, &r.serial, r.bytes, dirs.dir)?;
     }
     Ok(())
 }
@@ -121,17 +117,15 @@ fn scratch_path(dir: &Path, i: usize) -> PathBuf {
 
 /// Attaches every build image; mounted ones in mount order (`/` first,
 /// then by depth); grows containers for growing resizes; adds scratch
-/// disks for shrinks. Returns, for each of `job.resizes`, whether it
-/// shrinks (the new file system is then on the scratch disk).
+/// disks for shrinks.
 fn attach_disks(
     images: &mut [GuestImage<'_>],
     machine: &mut Machine,
     job: &mut Job,
     dir: &Path,
     create: &CreateOptions,
-) -> Result<Vec<bool>, String> {
+) -> Result<(), String> {
     let mut mounts = Vec::new();
-    let mut shrinks = Vec::new();
     for (i, img) in images.iter_mut().enumerate() {
         let path = &img.built.path;
         let size = images::open(path).map_err(|e| e.to_string())?.size();
@@ -151,7 +145,6 @@ fn attach_disks(
                     how: to(want),
                 });
             } else {
-                shrinks.push(true);
                 after.push(to(want));
             }
         }
@@ -159,24 +152,17 @@ fn attach_disks(
             after.push(match r {
                 ImageResize::Resize(s) => {
                     let want = bytes(s);
-                    shrinks.push(want < current);
                     current = current.max(want);
                     to(want)
                 }
-                ImageResize::ShrinkToMinimum => {
-                    shrinks.push(true);
-                    ResizeHow::Minimum {
-                        extra: 0,
-                        scratch: scratch_serial(i),
-                    }
-                }
-                ImageResize::ShrinkToMinimumAndIncrease(s) => {
-                    shrinks.push(true);
-                    ResizeHow::Minimum {
-                        extra: bytes(s),
-                        scratch: scratch_serial(i),
-                    }
-                }
+                ImageResize::ShrinkToMinimum => ResizeHow::Minimum {
+                    extra: 0,
+                    scratch: scratch_serial(i),
+                },
+                ImageResize::ShrinkToMinimumAndIncrease(s) => ResizeHow::Minimum {
+                    extra: bytes(s),
+                    scratch: scratch_serial(i),
+                },
                 ImageResize::ResizeImage(_) | ImageResize::KeepSize => continue,
             });
         }
@@ -216,7 +202,7 @@ fn attach_disks(
     }
     mounts.sort_by_key(|m| mount_depth(&m.mount_point));
     job.disks = mounts;
-    Ok(shrinks)
+    Ok(())
 }
 
 /// `/` is 0, `/a` 1, `/a/b` 2.

@@ -18,7 +18,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version; both sides must agree exactly.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The name of the agent's virtio-serial port.
 pub const PORT_NAME: &str = "org.b9.agent.0";
@@ -161,13 +161,15 @@ pub enum ToHost {
         /// Wall time in milliseconds.
         millis: u64,
     },
-    /// A file system was resized; for shrinks, the host truncates the
-    /// disk to `bytes`.
+    /// A file system was resized.
     Resized {
         /// The disk's serial.
         serial: String,
         /// The new file-system size in bytes.
         bytes: u64,
+        /// The file system was copied onto the scratch disk (a shrink): the
+        /// host truncates that disk to `bytes` and uses it instead.
+        on_scratch: bool,
     },
     /// Everything was done, synced and unmounted.
     Done,

@@ -45,8 +45,19 @@ pub trait Events {
 pub struct Report {
     /// Exit statuses of the commands that ran, in order.
     pub statuses: Vec<i32>,
-    /// File systems resized: (disk serial, new size in bytes).
-    pub resized: Vec<(String, u64)>,
+    /// File systems resized, in order.
+    pub resized: Vec<Resized>,
+}
+
+/// One file-system resize the agent carried out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resized {
+    /// The disk's serial.
+    pub serial: String,
+    /// The new file-system size in bytes.
+    pub bytes: u64,
+    /// The file system now lives on the disk's scratch disk (a shrink).
+    pub on_scratch: bool,
 }
 
 /// Why a run failed.
@@ -232,7 +243,15 @@ fn follow(
                 report.statuses.push(status);
                 events.exited(index, status, millis);
             }
-            ToHost::Resized { serial, bytes } => report.resized.push((serial, bytes)),
+            ToHost::Resized {
+                serial,
+                bytes,
+                on_scratch,
+            } => report.resized.push(Resized {
+                serial,
+                bytes,
+                on_scratch,
+            }),
             ToHost::Done => return Ok(report),
             ToHost::Failed { message } => return Err(RunError::Agent(message, watch.tail())),
             ToHost::Hello { .. } => {

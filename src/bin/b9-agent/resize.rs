@@ -100,21 +100,24 @@ pub fn resize_all(
             .get(&r.serial)
             .ok_or_else(|| format!("resize: disk {} is not mounted", r.serial))?;
         let sb = read_super(dev)?;
-        let bytes = match &r.how {
-            ResizeHow::To { bytes, .. } if *bytes >= sb.bytes() => grow(dev, mount, &sb, *bytes)?,
+        let (bytes, on_scratch) = match &r.how {
+            ResizeHow::To { bytes, .. } if *bytes >= sb.bytes() => {
+                (grow(dev, mount, &sb, *bytes)?, false)
+            }
             ResizeHow::To { bytes, scratch } => {
                 let to = scratch_dev(devices, scratch)?;
-                shrink(mount, &to, &sb, Target::Exact(*bytes))?
+                (shrink(mount, &to, &sb, Target::Exact(*bytes))?, true)
             }
             ResizeHow::Minimum { extra, scratch } => {
                 let to = scratch_dev(devices, scratch)?;
-                shrink(mount, &to, &sb, Target::Minimum(*extra))?
+                (shrink(mount, &to, &sb, Target::Minimum(*extra))?, true)
             }
         };
         sender
             .send(&ToHost::Resized {
                 serial: r.serial.clone(),
                 bytes,
+                on_scratch,
             })
             .map_err(|e| e.to_string())?;
     }
