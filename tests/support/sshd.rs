@@ -231,8 +231,11 @@ impl Fixture {
         let b9_dir = home.join(".b9");
         std::fs::create_dir_all(&b9_dir).map_err(|e| format!("{}: {e}", b9_dir.display()))?;
         let conf = b9_dir.join("b9.conf");
+        // Written under a temporary name and renamed: tests run b9 processes
+        // concurrently, and one must never read another's half-written file.
+        let tmp = b9_dir.join(format!(".b9.conf.{:?}", std::thread::current().id()));
         std::fs::write(
-            &conf,
+            &tmp,
             format!(
                 "[global]\nbuild_dir_root: Nothing\nkeep_temp_dirs: False\nlog_file: Nothing\n\
                  repository: Nothing\nrepository_cache: Just (Path \"{}\")\n\
@@ -246,6 +249,7 @@ impl Fixture {
                 self.sshd.port
             ),
         )
+        .and_then(|()| std::fs::rename(&tmp, &conf))
         .map_err(|e| format!("{}: {e}", conf.display()))
     }
 }
