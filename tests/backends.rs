@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use b9::disk::Format;
 use b9::vm::backend::{Accel, Backend, Vm, VmDisk, VmError, VmShare, VmSpec, VmState};
-use b9::vm::libvirt::Libvirt;
+use b9::vm::libvirt::{self, wire, Libvirt};
 use b9::vm::qemu::Qemu;
 use guest_kernel::{guest_kernel, GuestKernel};
 
@@ -408,15 +408,88 @@ fn libvirt_boots_with_all_devices_and_cleans_up() {
     );
     assert_eq!(mode & 0o777, 0o700);
     boot_and_check(&libvirt(), &fx);
-    let domains = Command::new("virsh")
+    assert!(!domain_exists(&fx.spec.name), "domain left behind");
+}
+
+/// Whether libvirt at `qemu:///system` has a domain called `name`.
+fn domain_exists(name: &str) -> bool {
+    let out = Command::new("virsh")
         .args(["-c", "qemu:///system", "list", "--all", "--name"])
         .output()
         .unwrap();
-    let domains = String::from_utf8_lossy(&domains.stdout);
+    assert!(out.status.success(), "virsh list: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == name)
+}
+
+/// Waits until the domain `name` is gone; false after `limit`.
+fn domain_goes_away(name: &str, limit: Duration) -> bool {
+    let t0 = Instant::now();
+    while domain_exists(name) {
+        if t0.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
+/// The helper `b9-libvirt` started by hand, with the fixture's domain
+/// created: what b9 does in `Libvirt::start`.
+fn helper_with_domain(fx: &Fixture) -> std::process::Child {
+    libvirt();
+    let mut helper = Command::new(env!("CARGO_BIN_EXE_b9-libvirt"))
+        .args(["--protocol", &wire::VERSION.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = wire::Request::Start {
+        uri: libvirt::DEFAULT_URI.into(),
+        xml: Libvirt::default().domain_xml(&fx.spec).unwrap(),
+    };
+    wire::send(helper.stdin.as_mut().unwrap(), &start).unwrap();
+    let mut from = BufReader::new(helper.stdout.take().unwrap());
+    let reply: Option<wire::Reply> = wire::receive(&mut from).unwrap();
+    assert_eq!(reply, Some(wire::Reply::Started));
+    assert!(domain_exists(&fx.spec.name));
+    helper
+}
+
+#[test]
+fn libvirt_helper_destroys_its_domain_when_b9_goes_away() {
+    let fx = fixture("libvirt-eof", "");
+    let mut helper = helper_with_domain(&fx);
+    // b9 ends (or is killed): the helper's stdin closes.
+    drop(helper.stdin.take());
+    assert!(helper.wait().unwrap().success());
+    assert!(!domain_exists(&fx.spec.name), "domain left behind");
+    assert!(processes_with(&fx.spec.name).is_empty());
+}
+
+#[test]
+fn libvirt_destroys_the_domain_of_a_killed_helper() {
+    let fx = fixture("libvirt-helper-kill", "");
+    let mut helper = helper_with_domain(&fx);
+    helper.kill().unwrap();
+    helper.wait().unwrap();
+    // Auto-destroy: libvirtd ends the domain when its connection closes.
     assert!(
-        !domains.contains(&fx.spec.name),
-        "domain left behind: {domains}"
+        domain_goes_away(&fx.spec.name, Duration::from_secs(30)),
+        "domain left behind"
     );
+}
+
+#[test]
+fn libvirt_helper_refuses_another_protocol_version() {
+    let out = Command::new(env!("CARGO_BIN_EXE_b9-libvirt"))
+        .args(["--protocol", "999"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another b9 version"), "{err}");
 }
 
 #[test]

@@ -58,7 +58,14 @@ fn e2fsck_clean(img: &Path) {
 
 /// `dumpe2fs -h` as key -> value.
 fn superblock(img: &Path) -> BTreeMap<String, String> {
-    let out = tool("dumpe2fs", "e2fsprogs", &["-h".as_ref(), img.as_os_str()]);
+    superblock_with(img, &[])
+}
+
+/// `dumpe2fs -h` with extra options (e.g. to read a backup superblock).
+fn superblock_with(img: &Path, options: &[&str]) -> BTreeMap<String, String> {
+    let mut args: Vec<&OsStr> = options.iter().map(OsStr::new).collect();
+    args.extend(["-h".as_ref(), img.as_os_str()]);
+    let out = tool("dumpe2fs", "e2fsprogs", &args);
     assert!(out.status.success(), "dumpe2fs -h failed: {out:?}");
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -148,6 +155,21 @@ fn default_features_64_mib() {
     let uuid: String = sb["Filesystem UUID"].replace('-', "");
     let jsb_uuid: String = jsb[48..64].iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(jsb_uuid, uuid);
+    // The backup superblocks carry what was set after formatting.
+    let backup = superblock_with(&img, &["-o", "superblock=8193", "-o", "blocksize=1024"]);
+    for key in [
+        "Filesystem volume name",
+        "Filesystem UUID",
+        "Directory Hash Seed",
+        "Filesystem features",
+        "Errors behavior",
+        "Maximum mount count",
+        "Default mount options",
+        "Free blocks",
+        "Free inodes",
+    ] {
+        assert_eq!(backup.get(key), sb.get(key), "{key}");
+    }
     // 8 groups: too few for the writer's flex_bg.
     assert!(!f.iter().any(|x| x == "flex_bg"), "{f:?}");
 }

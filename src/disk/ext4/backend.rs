@@ -8,11 +8,12 @@
 
 use std::path::{Path, PathBuf};
 
-use fstool::block::file::FileBackend;
 use fstool::block::BlockDevice;
-use fstool::fs::ext::{constants::feature, Ext, FormatOpts, FsKind};
+use fstool::fs::ext::superblock::Superblock;
+use fstool::fs::ext::{constants::feature, csum, Ext, FormatOpts, FsKind};
 use fstool::fs::{DeviceKind, FileMeta, FileSource};
 
+use super::device::ImageFile;
 use super::features::Features;
 use super::geometry::{Geometry, INODE_SIZE};
 use crate::disk::DiskError;
@@ -110,7 +111,11 @@ pub(crate) trait Builder {
 /// formats it.
 pub(crate) fn format(path: &Path, params: &Params) -> Result<Box<dyn Builder>, DiskError> {
     let err = |e| fs_error(path, e);
-    let mut dev = FileBackend::create(path, params.size).map_err(err)?;
+    let mut dev = ImageFile::create(path, params.size).map_err(|source| DiskError::Io {
+        op: "cannot create ext4 image",
+        path: path.to_path_buf(),
+        source,
+    })?;
     let g = &params.geometry;
     let f = &params.features;
     let mut opts = FormatOpts::default();
@@ -180,6 +185,7 @@ pub(crate) fn format(path: &Path, params: &Params) -> Result<Box<dyn Builder>, D
         path: path.to_path_buf(),
         dev,
         ext,
+        changed: false,
     };
     if !f.metadata_csum {
         // Made here rather than by the formatter so its blocks carry no
@@ -201,7 +207,7 @@ pub(crate) fn format(path: &Path, params: &Params) -> Result<Box<dyn Builder>, D
 /// mke2fs does for an internal journal (fstool leaves it zero).
 fn set_journal_uuid(
     ext: &mut Ext,
-    dev: &mut FileBackend,
+    dev: &mut ImageFile,
     uuid: &[u8; 16],
 ) -> Result<(), fstool::Error> {
     let inode = ext.read_inode(dev, 8)?;
@@ -233,8 +239,10 @@ fn flex_log(groups: u32) -> u8 {
 /// The fstool implementation of [`Builder`].
 struct FstoolBuilder {
     path: PathBuf,
-    dev: FileBackend,
+    dev: ImageFile,
     ext: Ext,
+    /// Whether objects were added or changed since the formatter's flush.
+    changed: bool,
 }
 
 fn fs_error(path: &Path, e: fstool::Error) -> DiskError {
@@ -276,6 +284,7 @@ impl FstoolBuilder {
 
     /// fstool's constructors stamp mtime on all three times; fix them.
     fn times(&mut self, ino: u32, m: &Meta) -> Result<Ino, DiskError> {
+        self.changed = true;
         self.ext
             .set_times(
                 &mut self.dev,
@@ -290,6 +299,34 @@ impl FstoolBuilder {
 }
 
 impl FstoolBuilder {
+    /// Writes the superblock and its backups, as fstool's flush ends: all
+    /// a file system needs when nothing was added after the formatter's
+    /// own flush (fstool's `flush` would recount every bitmap bit by bit
+    /// and write all metadata again, through the journal).
+    fn write_superblocks(&mut self) -> Result<(), fstool::Error> {
+        let with_csum = self.ext.has_metadata_csum_pub();
+        let encode = |sb: &Superblock| {
+            let mut buf = sb.encode();
+            if with_csum {
+                buf[0x175] = 1; // s_checksum_type: crc32c
+                let c = csum::superblock(&buf);
+                buf[1020..1024].copy_from_slice(&c.to_le_bytes());
+            }
+            buf
+        };
+        let bs = u64::from(self.ext.layout.block_size);
+        for (i, g) in self.ext.layout.groups.iter().enumerate().skip(1) {
+            if g.has_superblock {
+                let mut copy = self.ext.sb.clone();
+                // s_block_group_nr is 16 bits wide; mke2fs truncates too.
+                copy.block_group_nr = i as u16;
+                self.dev
+                    .write_at(u64::from(g.start_block) * bs, &encode(&copy))?;
+            }
+        }
+        self.dev.write_at(1024, &encode(&self.ext.sb))
+    }
+
     /// Without metadata_csum, clears what fstool's ext4 formatter set in
     /// every group descriptor while the file system still had checksums
     /// (`bg_flags`, `bg_itable_unused`, bitmap checksums, `bg_checksum`) and
@@ -314,7 +351,7 @@ impl FstoolBuilder {
             }
             self.dev.write_at(at, &table)?;
         }
-        self.dev.sync()
+        Ok(())
     }
 }
 
@@ -397,12 +434,14 @@ impl Builder for FstoolBuilder {
     }
 
     fn hard_link(&mut self, parent: Ino, name: &[u8], target: Ino) -> Result<(), DiskError> {
+        self.changed = true;
         self.ext
             .add_link_to(&mut self.dev, parent.0, name, target.0)
             .map_err(|e| self.err(e))
     }
 
     fn set_meta(&mut self, ino: Ino, meta: &Meta) -> Result<(), DiskError> {
+        self.changed = true;
         self.ext
             .chmod(&mut self.dev, ino.0, meta.mode & 0o7777)
             .and_then(|()| self.ext.chown(&mut self.dev, ino.0, meta.uid, meta.gid))
@@ -411,14 +450,23 @@ impl Builder for FstoolBuilder {
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), DiskError> {
-        self.ext
-            .flush(&mut self.dev)
-            .map_err(|e| fs_error(&self.path, e))?;
-        if !self.ext.has_metadata_csum_pub() {
-            self.clear_group_desc_csum_fields()
-                .map_err(|e| fs_error(&self.path, e))?;
-        }
-        Ok(())
+        let written = if self.changed {
+            self.ext.flush(&mut self.dev).and_then(|()| {
+                if self.ext.has_metadata_csum_pub() {
+                    Ok(())
+                } else {
+                    self.clear_group_desc_csum_fields()
+                }
+            })
+        } else {
+            self.write_superblocks()
+        };
+        written.map_err(|e| fs_error(&self.path, e))?;
+        self.dev.commit().map_err(|source| DiskError::Io {
+            op: "cannot write ext4 image",
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 

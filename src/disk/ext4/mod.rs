@@ -36,6 +36,7 @@
 //! directory takes the mode, owner and mtime of the source directory.
 
 mod backend;
+mod device;
 mod features;
 mod geometry;
 mod populate;

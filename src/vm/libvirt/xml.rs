@@ -1,48 +1,15 @@
-//! The `libvirt` backend: renders `xml-templates/domain.xml` into a
-//! transient domain and creates it on a libvirt connection (the `virt`
-//! crate), `qemu:///system` by default or a remote URI.
-//!
-//! The domain runs QEMU as the calling user (a static DAC seclabel without
-//! relabelling), so it can open images in build directories under 0700
-//! parents and create the agent socket there. A guest panic (pvpanic) leaves
-//! the domain crashed (`on_crash` = preserve) so [`Vm::state`] can say so;
-//! stopping destroys the domain, which removes a transient domain entirely.
+//! The domain XML for a [`VmSpec`]: `xml-templates/domain.xml` with its
+//! `{{KEY}}` placeholders filled in, every value escaped.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use virt::connect::Connect;
-use virt::domain::{Domain, DomainState};
-use virt::enumutil::Enum;
-use virt::error::ErrorNumber;
-
-use super::backend::{Accel, Backend, Vm, VmDisk, VmError, VmShare, VmSpec, VmState};
-use super::protocol::PORT_NAME;
+use super::Libvirt;
 use crate::disk::Format;
-
-/// The connection URI used when none is configured.
-pub const DEFAULT_URI: &str = "qemu:///system";
+use crate::vm::backend::{Accel, VmDisk, VmError, VmShare, VmSpec};
+use crate::vm::protocol::PORT_NAME;
 
 /// The domain template, with `{{KEY}}` placeholders.
-const DOMAIN_TEMPLATE: &str = include_str!("../../xml-templates/domain.xml");
-
-/// Runs VMs as transient libvirt domains.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Libvirt {
-    /// The connection URI (`qemu:///system`, `qemu+ssh://host/system`...).
-    pub uri: String,
-    /// The libvirt network attached when a spec asks for a network.
-    pub network: Option<String>,
-}
-
-impl Default for Libvirt {
-    fn default() -> Self {
-        Libvirt {
-            uri: DEFAULT_URI.to_string(),
-            network: None,
-        }
-    }
-}
+const DOMAIN_TEMPLATE: &str = include_str!("../../../xml-templates/domain.xml");
 
 impl Libvirt {
     /// The domain XML for `spec` on this connection.
@@ -86,50 +53,6 @@ impl Libvirt {
                     .to_string(),
             )),
         }
-    }
-
-    /// Opens the connection with a helpful error.
-    fn connect(&self) -> Result<Connect, VmError> {
-        // libvirt's default handler prints every error to stderr; b9
-        // reports them itself.
-        virt::error::clear_error_callback();
-        Connect::open(Some(&self.uri)).map_err(|e| {
-            VmError::Start(format!(
-                "cannot connect to libvirt at {}: {}\nhint: is libvirtd running? \
-                 Start it with `virtlogd -d; libvirtd -d` (or your service manager)",
-                self.uri,
-                e.message()
-            ))
-        })
-    }
-}
-
-impl Backend for Libvirt {
-    fn name(&self) -> &'static str {
-        "libvirt"
-    }
-
-    fn start(&self, spec: &VmSpec) -> Result<Box<dyn Vm>, VmError> {
-        let xml = self.domain_xml(spec)?;
-        let conn = self.connect()?;
-        remove_if_exists(&spec.agent_socket).map_err(VmError::Start)?;
-        tracing::debug!("creating libvirt domain on {}:\n{xml}", self.uri);
-        let domain = conn.create_domain_xml(&xml, 0).map_err(|e| {
-            VmError::Start(format!(
-                "libvirt at {} cannot start the domain {}: {}",
-                self.uri,
-                spec.name,
-                e.message()
-            ))
-        })?;
-        let vm = LibvirtVm {
-            domain,
-            conn,
-            uri: self.uri.clone(),
-            agent_socket: spec.agent_socket.clone(),
-        };
-        vm.check_agent_socket()?;
-        Ok(Box::new(vm))
     }
 }
 
@@ -248,7 +171,7 @@ fn path(value: &Path) -> Result<String, VmError> {
 }
 
 /// Escapes the five XML special characters.
-pub fn escape_xml(value: &str) -> String {
+fn escape_xml(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
@@ -265,7 +188,7 @@ pub fn escape_xml(value: &str) -> String {
 
 /// Replaces each `{{KEY}}` in `template` with its value, in one pass (a
 /// value is never scanned again). An unknown key is an error.
-pub fn render(template: &str, values: &[(&str, String)]) -> Result<String, VmError> {
+fn render(template: &str, values: &[(&str, String)]) -> Result<String, VmError> {
     let mut out = String::with_capacity(template.len() * 2);
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -289,107 +212,6 @@ pub fn render(template: &str, values: &[(&str, String)]) -> Result<String, VmErr
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// Removes a file; a missing one is fine.
-fn remove_if_exists(path: &PathBuf) -> Result<(), String> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("cannot remove {}: {e}", path.display()))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// A transient domain.
-struct LibvirtVm {
-    // The domain's reference goes before the connection's.
-    domain: Domain,
-    conn: Connect,
-    uri: String,
-    agent_socket: PathBuf,
-}
-
-impl LibvirtVm {
-    /// The agent socket must exist once the domain runs.
-    fn check_agent_socket(&self) -> Result<(), VmError> {
-        if self.agent_socket.exists() {
-            Ok(())
-        } else {
-            Err(VmError::Start(format!(
-                "the domain runs but the agent socket {} does not exist \
-                 (a remote libvirt host makes it on its own file system)",
-                self.agent_socket.display()
-            )))
-        }
-    }
-
-    /// The state from libvirt's answer.
-    fn state_of(&self, answer: Result<DomainState, virt::error::Error>) -> VmState {
-        match answer {
-            Ok(DomainState::Crashed) => VmState::Panicked,
-            Ok(DomainState::Shutoff) => VmState::Gone("the domain is shut off".to_string()),
-            Ok(_) => VmState::Running,
-            Err(e) if is_no_domain(&e) => VmState::Gone("the domain no longer exists".to_string()),
-            Err(e) => VmState::Gone(format!("libvirt at {}: {}", self.uri, e.message())),
-        }
-    }
-}
-
-/// The domain does not exist (any more).
-fn is_no_domain(error: &virt::error::Error) -> bool {
-    matches!(error.code(), Enum::Known(ErrorNumber::NoDomain))
-}
-
-/// Destroying a domain that is already gone or not running.
-fn is_already_gone(error: &virt::error::Error) -> bool {
-    is_no_domain(error) || matches!(error.code(), Enum::Known(ErrorNumber::OperationInvalid))
-}
-
-impl Vm for LibvirtVm {
-    fn state(&mut self) -> VmState {
-        if !self.conn.is_alive().unwrap_or(false) {
-            return VmState::Gone(format!("lost the connection to libvirt at {}", self.uri));
-        }
-        let answer = match self.domain.state() {
-            Ok((Enum::Known(state), _reason)) => Ok(state),
-            // virt 0.5 drops virDomainGetState's error and reports an
-            // unknown state: ask in a way that carries the error.
-            Ok((Enum::Unknown(_), _reason)) => self.domain.is_active().map(|active| {
-                if active {
-                    DomainState::Running
-                } else {
-                    DomainState::Shutoff
-                }
-            }),
-            Err(e) => Err(e),
-        };
-        self.state_of(answer)
-    }
-
-    fn stop(&mut self, _grace: Duration) -> Result<(), VmError> {
-        // destroy() is synchronous: libvirt kills QEMU (TERM, then KILL).
-        match self.domain.destroy() {
-            Ok(()) => Ok(()),
-            Err(e) if is_already_gone(&e) => Ok(()),
-            Err(e) => Err(VmError::Monitor(format!(
-                "libvirt at {} cannot destroy the domain: {}",
-                self.uri,
-                e.message()
-            ))),
-        }
-    }
-}
-
-impl Drop for LibvirtVm {
-    fn drop(&mut self) {
-        if let Err(e) = self.stop(Duration::ZERO) {
-            tracing::warn!("{e}");
-        }
-        if let Err(e) = remove_if_exists(&self.agent_socket) {
-            tracing::warn!("{e}");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,268 @@
+//! The `libvirt` backend: renders `xml-templates/domain.xml` into a
+//! transient domain and has the helper `b9-libvirt` (the only program that
+//! links libvirt, through the `virt` crate) create it on a libvirt
+//! connection, `qemu:///system` by default or a remote URI. [`wire`]
+//! describes the helper's protocol and why it is a separate program.
+//!
+//! The domain runs QEMU as the calling user (a static DAC seclabel without
+//! relabelling), so it can open images in build directories under 0700
+//! parents and create the agent socket there. A guest panic (pvpanic) leaves
+//! the domain crashed (`on_crash` = preserve) so [`Vm::state`] can say so;
+//! stopping destroys the domain, which removes a transient domain entirely.
+//! The domain is created with libvirt's auto-destroy flag and the helper
+//! destroys it when b9 goes away, so none outlives b9, even a killed one.
+
+pub mod wire;
+mod xml;
+
+use std::io::BufReader;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use self::wire::{DomainState, Reply, Request, Stage};
+use super::backend::{Backend, Vm, VmError, VmSpec, VmState};
+
+/// The connection URI used when none is configured.
+pub const DEFAULT_URI: &str = "qemu:///system";
+
+/// How long a helper may take to exit after its stdin closed.
+const HELPER_EXIT: Duration = Duration::from_secs(10);
+
+/// Runs VMs as transient libvirt domains.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Libvirt {
+    /// The connection URI (`qemu:///system`, `qemu+ssh://host/system`...).
+    pub uri: String,
+    /// The libvirt network attached when a spec asks for a network.
+    pub network: Option<String>,
+}
+
+impl Default for Libvirt {
+    fn default() -> Self {
+        Libvirt {
+            uri: DEFAULT_URI.to_string(),
+            network: None,
+        }
+    }
+}
+
+impl Backend for Libvirt {
+    fn name(&self) -> &'static str {
+        "libvirt"
+    }
+
+    fn start(&self, spec: &VmSpec) -> Result<Box<dyn Vm>, VmError> {
+        let xml = self.domain_xml(spec)?;
+        remove_if_exists(&spec.agent_socket).map_err(VmError::Start)?;
+        let mut helper = Helper::spawn().map_err(VmError::Start)?;
+        tracing::debug!("creating libvirt domain on {}:\n{xml}", self.uri);
+        let start = Request::Start {
+            uri: self.uri.clone(),
+            xml,
+        };
+        match helper.call(&start).map_err(VmError::Start)? {
+            Reply::Started => {}
+            Reply::Failed {
+                stage: Stage::Connect,
+                message,
+            } => {
+                return Err(VmError::Start(format!(
+                    "cannot connect to libvirt at {}: {message}\nhint: is libvirtd running? \
+                     Start it with `virtlogd -d; libvirtd -d` (or your service manager)",
+                    self.uri
+                )))
+            }
+            Reply::Failed { message, .. } => {
+                return Err(VmError::Start(format!(
+                    "libvirt at {} cannot start the domain {}: {message}",
+                    self.uri, spec.name
+                )))
+            }
+            other => return Err(VmError::Start(unexpected(&other))),
+        }
+        let vm = LibvirtVm {
+            helper,
+            uri: self.uri.clone(),
+            agent_socket: spec.agent_socket.clone(),
+        };
+        vm.check_agent_socket()?;
+        Ok(Box::new(vm))
+    }
+}
+
+/// Removes a file; a missing one is fine.
+fn remove_if_exists(path: &Path) -> Result<(), String> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("cannot remove {}: {e}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A reply that does not answer the request.
+fn unexpected(reply: &Reply) -> String {
+    format!("the libvirt helper gave an unexpected answer: {reply:?}")
+}
+
+/// Where the helper is: next to the running executable, or, for cargo's
+/// test executables in `target/*/deps`, one directory up.
+fn helper_path() -> Result<PathBuf, String> {
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find b9's own executable: {e}"))?;
+    let dir = exe.parent().unwrap_or(Path::new("/"));
+    let mut tried = vec![dir.join(wire::HELPER)];
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        if let Some(up) = dir.parent() {
+            tried.push(up.join(wire::HELPER));
+        }
+    }
+    match tried.iter().find(|p| p.is_file()) {
+        Some(found) => Ok(found.clone()),
+        None => Err(format!(
+            "the libvirt backend needs the program {} installed next to b9 \
+             (looked for {})",
+            wire::HELPER,
+            tried
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// A running `b9-libvirt`.
+struct Helper {
+    child: Child,
+    /// Closed (dropped) to tell the helper to finish.
+    to: Option<ChildStdin>,
+    from: BufReader<ChildStdout>,
+}
+
+impl Helper {
+    /// Starts the helper in its own process group, so a Ctrl-C at the
+    /// terminal reaches b9 (which stops the VM) and not the helper.
+    fn spawn() -> Result<Helper, String> {
+        let path = helper_path()?;
+        let mut child = Command::new(&path)
+            .args(["--protocol", &wire::VERSION.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", path.display()))?;
+        let (Some(to), Some(from)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(format!("{} started without pipes", path.display()));
+        };
+        Ok(Helper {
+            child,
+            to: Some(to),
+            from: BufReader::new(from),
+        })
+    }
+
+    /// Sends a request and reads its reply.
+    fn call(&mut self, request: &Request) -> Result<Reply, String> {
+        let lost = |what: String| format!("lost the libvirt helper ({what})");
+        let to = self
+            .to
+            .as_mut()
+            .ok_or_else(|| lost("already told to finish".to_string()))?;
+        wire::send(to, request).map_err(|e| lost(e.to_string()))?;
+        match wire::receive(&mut self.from) {
+            Ok(Some(reply)) => Ok(reply),
+            Ok(None) => Err(lost(self.exit_status())),
+            Err(e) => Err(lost(e.to_string())),
+        }
+    }
+
+    /// How the helper ended, once its output closed.
+    fn exit_status(&mut self) -> String {
+        match self.child.wait() {
+            Ok(status) => format!("it ended with {status}"),
+            Err(e) => e.to_string(),
+        }
+    }
+}
+
+impl Drop for Helper {
+    /// Closes the helper's stdin (it destroys a domain it still holds and
+    /// exits) and reaps it; one that does not exit in time is killed.
+    fn drop(&mut self) {
+        drop(self.to.take());
+        let deadline = Instant::now() + HELPER_EXIT;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => break,
+            }
+        }
+        tracing::warn!("the libvirt helper did not exit; killing it");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A transient domain, held by its helper.
+struct LibvirtVm {
+    helper: Helper,
+    uri: String,
+    agent_socket: PathBuf,
+}
+
+impl LibvirtVm {
+    /// The agent socket must exist once the domain runs.
+    fn check_agent_socket(&self) -> Result<(), VmError> {
+        if self.agent_socket.exists() {
+            Ok(())
+        } else {
+            Err(VmError::Start(format!(
+                "the domain runs but the agent socket {} does not exist \
+                 (a remote libvirt host makes it on its own file system)",
+                self.agent_socket.display()
+            )))
+        }
+    }
+}
+
+impl Vm for LibvirtVm {
+    fn state(&mut self) -> VmState {
+        match self.helper.call(&Request::State) {
+            Ok(Reply::State(DomainState::Running)) => VmState::Running,
+            Ok(Reply::State(DomainState::Crashed)) => VmState::Panicked,
+            Ok(Reply::State(DomainState::Gone(why))) => VmState::Gone(why),
+            Ok(other) => VmState::Gone(unexpected(&other)),
+            Err(e) => VmState::Gone(e),
+        }
+    }
+
+    fn stop(&mut self, _grace: Duration) -> Result<(), VmError> {
+        // Destroying is synchronous: libvirt kills QEMU (TERM, then KILL).
+        match self.helper.call(&Request::Stop) {
+            Ok(Reply::Stopped) => Ok(()),
+            Ok(Reply::Failed { message, .. }) => Err(VmError::Monitor(format!(
+                "libvirt at {} cannot destroy the domain: {message}",
+                self.uri
+            ))),
+            Ok(other) => Err(VmError::Monitor(unexpected(&other))),
+            Err(e) => Err(VmError::Monitor(e)),
+        }
+    }
+}
+
+impl Drop for LibvirtVm {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop(Duration::ZERO) {
+            tracing::warn!("{e}");
+        }
+        if let Err(e) = remove_if_exists(&self.agent_socket) {
+            tracing::warn!("{e}");
+        }
+    }
+}
