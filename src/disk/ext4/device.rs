@@ -9,7 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use fstool::block::BlockDevice;
@@ -27,8 +27,25 @@ pub(crate) struct ImageFile {
 }
 
 impl ImageFile {
-    /// Creates (or truncates) `path` as a sparse file of `size` bytes.
+    /// Creates (or truncates) `path` as a sparse file of `size` bytes, or
+    /// opens the block device `path` (exclusively: not one that is
+    /// mounted), which must hold at least `size` bytes.
     pub(crate) fn create(path: &Path, size: u64) -> io::Result<ImageFile> {
+        if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device()) {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_EXCL)
+                .open(path)?;
+            let capacity = file.seek(SeekFrom::End(0))?;
+            if capacity < size {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("the device holds {capacity} bytes, the file system needs {size}"),
+                ));
+            }
+            return Ok(ImageFile { file, size, pos: 0 });
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
