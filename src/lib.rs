@@ -12,6 +12,7 @@ pub mod content;
 pub mod diag;
 pub mod disk;
 pub mod eval;
+pub mod interrupt;
 pub mod lang;
 pub mod media;
 pub mod repo;

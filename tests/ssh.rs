@@ -492,6 +492,100 @@ fn killed_push_leaves_no_visible_image_and_a_retry_succeeds() {
     assert_retry_succeeds(&f, &img);
 }
 
+/// Every file and directory under `dir`, relative paths, sorted.
+fn paths_under(dir: &Path) -> Vec<String> {
+    let mut all = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                todo.push(e.path());
+            }
+            all.push(
+                e.path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+    all.sort();
+    all
+}
+
+/// Sends SIGINT (Ctrl-C) to a running b9 once `started()` holds, and
+/// returns its output.
+fn interrupt_when(
+    mut child: std::process::Child,
+    started: impl Fn() -> bool,
+) -> std::process::Output {
+    while !started() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("b9 finished ({st}) before it could be interrupted");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn ctrl_c_during_push_removes_the_partial_upload() {
+    let f = Fixture::new();
+    let img = cache_image(&f, "big", "0003", &pattern(64 << 20));
+    let child = b9_cmd(&f, "home", "id_ed25519", &["-r", "farm", "push", "big"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = interrupt_when(child, || partial_upload(&f).is_some());
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted by Ctrl-C"), "{err}");
+    let names = remote_names(&f);
+    assert!(names.is_empty(), "left on the remote: {names:?}");
+    assert_retry_succeeds(&f, &img);
+}
+
+#[test]
+fn ctrl_c_during_pull_removes_the_partial_download() {
+    let f = Fixture::new();
+    let img = cache_image(&f, "big", "0004", &pattern(64 << 20));
+    ok(b9_with_repo(&f, &["-r", "farm", "push", "big"]));
+    std::fs::remove_dir_all(f.path("cache")).unwrap();
+    let child = b9_cmd(&f, "home", "id_ed25519", &["-r", "farm", "pull", "big"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let partial = || {
+        f.path("cache").is_dir()
+            && paths_under(&f.path("cache"))
+                .iter()
+                .any(|n| n.contains(".b9-part-"))
+    };
+    let out = interrupt_when(child, partial);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted by Ctrl-C"), "{err}");
+    let left: Vec<String> = paths_under(&f.path("cache"))
+        .into_iter()
+        .filter(|n| n.contains("b9-part") || n.contains("b9-pull") || n.contains(".raw"))
+        .collect();
+    assert!(left.is_empty(), "left in the cache: {left:?}");
+    let pulled = ok(b9_with_repo(&f, &["-r", "farm", "pull", "big"]));
+    assert!(pulled.contains("pulled big 0004"), "{pulled}");
+    let local = LocalRepo::open(&f.path("cache")).unwrap();
+    assert!(std::fs::read(local.image_path(&img)).unwrap() == pattern(64 << 20));
+}
+
 #[test]
 fn push_cut_off_by_the_server_fails_cleanly_and_a_retry_succeeds() {
     let f = Fixture::new();
@@ -624,24 +718,7 @@ fn two_b9_processes_pull_into_one_cache() {
         )))
         .unwrap()
     );
-    let mut all = Vec::new();
-    let mut todo = vec![f.path("cache")];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                todo.push(e.path());
-            }
-            all.push(
-                e.path()
-                    .strip_prefix(f.path("cache"))
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned(),
-            );
-        }
-    }
-    all.sort();
+    let all = paths_under(&f.path("cache"));
     assert_eq!(
         all,
         [

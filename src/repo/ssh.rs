@@ -166,6 +166,9 @@ pub enum SshError {
         /// What went wrong (the server's status or a transport error).
         reason: String,
     },
+    /// Ctrl-C or SIGTERM stopped the operation.
+    #[error("interrupted by Ctrl-C or SIGTERM")]
+    Interrupted,
     /// A local file operation failed.
     #[error("local file {}: {source}", path.display())]
     Local {
@@ -336,10 +339,20 @@ impl Session {
     /// Runs `fut` to completion on the session's runtime, failing fast with
     /// [`SshError::Connection`] when the SSH connection is (or becomes)
     /// closed: a dead connection must not leave requests waiting for their
-    /// timeouts.
+    /// timeouts; and with [`SshError::Interrupted`] on Ctrl-C or SIGTERM.
     fn run<T>(
         &self,
         fut: impl std::future::Future<Output = Result<T, SshError>>,
+    ) -> Result<T, SshError> {
+        self.run_with(fut, true)
+    }
+
+    /// [`Self::run`], not interruptible when cleaning up after a failure
+    /// (an interrupted transfer still removes its temporary file).
+    fn run_with<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, SshError>>,
+        interruptible: bool,
     ) -> Result<T, SshError> {
         let closed = || SshError::Connection {
             target: self.target.clone(),
@@ -349,14 +362,21 @@ impl Session {
             return Err(closed());
         }
         let ssh = &self.ssh;
+        let watch = async {
+            loop {
+                if ssh.is_closed() {
+                    return closed();
+                }
+                if interruptible && crate::interrupt::requested() {
+                    return SshError::Interrupted;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
         let result = self.rt.block_on(async {
             tokio::select! {
                 r = fut => r,
-                () = async {
-                    while !ssh.is_closed() {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                } => Err(closed()),
+                e = watch => Err(e),
             }
         });
         match result {
@@ -474,11 +494,15 @@ impl Session {
         ));
         if result.is_err() {
             // Best effort: the connection may be gone.
-            let _ = self.run(async {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(5), sftp.remove(part.as_str())).await;
-                Ok(())
-            });
+            let _ = self.run_with(
+                async {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), sftp.remove(part.as_str()))
+                            .await;
+                    Ok(())
+                },
+                false,
+            );
         }
         result
     }

@@ -6,7 +6,6 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::vm::backend::{Backend, Vm, VmError, VmSpec, VmState};
@@ -107,25 +106,6 @@ impl std::fmt::Display for Tail {
     }
 }
 
-/// Set by SIGINT/SIGTERM while b9 runs VMs.
-fn interrupted() -> &'static Arc<AtomicBool> {
-    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-    FLAG.get_or_init(|| {
-        let flag = Arc::new(AtomicBool::new(false));
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&flag)) {
-                tracing::warn!("cannot catch signal {sig}: {e}");
-            }
-        }
-        flag
-    })
-}
-
-/// True once Ctrl-C (or SIGTERM) was received during a VM run.
-pub fn was_interrupted() -> bool {
-    interrupted().load(Ordering::Relaxed)
-}
-
 /// Boots `spec` with `backend`, runs `job`, and stops the VM whatever
 /// happens. Command failures are not errors here: they are in the report's
 /// statuses. `booted` tells whether the agent said hello (an error before
@@ -138,7 +118,7 @@ pub fn run(
     events: &mut dyn Events,
     booted: &mut bool,
 ) -> Result<Report, RunError> {
-    let flag = Arc::clone(interrupted());
+    let flag = crate::interrupt::flag();
     let started = Instant::now();
     let mut vm = backend.start(spec)?;
     let result = drive(
@@ -147,7 +127,7 @@ pub fn run(
         job,
         limits,
         events,
-        &flag,
+        flag,
         started,
         booted,
     );
