@@ -333,6 +333,45 @@ fn ctrl_c_stops_the_vm_and_cleans_up() {
 }
 
 #[test]
+fn a_killed_b9_leaves_no_vm_and_the_next_run_removes_its_sockets() {
+    use std::io::{BufRead, BufReader};
+    let p = sleeping(600);
+    let mut child = p
+        .command(&["build", "-f", "slow.b9"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    for line in lines {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("RUN sleep") {
+            break;
+        }
+    }
+    assert!(log.contains("RUN sleep"), "{log}");
+    // SIGKILL: b9 cannot stop the VM; the agent sees the port close and
+    // powers the guest off, so QEMU ends.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    no_vm_left(&p);
+    // Its run directory (sockets) is left; the next run removes it.
+    let runtime = std::env::temp_dir().join(format!("b9.{}.0", child.id()));
+    assert!(runtime.exists(), "{runtime:?}");
+    std::fs::write(p.p("one.b9"), single(r#"(Run "true" [])"#, "Transient")).unwrap();
+    let out = p
+        .command(&["build", "-f", "one.b9"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!runtime.exists(), "{runtime:?} left");
+}
+
+#[test]
 fn auto_accel_is_probed_once_and_remembered() {
     let p = Project::new("qemu", "accel: auto", 600);
     let cache = p.p("cache");

@@ -114,6 +114,7 @@ fn execute(job: &Job, port: Port, mounts: &mut Mounts) -> (Result<(), String>, p
                 .ok_or("interactive job without a command")?;
             pty::run_interactive(cmd, reader, &sender)
         } else {
+            watch_host(reader);
             run::run_all(&job.commands, &sender)
         }
         .map_err(|e| format!("running the script: {e}"))?;
@@ -124,6 +125,22 @@ fn execute(job: &Job, port: Port, mounts: &mut Mounts) -> (Result<(), String>, p
         Ok(())
     });
     (result, sender)
+}
+
+/// Powers the machine off when the host closes the port while the job
+/// runs: b9 was killed, and nobody would ever stop this VM otherwise (the
+/// kernel reports a closed host side as end of file). The host sends
+/// nothing else during a non-interactive job.
+fn watch_host(mut reader: std::fs::File) {
+    std::thread::spawn(move || loop {
+        match protocol::read_frame(&mut reader) {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                port::console("the host closed the port: powering off");
+                init::power_off();
+            }
+        }
+    });
 }
 
 /// Serial -> path maps (devices, mount points).
