@@ -295,10 +295,16 @@ fn b9_run_executes_a_command_in_a_transient_copy() {
     no_vm_left(&p);
 }
 
-#[test]
-fn ctrl_c_stops_the_vm_and_cleans_up() {
+/// A `b9 build` of `slow.b9` whose script is running: the child, the
+/// rest of its stderr, and the log so far.
+fn sleeping_build(
+    p: &Project,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+    String,
+) {
     use std::io::{BufRead, BufReader};
-    let p = sleeping(600);
     let mut child = p
         .command(&["build", "-f", "slow.b9"])
         .stdout(Stdio::null())
@@ -316,6 +322,13 @@ fn ctrl_c_stops_the_vm_and_cleans_up() {
         }
     }
     assert!(log.contains("RUN sleep"), "{log}");
+    (child, lines, log)
+}
+
+#[test]
+fn ctrl_c_stops_the_vm_and_cleans_up() {
+    let p = sleeping(600);
+    let (mut child, lines, mut log) = sleeping_build(&p);
     let pid = child.id();
     let runtime = std::env::temp_dir().join(format!("b9.{pid}.0"));
     assert!(runtime.exists(), "the run's socket directory {runtime:?}");
@@ -334,25 +347,8 @@ fn ctrl_c_stops_the_vm_and_cleans_up() {
 
 #[test]
 fn a_killed_b9_leaves_no_vm_and_the_next_run_removes_its_sockets() {
-    use std::io::{BufRead, BufReader};
     let p = sleeping(600);
-    let mut child = p
-        .command(&["build", "-f", "slow.b9"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = String::new();
-    for line in lines {
-        let line = line.unwrap();
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("RUN sleep") {
-            break;
-        }
-    }
-    assert!(log.contains("RUN sleep"), "{log}");
+    let (mut child, _lines, _log) = sleeping_build(&p);
     // SIGKILL: b9 cannot stop the VM; the agent sees the port close and
     // powers the guest off, so QEMU ends.
     child.kill().unwrap();
