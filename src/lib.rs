@@ -16,4 +16,5 @@ pub mod interrupt;
 pub mod lang;
 pub mod media;
 pub mod repo;
+pub mod stale;
 pub mod vm;

@@ -587,6 +587,42 @@ fn ctrl_c_during_pull_removes_the_partial_download() {
 }
 
 #[test]
+fn the_next_pull_removes_what_a_killed_pull_left() {
+    let f = Fixture::new();
+    let img = cache_image(&f, "big", "0006", &pattern(64 << 20));
+    ok(b9_with_repo(&f, &["-r", "farm", "push", "big"]));
+    std::fs::remove_dir_all(f.path("cache")).unwrap();
+    let mut child = b9_cmd(&f, "home", "id_ed25519", &["-r", "farm", "pull", "big"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let leftovers = || {
+        if !f.path("cache").is_dir() {
+            return Vec::new();
+        }
+        paths_under(&f.path("cache"))
+            .into_iter()
+            .filter(|n| n.contains(".b9-p"))
+            .collect::<Vec<_>>()
+    };
+    while leftovers().is_empty() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("pull finished ({st}) before it could be killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!leftovers().is_empty());
+    let pulled = ok(b9_with_repo(&f, &["-r", "farm", "pull", "big"]));
+    assert!(pulled.contains("pulled big 0006"), "{pulled}");
+    assert_eq!(leftovers(), Vec::<String>::new());
+    let local = LocalRepo::open(&f.path("cache")).unwrap();
+    assert!(std::fs::read(local.image_path(&img)).unwrap() == pattern(64 << 20));
+}
+
+#[test]
 fn push_cut_off_by_the_server_fails_cleanly_and_a_retry_succeeds() {
     let f = Fixture::new();
     let img = cache_image(&f, "big", "0002", &pattern(64 << 20));

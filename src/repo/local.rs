@@ -18,6 +18,18 @@ pub const LOCK_FILE: &str = ".lock";
 /// unique across processes).
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Marks a pull's download in the cache root, followed by the PID.
+const PULL_MARK: &str = ".b9-pull-";
+
+/// The PID in a share's temporary name `.FINAL.tmp.PID.N`.
+fn share_temp_pid(name: &str) -> Option<i32> {
+    let mut parts = name.rsplitn(3, '.');
+    parts.next()?.parse::<u64>().ok()?;
+    let pid = parts.next()?.parse().ok()?;
+    let rest = parts.next()?;
+    (rest.starts_with('.') && rest.ends_with(".tmp")).then_some(pid)
+}
+
 /// The local cache of shared images: `<cache>/local-repo/b9_shared_images/`.
 ///
 /// Several b9 processes may use one cache at the same time:
@@ -166,6 +178,25 @@ impl LocalRepo {
             .join(format!(".{final_name}.tmp.{}.{n}", std::process::id()))
     }
 
+    /// Where a pull downloads `img` before sharing it (the transfer adds
+    /// its own suffix while in flight).
+    pub fn download_path(&self, img: &SharedImage) -> PathBuf {
+        self.root.join(format!(
+            ".{}{PULL_MARK}{}",
+            img.image_file_name(),
+            std::process::id()
+        ))
+    }
+
+    /// Removes what killed b9 processes left: temporary files of shares and
+    /// downloads of pulls ([`crate::stale`]).
+    pub fn sweep_leftovers(&self) {
+        crate::stale::sweep(&self.images_dir(), share_temp_pid);
+        crate::stale::sweep(&self.root, |name| {
+            crate::stale::pid_after(name, ".", PULL_MARK)
+        });
+    }
+
     /// Adds the version `img` whose image file (already in `img.image_type`
     /// format) is `image_file`: the file is moved into the cache (copied and
     /// then removed when it is on another file system) under a temporary
@@ -192,6 +223,7 @@ impl LocalRepo {
                 });
             }
         }
+        self.sweep_leftovers();
         let final_image = self.image_path(img);
         let final_info = self.info_path(img);
         let tmp_image = self.temp_path(&img.image_file_name());
@@ -286,6 +318,7 @@ impl LocalRepo {
             ));
         }
         let _lock = self.lock(true)?;
+        self.sweep_leftovers();
         let (found, _) = self.scan()?;
         let mut by_name: Vec<Vec<Found>> = Vec::new();
         for f in found {
@@ -379,4 +412,19 @@ pub(crate) fn lock_file(path: &Path, exclusive: bool) -> Result<File, RepoError>
     };
     locked.map_err(|e| RepoError::io("cannot lock", path, e))?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_temp_pid;
+
+    #[test]
+    fn share_temp_names_give_their_pid() {
+        assert_eq!(share_temp_pid(".a_1.qcow2.tmp.4242.7"), Some(4242));
+        assert_eq!(share_temp_pid(".a.tmp.b_1.raw.tmp.9.0"), Some(9));
+        assert_eq!(share_temp_pid("a_1.qcow2.tmp.4242.7"), None);
+        assert_eq!(share_temp_pid(".a_1.qcow2.tmp.x.7"), None);
+        assert_eq!(share_temp_pid(".a_1.qcow2.4242.7"), None);
+        assert_eq!(share_temp_pid("a_1.qcow2"), None);
+    }
 }

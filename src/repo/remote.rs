@@ -107,6 +107,11 @@ fn pull_metadata_with(
         .ok_or_else(|| format!("{} has no parent directory", target.display()))?;
     std::fs::create_dir_all(parent)
         .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    // What killed b9 processes left.
+    crate::stale::sweep(parent, |name| {
+        crate::stale::pid_after(name, ".", ".b9-pull-")
+            .or_else(|| crate::stale::pid_after(name, ".", ".b9-old-"))
+    });
     let fresh = parent.join(format!(
         ".{IMAGES_DIR}.b9-pull-{}.{}",
         std::process::id(),
@@ -234,6 +239,7 @@ pub fn pull_image(
     name: &str,
     max: Option<i64>,
 ) -> Result<SharedImage, String> {
+    local.sweep_leftovers();
     // One connection per repository; the one holding the best version is
     // kept open for the download.
     let mut best: Option<(SharedImage, &RemoteRepo, Session)> = None;
@@ -263,11 +269,7 @@ pub fn pull_image(
             "failed to pull: no shared image `{name}` in the selected repositories"
         ));
     };
-    let file = local.root().join(format!(
-        ".{}.b9-pull-{}",
-        img.image_file_name(),
-        std::process::id()
-    ));
+    let file = local.download_path(&img);
     let mut progress = |_done: u64| {};
     let result = session
         .download(

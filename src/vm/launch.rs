@@ -344,7 +344,8 @@ impl RuntimeDir {
         } else {
             tmp
         };
-        sweep_stale(&base);
+        // Those of killed b9 processes.
+        crate::stale::sweep(&base, |name| crate::stale::pid_after(name, "b9.", "b9."));
         for attempt in 0..100u32 {
             let dir = base.join(format!("b9.{}.{attempt}", std::process::id()));
             match std::fs::create_dir(&dir) {
@@ -357,40 +358,6 @@ impl RuntimeDir {
             "cannot create a run directory in {}",
             base.display()
         ))
-    }
-}
-
-/// Removes the run directories (`b9.PID.N`) of this user's b9 processes
-/// that no longer exist: a killed b9 cannot remove its own.
-fn sweep_stale(base: &Path) {
-    let Ok(entries) = std::fs::read_dir(base) else {
-        return;
-    };
-    let me = rustix::process::getuid().as_raw();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("b9."))
-            .and_then(|n| n.split_once('.'))
-            .filter(|(_, attempt)| attempt.parse::<u32>().is_ok())
-            .and_then(|(pid, _)| pid.parse::<i32>().ok())
-            .and_then(rustix::process::Pid::from_raw)
-        else {
-            continue;
-        };
-        let mine = std::os::unix::fs::MetadataExt::uid(&match entry.metadata() {
-            Ok(m) if m.is_dir() => m,
-            _ => continue,
-        }) == me;
-        let dead = matches!(
-            rustix::process::test_kill_process(pid),
-            Err(rustix::io::Errno::SRCH)
-        );
-        if mine && dead {
-            tracing::debug!("removing {} (its b9 is gone)", entry.path().display());
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
     }
 }
 
