@@ -267,6 +267,34 @@ fn file_systems_are_grown_and_shrunk_in_the_guest() {
 }
 
 #[test]
+fn file_systems_of_unmounted_images_are_resized_without_a_script() {
+    let p = Project::new("qemu", "", 600);
+    let before = sha(&p.p("root.raw"));
+    let out = p.build(
+        "offline.b9",
+        r#"Artifact (IID "offline")
+  (VmImages
+     [ ImageTarget (LocalFile (Image "out/grown.raw" Raw Ext4) KeepSize)
+         (SourceImage (Image "root.raw" Raw Ext4) NoPT (Resize (ImageSize 100 MB))) NotMounted
+     , ImageTarget (LocalFile (Image "out/min.qcow2" QCow2 Ext4) ShrinkToMinimum)
+         (SourceImage (Image "root.raw" Raw Ext4) NoPT KeepSize) NotMounted
+     ]
+     NoVmScript)"#,
+    );
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    let grown = p.p("out/grown.raw");
+    e2fsck_clean(&grown);
+    assert_eq!(fs_bytes(&grown), 100 << 20);
+    assert_eq!(debugfs_cat(&grown, "/etc/issue"), "b9 busybox root\n");
+    let min = as_raw(&p.p("out/min.qcow2"));
+    e2fsck_clean(&min);
+    assert!(fs_bytes(&min) < 32 << 20, "{} bytes", fs_bytes(&min));
+    assert_eq!(debugfs_cat(&min, "/etc/issue"), "b9 busybox root\n");
+    assert_eq!(sha(&p.p("root.raw")), before, "the source is unchanged");
+}
+
+#[test]
 fn b9_run_executes_a_command_in_a_transient_copy() {
     let p = Project::new("qemu", "", 600);
     std::fs::write(p.p("hello.txt"), "shared cwd\n").unwrap();

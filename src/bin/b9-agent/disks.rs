@@ -162,6 +162,26 @@ pub fn mount_disks(
     Ok(targets)
 }
 
+/// Mounts the disk `serial` (block device `dev`), which the job does not
+/// mount, for a file-system resize: under `/run/b9-resize`, outside the new
+/// root, so no command ever sees it.
+pub fn mount_private(serial: &str, dev: &Path, mounts: &mut Mounts) -> Result<PathBuf, String> {
+    let target = Path::new("/run/b9-resize").join(serial);
+    sys::mkdir_p(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    let fstype = mount_fs(dev, &target, 0).map_err(|e| {
+        format!(
+            "cannot mount disk {serial} ({}) for its resize: {e}",
+            dev.display()
+        )
+    })?;
+    mounts.push(target.clone());
+    log(format!(
+        "mounted {serial} ({}, {fstype}) for its resize",
+        dev.display()
+    ));
+    Ok(target)
+}
+
 /// Mounts block device `dev` at `target`: ext4 first, then every block
 /// file system the kernel knows. Returns the type that worked.
 pub fn mount_fs(dev: &Path, target: &Path, flags: libc::c_ulong) -> io::Result<String> {

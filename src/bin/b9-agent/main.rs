@@ -105,8 +105,8 @@ fn fail(port: &Port, message: &str) {
 /// reader may have gone to the interactive session).
 fn execute(job: &Job, port: Port, mounts: &mut Mounts) -> (Result<(), String>, port::Sender) {
     let Port { sender, reader } = port;
-    let result = prepare(job, mounts).and_then(|(devices, targets)| {
-        resize::resize_all(&job.grow_first, &targets, &devices, &sender)?;
+    let result = prepare(job, mounts).and_then(|(devices, mut targets)| {
+        resize::resize_all(&job.grow_first, &mut targets, &devices, mounts, &sender)?;
         let ok = if job.interactive {
             let cmd = job
                 .commands
@@ -120,7 +120,7 @@ fn execute(job: &Job, port: Port, mounts: &mut Mounts) -> (Result<(), String>, p
         .map_err(|e| format!("running the script: {e}"))?;
         run::kill_leftovers();
         if ok {
-            resize::resize_all(&job.resizes, &targets, &devices, &sender)?;
+            resize::resize_all(&job.resizes, &mut targets, &devices, mounts, &sender)?;
         }
         Ok(())
     });
@@ -149,10 +149,14 @@ type Places = (HashMap<String, PathBuf>, HashMap<String, PathBuf>);
 /// Finds the disks and makes every mount of the new root; returns where
 /// each disk is (device) and where it is mounted.
 fn prepare(job: &Job, mounts: &mut Mounts) -> Result<Places, String> {
-    if job.disks.is_empty() {
-        return Err("the job has no disk to mount at /".into());
-    }
     let devices = disks::find_disks(&serials(job))?;
+    if job.disks.is_empty() {
+        // Only file-system resizes of unmounted images: no new root.
+        if !job.commands.is_empty() {
+            return Err("the job has no disk to mount at /".into());
+        }
+        return Ok((devices, HashMap::new()));
+    }
     let targets = disks::mount_disks(&job.disks, &devices, mounts)?;
     disks::mount_shares(&job.shares, mounts)?;
     disks::mount_api(mounts)?;
@@ -162,8 +166,14 @@ fn prepare(job: &Job, mounts: &mut Mounts) -> Result<Places, String> {
     Ok((devices, targets))
 }
 
-/// The serials of the disks to mount (scratch disks are looked up when
-/// a shrink needs them).
+/// The serials of the disks to mount or resize (scratch disks are looked
+/// up when a shrink needs them).
 fn serials(job: &Job) -> Vec<&str> {
-    job.disks.iter().map(|d| d.serial.as_str()).collect()
+    let mut serials: Vec<&str> = job.disks.iter().map(|d| d.serial.as_str()).collect();
+    for r in job.grow_first.iter().chain(&job.resizes) {
+        if !serials.contains(&r.serial.as_str()) {
+            serials.push(&r.serial);
+        }
+    }
+    serials
 }

@@ -13,7 +13,7 @@ use b9::disk::ext4::{self, Ext4Spec};
 use b9::vm::protocol::{FsResize, ResizeHow, ToHost};
 
 use crate::copytree::{self, list_xattrs};
-use crate::disks::mount_fs;
+use crate::disks::{mount_fs, mount_private, Mounts};
 use crate::port::{log, Sender};
 use crate::sys;
 
@@ -88,17 +88,25 @@ fn device_bytes(dev: &Path) -> Result<u64, String> {
 /// Carries out every resize, in order.
 pub fn resize_all(
     resizes: &[FsResize],
-    targets: &HashMap<String, PathBuf>,
+    targets: &mut HashMap<String, PathBuf>,
     devices: &HashMap<String, PathBuf>,
+    mounts: &mut Mounts,
     sender: &Sender,
 ) -> Result<(), String> {
     for r in resizes {
         let dev = devices
             .get(&r.serial)
             .ok_or_else(|| format!("resize: no disk with serial {}", r.serial))?;
-        let mount = targets
-            .get(&r.serial)
-            .ok_or_else(|| format!("resize: disk {} is not mounted", r.serial))?;
+        let mount = match targets.get(&r.serial) {
+            Some(mount) => mount.clone(),
+            // A `NotMounted` image: mounted where no command sees it.
+            None => {
+                let mount = mount_private(&r.serial, dev, mounts)?;
+                targets.insert(r.serial.clone(), mount.clone());
+                mount
+            }
+        };
+        let mount = &mount;
         let sb = read_super(dev)?;
         let (bytes, on_scratch) = match &r.how {
             ResizeHow::To { bytes, .. } if *bytes >= sb.bytes() => {
