@@ -377,14 +377,15 @@ fn ctrl_c_stops_the_vm_and_cleans_up() {
 fn a_killed_b9_leaves_no_vm_and_the_next_run_removes_its_sockets() {
     let p = sleeping(600);
     let (mut child, _lines, _log) = sleeping_build(&p);
+    let runtime = std::env::temp_dir().join(format!("b9.{}.0", child.id()));
+    assert!(runtime.exists(), "{runtime:?}");
     // SIGKILL: b9 cannot stop the VM; the agent sees the port close and
     // powers the guest off, so QEMU ends.
     child.kill().unwrap();
     child.wait().unwrap();
     no_vm_left(&p);
-    // Its run directory (sockets) is left; the next run removes it.
-    let runtime = std::env::temp_dir().join(format!("b9.{}.0", child.id()));
-    assert!(runtime.exists(), "{runtime:?}");
+    // Its run directory (sockets) is left; the next run (this one, or one
+    // of a test running in parallel) removes it.
     std::fs::write(p.p("one.b9"), single(r#"(Run "true" [])"#, "Transient")).unwrap();
     let out = p
         .command(&["build", "-f", "one.b9"])
