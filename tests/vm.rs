@@ -266,10 +266,36 @@ fn file_systems_are_grown_and_shrunk_in_the_guest() {
     assert_eq!(debugfs_cat(&big, "/numbers").lines().count(), 1000);
 }
 
+/// The inode flags (`chattr`) of `file` in a raw ext4 image.
+fn inode_flags(raw: &std::path::Path, file: &str) -> u32 {
+    let stat = debugfs_stat(raw, file);
+    let hex = stat
+        .split("Flags: 0x")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no flags for {file}: {stat}"));
+    u32::from_str_radix(hex, 16).unwrap()
+}
+
 #[test]
 fn file_systems_of_unmounted_images_are_resized_without_a_script() {
     let p = Project::new("qemu", "", 600);
-    let before = sha(&p.p("root.raw"));
+    // Immutable /etc/issue, no-dump /etc: a shrink keeps inode flags.
+    let root = p.p("root.raw");
+    for (file, add) in [("/etc/issue", 0x10), ("/etc", 0x40)] {
+        let flags = inode_flags(&root, file) | add;
+        ok(
+            "debugfs",
+            &[
+                "-w",
+                "-R",
+                &format!("set_inode_field {file} flags {flags:#x}"),
+                &s(&root),
+            ],
+        );
+    }
+    e2fsck_clean(&root);
+    let before = sha(&root);
     let out = p.build(
         "offline.b9",
         r#"Artifact (IID "offline")
@@ -291,6 +317,9 @@ fn file_systems_of_unmounted_images_are_resized_without_a_script() {
     e2fsck_clean(&min);
     assert!(fs_bytes(&min) < 32 << 20, "{} bytes", fs_bytes(&min));
     assert_eq!(debugfs_cat(&min, "/etc/issue"), "b9 busybox root\n");
+    assert_eq!(inode_flags(&min, "/etc/issue") & 0x10, 0x10);
+    assert_eq!(inode_flags(&min, "/etc") & 0x40, 0x40);
+    assert_eq!(inode_flags(&min, "/etc/passwd") & 0x50, 0);
     assert_eq!(sha(&p.p("root.raw")), before, "the source is unchanged");
 }
 

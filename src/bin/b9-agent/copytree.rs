@@ -1,7 +1,8 @@
 //! Copying one file system's tree into another, faithfully: file types,
 //! hard links, permission bits (setuid included), owners, nanosecond
-//! times, extended attributes (security.* and trusted.* too) and holes.
-//! Other file systems mounted inside the source are not entered.
+//! times, extended attributes (security.* and trusted.* too), inode flags
+//! (`chattr`) and holes. Other file systems mounted inside the source are
+//! not entered.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -10,6 +11,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::inodeflags;
 use crate::sys::cstr;
 
 /// What was copied.
@@ -31,11 +33,18 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<Stats> {
     let mut c = Copier {
         dev: meta.dev(),
         links: HashMap::new(),
+        flags: Vec::new(),
         stats: Stats::default(),
         buf: vec![0u8; 1 << 20],
     };
     c.copy_contents(src, dst)?;
     apply_meta(src, dst, &meta)?;
+    c.note_flags(src, dst, &meta)?;
+    // Last: an immutable or append-only file refuses new links and
+    // changes of its times.
+    for (path, flags) in &c.flags {
+        inodeflags::add(path, *flags).map_err(|e| at(path, e))?;
+    }
     Ok(c.stats)
 }
 
@@ -44,6 +53,8 @@ struct Copier {
     dev: u64,
     /// (dev, inode) of multiply linked files -> their first copy.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Inode flags to set once everything is copied.
+    flags: Vec<(PathBuf, libc::c_int)>,
     stats: Stats,
     buf: Vec<u8>,
 }
@@ -81,8 +92,21 @@ impl Copier {
             self.copy_contents(src, dst)?;
         }
         apply_meta(src, dst, &meta)?;
+        self.note_flags(src, dst, &meta)?;
         if !ft.is_dir() && meta.nlink() > 1 {
             self.links.insert(key, dst.to_path_buf());
+        }
+        Ok(())
+    }
+
+    /// Remembers the inode flags of `src` (a file or directory) for `dst`.
+    fn note_flags(&mut self, src: &Path, dst: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
+        let ft = meta.file_type();
+        if ft.is_file() || ft.is_dir() {
+            let flags = inodeflags::get(src).map_err(|e| at(src, e))?;
+            if flags != 0 {
+                self.flags.push((dst.to_path_buf(), flags));
+            }
         }
         Ok(())
     }

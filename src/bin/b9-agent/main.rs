@@ -11,6 +11,7 @@ mod dhcp;
 mod disks;
 mod fsuuid;
 mod init;
+mod inodeflags;
 mod net;
 mod port;
 mod pty;
