@@ -580,10 +580,16 @@ fn ctrl_c_during_pull_removes_the_partial_download() {
         .filter(|n| n.contains("b9-part") || n.contains("b9-pull") || n.contains(".raw"))
         .collect();
     assert!(left.is_empty(), "left in the cache: {left:?}");
-    let pulled = ok(b9_with_repo(&f, &["-r", "farm", "pull", "big"]));
-    assert!(pulled.contains("pulled big 0004"), "{pulled}");
+    assert_pull_succeeds(&f, &img, &pattern(64 << 20));
+}
+
+/// Pulls `img` and checks that the cache then holds it with `data`.
+fn assert_pull_succeeds(f: &Fixture, img: &SharedImage, data: &[u8]) {
+    let pulled = ok(b9_with_repo(f, &["-r", "farm", "pull", &img.name]));
+    let want = format!("pulled {} {}", img.name, img.build_id);
+    assert!(pulled.contains(&want), "{pulled}");
     let local = LocalRepo::open(&f.path("cache")).unwrap();
-    assert!(std::fs::read(local.image_path(&img)).unwrap() == pattern(64 << 20));
+    assert!(std::fs::read(local.image_path(img)).unwrap() == data);
 }
 
 #[test]
@@ -615,11 +621,8 @@ fn the_next_pull_removes_what_a_killed_pull_left() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!leftovers().is_empty());
-    let pulled = ok(b9_with_repo(&f, &["-r", "farm", "pull", "big"]));
-    assert!(pulled.contains("pulled big 0006"), "{pulled}");
+    assert_pull_succeeds(&f, &img, &pattern(64 << 20));
     assert_eq!(leftovers(), Vec::<String>::new());
-    let local = LocalRepo::open(&f.path("cache")).unwrap();
-    assert!(std::fs::read(local.image_path(&img)).unwrap() == pattern(64 << 20));
 }
 
 #[test]
