@@ -9,7 +9,7 @@ use std::path::Path;
 use rustix::process::{test_kill_process, Pid};
 
 /// Whether no process `pid` exists (another user's process exists too).
-pub fn is_gone(pid: i32) -> bool {
+fn is_gone(pid: i32) -> bool {
     Pid::from_raw(pid)
         .is_some_and(|pid| matches!(test_kill_process(pid), Err(rustix::io::Errno::SRCH)))
 }

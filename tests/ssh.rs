@@ -557,9 +557,7 @@ fn ctrl_c_during_push_removes_the_partial_upload() {
 #[test]
 fn ctrl_c_during_pull_removes_the_partial_download() {
     let f = Fixture::new();
-    let img = cache_image(&f, "big", "0004", &pattern(64 << 20));
-    ok(b9_with_repo(&f, &["-r", "farm", "push", "big"]));
-    std::fs::remove_dir_all(f.path("cache")).unwrap();
+    let img = remote_only(&f, "big", "0004", &pattern(64 << 20));
     let child = b9_cmd(&f, "home", "id_ed25519", &["-r", "farm", "pull", "big"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -583,6 +581,14 @@ fn ctrl_c_during_pull_removes_the_partial_download() {
     assert_pull_succeeds(&f, &img, &pattern(64 << 20));
 }
 
+/// A version pushed to the remote and absent from the (empty) cache.
+fn remote_only(f: &Fixture, name: &str, id: &str, data: &[u8]) -> SharedImage {
+    let img = cache_image(f, name, id, data);
+    ok(b9_with_repo(f, &["-r", "farm", "push", name]));
+    std::fs::remove_dir_all(f.path("cache")).unwrap();
+    img
+}
+
 /// Pulls `img` and checks that the cache then holds it with `data`.
 fn assert_pull_succeeds(f: &Fixture, img: &SharedImage, data: &[u8]) {
     let pulled = ok(b9_with_repo(f, &["-r", "farm", "pull", &img.name]));
@@ -595,9 +601,7 @@ fn assert_pull_succeeds(f: &Fixture, img: &SharedImage, data: &[u8]) {
 #[test]
 fn the_next_pull_removes_what_a_killed_pull_left() {
     let f = Fixture::new();
-    let img = cache_image(&f, "big", "0006", &pattern(64 << 20));
-    ok(b9_with_repo(&f, &["-r", "farm", "push", "big"]));
-    std::fs::remove_dir_all(f.path("cache")).unwrap();
+    let img = remote_only(&f, "big", "0006", &pattern(64 << 20));
     let mut child = b9_cmd(&f, "home", "id_ed25519", &["-r", "farm", "pull", "big"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -720,9 +724,7 @@ fn push_to_a_closed_port_fails_at_once_with_a_clear_error() {
 fn two_b9_processes_pull_into_one_cache() {
     const PULLS: usize = 4;
     let f = Fixture::new();
-    let img = cache_image(&f, "base-os", "0005", &pattern(4 << 20));
-    ok(b9_with_repo(&f, &["-r", "farm", "push", "base-os"]));
-    std::fs::remove_dir_all(f.path("cache")).unwrap();
+    let img = remote_only(&f, "base-os", "0005", &pattern(4 << 20));
     let f = std::sync::Arc::new(f);
     let pullers: Vec<_> = (0..2)
         .map(|_| {

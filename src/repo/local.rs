@@ -18,8 +18,9 @@ pub const LOCK_FILE: &str = ".lock";
 /// unique across processes).
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Marks a pull's download in the cache root, followed by the PID.
-const PULL_MARK: &str = ".b9-pull-";
+/// Marks a pull's temporary file or directory (a download in the cache
+/// root, a fresh metadata copy), followed by the PID.
+pub(crate) const PULL_MARK: &str = ".b9-pull-";
 
 /// The PID in a share's temporary name `.FINAL.tmp.PID.N`.
 fn share_temp_pid(name: &str) -> Option<i32> {

@@ -10,8 +10,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::RemoteRepo;
+use crate::repo::local::PULL_MARK;
 use crate::repo::ssh::{HostKeyPolicy, Remote, Session};
 use crate::repo::{LocalRepo, SharedImage, IMAGES_DIR, INFO_EXTENSION, LOCK_FILE};
+
+/// Marks the previous metadata copy while a fresh one is swapped in,
+/// followed by the PID.
+const OLD_MARK: &str = ".b9-old-";
 
 /// The directory of remote metadata copies below the cache root.
 pub const REMOTE_REPOS_DIR: &str = "remote-repos";
@@ -109,11 +114,11 @@ fn pull_metadata_with(
         .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     // What killed b9 processes left.
     crate::stale::sweep(parent, |name| {
-        crate::stale::pid_after(name, ".", ".b9-pull-")
-            .or_else(|| crate::stale::pid_after(name, ".", ".b9-old-"))
+        crate::stale::pid_after(name, ".", PULL_MARK)
+            .or_else(|| crate::stale::pid_after(name, ".", OLD_MARK))
     });
     let fresh = parent.join(format!(
-        ".{IMAGES_DIR}.b9-pull-{}.{}",
+        ".{IMAGES_DIR}{PULL_MARK}{}.{}",
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
@@ -157,7 +162,7 @@ fn metadata_lock(parent: &Path, exclusive: bool) -> Result<File, String> {
 /// Replaces the directory `target` by `fresh` under the exclusive lock.
 fn swap_in(parent: &Path, fresh: &Path, target: &Path) -> Result<(), String> {
     let _lock = metadata_lock(parent, true)?;
-    let old = parent.join(format!(".{IMAGES_DIR}.b9-old-{}", std::process::id()));
+    let old = parent.join(format!(".{IMAGES_DIR}{OLD_MARK}{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&old);
     match std::fs::rename(target, &old) {
         Ok(()) => {}

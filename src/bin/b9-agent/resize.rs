@@ -97,16 +97,12 @@ pub fn resize_all(
         let dev = devices
             .get(&r.serial)
             .ok_or_else(|| format!("resize: no disk with serial {}", r.serial))?;
-        let mount = match targets.get(&r.serial) {
-            Some(mount) => mount.clone(),
+        if !targets.contains_key(&r.serial) {
             // A `NotMounted` image: mounted where no command sees it.
-            None => {
-                let mount = mount_private(&r.serial, dev, mounts)?;
-                targets.insert(r.serial.clone(), mount.clone());
-                mount
-            }
-        };
-        let mount = &mount;
+            let private = mount_private(&r.serial, dev, mounts)?;
+            targets.insert(r.serial.clone(), private);
+        }
+        let mount = &targets[&r.serial];
         let sb = read_super(dev)?;
         let (bytes, on_scratch) = match &r.how {
             ResizeHow::To { bytes, .. } if *bytes >= sb.bytes() => {

@@ -283,6 +283,7 @@ impl FstoolBuilder {
     }
 
     /// fstool's constructors stamp mtime on all three times; fix them.
+    /// Every new object and `set_meta` pass here: the file system changed.
     fn times(&mut self, ino: u32, m: &Meta) -> Result<Ino, DiskError> {
         self.changed = true;
         self.ext
@@ -441,7 +442,6 @@ impl Builder for FstoolBuilder {
     }
 
     fn set_meta(&mut self, ino: Ino, meta: &Meta) -> Result<(), DiskError> {
-        self.changed = true;
         self.ext
             .chmod(&mut self.dev, ino.0, meta.mode & 0o7777)
             .and_then(|()| self.ext.chown(&mut self.dev, ino.0, meta.uid, meta.gid))
