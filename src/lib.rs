@@ -18,3 +18,4 @@ pub mod media;
 pub mod repo;
 pub mod stale;
 pub mod vm;
+pub mod wait;

@@ -70,26 +70,42 @@ pub fn run(
 
 /// Waits for the child, killing it at the timeout.
 fn wait(child: &mut std::process::Child, timeout: Option<Duration>) -> Result<i32, String> {
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                use std::os::unix::process::ExitStatusExt;
-                return Ok(status
-                    .code()
-                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)));
-            }
-            Ok(None) => {}
-            Err(e) => return Err(format!("waiting for the post-fix script: {e}")),
+    let deadline = timeout.map(|t| Instant::now() + t);
+    match crate::wait::wait_until(child, deadline) {
+        Ok(Some(status)) => {
+            use std::os::unix::process::ExitStatusExt;
+            Ok(status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
         }
-        if timeout.is_some_and(|t| start.elapsed() >= t) {
+        Ok(None) => {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!(
+            Err(format!(
                 "the post-fix script was killed after the timeout of {:?}",
                 timeout.unwrap_or_default()
-            ));
+            ))
         }
-        std::thread::sleep(Duration::from_millis(50));
+        Err(e) => Err(format!("waiting for the post-fix script: {e}")),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn spawn(script: &str) -> std::process::Child {
+        Command::new("sh").args(["-c", script]).spawn().unwrap()
+    }
+
+    #[test]
+    fn wait_gives_the_status_or_kills_at_the_timeout() {
+        assert_eq!(wait(&mut spawn("exit 3"), None), Ok(3));
+        assert_eq!(wait(&mut spawn("kill -9 $$"), None), Ok(128 + 9));
+        let mut slow = spawn("sleep 5");
+        let err = wait(&mut slow, Some(Duration::from_millis(50))).unwrap_err();
+        assert!(err.contains("killed after the timeout"), "{err}");
+        assert!(slow.try_wait().unwrap().is_some(), "reaped");
     }
 }

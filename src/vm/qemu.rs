@@ -433,15 +433,12 @@ impl QemuVm {
 
     /// Polls for the exit until `deadline`.
     fn wait_until(&mut self, deadline: Instant) -> Option<ExitStatus> {
-        loop {
-            if let Some(status) = self.reap() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if self.exit.is_none() {
+            self.exit = crate::wait::wait_until(&mut self.child, Some(deadline))
+                .ok()
+                .flatten();
         }
+        self.exit
     }
 
     /// SIGKILL and reap.

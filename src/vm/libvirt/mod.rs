@@ -193,15 +193,9 @@ impl Drop for Helper {
     /// exits) and reaps it; one that does not exit in time is killed.
     fn drop(&mut self) {
         drop(self.to.take());
-        let deadline = Instant::now() + HELPER_EXIT;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                _ => break,
-            }
+        let deadline = Some(Instant::now() + HELPER_EXIT);
+        if let Ok(Some(_)) = crate::wait::wait_until(&mut self.child, deadline) {
+            return;
         }
         tracing::warn!("the libvirt helper did not exit; killing it");
         let _ = self.child.kill();
