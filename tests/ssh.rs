@@ -472,17 +472,10 @@ fn killed_push_leaves_no_visible_image_and_a_retry_succeeds() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let part = loop {
-        if let Some(p) = partial_upload(&f) {
-            break p;
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("push finished ({st}) before it could be interrupted");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    };
+    wait_while_running(&mut child, || partial_upload(&f).is_some());
     child.kill().unwrap();
     child.wait().unwrap();
+    let part = partial_upload(&f).unwrap();
     // Only the temporary file is there: no image and no .b9si under their
     // final names.
     let names = remote_names(&f);
@@ -515,40 +508,46 @@ fn paths_under(dir: &Path) -> Vec<String> {
     all
 }
 
-/// Sends SIGINT (Ctrl-C) to a running b9 once `started()` holds, and
-/// returns its output.
-fn interrupt_when(
-    mut child: std::process::Child,
-    started: impl Fn() -> bool,
-) -> std::process::Output {
-    while !started() {
+/// Waits until `reached()` holds while b9 runs (a transfer caught
+/// midway); fails when b9 finishes first.
+fn wait_while_running(child: &mut std::process::Child, reached: impl Fn() -> bool) {
+    while !reached() {
         if let Some(st) = child.try_wait().unwrap() {
             panic!("b9 finished ({st}) before it could be interrupted");
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
+}
+
+/// Runs b9 with `args` (against the fixture's remote), sends it SIGINT
+/// (Ctrl-C) once `started()` holds, and checks that it fails as
+/// interrupted.
+fn interrupt_b9(f: &Fixture, args: &[&str], started: impl Fn() -> bool) {
+    let mut child = b9_cmd(f, "home", "id_ed25519", args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_while_running(&mut child, started);
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-INT", &pid])
         .status()
         .unwrap()
         .success());
-    child.wait_with_output().unwrap()
+    let out = child.wait_with_output().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted by Ctrl-C"), "{err}");
 }
 
 #[test]
 fn ctrl_c_during_push_removes_the_partial_upload() {
     let f = Fixture::new();
     let img = cache_image(&f, "big", "0003", &pattern(64 << 20));
-    let child = b9_cmd(&f, "home", "id_ed25519", &["-r", "farm", "push", "big"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = interrupt_when(child, || partial_upload(&f).is_some());
-    let err = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("interrupted by Ctrl-C"), "{err}");
+    interrupt_b9(&f, &["-r", "farm", "push", "big"], || {
+        partial_upload(&f).is_some()
+    });
     let names = remote_names(&f);
     assert!(names.is_empty(), "left on the remote: {names:?}");
     assert_retry_succeeds(&f, &img);
@@ -558,21 +557,12 @@ fn ctrl_c_during_push_removes_the_partial_upload() {
 fn ctrl_c_during_pull_removes_the_partial_download() {
     let f = Fixture::new();
     let img = remote_only(&f, "big", "0004", &pattern(64 << 20));
-    let child = b9_cmd(&f, "home", "id_ed25519", &["-r", "farm", "pull", "big"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let partial = || {
+    interrupt_b9(&f, &["-r", "farm", "pull", "big"], || {
         f.path("cache").is_dir()
             && paths_under(&f.path("cache"))
                 .iter()
                 .any(|n| n.contains(".b9-part-"))
-    };
-    let out = interrupt_when(child, partial);
-    let err = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("interrupted by Ctrl-C"), "{err}");
+    });
     let left: Vec<String> = paths_under(&f.path("cache"))
         .into_iter()
         .filter(|n| n.contains("b9-part") || n.contains("b9-pull") || n.contains(".raw"))
@@ -616,12 +606,7 @@ fn the_next_pull_removes_what_a_killed_pull_left() {
             .filter(|n| n.contains(".b9-p"))
             .collect::<Vec<_>>()
     };
-    while leftovers().is_empty() {
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("pull finished ({st}) before it could be killed");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    wait_while_running(&mut child, || !leftovers().is_empty());
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!leftovers().is_empty());
@@ -638,12 +623,7 @@ fn push_cut_off_by_the_server_fails_cleanly_and_a_retry_succeeds() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    while partial_upload(&f).is_none() {
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("push finished ({st}) before it could be interrupted");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    wait_while_running(&mut child, || partial_upload(&f).is_some());
     // The server side of the connection dies (as on a network failure).
     f.sshd.kill_connections();
     let out = child.wait_with_output().unwrap();
