@@ -30,7 +30,14 @@ const EXIT_USAGE: u8 = 2;
 
 /// Runs b9 with the process arguments.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::vm::parent_death::SHIM_ARG)
+    {
+        return crate::vm::parent_death::exec(&args[2..]);
+    }
+    let cli = Cli::parse_from(args);
     let mut stdout = std::io::stdout().lock();
     let code = match run(cli, &mut stdout) {
         Ok(()) => 0,

@@ -11,7 +11,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use qapi::qmp::RunState;
@@ -157,13 +157,15 @@ fn remove_if_exists(path: &PathBuf) -> Result<(), String> {
     }
 }
 
-/// Starts QEMU with stderr going to its file.
+/// Starts QEMU with stderr going to its file; QEMU is killed when the
+/// calling thread (or b9) ends.
 fn spawn(binary: &Path, spec: &VmSpec, files: &RuntimeFiles) -> Result<Child, VmError> {
     let stderr = File::create(&files.stderr)
         .map_err(|e| VmError::Start(format!("cannot create {}: {e}", files.stderr.display())))?;
     let args = command_line(spec, files);
     tracing::debug!("starting {} {:?}", binary.display(), args);
-    Command::new(binary)
+    super::parent_death::command(binary)
+        .map_err(VmError::Start)?
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

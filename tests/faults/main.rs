@@ -6,11 +6,16 @@
 //! - `parse`: deep nesting, huge lines, invalid UTF-8, config mistakes.
 //! - `outputs`: what b9 may delete or replace, leftovers of killed builds,
 //!   concurrent builds.
-//! - `remote`: hostile names from an SFTP server; QEMU dies with b9.
+//! - `remote`: hostile names from an SFTP server.
+//! - `vm_death`: QEMU dies with b9, however b9 ends.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
+
+#[path = "../common/mod.rs"]
+mod common;
 
 mod disk;
 mod outputs;
 mod parse;
 mod remote;
+mod vm_death;

@@ -107,33 +107,6 @@ fn unexpected(reply: &Reply) -> String {
     format!("the libvirt helper gave an unexpected answer: {reply:?}")
 }
 
-/// Where the helper is: next to the running executable, or, for cargo's
-/// test executables in `target/*/deps`, one directory up.
-fn helper_path() -> Result<PathBuf, String> {
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find b9's own executable: {e}"))?;
-    let dir = exe.parent().unwrap_or(Path::new("/"));
-    let mut tried = vec![dir.join(wire::HELPER)];
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        if let Some(up) = dir.parent() {
-            tried.push(up.join(wire::HELPER));
-        }
-    }
-    match tried.iter().find(|p| p.is_file()) {
-        Some(found) => Ok(found.clone()),
-        None => Err(format!(
-            "the libvirt backend needs the program {} installed next to b9 \
-             (looked for {})",
-            wire::HELPER,
-            tried
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
-}
-
 /// A running `b9-libvirt`.
 struct Helper {
     child: Child,
@@ -146,7 +119,7 @@ impl Helper {
     /// Starts the helper in its own process group, so a Ctrl-C at the
     /// terminal reaches b9 (which stops the VM) and not the helper.
     fn spawn() -> Result<Helper, String> {
-        let path = helper_path()?;
+        let path = crate::vm::sibling::program(wire::HELPER)?;
         let mut child = Command::new(&path)
             .args(["--protocol", &wire::VERSION.to_string()])
             .stdin(Stdio::piped())
