@@ -24,6 +24,8 @@ use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 use tokio::task::JoinHandle;
 
+use crate::repo::is_safe_component;
+
 /// Largest payload of one SFTP read or write request (OpenSSH's `sftp-server`
 /// accepts messages up to 256 KiB; its read limit is 256 KiB minus 1 KiB).
 pub const CHUNK: u32 = 255 * 1024;
@@ -165,6 +167,19 @@ pub enum SshError {
         path: String,
         /// What went wrong (the server's status or a transport error).
         reason: String,
+    },
+    /// The server listed a name that is not one plain file name (`..`,
+    /// `a/b`, an absolute path, NUL): joined to a local directory it would
+    /// lead outside it.
+    #[error(
+        "the server listed {name:?} in {dir}, which is not a plain file name; \
+         refusing to use this listing (the server is broken or hostile)"
+    )]
+    BadName {
+        /// The listed directory.
+        dir: String,
+        /// The name as listed.
+        name: String,
     },
     /// Ctrl-C or SIGTERM stopped the operation.
     #[error("interrupted by Ctrl-C or SIGTERM")]
@@ -442,7 +457,8 @@ impl Session {
         })
     }
 
-    /// Lists `dir` (without `.` and `..`).
+    /// Lists `dir` (without `.` and `..`). Every name is checked to be one
+    /// plain file name before anyone can join it to a local path.
     pub fn list(&self, dir: &str) -> Result<Vec<RemoteEntry>, SshError> {
         let sftp = &self.sftp;
         self.run(async {
@@ -469,10 +485,15 @@ impl Session {
                 }
             };
             let _ = sftp.close(handle).await;
-            result.map(|()| {
-                out.sort_by(|a, b| a.name.cmp(&b.name));
-                out
-            })
+            result?;
+            if let Some(bad) = out.iter().find(|e| !is_safe_component(&e.name)) {
+                return Err(SshError::BadName {
+                    dir: dir.to_owned(),
+                    name: bad.name.clone(),
+                });
+            }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
         })
     }
 
