@@ -81,6 +81,13 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
     };
     let build_id = build_id(config_hash(&config.to_ini()), config.unique_build_dirs);
     let started = start_time()?;
+    let mut protected = vec![(
+        "the shared-image cache".to_string(),
+        crate::repo::cache_root(&config, &b9_dir),
+    )];
+    if let Some(home) = b9_dir.parent() {
+        protected.push(("the home directory".to_string(), home.to_path_buf()));
+    }
     Ok(Session {
         config,
         notices,
@@ -88,7 +95,11 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
         build_id,
         b9_dir,
         started,
-        dirs: Dirs { cwd, project_root },
+        dirs: Dirs {
+            cwd,
+            project_root,
+            protected,
+        },
     })
 }
 
