@@ -10,6 +10,7 @@ use crate::diag::Diagnostic;
 use crate::eval::check::Dirs;
 use crate::eval::expand::BuildVars;
 use crate::lang::{self, BuildFile};
+use crate::timeouts::Timeouts;
 
 /// The run's identity and where its paths are resolved.
 pub struct Session {
@@ -28,6 +29,8 @@ pub struct Session {
     pub started: u64,
     /// Where relative paths are resolved.
     pub dirs: Dirs,
+    /// The time limits of this run (computed once from the configuration).
+    pub timeouts: Timeouts,
 }
 
 /// The configuration overrides the global flags ask for (only those given).
@@ -80,6 +83,9 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
         None => cwd.clone(),
     };
     let build_id = build_id(config_hash(&config.to_ini()), config.unique_build_dirs);
+    let (timeouts, timeout_warning) = Timeouts::from_config(&config);
+    let mut warnings = loaded.warnings;
+    warnings.extend(timeout_warning.map(Diagnostic::warning));
     let started = start_time()?;
     let mut protected = vec![(
         "the shared-image cache".to_string(),
@@ -91,7 +97,7 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
     Ok(Session {
         config,
         notices,
-        warnings: loaded.warnings,
+        warnings,
         build_id,
         b9_dir,
         started,
@@ -100,6 +106,7 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
             project_root,
             protected,
         },
+        timeouts,
     })
 }
 

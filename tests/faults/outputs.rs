@@ -60,11 +60,12 @@ impl Project {
         self.b9(&args)
     }
 
-    /// Every entry of the project directory whose name holds `.b9-`.
+    /// Every entry of a project directory whose name holds `.b9-`, but
+    /// for the markers of b9's directory outputs.
     fn leftovers(&self, sub: &str) -> Vec<String> {
         names(&self.dir.join(sub))
             .into_iter()
-            .filter(|n| n.contains(".b9-"))
+            .filter(|n| n.contains(".b9-") && !n.ends_with(".b9-output"))
             .collect()
     }
 }
