@@ -375,3 +375,48 @@ fn timeout_factor_zero_means_factor_one_everywhere() {
         "late"
     );
 }
+
+#[path = "../common/mod.rs"]
+mod common;
+
+#[test]
+fn the_console_log_of_a_failed_vm_run_is_kept_where_the_error_says() {
+    let p = common::project::Project::new("qemu", "", 20);
+    let out = p.build(
+        "slow.b9",
+        r#"Artifact (IID "slow")
+  (VmImages
+     [ ImageTarget (LocalFile (Image "out/root.raw" Raw Ext4) KeepSize)
+         (SourceImage (Image "root.raw" Raw Ext4) NoPT KeepSize) (MountPoint "/") ]
+     (VmScript X86_64 [] (Run "sleep" ["600"])))
+"#,
+    );
+    let log = common::project::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    let named = log
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("(console log: "))
+        .and_then(|l| l.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no console log named: {log}"));
+    let console = std::fs::read_to_string(named).unwrap_or_else(|e| panic!("{named}: {e}"));
+    assert!(!console.is_empty());
+    // Only the logs stay of the build directory.
+    let build_dir = Path::new(named).ancestors().nth(3).unwrap();
+    assert!(build_dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("BUILD-"));
+    let mut stack = vec![build_dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                assert_eq!(e.file_name(), "console.log", "{} left", e.path().display());
+            }
+        }
+    }
+    assert!(!p.p("out/root.raw").exists());
+    common::project::no_vm_left(&p);
+}
