@@ -35,6 +35,8 @@ pub struct Staged {
 const OLD_MARK: &str = ".b9-old-";
 /// What marks the temporary name of an output (as `disk::image::staging_path`).
 const TMP_MARK: &str = ".b9-tmp-";
+/// What ends the name of an output's lock file.
+const LOCK_SUFFIX: &str = ".b9-lock";
 /// The first line of a directory output's marker.
 const MARKER_HEADER: &str = "b9 output directory";
 
@@ -57,8 +59,11 @@ fn staged(target: &Path, directory: bool) -> Result<Staged, String> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    // Checked before the lock is taken too: a refused destination gets no lock file.
+    replaceable(target, directory)?;
     crate::stale::sweep(parent, leftover_pid);
-    let lock_path = beside(target, ".b9-lock");
+    sweep_locks(parent);
+    let lock_path = beside(target, LOCK_SUFFIX);
     let lock = OwnerLock::acquire(&lock_path, false, "writing")
         .map_err(|e| e.describe(&lock_path, target))?;
     replaceable(target, directory)?;
@@ -76,6 +81,30 @@ fn staged(target: &Path, directory: bool) -> Result<Staged, String> {
 fn leftover_pid(name: &str) -> Option<i32> {
     crate::stale::pid_after(name, ".", TMP_MARK)
         .or_else(|| crate::stale::pid_after(name, ".", OLD_MARK))
+}
+
+/// Removes the output lock files in `dir` that no process holds (their
+/// writer was killed).
+fn sweep_locks(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with('.') && name.ends_with(LOCK_SUFFIX)) {
+            continue;
+        }
+        if !e
+            .metadata()
+            .is_ok_and(|m| m.is_file() && crate::stale::is_mine(&m))
+        {
+            continue;
+        }
+        if let Ok(Some(_free)) = OwnerLock::take_existing(&e.path()) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 /// `.NAME<suffix>` beside `target`.
@@ -294,6 +323,18 @@ mod tests {
         );
         discard(vec![first]);
         discard(vec![stage(&file).unwrap()]);
+    }
+
+    #[test]
+    fn lock_files_of_killed_writers_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let dead = d.path().join(".old.iso.b9-lock");
+        fs::write(&dead, "1 writing\n").unwrap();
+        let held = stage(&d.path().join("held.iso")).unwrap();
+        discard(vec![stage(&d.path().join("x.iso")).unwrap()]);
+        assert!(!dead.exists());
+        assert!(d.path().join(".held.iso.b9-lock").exists());
+        discard(vec![held]);
     }
 
     #[test]

@@ -259,6 +259,11 @@ fn leftovers_of_killed_builds_are_swept() {
         std::fs::create_dir_all(p.dir.join("out").join(name).join("sub")).unwrap();
     }
     std::fs::write(p.dir.join("out").join(format!(".x.iso.b9-tmp-{gone}")), "").unwrap();
+    std::fs::write(
+        p.dir.join("out/.x.iso.b9-lock"),
+        format!("{gone} writing\n"),
+    )
+    .unwrap();
 
     p.write_build_file(&cloud_init("CI_DIR", "out/seed"));
     let out = p.build(&[]);
