@@ -107,6 +107,11 @@ impl OwnerLock {
         }
     }
 
+    /// Releases the lock but leaves the file and its record.
+    pub fn release_keeping_record(mut self) {
+        self.remove = false;
+    }
+
     /// The PID and note the last holder recorded.
     pub fn record_of(&self) -> Option<(u32, String)> {
         let mut text = String::new();

@@ -1,8 +1,9 @@
 //! The build directory `BUILD-<id>` of one run: owned through the lock
 //! file `.b9-owner` inside it (the owner's PID and whether the directory is
 //! kept), so a second b9 with the same directory (`-u`) waits for the
-//! first, and a later run removes the directories of killed builds.
-//! Rules in `docs/OUTPUTS.md`.
+//! first, and a later run removes the directories of killed builds. A kept
+//! directory keeps its record: b9 reuses (and empties) only a directory
+//! with one. Rules in `docs/OUTPUTS.md`.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,12 @@ impl BuildDir {
     /// it) and empties what an earlier run left in it.
     pub fn open(path: &Path, keep: bool) -> Result<BuildDir, String> {
         let owner_path = path.join(OWNER);
+        if !reusable(path) {
+            return Err(format!(
+                "{} exists and was not made by b9; remove it or choose another build directory (-b)",
+                path.display()
+            ));
+        }
         let note = if keep { KEEP } else { REMOVE };
         let owner = match OwnerLock::acquire(&owner_path, false, note) {
             Err(LockError::Busy(pid)) => {
@@ -71,6 +78,10 @@ impl BuildDir {
     pub fn finish(mut self, failed: bool) {
         if self.keep {
             tracing::info!("build directory kept: {}", self.path.display());
+            if let Some(owner) = self.owner.take() {
+                owner.release_keeping_record();
+            }
+            return;
         } else if failed && has_console_log(&self.path) {
             remove_all_but_console_logs(&self.path);
             tracing::info!(
@@ -84,6 +95,19 @@ impl BuildDir {
             );
         }
         self.owner.take();
+    }
+}
+
+/// Whether `path` is missing, an empty directory, or a directory with
+/// b9's owner record (never a symbolic link).
+fn reusable(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Ok(m) if m.is_dir() => {
+            path.join(OWNER).is_file()
+                || std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
+        }
+        Ok(_) => false,
     }
 }
 
@@ -132,9 +156,9 @@ fn remove_all_but_console_logs(dir: &Path) {
 }
 
 /// Removes the build directories under `root` that killed b9 processes of
-/// this user left: those with an owner record that no process holds and
-/// whose PID is gone. A directory that was to be kept loses only its
-/// owner record; directories without one (not b9's) stay.
+/// this user left: those with an owner record that no process holds, whose
+/// PID is gone and that were not to be kept. Directories without a record
+/// (not b9's) stay.
 pub fn sweep(root: &Path) {
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
@@ -154,17 +178,55 @@ pub fn sweep(root: &Path) {
         let Some((pid, note)) = owner.record_of() else {
             continue;
         };
-        if !i32::try_from(pid).is_ok_and(crate::stale::is_gone) {
+        if note != REMOVE || !i32::try_from(pid).is_ok_and(crate::stale::is_gone) {
             continue;
         }
-        let removed = if note == KEEP {
-            std::fs::remove_file(&owner_path)
-        } else {
-            tracing::debug!("removing {} (left by b9 process {pid})", dir.display());
-            std::fs::remove_dir_all(&dir)
-        };
-        if let Err(e) = removed {
+        tracing::debug!("removing {} (left by b9 process {pid})", dir.display());
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
             tracing::warn!("cannot remove {}: {e}", dir.display());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_b9s_own_directories_are_reused_and_swept() {
+        let root = tempfile::tempdir().unwrap();
+        let kept = root.path().join("BUILD-KEPT");
+        let b = BuildDir::open(&kept, true).unwrap();
+        std::fs::write(kept.join("old"), "x").unwrap();
+        b.finish(false);
+        assert!(kept.join("old").exists() && kept.join(OWNER).exists());
+        // Reused: emptied but for the record.
+        let b = BuildDir::open(&kept, true).unwrap();
+        assert!(!kept.join("old").exists());
+        b.finish(false);
+
+        let mine = root.path().join("BUILD-mine");
+        std::fs::create_dir(&mine).unwrap();
+        std::fs::write(mine.join("data"), "x").unwrap();
+        let e = BuildDir::open(&mine, false).unwrap_err();
+        assert!(e.contains("was not made by b9"), "{e}");
+        let link = root.path().join("BUILD-link");
+        std::os::unix::fs::symlink(&kept, &link).unwrap();
+        assert!(BuildDir::open(&link, true).is_err());
+
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let dead = root.path().join("BUILD-DEAD");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join(OWNER), format!("{gone} {REMOVE}\n")).unwrap();
+        std::fs::write(kept.join(OWNER), format!("{gone} {KEEP}\n")).unwrap();
+        let live = BuildDir::open(&root.path().join("BUILD-LIVE"), false).unwrap();
+        sweep(root.path());
+        assert!(!dead.exists());
+        assert!(kept.join(OWNER).exists() && mine.join("data").exists());
+        assert!(live.path().exists());
+        live.finish(false);
+        assert!(!root.path().join("BUILD-LIVE").exists());
     }
 }
