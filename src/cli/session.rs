@@ -87,10 +87,13 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
     let mut warnings = loaded.warnings;
     warnings.extend(timeout_warning.map(Diagnostic::warning));
     let started = start_time()?;
-    let mut protected = vec![(
-        "the shared-image cache".to_string(),
-        crate::repo::cache_root(&config, &b9_dir),
-    )];
+    let mut protected = vec![
+        (
+            "the shared-image cache".to_string(),
+            crate::repo::cache_root(&config, &b9_dir),
+        ),
+        ("the b9 directory".to_string(), b9_dir.clone()),
+    ];
     if let Some(home) = b9_dir.parent() {
         protected.push(("the home directory".to_string(), home.to_path_buf()));
     }

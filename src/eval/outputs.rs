@@ -10,6 +10,7 @@
 //! build when it replaces it (`build::output`).
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
@@ -31,17 +32,19 @@ pub fn check(instances: &[Instance], dirs: &Dirs) -> Vec<Diagnostic> {
     for (what, path) in &dirs.protected {
         guarded.add(&mut r, what, path);
     }
+    let mut last_file = None;
     for inst in instances {
-        guarded.add(&mut r, "the build file", &dirs.cwd.join(inst.source.name()));
+        let file = inst.source.name();
+        if last_file != Some(file) {
+            guarded.add(&mut r, "the build file", &dirs.cwd.join(file));
+            last_file = Some(file);
+        }
         for (what, path) in read_paths(inst, dirs) {
             guarded.add(&mut r, what, &path);
         }
     }
     let mut out = Vec::new();
-    // Earlier directory outputs (hashes of their paths: an `Each` may make
-    // millions), and an earlier output under every ancestor of one.
-    let mut dir_outputs: HashSet<u64> = HashSet::new();
-    let mut containing: HashMap<PathBuf, PathBuf> = HashMap::new();
+    let mut earlier = Earlier::default();
     for inst in instances {
         for o in output_paths(inst, &mut out) {
             let path = r.resolve(&dirs.cwd.join(&o.path));
@@ -53,29 +56,17 @@ pub fn check(instances: &[Instance], dirs: &Dirs) -> Vec<Diagnostic> {
                     format!("{verb} {what} {}", p.display())
                 })
                 .collect();
-            if let Some(inside) = path
-                .ancestors()
-                .skip(1)
-                .find(|a| dir_outputs.contains(&hash(a)))
-            {
+            if let Some(inside) = earlier.inside(&path) {
                 problems.push(format!(
                     "is inside the output {}, which b9 replaces whole",
                     inside.display()
                 ));
             }
-            if let Some(other) = containing.get(&path) {
+            if let Some(other) = earlier.containing.get(path.as_os_str()) {
                 problems.push(format!("contains the output {}", other.display()));
             }
             if problems.is_empty() {
-                for a in path.ancestors().skip(1) {
-                    if containing.contains_key(a) {
-                        break;
-                    }
-                    containing.insert(a.to_path_buf(), path.clone());
-                }
-                if o.directory {
-                    dir_outputs.insert(hash(&path));
-                }
+                earlier.add(path, o.directory);
                 continue;
             }
             let mut d = Diagnostic::error(format!(
@@ -94,6 +85,51 @@ pub fn check(instances: &[Instance], dirs: &Dirs) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// The outputs accepted so far (an `Each` may make millions: each costs a
+/// few hash look-ups).
+#[derive(Default)]
+struct Earlier {
+    /// Hashes of the directory outputs' paths.
+    dirs: HashSet<u64>,
+    /// An output under each proper ancestor of an output.
+    containing: HashMap<OsString, PathBuf>,
+    /// Parent directories of outputs, which lie in no directory output
+    /// (a later directory output there would contain an output: refused).
+    clear_parents: HashSet<OsString>,
+}
+
+impl Earlier {
+    /// The directory output `path` lies in.
+    fn inside(&self, path: &Path) -> Option<PathBuf> {
+        let parent = path.parent()?;
+        if self.clear_parents.contains(parent.as_os_str()) {
+            return None;
+        }
+        parent
+            .ancestors()
+            .find(|a| self.dirs.contains(&hash(a.as_os_str())))
+            .map(Path::to_path_buf)
+    }
+
+    fn add(&mut self, path: PathBuf, directory: bool) {
+        if let Some(parent) = path.parent() {
+            if !self.clear_parents.contains(parent.as_os_str()) {
+                self.clear_parents.insert(parent.as_os_str().to_os_string());
+            }
+        }
+        for a in path.ancestors().skip(1) {
+            if self.containing.contains_key(a.as_os_str()) {
+                break;
+            }
+            self.containing
+                .insert(a.as_os_str().to_os_string(), path.clone());
+        }
+        if directory {
+            self.dirs.insert(hash(path.as_os_str()));
+        }
+    }
 }
 
 fn hash(p: impl Hash) -> u64 {
@@ -256,18 +292,20 @@ fn source_path(inst: &Instance, file: &Node<SourceFile>) -> String {
     .value
 }
 
+/// Paths are keyed by their bytes (normalised paths have one spelling),
+/// which hashes much faster than `Path`'s component-wise hash.
 /// Guarded paths, found by any of their ancestors (an output "contains" a
 /// guarded path when it is one of the path's ancestors).
 #[derive(Default)]
 struct Guarded {
-    by_ancestor: HashMap<PathBuf, Vec<(String, PathBuf)>>,
+    by_ancestor: HashMap<OsString, Vec<(String, PathBuf)>>,
     /// Hashes of what was added (every instance of an `Each` reads the same files).
     seen: HashSet<u64>,
 }
 
 impl Guarded {
     fn add(&mut self, r: &mut Resolver, what: &str, path: &Path) {
-        if !self.seen.insert(hash((what, path))) {
+        if !self.seen.insert(hash((what, path.as_os_str()))) {
             return;
         }
         let resolved = r.resolve(path);
@@ -279,7 +317,10 @@ impl Guarded {
         }
         for form in forms {
             for a in form.ancestors() {
-                let list = self.by_ancestor.entry(a.to_path_buf()).or_default();
+                let list = self
+                    .by_ancestor
+                    .entry(a.as_os_str().to_os_string())
+                    .or_default();
                 if list.len() < 4 && !list.iter().any(|(w, p)| w == what && *p == form) {
                     list.push((what.to_string(), form.clone()));
                 }
@@ -289,7 +330,9 @@ impl Guarded {
 
     /// The guarded paths at or under `path`.
     fn under(&self, path: &Path) -> &[(String, PathBuf)] {
-        self.by_ancestor.get(path).map_or(&[], Vec::as_slice)
+        self.by_ancestor
+            .get(path.as_os_str())
+            .map_or(&[], Vec::as_slice)
     }
 }
 
@@ -298,7 +341,7 @@ impl Guarded {
 /// is kept as written).
 #[derive(Default)]
 struct Resolver {
-    dirs: HashMap<PathBuf, PathBuf>,
+    dirs: HashMap<OsString, PathBuf>,
 }
 
 impl Resolver {
@@ -311,7 +354,7 @@ impl Resolver {
     }
 
     fn dir(&mut self, dir: &Path) -> PathBuf {
-        if let Some(d) = self.dirs.get(dir) {
+        if let Some(d) = self.dirs.get(dir.as_os_str()) {
             return d.clone();
         }
         let resolved = match dir.canonicalize() {
@@ -321,7 +364,8 @@ impl Resolver {
                 _ => dir.to_path_buf(),
             },
         };
-        self.dirs.insert(dir.to_path_buf(), resolved.clone());
+        self.dirs
+            .insert(dir.as_os_str().to_os_string(), resolved.clone());
         resolved
     }
 }

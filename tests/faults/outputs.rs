@@ -113,6 +113,14 @@ fn outputs_over_the_project_are_refused_by_check_and_build() {
         (cloud_init("CI_DIR", &home), "the home directory"),
         (cloud_init("CI_DIR", &format!("{home}/.b9")), "the shared-image cache"),
         (
+            "Let [] [Artifact (IID \"a\") (CloudInit [CI_DIR] \"out/a\"), Artifact (IID \"b\") (CloudInit [CI_ISO] \"out/a/b\")]\n".to_string(),
+            "is inside the output",
+        ),
+        (
+            "Let [] [Artifact (IID \"b\") (CloudInit [CI_ISO] \"out/a/b\"), Artifact (IID \"a\") (CloudInit [CI_DIR] \"out/a\")]\n".to_string(),
+            "contains the output",
+        ),
+        (
             "Artifact (IID \"img\") (VmImages [ImageTarget (LocalFile (Image \"b9.b9\" Raw Ext4) KeepSize) (EmptyImage \"x\" Ext4 Raw (ImageSize 4 MB)) NotMounted] (VmScript X86_64 [] NoOP))\n".to_string(),
             "the build file",
         ),
