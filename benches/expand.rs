@@ -53,6 +53,7 @@ fn main() {
     let dirs = Dirs {
         cwd: dir.clone(),
         project_root: dir.clone(),
+        protected: Vec::new(),
     };
 
     let start = Instant::now();

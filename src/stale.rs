@@ -2,6 +2,7 @@
 //! process that made them (`b9.PID.N` run directories, `.NAME.tmp.PID.N`
 //! cache files, `.NAME.b9-pull-PID...` downloads); a later b9 removes those
 //! whose process is gone. Only the calling user's entries are touched.
+//! Build directories record their owner inside (`build::workdir`).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::path::Path;
 use rustix::process::{test_kill_process, Pid};
 
 /// Whether no process `pid` exists (another user's process exists too).
-fn is_gone(pid: i32) -> bool {
+pub fn is_gone(pid: i32) -> bool {
     Pid::from_raw(pid)
         .is_some_and(|pid| matches!(test_kill_process(pid), Err(rustix::io::Errno::SRCH)))
 }
@@ -20,7 +21,6 @@ pub fn sweep(dir: &Path, pid_of: impl Fn(&str) -> Option<i32>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let me = rustix::process::getuid().as_raw();
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(&pid_of) else {
             continue;
@@ -28,7 +28,7 @@ pub fn sweep(dir: &Path, pid_of: impl Fn(&str) -> Option<i32>) {
         let Ok(meta) = entry.metadata() else {
             continue;
         };
-        if meta.uid() != me || !is_gone(pid) {
+        if !is_mine(&meta) || !is_gone(pid) {
             continue;
         }
         let path = entry.path();
@@ -39,6 +39,11 @@ pub fn sweep(dir: &Path, pid_of: impl Fn(&str) -> Option<i32>) {
             std::fs::remove_file(&path)
         };
     }
+}
+
+/// Whether the calling user owns the file.
+pub fn is_mine(meta: &std::fs::Metadata) -> bool {
+    meta.uid() == rustix::process::getuid().as_raw()
 }
 
 /// The PID in `name`, which starts with `prefix`: the digits after the

@@ -47,6 +47,7 @@ fn diagnostics(path: &Path) -> Vec<Diagnostic> {
         &Dirs {
             cwd: root.clone(),
             project_root: root,
+            protected: Vec::new(),
         },
     ));
     dedupe(diags)

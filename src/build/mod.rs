@@ -10,3 +10,4 @@ pub mod output;
 pub mod pipeline;
 pub mod postfix;
 pub mod sources;
+pub mod workdir;

@@ -1,6 +1,7 @@
 //! The build of expanded instances (SPEC §4): the build directory, every
 //! instance's generated files first, then the assemblies, independent
-//! artifacts concurrently, outputs moved into place only on success.
+//! artifacts concurrently, outputs moved into place only on success. The
+//! build directory is owned for the run (`build::workdir`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::build::images::{self, GuestAccess, ImageSettings};
 use crate::build::output::{self, Staged};
+use crate::build::workdir::BuildDir;
 use crate::content::render::Renderer;
 use crate::disk::CreateOptions;
 use crate::eval::expand::Instance;
@@ -60,7 +62,13 @@ pub struct Failure {
 /// artifacts are not written.
 pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<Failure>> {
     let start = Instant::now();
-    let instances_dir = s.build_dir.join("artifact-instances");
+    let workdir = BuildDir::open(&s.build_dir, s.keep_build_dir).map_err(|cause| {
+        vec![Failure {
+            instance: String::new(),
+            cause,
+        }]
+    })?;
+    let instances_dir = workdir.path().join("artifact-instances");
     let result = std::fs::create_dir_all(&instances_dir)
         .map_err(|e| {
             vec![Failure {
@@ -78,14 +86,7 @@ pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<Failure>
             for_each(instances, s.jobs, |inst| generate(inst, &dir_of(inst), s))?;
             for_each(instances, s.jobs, |inst| assemble(inst, &dir_of(inst), s))
         });
-    if s.keep_build_dir {
-        tracing::info!("build directory kept: {}", s.build_dir.display());
-    } else if let Err(e) = std::fs::remove_dir_all(&s.build_dir) {
-        tracing::error!(
-            "cannot remove the build directory {}: {e}",
-            s.build_dir.display()
-        );
-    }
+    workdir.finish(result.is_err());
     tracing::info!("DURATION: {:.3} s", start.elapsed().as_secs_f64());
     result
 }
@@ -162,7 +163,11 @@ fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String
                     }
                     CloudInitType::CI_DIR => (base.clone(), media::dir::write_dir),
                 };
-                let st = output::stage(&target)?;
+                let st = if t.value == CloudInitType::CI_DIR {
+                    output::stage_dir(&target)?
+                } else {
+                    output::stage(&target)?
+                };
                 let res = write(dir, &st.tmp, &opts).map_err(|e| e.to_string());
                 staged.push(st);
                 res?;

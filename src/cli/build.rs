@@ -16,10 +16,8 @@ pub fn build(session: &Session, instances: &[Instance]) -> Result<(), Failure> {
             root.display()
         ))]
     })?;
+    crate::build::workdir::sweep(root);
     let config = &session.config;
-    let url_timeout = config.default_timeout_seconds.map(|s| {
-        std::time::Duration::from_secs(s.saturating_mul(config.timeout_factor.unwrap_or(1)))
-    });
     let settings = BuildSettings {
         build_dir: session.build_dir(),
         build_id: session.build_id.clone(),
@@ -30,10 +28,10 @@ pub fn build(session: &Session, instances: &[Instance]) -> Result<(), Failure> {
         cache_root: session.cache_root(),
         max_cached: config.max_cached_shared_images,
         keep_build_dir: config.keep_temp_dirs || !config.unique_build_dirs,
-        url_timeout,
+        url_timeout: session.timeouts.limit,
         timestamp: session.started,
         jobs: std::thread::available_parallelism().map_or(1, usize::from),
-        launcher: std::sync::Arc::new(LazyLauncher::new(config.clone())),
+        launcher: std::sync::Arc::new(LazyLauncher::new(config.clone(), session.timeouts)),
     };
     pipeline::run(instances, &settings).map_err(|failures| Failure {
         diagnostics: failures

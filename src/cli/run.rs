@@ -62,7 +62,7 @@ fn run_in(session: &Session, base: &Path, dir: &Path, command: &[String]) -> Res
     let size = images::open(base).map_err(fail)?.size();
     let format = images::detect(base).map_err(fail)?;
     Qcow2Image::create(&overlay, size, Some((base, format.extension()))).map_err(fail)?;
-    let launcher = Launcher::new(&session.config).map_err(fail)?;
+    let launcher = Launcher::new(&session.config, session.timeouts).map_err(fail)?;
     let line = if command.is_empty() {
         DEFAULT_COMMAND.to_string()
     } else {

@@ -10,6 +10,7 @@ use crate::diag::Diagnostic;
 use crate::eval::check::Dirs;
 use crate::eval::expand::BuildVars;
 use crate::lang::{self, BuildFile};
+use crate::timeouts::Timeouts;
 
 /// The run's identity and where its paths are resolved.
 pub struct Session {
@@ -28,6 +29,8 @@ pub struct Session {
     pub started: u64,
     /// Where relative paths are resolved.
     pub dirs: Dirs,
+    /// The time limits of this run (computed once from the configuration).
+    pub timeouts: Timeouts,
 }
 
 /// The configuration overrides the global flags ask for (only those given).
@@ -80,15 +83,33 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
         None => cwd.clone(),
     };
     let build_id = build_id(config_hash(&config.to_ini()), config.unique_build_dirs);
+    let (timeouts, timeout_warning) = Timeouts::from_config(&config);
+    let mut warnings = loaded.warnings;
+    warnings.extend(timeout_warning.map(Diagnostic::warning));
     let started = start_time()?;
+    let mut protected = vec![
+        (
+            "the shared-image cache".to_string(),
+            crate::repo::cache_root(&config, &b9_dir),
+        ),
+        ("the b9 directory".to_string(), b9_dir.clone()),
+    ];
+    if let Some(home) = b9_dir.parent() {
+        protected.push(("the home directory".to_string(), home.to_path_buf()));
+    }
     Ok(Session {
         config,
         notices,
-        warnings: loaded.warnings,
+        warnings,
         build_id,
         b9_dir,
         started,
-        dirs: Dirs { cwd, project_root },
+        dirs: Dirs {
+            cwd,
+            project_root,
+            protected,
+        },
+        timeouts,
     })
 }
 

@@ -142,11 +142,13 @@ fn create_default(b9_dir: &Path, file: &Path) -> Result<(), Diagnostic> {
             b9_dir.display()
         ))
     })?;
-    let result = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(file)
-        .and_then(|mut f| f.write_all(render_default().as_bytes()));
+    // Written whole under a temporary name, then linked into place: a
+    // concurrent b9 never reads a partly written file.
+    let tmp = crate::disk::image::staging_path(file);
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(render_default().as_bytes()))
+        .and_then(|()| std::fs::hard_link(&tmp, file));
+    let _ = std::fs::remove_file(&tmp);
     match result {
         Ok(()) => Ok(()),
         // Created concurrently by another b9: use that one.

@@ -26,6 +26,9 @@ pub struct Dirs {
     pub cwd: PathBuf,
     /// `projectRoot`: `SourceImage` and `CopyOnWrite` images.
     pub project_root: PathBuf,
+    /// Other directories no output may be or contain, with what they are
+    /// (the shared-image cache, the home directory): `eval::outputs`.
+    pub protected: Vec<(String, PathBuf)>,
 }
 
 /// Runs every static check over the instances and returns the problems found
@@ -40,6 +43,7 @@ pub fn check(instances: &[Instance], dirs: &Dirs) -> Vec<Diagnostic> {
     for inst in instances {
         c.instance(inst);
     }
+    c.out.extend(crate::eval::outputs::check(instances, dirs));
     dedupe(c.out)
 }
 

@@ -1,6 +1,6 @@
 //! The local shared-image cache `<cache>/local-repo/b9_shared_images/`.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -396,23 +396,10 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// Opens (creating it) and locks the lock file `path`, shared or exclusive;
-/// the lock lasts as long as the returned file.
+/// [`crate::lock::lock_file`] with the cache's error type.
 pub(crate) fn lock_file(path: &Path, exclusive: bool) -> Result<File, RepoError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| RepoError::io("cannot open the lock file", path, e))?;
-    let locked = if exclusive {
-        file.lock()
-    } else {
-        file.lock_shared()
-    };
-    locked.map_err(|e| RepoError::io("cannot lock", path, e))?;
-    Ok(file)
+    crate::lock::lock_file(path, exclusive)
+        .map_err(|e| RepoError::io("cannot lock the lock file", path, e))
 }
 
 #[cfg(test)]

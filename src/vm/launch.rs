@@ -8,6 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::config::{self, B9Config};
+use crate::timeouts::Timeouts;
 use crate::vm::appliance::{self, Appliance, ApplianceSource};
 use crate::vm::backend::{Accel, Backend, VmDisk, VmShare, VmSpec};
 use crate::vm::libvirt::Libvirt;
@@ -74,8 +75,9 @@ pub fn cache_dir() -> Option<PathBuf> {
 }
 
 impl Launcher {
-    /// Prepares the appliance and the backend of `config`.
-    pub fn new(config: &B9Config) -> Result<Launcher, String> {
+    /// Prepares the appliance and the backend of `config`; runs are
+    /// limited by `timeouts`.
+    pub fn new(config: &B9Config, timeouts: Timeouts) -> Result<Launcher, String> {
         let cache_dir = cache_dir().ok_or("cannot find a cache directory: $HOME is not set")?;
         let paths = config.vm.resolve_paths().map_err(|d| d.to_string())?;
         let source = ApplianceSource {
@@ -131,15 +133,12 @@ impl Launcher {
                     dns: String::new(),
                 },
             });
-        let timeout = config.default_timeout_seconds.map(|s| {
-            Duration::from_secs(s.saturating_mul(config.timeout_factor.unwrap_or(1).max(1)))
-        });
         Ok(Launcher {
             backend,
             appliance,
             memory_mb: config.vm.memory_mb,
             cpus: config.vm.cpus,
-            timeout,
+            timeout: timeouts.limit,
             accel: Mutex::new(accel),
             cache_dir,
             network,
@@ -276,14 +275,16 @@ impl Launcher {
 /// artifact needs it).
 pub struct LazyLauncher {
     config: B9Config,
+    timeouts: Timeouts,
     cell: OnceLock<Result<Launcher, String>>,
 }
 
 impl LazyLauncher {
-    /// Remembers the configuration.
-    pub fn new(config: B9Config) -> LazyLauncher {
+    /// Remembers the configuration and the time limits.
+    pub fn new(config: B9Config, timeouts: Timeouts) -> LazyLauncher {
         LazyLauncher {
             config,
+            timeouts,
             cell: OnceLock::new(),
         }
     }
@@ -291,7 +292,7 @@ impl LazyLauncher {
     /// The launcher, prepared the first time.
     pub fn get(&self) -> Result<&Launcher, String> {
         self.cell
-            .get_or_init(|| Launcher::new(&self.config))
+            .get_or_init(|| Launcher::new(&self.config, self.timeouts))
             .as_ref()
             .map_err(Clone::clone)
     }

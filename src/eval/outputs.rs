@@ -1,0 +1,371 @@
+//! Where outputs may go (`b9 check`, and `b9 build` before anything is
+//! written): no output path is, or contains, the project root, the working
+//! directory, a build file, a source read by the build (files, images,
+//! shared directories), the shared-image cache or the home directory, nor
+//! another output; names that become file names (`Share`,
+//! `LiveInstallerImage`) are plain names. Rules in `docs/OUTPUTS.md`.
+//!
+//! Paths are compared after resolving the symbolic links of their existing
+//! parent directories; what lies at an output path itself is judged by the
+//! build when it replaces it (`build::output`).
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use crate::diag::Diagnostic;
+use crate::eval::check::{normalize, Dirs};
+use crate::eval::expand::{Instance, WriterInput};
+use crate::eval::subst::Interpolator;
+use crate::lang::source::Span;
+use crate::lang::syntax::*;
+use crate::lang::typed::Node;
+
+/// Checks every output path of the instances against what it must not
+/// replace; returns the errors, located at the path in the build file.
+pub fn check(instances: &[Instance], dirs: &Dirs) -> Vec<Diagnostic> {
+    let mut r = Resolver::default();
+    let mut guarded = Guarded::default();
+    guarded.add(&mut r, "the project root", &dirs.project_root);
+    guarded.add(&mut r, "the working directory", &dirs.cwd);
+    for (what, path) in &dirs.protected {
+        guarded.add(&mut r, what, path);
+    }
+    let mut last_file = None;
+    for inst in instances {
+        let file = inst.source.name();
+        if last_file != Some(file) {
+            guarded.add(&mut r, "the build file", &dirs.cwd.join(file));
+            last_file = Some(file);
+        }
+        for (what, path) in read_paths(inst, dirs) {
+            guarded.add(&mut r, what, &path);
+        }
+    }
+    let mut out = Vec::new();
+    let mut earlier = Earlier::default();
+    for inst in instances {
+        for o in output_paths(inst, &mut out) {
+            let path = r.resolve(&dirs.cwd.join(&o.path));
+            let mut problems: Vec<String> = guarded
+                .under(&path)
+                .iter()
+                .map(|(what, p)| {
+                    let verb = if *p == path { "is" } else { "contains" };
+                    format!("{verb} {what} {}", p.display())
+                })
+                .collect();
+            if let Some(inside) = earlier.inside(&path) {
+                problems.push(format!(
+                    "is inside the output {}, which b9 replaces whole",
+                    inside.display()
+                ));
+            }
+            if let Some(other) = earlier.containing.get(path.as_os_str()) {
+                problems.push(format!("contains the output {}", other.display()));
+            }
+            if problems.is_empty() {
+                earlier.add(path, o.directory);
+                continue;
+            }
+            let mut d = Diagnostic::error(format!(
+                "the output {} {}; b9 replaces its outputs",
+                path.display(),
+                problems[0]
+            ))
+            .at(&inst.source, o.span)
+            .with_label("this output path")
+            .with_note(format!("in artifact instance `{}`", inst.id.value))
+            .with_hint("choose a path of its own for the output, e.g. under `out/`");
+            for p in problems.iter().skip(1).take(3) {
+                d = d.with_note(format!("it also {p}"));
+            }
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// The outputs accepted so far (an `Each` may make millions: each costs a
+/// few hash look-ups).
+#[derive(Default)]
+struct Earlier {
+    /// Hashes of the directory outputs' paths.
+    dirs: HashSet<u64>,
+    /// An output under each proper ancestor of an output.
+    containing: HashMap<OsString, PathBuf>,
+    /// Parent directories of outputs, which lie in no directory output
+    /// (a later directory output there would contain an output: refused).
+    clear_parents: HashSet<OsString>,
+}
+
+impl Earlier {
+    /// The directory output `path` lies in.
+    fn inside(&self, path: &Path) -> Option<PathBuf> {
+        let parent = path.parent()?;
+        if self.clear_parents.contains(parent.as_os_str()) {
+            return None;
+        }
+        parent
+            .ancestors()
+            .find(|a| self.dirs.contains(&hash(a.as_os_str())))
+            .map(Path::to_path_buf)
+    }
+
+    fn add(&mut self, path: PathBuf, directory: bool) {
+        if let Some(parent) = path.parent() {
+            if !self.clear_parents.contains(parent.as_os_str()) {
+                self.clear_parents.insert(parent.as_os_str().to_os_string());
+            }
+        }
+        for a in path.ancestors().skip(1) {
+            if self.containing.contains_key(a.as_os_str()) {
+                break;
+            }
+            self.containing
+                .insert(a.as_os_str().to_os_string(), path.clone());
+        }
+        if directory {
+            self.dirs.insert(hash(path.as_os_str()));
+        }
+    }
+}
+
+fn hash(p: impl Hash) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    p.hash(&mut h);
+    h.finish()
+}
+
+/// An output path of an instance and where the build file names it.
+struct OutputPath {
+    path: PathBuf,
+    span: Span,
+    /// Replaced whole when it exists (not a single file).
+    directory: bool,
+}
+
+/// The paths an instance writes outside the build directory; names that
+/// must be plain file names are checked on the way.
+fn output_paths(inst: &Instance, out: &mut Vec<Diagnostic>) -> Vec<OutputPath> {
+    let mut paths = Vec::new();
+    let mut plain = |name: &Node<String>, what: &str| {
+        let v = &name.value;
+        if v.is_empty() || v == "." || v == ".." || v.contains('/') || v.contains('\0') {
+            out.push(
+                Diagnostic::error(format!(
+                    "{what} {v:?} must be a plain name (not empty, no `/`, not `.` or `..`)"
+                ))
+                .at(&inst.source, name.span)
+                .with_note(format!("in artifact instance `{}`", inst.id.value))
+                .with_note("it becomes part of a file or directory name b9 writes"),
+            );
+        }
+    };
+    match &inst.assembly.value {
+        ArtifactAssembly::CloudInit(types, base) => {
+            for t in types.iter() {
+                let suffix = match t.value {
+                    CloudInitType::CI_ISO => ".iso",
+                    CloudInitType::CI_VFAT => ".vfat",
+                    CloudInitType::CI_DIR => "",
+                };
+                paths.push(OutputPath {
+                    path: PathBuf::from(format!("{}{suffix}", base.value)),
+                    span: base.span,
+                    directory: t.value == CloudInitType::CI_DIR,
+                });
+            }
+        }
+        ArtifactAssembly::VmImages(targets, _)
+        | ArtifactAssembly::VmImagesWithFixup(targets, ..) => {
+            for t in targets.iter() {
+                let ImageTarget::ImageTarget(dest, _, _) = &t.value;
+                match &dest.value {
+                    ImageDestination::LocalFile(image, _) => {
+                        let Image::Image(path, _, _) = &image.value;
+                        paths.push(OutputPath {
+                            path: PathBuf::from(&path.value),
+                            span: path.span,
+                            directory: false,
+                        });
+                    }
+                    ImageDestination::LiveInstallerImage(name, root, _) => {
+                        plain(name, "the `LiveInstallerImage` name");
+                        paths.push(OutputPath {
+                            path: Path::new(&root.value).join("machines").join(&name.value),
+                            span: root.span,
+                            directory: true,
+                        });
+                    }
+                    ImageDestination::Share(name, _, _) => plain(name, "the shared image name"),
+                    ImageDestination::Transient => {}
+                }
+            }
+        }
+    }
+    paths
+}
+
+/// Host paths the build reads: source files, source images, shared directories.
+fn read_paths(inst: &Instance, dirs: &Dirs) -> Vec<(&'static str, PathBuf)> {
+    let mut reads = Vec::new();
+    for w in &inst.writers {
+        match &w.input {
+            WriterInput::File { path, .. } => {
+                reads.push(("the source file", dirs.cwd.join(&path.value)))
+            }
+            WriterInput::Content(c) => content_files(inst, &c.value, &mut |p| {
+                reads.push(("the source file", dirs.cwd.join(p)))
+            }),
+        }
+    }
+    if let ArtifactAssembly::VmImages(targets, script)
+    | ArtifactAssembly::VmImagesWithFixup(targets, script, _) = &inst.assembly.value
+    {
+        for t in targets.iter() {
+            let ImageTarget::ImageTarget(_, source, _) = &t.value;
+            if let ImageSource::SourceImage(image, ..) | ImageSource::CopyOnWrite(image) =
+                &source.value
+            {
+                let Image::Image(path, _, _) = &image.value;
+                reads.push(("the source image", dirs.project_root.join(&path.value)));
+            }
+        }
+        if let VmScript::VmScript(_, shares, _) = &script.value {
+            for s in shares.iter() {
+                if let SharedDirectory::SharedDirectory(p, _)
+                | SharedDirectory::SharedDirectoryRO(p, _) = &s.value
+                {
+                    reads.push(("the shared directory", dirs.cwd.join(&p.value)));
+                }
+            }
+        }
+    }
+    reads
+}
+
+/// Calls `f` with every host file a content reads.
+fn content_files(inst: &Instance, c: &Content, f: &mut dyn FnMut(&str)) {
+    match c {
+        Content::RenderErlang(ast) => ast_files(inst, &ast.value, f),
+        Content::RenderYamlObject(ast) => ast_files(inst, &ast.value, f),
+        Content::RenderCloudConfig(ast) => ast_files(inst, &ast.value, f),
+        Content::FromTextFile(file) => f(&source_path(inst, file)),
+        Content::RenderBase64BinaryFile(path) => f(&path.value),
+        Content::FromByteString(_)
+        | Content::FromString(_)
+        | Content::RenderBase64Binary(_)
+        | Content::FromURL(_) => {}
+    }
+}
+
+fn ast_files<A>(inst: &Instance, ast: &Ast<A>, f: &mut dyn FnMut(&str)) {
+    match ast {
+        Ast::ASTObj(entries) => {
+            for e in entries.iter() {
+                ast_files(inst, &e.1.value, f);
+            }
+        }
+        Ast::ASTArr(items) | Ast::ASTMerge(items) => {
+            for i in items.iter() {
+                ast_files(inst, &i.value, f);
+            }
+        }
+        Ast::ASTEmbed(content) => content_files(inst, &content.value, f),
+        Ast::ASTParse(file) => f(&source_path(inst, file)),
+        Ast::ASTString(_) | Ast::ASTInt(_) | Ast::AST(_) => {}
+    }
+}
+
+/// A source file's path interpolated as the build does (interpolation
+/// errors are reported by `eval::check`).
+fn source_path(inst: &Instance, file: &Node<SourceFile>) -> String {
+    let SourceFile::Source(_, path) = &file.value;
+    let mut ignored = Vec::new();
+    Interpolator {
+        source: inst.source.clone(),
+        diagnostics: &mut ignored,
+    }
+    .string(path, &inst.env)
+    .value
+}
+
+/// Paths are keyed by their bytes (normalised paths have one spelling),
+/// which hashes much faster than `Path`'s component-wise hash.
+/// Guarded paths, found by any of their ancestors (an output "contains" a
+/// guarded path when it is one of the path's ancestors).
+#[derive(Default)]
+struct Guarded {
+    by_ancestor: HashMap<OsString, Vec<(String, PathBuf)>>,
+    /// Hashes of what was added (every instance of an `Each` reads the same files).
+    seen: HashSet<u64>,
+}
+
+impl Guarded {
+    fn add(&mut self, r: &mut Resolver, what: &str, path: &Path) {
+        if !self.seen.insert(hash((what, path.as_os_str()))) {
+            return;
+        }
+        let resolved = r.resolve(path);
+        let mut forms = vec![resolved];
+        if let Ok(real) = path.canonicalize() {
+            if !forms.contains(&real) {
+                forms.push(real);
+            }
+        }
+        for form in forms {
+            for a in form.ancestors() {
+                let list = self
+                    .by_ancestor
+                    .entry(a.as_os_str().to_os_string())
+                    .or_default();
+                if list.len() < 4 && !list.iter().any(|(w, p)| w == what && *p == form) {
+                    list.push((what.to_string(), form.clone()));
+                }
+            }
+        }
+    }
+
+    /// The guarded paths at or under `path`.
+    fn under(&self, path: &Path) -> &[(String, PathBuf)] {
+        self.by_ancestor
+            .get(path.as_os_str())
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Absolute paths with `.`/`..` removed and the symbolic links of their
+/// parent directories resolved (memoised per directory; the last component
+/// is kept as written).
+#[derive(Default)]
+struct Resolver {
+    dirs: HashMap<OsString, PathBuf>,
+}
+
+impl Resolver {
+    fn resolve(&mut self, path: &Path) -> PathBuf {
+        let path = normalize(path);
+        match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => self.dir(parent).join(name),
+            _ => path,
+        }
+    }
+
+    fn dir(&mut self, dir: &Path) -> PathBuf {
+        if let Some(d) = self.dirs.get(dir.as_os_str()) {
+            return d.clone();
+        }
+        let resolved = match dir.canonicalize() {
+            Ok(real) => real,
+            Err(_) => match (dir.parent(), dir.file_name()) {
+                (Some(parent), Some(name)) => self.dir(parent).join(name),
+                _ => dir.to_path_buf(),
+            },
+        };
+        self.dirs
+            .insert(dir.as_os_str().to_os_string(), resolved.clone());
+        resolved
+    }
+}
