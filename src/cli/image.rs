@@ -13,6 +13,7 @@ use crate::disk::ext4::{self, Ext4Spec};
 use crate::disk::open::{self as images, Target};
 use crate::disk::partition::{self, PartitionReader};
 use crate::disk::vmdk::Subformat;
+use crate::disk::image::staging_path;
 use crate::disk::{qcow2, CreateOptions, DiskError, Format};
 
 /// The `b9 image` subcommands.
@@ -161,7 +162,7 @@ pub fn run(cmd: &ImageCommand, started: u64, out: &mut impl Write) -> Result<(),
                     if target == Target::Raw {
                         return ext4::create(tmp, &spec);
                     }
-                    let raw = tmp.with_extension("ext4-raw");
+                    let raw = staging_path(output);
                     let result = ext4::create(&raw, &spec).and_then(|()| {
                         images::convert_file(&raw, tmp, target, None, &opts).map(|_| ())
                     });

@@ -3,7 +3,8 @@
 //! overlap on two threads; a progress bar shows on a terminal.
 
 use std::io::IsTerminal;
-use std::sync::mpsc::sync_channel;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use crate::disk::error::DiskError;
 use crate::disk::image::{Extent, ImageReader, ImageWriter};
@@ -69,15 +70,21 @@ pub fn copy(
     }
     let mut stats = CopyStats::default();
     let producer_bar = bar.clone();
-    let read_result = std::thread::scope(|scope| {
+    // Installs the Ctrl-C/SIGTERM handlers: the first signal stops the copy.
+    let interrupted = crate::interrupt::flag();
+    let result = std::thread::scope(|scope| {
         let producer = scope.spawn(move || -> Result<u64, DiskError> {
             let mut read = 0;
             for e in &extents {
                 let mut pos = e.start;
                 let end = e.start + e.len;
                 while pos < end {
+                    if interrupted.load(Ordering::Relaxed) {
+                        return Err(DiskError::Interrupted);
+                    }
                     // Chunks end on grain boundaries so zero runs line up.
                     let chunk_end = ((pos / GRAIN + CHUNK / GRAIN) * GRAIN).min(end);
+                    // The writer is gone (it failed): stop, it reports why.
                     let Ok(mut buf) = free_rx.recv() else {
                         return Ok(read);
                     };
@@ -86,14 +93,12 @@ pub fn copy(
                     read += buf.len() as u64;
                     producer_bar.inc(buf.len() as u64);
                     let runs = non_zero_runs(pos, &buf);
-                    if full_tx
-                        .send(Chunk {
-                            offset: pos,
-                            buf,
-                            runs,
-                        })
-                        .is_err()
-                    {
+                    let chunk = Chunk {
+                        offset: pos,
+                        buf,
+                        runs,
+                    };
+                    if full_tx.send(chunk).is_err() {
                         return Ok(read);
                     }
                     pos = chunk_end;
@@ -101,37 +106,40 @@ pub fn copy(
             }
             Ok(read)
         });
-        let mut write_error = None;
-        for chunk in full_rx {
-            if write_error.is_none() {
-                for &(a, b) in &chunk.runs {
-                    if let Err(e) = writer.write_at(chunk.offset + a as u64, &chunk.buf[a..b]) {
-                        write_error = Some(e);
-                        break;
-                    }
-                    stats.written += (b - a) as u64;
-                }
-            }
-            if write_error.is_some() {
-                // Stop the reader: dropping buffers starves it.
-                continue;
-            }
-            let _ = free_tx.send(chunk.buf);
-        }
+        let written = write_chunks(full_rx, free_tx, writer.as_mut());
         let read = producer.join().unwrap_or_else(|_| {
             Err(DiskError::Invalid(
                 "the image reader thread panicked".into(),
             ))
         });
-        match write_error {
-            Some(e) => Err(e),
-            None => read,
-        }
+        // The reader's error first: a write fails after a read only because
+        // the reader stopped.
+        Ok::<_, DiskError>((read?, written?))
     });
-    stats.read = read_result?;
-    writer.finish()?;
     bar.finish_and_clear();
+    (stats.read, stats.written) = result?;
+    writer.finish()?;
     Ok(stats)
+}
+
+/// The writer's side of [`copy`]: writes the non-zero runs of every chunk in
+/// order and hands the buffers back. On the first error it returns, and
+/// dropping both channel ends stops the reader thread wherever it waits.
+fn write_chunks(
+    full: Receiver<Chunk>,
+    free: SyncSender<Vec<u8>>,
+    writer: &mut dyn ImageWriter,
+) -> Result<u64, DiskError> {
+    let mut written = 0;
+    for chunk in full.iter() {
+        for &(a, b) in &chunk.runs {
+            writer.write_at(chunk.offset + a as u64, &chunk.buf[a..b])?;
+            written += (b - a) as u64;
+        }
+        // Cannot fail while the reader waits for buffers.
+        let _ = free.send(chunk.buf);
+    }
+    Ok(written)
 }
 
 /// The ranges of a chunk read at `offset` that hold non-zero grains, merged.

@@ -37,6 +37,9 @@ pub enum DiskError {
         /// What is not supported.
         what: String,
     },
+    /// Ctrl-C or SIGTERM stopped the operation.
+    #[error("interrupted by Ctrl-C or SIGTERM")]
+    Interrupted,
     /// A request that cannot be met (bad size, partition number out of range, ...).
     #[error("{0}")]
     Invalid(String),

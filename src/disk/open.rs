@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::disk::convert::{copy, CopyStats};
 use crate::disk::error::DiskError;
-use crate::disk::image::{CreateOptions, Format, ImageReader, ImageWriter};
+use crate::disk::image::{staging_path, CreateOptions, Format, ImageReader, ImageWriter};
 use crate::disk::qcow2::{Qcow2Image, MAGIC as QCOW2_MAGIC};
 use crate::disk::qcow2_stream::Qcow2StreamWriter;
 use crate::disk::raw::{self, RawReader, RawWriter};
@@ -137,11 +137,7 @@ pub fn resize_file(path: &Path, size: u64, opts: &CreateOptions) -> Result<(), D
         Format::Raw => raw::resize(path, size),
         Format::Qcow2 => Qcow2Image::open(path, true)?.resize(size),
         Format::Vmdk => {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let tmp = path.with_file_name(format!(".{name}.b9-resize-{}", std::process::id()));
+            let tmp = staging_path(path);
             let sub = vmdk::subformat_of(path)?;
             let result =
                 convert_file(path, &tmp, Target::Vmdk(sub), Some(size), opts).and_then(|_| {

@@ -14,3 +14,4 @@ mod disk;
 mod outputs;
 mod parse;
 mod remote;
+mod disk_env;

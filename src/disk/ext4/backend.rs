@@ -246,6 +246,9 @@ struct FstoolBuilder {
 }
 
 fn fs_error(path: &Path, e: fstool::Error) -> DiskError {
+    if crate::interrupt::pending() {
+        return DiskError::Interrupted;
+    }
     match e {
         fstool::Error::Io(source) => DiskError::Io {
             op: "cannot write ext4 image",

@@ -86,6 +86,16 @@ impl ImageFile {
     }
 }
 
+/// Fails once Ctrl-C or SIGTERM was received (where b9 watches for them),
+/// so a long format or population stops between two writes. Not
+/// `ErrorKind::Interrupted`: writers retry on that.
+fn stop_if_interrupted() -> io::Result<()> {
+    if crate::interrupt::pending() {
+        return Err(io::Error::other("interrupted by Ctrl-C or SIGTERM"));
+    }
+    Ok(())
+}
+
 impl Read for ImageFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.file.read_at(buf, self.pos)?;
@@ -103,6 +113,7 @@ impl Write for ImageFile {
                 "write past the end of the image",
             ));
         }
+        stop_if_interrupted()?;
         let n = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
         let n = self.file.write_at(&buf[..n], self.pos)?;
         self.pos += n as u64;
@@ -161,6 +172,7 @@ impl BlockDevice for ImageFile {
 
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> fstool::Result<()> {
         self.check(offset, buf.len() as u64)?;
+        stop_if_interrupted()?;
         self.file.write_all_at(buf, offset)?;
         Ok(())
     }
