@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::disk::convert::{copy, CopyStats};
 use crate::disk::error::DiskError;
+use crate::disk::gate;
 use crate::disk::image::{staging_path, CreateOptions, Format, ImageReader, ImageWriter};
 use crate::disk::qcow2::{Qcow2Image, MAGIC as QCOW2_MAGIC};
 use crate::disk::qcow2_stream::Qcow2StreamWriter;
@@ -46,13 +47,10 @@ impl From<Format> for Target {
 }
 
 /// The format of an image file, from its first bytes (never its name).
+/// Only regular files are images (see `gate`).
 pub fn detect(path: &Path) -> Result<Format, DiskError> {
     let mut head = [0u8; 512];
-    let mut file = std::fs::File::open(path).map_err(|source| DiskError::Io {
-        op: "cannot open",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mut file = gate::open_regular(path)?;
     let mut n = 0;
     while n < head.len() {
         match file.read(&mut head[n..]) {
@@ -84,6 +82,13 @@ pub fn open(path: &Path) -> Result<Box<dyn ImageReader>, DiskError> {
         Format::Qcow2 => Box::new(Qcow2Image::open(path, false)?),
         Format::Vmdk => vmdk::open(path)?,
     })
+}
+
+/// Checks an image a build file names as a source (`b9 check`): a regular
+/// file of a format b9 reads, whose backing files and extents lie where
+/// they may (`gate`). Only headers and tables are read.
+pub fn check_source(path: &Path) -> Result<(), DiskError> {
+    open(path).map(drop)
 }
 
 /// Creates a new, empty image of `size` bytes for writing front to back.

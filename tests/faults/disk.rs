@@ -59,7 +59,7 @@ fn create_into_a_full_disk_fails_promptly() {
             "fs.qcow2",
             &["--fs", "ext4", "--size", "32M", "--from-dir", tree][..],
         ),
-        ("empty.vmdk", &["--size", "2T"][..]),
+        ("empty.vmdk", &["--size", "64T"][..]),
     ] {
         let out = fs.p(name);
         std::fs::write(&out, OLD).unwrap();
@@ -249,8 +249,11 @@ fn concurrent_creates_to_one_output_each_write_a_whole_image() {
     ]
     .map(str::to_string);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    for round in 0..3 {
+    // The second starts a little later each round, so the two overlap at
+    // different stages (format, population, conversion, rename).
+    for round in 0..6 {
         let a = d.command(&args).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(60 * round));
         let b = d.command(&args).spawn().unwrap();
         for run in [finish(a, &args), finish(b, &args)] {
             assert!(run.status.success(), "round {round}: {}", stderr(&run));
@@ -289,4 +292,139 @@ fn overlay_on(overlay: &Path, backing: &str) {
             "1M",
         ],
     );
+}
+
+/// A `[global]` section for `HOME/.b9/b9.conf`, with `extra` keys.
+fn write_config(d: &Dir, extra: &str) {
+    std::fs::create_dir_all(d.p("home/.b9")).unwrap();
+    std::fs::write(
+        d.p("home/.b9/b9.conf"),
+        format!(
+            "[global]\nbuild_dir_root: Nothing\nkeep_temp_dirs: False\nlog_file: Nothing\n\
+             repository: Nothing\nrepository_cache: Just (InB9UserDir \"repo-cache\")\n\
+             unique_build_dirs: True\nverbosity: Just LogInfo\n{extra}"
+        ),
+    )
+    .unwrap();
+}
+
+/// Asserts that b9 refused an image naming a file outside its directory.
+fn assert_escape_refused(out: &std::process::Output, what: &str) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "{what}: b9 accepted it: {err}");
+    assert!(
+        err.contains("outside the image's directory") && err.contains("trusted_image_dirs"),
+        "{what}: {err}"
+    );
+    assert!(!err.contains("TOPSECRET"), "{what}: {err}");
+}
+
+/// qcow2 backing files (absolute, `../`, a symbolic link out of the
+/// directory) and vmdk extents outside the image's directory are refused by
+/// `image info`, `image convert` and `b9 check` (they were followed, and the
+/// host file's bytes went into the output); inside the directory, or in a
+/// directory b9.conf trusts, they work.
+#[test]
+fn files_named_by_an_image_must_lie_in_its_directory() {
+    let d = Dir::new();
+    let mut secret = b"TOPSECRET".to_vec();
+    secret.resize(1 << 20, b'#');
+    std::fs::write(d.p("secret.raw"), &secret).unwrap();
+    std::fs::create_dir(d.p("images")).unwrap();
+    std::fs::write(d.p("images/base.raw"), vec![7u8; 1 << 20]).unwrap();
+    std::os::unix::fs::symlink("../secret.raw", d.p("images/link.raw")).unwrap();
+    let abs = d.p("secret.raw");
+    let hostile = [
+        ("abs.qcow2", abs.to_str().unwrap()),
+        ("dotdot.qcow2", "../secret.raw"),
+        ("link.qcow2", "link.raw"),
+    ];
+    for (name, backing) in hostile {
+        overlay_on(&d.p(&format!("images/{name}")), backing);
+    }
+    overlay_on(&d.p("images/good.qcow2"), "base.raw");
+    std::fs::write(
+        d.p("images/flat.vmdk"),
+        "# Disk DescriptorFile\ncreateType=\"monolithicFlat\"\nRW 2048 FLAT \"../secret.raw\" 0\n",
+    )
+    .unwrap();
+    let images = d.p("images");
+    let out = d.p("out.raw");
+    for name in ["abs.qcow2", "dotdot.qcow2", "link.qcow2", "flat.vmdk"] {
+        let image = images.join(name);
+        let image = image.to_str().unwrap();
+        assert_escape_refused(&d.b9(&["image", "info", image]), name);
+        let relative = format!("images/{name}");
+        assert_escape_refused(&d.b9(&["image", "info", &relative]), name);
+        let run = d.b9(&["image", "convert", image, out.to_str().unwrap()]);
+        assert_escape_refused(&run, name);
+        assert!(!out.exists(), "{name}: an output was written");
+        for source in [
+            format!("SourceImage (Image \"images/{name}\" Raw NoFileSystem) NoPT KeepSize"),
+            format!("CopyOnWrite (Image \"images/{name}\" QCow2 NoFileSystem)"),
+        ] {
+            std::fs::write(
+                d.p("img.b9"),
+                format!(
+                    "Artifact (IID \"img\") (VmImages [ImageTarget (LocalFile (Image \"out.raw\" Raw NoFileSystem) KeepSize) \
+                     ({source}) NotMounted] NoVmScript)\n"
+                ),
+            )
+            .unwrap();
+            assert_escape_refused(&d.b9(&["check", "-f", "img.b9"]), &source);
+        }
+    }
+    let good = images.join("good.qcow2");
+    d.ok(&["image", "convert", good.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), vec![7u8; 1 << 20]);
+    // b9.conf trusts the directory: the absolute backing file is read.
+    write_config(
+        &d,
+        &format!("trusted_image_dirs: [\"{}\"]\n", d.path.display()),
+    );
+    let abs_image = images.join("abs.qcow2");
+    d.ok(&["image", "convert", abs_image.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), secret);
+}
+
+/// FIFOs, character devices and directories are refused as images at once,
+/// by `image info`, `image convert` and `b9 check` (a FIFO blocked `open`
+/// forever; `/dev/zero` read as an empty raw image).
+#[test]
+fn special_files_are_refused_as_images_without_blocking() {
+    let d = Dir::new();
+    tool_ok("mkfifo", &[d.p("fifo").to_str().unwrap()]);
+    std::fs::create_dir(d.p("dir")).unwrap();
+    let out = d.p("out.raw");
+    for (path, kind) in [
+        (d.p("fifo"), "FIFO"),
+        (Path::new("/dev/zero").to_path_buf(), "character device"),
+        (d.p("dir"), "directory"),
+    ] {
+        let path = path.to_str().unwrap();
+        for args in [
+            vec!["image", "info", path],
+            vec!["image", "convert", path, out.to_str().unwrap()],
+        ] {
+            let run = d.b9(&args);
+            let err = stderr(&run);
+            assert!(!run.status.success(), "{args:?}: {err}");
+            assert!(
+                err.contains(kind) && err.contains("not a regular file"),
+                "{args:?}: {err}"
+            );
+        }
+        assert!(!out.exists());
+        std::fs::write(
+            d.p("img.b9"),
+            format!(
+                "Artifact (IID \"img\") (VmImages [ImageTarget (LocalFile (Image \"out.raw\" Raw NoFileSystem) KeepSize) \
+                 (SourceImage (Image \"{path}\" Raw NoFileSystem) NoPT KeepSize) NotMounted] NoVmScript)\n"
+            ),
+        )
+        .unwrap();
+        let run = d.b9(&["check", "-f", "img.b9"]);
+        let err = stderr(&run);
+        assert!(!run.status.success() && err.contains(kind), "{err}");
+    }
 }

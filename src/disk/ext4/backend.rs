@@ -385,7 +385,8 @@ impl Builder for FstoolBuilder {
                 file_meta(meta),
             )
             .map_err(|e| match e {
-                fstool::Error::Io(source) => DiskError::Io {
+                // Reading the host file failed; a failed write names the image.
+                fstool::Error::Io(source) if !self.dev.write_failed() => DiskError::Io {
                     op: "cannot copy into ext4 image",
                     path: src.to_path_buf(),
                     source,
