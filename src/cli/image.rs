@@ -11,10 +11,10 @@ use crate::build::output;
 use crate::cli::{fail, usage, Failure};
 use crate::config;
 use crate::disk::ext4::{self, Ext4Spec};
+use crate::disk::image::staging_path;
 use crate::disk::open::{self as images, Target};
 use crate::disk::partition::{self, PartitionReader};
 use crate::disk::vmdk::Subformat;
-use crate::disk::image::staging_path;
 use crate::disk::{gate, qcow2, CreateOptions, DiskError, Format};
 
 /// The `b9 image` subcommands.

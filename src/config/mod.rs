@@ -1146,6 +1146,18 @@ mod tests {
         assert_eq!(c.timeout_factor, Some(3));
     }
 
+    #[test]
+    fn trusted_image_dirs_are_read_and_written_back() {
+        assert!(load_ok(MINIMAL).config.trusted_image_dirs.is_empty());
+        let text = format!("{MINIMAL}trusted_image_dirs: [\"/srv/images\", \"rel\"]\n");
+        let c = load_ok(&text).config;
+        assert_eq!(
+            c.trusted_image_dirs,
+            [PathBuf::from("/srv/images"), "rel".into()]
+        );
+        assert_eq!(load_ok(&c.to_ini()).config, c);
+    }
+
     const README: &str = "[global]
 build_dir_root: Just \"/home/sven/tmp\"
 environment_vars: []

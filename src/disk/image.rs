@@ -92,10 +92,7 @@ pub fn staging_path(target: &Path) -> PathBuf {
         .unwrap_or(Path::new("."));
     crate::stale::sweep(dir, |n| crate::stale::pid_after(n, ".", STAGING_MARK));
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    target.with_file_name(format!(
-        ".{name}{STAGING_MARK}{}.{n}",
-        std::process::id()
-    ))
+    target.with_file_name(format!(".{name}{STAGING_MARK}{}.{n}", std::process::id()))
 }
 
 /// The name a file will have once published: for a staging path the

@@ -84,11 +84,15 @@ pub fn open(path: &Path) -> Result<Box<dyn ImageReader>, DiskError> {
     })
 }
 
-/// Checks an image a build file names as a source (`b9 check`): a regular
-/// file of a format b9 reads, whose backing files and extents lie where
-/// they may (`gate`). Only headers and tables are read.
+/// Checks an image a build file names as a source (`b9 check`): it can be
+/// opened, is a regular file, and its backing files and extents lie where
+/// they may (`gate`). Only headers and tables are read. A corrupt or
+/// unsupported image is left to the build, which fails its artifact.
 pub fn check_source(path: &Path) -> Result<(), DiskError> {
-    open(path).map(drop)
+    match open(path) {
+        Ok(_) | Err(DiskError::Corrupt { .. } | DiskError::Unsupported { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Creates a new, empty image of `size` bytes for writing front to back.

@@ -470,7 +470,8 @@ mod tests {
         Qcow2Image::create(&p, 1 << 20, Some((Path::new("/dev/zero"), "raw"))).unwrap();
         let e = Qcow2Image::open(&p, false).err().unwrap();
         assert!(
-            e.to_string().contains("/dev/zero: a character device, not a regular file"),
+            e.to_string()
+                .contains("/dev/zero: a character device, not a regular file"),
             "{e}"
         );
     }

@@ -429,7 +429,10 @@ impl Checker<'_> {
         // and extents stay in its directory (without blocking on a FIFO).
         if let Err(e) = crate::disk::open::check_source(&resolved) {
             let io = matches!(e, crate::disk::DiskError::Io { .. });
-            let mut d = Diagnostic::error(format!("cannot use source image {}: {e}", resolved.display()));
+            let mut d = Diagnostic::error(format!(
+                "cannot use source image {}: {e}",
+                resolved.display()
+            ));
             if io {
                 d = d.with_hint("relative image paths are resolved against the project root (`-b` / build_dir_root)");
             }

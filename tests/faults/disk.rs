@@ -375,7 +375,12 @@ fn files_named_by_an_image_must_lie_in_its_directory() {
         }
     }
     let good = images.join("good.qcow2");
-    d.ok(&["image", "convert", good.to_str().unwrap(), out.to_str().unwrap()]);
+    d.ok(&[
+        "image",
+        "convert",
+        good.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(std::fs::read(&out).unwrap(), vec![7u8; 1 << 20]);
     // b9.conf trusts the directory: the absolute backing file is read.
     write_config(
@@ -383,7 +388,12 @@ fn files_named_by_an_image_must_lie_in_its_directory() {
         &format!("trusted_image_dirs: [\"{}\"]\n", d.path.display()),
     );
     let abs_image = images.join("abs.qcow2");
-    d.ok(&["image", "convert", abs_image.to_str().unwrap(), out.to_str().unwrap()]);
+    d.ok(&[
+        "image",
+        "convert",
+        abs_image.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(std::fs::read(&out).unwrap(), secret);
 }
 

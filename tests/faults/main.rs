@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
 
 mod disk;
+mod disk_env;
 mod outputs;
 mod parse;
 mod remote;
-mod disk_env;

@@ -376,8 +376,14 @@ fn descriptor_files() {
     std::fs::create_dir(d.path().join("sub")).unwrap();
     std::fs::write(d.path().join("x"), [0u8; 4096]).unwrap();
     for (name, text) in [
-        ("sub/up.vmdk", "# Disk DescriptorFile\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"../x\"\n"),
-        ("abs.vmdk", "# Disk DescriptorFile\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"/etc/passwd\"\n"),
+        (
+            "sub/up.vmdk",
+            "# Disk DescriptorFile\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"../x\"\n",
+        ),
+        (
+            "abs.vmdk",
+            "# Disk DescriptorFile\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"/etc/passwd\"\n",
+        ),
     ] {
         let p = d.path().join(name);
         std::fs::write(&p, text).unwrap();
