@@ -12,7 +12,7 @@
 //!   process name a backing file b9 chose, and are trusted for that one step.
 
 use std::collections::BTreeSet;
-use std::fs::{File, Metadata};
+use std::fs::{File, FileType, Metadata};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -22,9 +22,9 @@ use crate::disk::error::DiskError;
 /// The b9.conf key that lists trusted directories.
 pub const TRUSTED_DIRS_KEY: &str = "trusted_image_dirs";
 
-/// What a file is, when it is not a regular file.
-fn special_kind(meta: &Metadata) -> Option<&'static str> {
-    let t = meta.file_type();
+/// What a file is, when it is not a regular file ("a directory", "a named
+/// pipe (FIFO)", ...), for messages.
+pub fn special_kind(t: FileType) -> Option<&'static str> {
     let kind = if t.is_file() {
         return None;
     } else if t.is_dir() {
@@ -45,7 +45,7 @@ fn special_kind(meta: &Metadata) -> Option<&'static str> {
 
 /// Refuses `meta` unless it describes a regular file.
 fn require_regular(path: &Path, meta: &Metadata) -> Result<(), DiskError> {
-    match special_kind(meta) {
+    match special_kind(meta.file_type()) {
         None => Ok(()),
         Some(kind) => Err(DiskError::NotRegular {
             path: path.to_path_buf(),

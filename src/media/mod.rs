@@ -14,7 +14,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -204,17 +204,7 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<Entry>, MediaError> {
             let target = fs::read_link(&path).map_err(|e| MediaError::io("read link", &path, e))?;
             EntryKind::Symlink(target)
         } else {
-            let kind = if ft.is_fifo() {
-                "a named pipe"
-            } else if ft.is_socket() {
-                "a socket"
-            } else if ft.is_block_device() {
-                "a block device"
-            } else if ft.is_char_device() {
-                "a character device"
-            } else {
-                "an unknown file type"
-            };
+            let kind = crate::disk::gate::special_kind(ft).unwrap_or("of an unknown type");
             return Err(MediaError::UnsupportedFileType { path, kind });
         };
         out.push(Entry {

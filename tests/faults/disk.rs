@@ -27,16 +27,26 @@ fn convert_into_a_full_disk_fails_promptly_for_every_format() {
         ("out.vmdk", &[][..]),
         ("stream.vmdk", &["--subformat", "stream-optimized"][..]),
     ] {
-        let out = fs.p(name);
-        std::fs::write(&out, OLD).unwrap();
         let input = d.p("in.raw");
-        let mut args = vec!["image", "convert"];
+        let mut args = vec!["convert"];
         args.extend_from_slice(extra);
-        args.extend([input.to_str().unwrap(), out.to_str().unwrap()]);
-        let run = d.b9(&args);
-        assert_full_disk_error(&run, &out, &fs.path);
-        assert_eq!(std::fs::read(&out).unwrap(), OLD, "{name} was touched");
+        args.push(input.to_str().unwrap());
+        image_command_into_full_disk(&d, &fs, name, &args);
     }
+}
+
+/// `b9 image ARGS OUTPUT` with OUTPUT on the full `fs`, where an older
+/// output lies: b9 fails with the OS error and the path, leaves no
+/// temporary, and the older output is intact.
+fn image_command_into_full_disk(d: &Dir, fs: &Tmpfs, name: &str, args: &[&str]) {
+    let out = fs.p(name);
+    std::fs::write(&out, OLD).unwrap();
+    let mut all = vec!["image"];
+    all.extend_from_slice(args);
+    all.push(out.to_str().unwrap());
+    let run = d.b9(&all);
+    assert_full_disk_error(&run, &out, &fs.path);
+    assert_eq!(std::fs::read(&out).unwrap(), OLD, "{name} was touched");
 }
 
 /// `b9 image create` into a full file system: ext4 with a tree too big for
@@ -50,26 +60,18 @@ fn create_into_a_full_disk_fails_promptly() {
     let fs = Tmpfs::new(4);
     let tree = d.p("tree");
     let tree = tree.to_str().unwrap();
-    for (name, args) in [
-        (
-            "fs.raw",
-            &["--fs", "ext4", "--size", "32M", "--from-dir", tree][..],
-        ),
-        (
-            "fs.qcow2",
-            &["--fs", "ext4", "--size", "32M", "--from-dir", tree][..],
-        ),
-        ("empty.vmdk", &["--size", "64T"][..]),
-    ] {
-        let out = fs.p(name);
-        std::fs::write(&out, OLD).unwrap();
-        let mut all = vec!["image", "create"];
-        all.extend_from_slice(args);
-        all.push(out.to_str().unwrap());
-        let run = d.b9(&all);
-        assert_full_disk_error(&run, &out, &fs.path);
-        assert_eq!(std::fs::read(&out).unwrap(), OLD, "{name} was touched");
-    }
+    let ext4 = [
+        "create",
+        "--fs",
+        "ext4",
+        "--size",
+        "32M",
+        "--from-dir",
+        tree,
+    ];
+    image_command_into_full_disk(&d, &fs, "fs.raw", &ext4);
+    image_command_into_full_disk(&d, &fs, "fs.qcow2", &ext4);
+    image_command_into_full_disk(&d, &fs, "empty.vmdk", &["create", "--size", "64T"]);
 }
 
 /// Cloud-init media (ISO, VFAT, directory) written into a full file
@@ -236,19 +238,11 @@ fn concurrent_creates_to_one_output_each_write_a_whole_image() {
         random_file(&d.p(&format!("tree/f{i}")), 1);
     }
     let out = d.p("fs.qcow2");
-    let args = [
-        "image",
-        "create",
-        "--fs",
-        "ext4",
-        "--size",
-        "128M",
-        "--from-dir",
-        d.p("tree").to_str().unwrap(),
-        out.to_str().unwrap(),
-    ]
-    .map(str::to_string);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let tree = d.p("tree");
+    let mut args: Vec<&str> = "image create --fs ext4 --size 128M --from-dir"
+        .split(' ')
+        .collect();
+    args.extend([tree.to_str().unwrap(), out.to_str().unwrap()]);
     // The second starts a little later each round, so the two overlap at
     // different stages (format, population, conversion, rename).
     for round in 0..6 {
@@ -308,6 +302,19 @@ fn write_config(d: &Dir, extra: &str) {
     .unwrap();
 }
 
+/// `b9 check` of a `VmImages` artifact built from the image source `source`.
+fn check_image_source(d: &Dir, source: &str) -> std::process::Output {
+    std::fs::write(
+        d.p("img.b9"),
+        format!(
+            "Artifact (IID \"img\") (VmImages [ImageTarget (LocalFile (Image \"out.raw\" Raw NoFileSystem) KeepSize) \
+             ({source}) NotMounted] NoVmScript)\n"
+        ),
+    )
+    .unwrap();
+    d.b9(&["check", "-f", "img.b9"])
+}
+
 /// Asserts that b9 refused an image naming a file outside its directory.
 fn assert_escape_refused(out: &std::process::Output, what: &str) {
     let err = stderr(out);
@@ -363,38 +370,26 @@ fn files_named_by_an_image_must_lie_in_its_directory() {
             format!("SourceImage (Image \"images/{name}\" Raw NoFileSystem) NoPT KeepSize"),
             format!("CopyOnWrite (Image \"images/{name}\" QCow2 NoFileSystem)"),
         ] {
-            std::fs::write(
-                d.p("img.b9"),
-                format!(
-                    "Artifact (IID \"img\") (VmImages [ImageTarget (LocalFile (Image \"out.raw\" Raw NoFileSystem) KeepSize) \
-                     ({source}) NotMounted] NoVmScript)\n"
-                ),
-            )
-            .unwrap();
-            assert_escape_refused(&d.b9(&["check", "-f", "img.b9"]), &source);
+            assert_escape_refused(&check_image_source(&d, &source), &source);
         }
     }
-    let good = images.join("good.qcow2");
-    d.ok(&[
-        "image",
-        "convert",
-        good.to_str().unwrap(),
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(std::fs::read(&out).unwrap(), vec![7u8; 1 << 20]);
+    let convert = |name: &str| {
+        let image = images.join(name);
+        d.ok(&[
+            "image",
+            "convert",
+            image.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ]);
+        std::fs::read(&out).unwrap()
+    };
+    assert_eq!(convert("good.qcow2"), vec![7u8; 1 << 20]);
     // b9.conf trusts the directory: the absolute backing file is read.
     write_config(
         &d,
         &format!("trusted_image_dirs: [\"{}\"]\n", d.path.display()),
     );
-    let abs_image = images.join("abs.qcow2");
-    d.ok(&[
-        "image",
-        "convert",
-        abs_image.to_str().unwrap(),
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(std::fs::read(&out).unwrap(), secret);
+    assert_eq!(convert("abs.qcow2"), secret);
 }
 
 /// FIFOs, character devices and directories are refused as images at once,
@@ -425,15 +420,8 @@ fn special_files_are_refused_as_images_without_blocking() {
             );
         }
         assert!(!out.exists());
-        std::fs::write(
-            d.p("img.b9"),
-            format!(
-                "Artifact (IID \"img\") (VmImages [ImageTarget (LocalFile (Image \"out.raw\" Raw NoFileSystem) KeepSize) \
-                 (SourceImage (Image \"{path}\" Raw NoFileSystem) NoPT KeepSize) NotMounted] NoVmScript)\n"
-            ),
-        )
-        .unwrap();
-        let run = d.b9(&["check", "-f", "img.b9"]);
+        let source = format!("SourceImage (Image \"{path}\" Raw NoFileSystem) NoPT KeepSize");
+        let run = check_image_source(&d, &source);
         let err = stderr(&run);
         assert!(!run.status.success() && err.contains(kind), "{err}");
     }
