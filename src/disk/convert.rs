@@ -42,6 +42,8 @@ struct Chunk {
 ///
 /// A reader thread fills a small pool of reusable buffers and finds their
 /// non-zero runs; this thread writes them in order and hands the buffers back.
+/// An error on either thread ends both; the first Ctrl-C or SIGTERM ends the
+/// copy with [`DiskError::Interrupted`] (the caller removes the output).
 pub fn copy(
     reader: &dyn ImageReader,
     writer: Box<dyn ImageWriter>,
@@ -68,7 +70,6 @@ pub fn copy(
         // Cannot fail: the channel has room for every buffer.
         let _ = free_tx.send(Vec::with_capacity(CHUNK as usize));
     }
-    let mut stats = CopyStats::default();
     let producer_bar = bar.clone();
     // Installs the Ctrl-C/SIGTERM handlers: the first signal stops the copy.
     let interrupted = crate::interrupt::flag();
@@ -112,12 +113,15 @@ pub fn copy(
                 "the image reader thread panicked".into(),
             ))
         });
-        // The reader's error first: a write fails after a read only because
-        // the reader stopped.
-        Ok::<_, DiskError>((read?, written?))
+        // A side the other one stopped returns Ok, so an error is the cause;
+        // the reader's (an interruption, a read error) is reported first.
+        Ok::<_, DiskError>(CopyStats {
+            read: read?,
+            written: written?,
+        })
     });
     bar.finish_and_clear();
-    (stats.read, stats.written) = result?;
+    let stats = result?;
     writer.finish()?;
     Ok(stats)
 }
@@ -220,6 +224,72 @@ mod tests {
         buf[GRAIN as usize - 1] = 9;
         let g = GRAIN as usize;
         assert_eq!(non_zero_runs(100, &buf), vec![(g - 100, g)]);
+    }
+
+    /// A disk of `.0` bytes, all data; reads at offset `.1` and beyond fail.
+    struct Ones(u64, u64);
+
+    impl ImageReader for Ones {
+        fn size(&self) -> u64 {
+            self.0
+        }
+
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), DiskError> {
+            if offset >= self.1 {
+                return Err(DiskError::Invalid("read failed".into()));
+            }
+            buf.fill(1);
+            Ok(())
+        }
+
+        fn data_extents(&self) -> Result<Vec<Extent>, DiskError> {
+            Ok(vec![Extent {
+                start: 0,
+                len: self.0,
+            }])
+        }
+    }
+
+    /// A writer whose disk is full after `.0` writes.
+    struct Full(usize);
+
+    impl ImageWriter for Full {
+        fn write_at(&mut self, _: u64, _: &[u8]) -> Result<(), DiskError> {
+            if self.0 == 0 {
+                return Err(DiskError::Io {
+                    op: "cannot write",
+                    path: "out".into(),
+                    source: std::io::Error::from_raw_os_error(28),
+                });
+            }
+            self.0 -= 1;
+            Ok(())
+        }
+
+        fn finish(self: Box<Self>) -> Result<(), DiskError> {
+            Ok(())
+        }
+    }
+
+    /// Runs a copy on a thread; its result, or a panic if it hangs.
+    fn copy_within_a_minute(reader: Ones, writer: Full) -> Result<CopyStats, DiskError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(copy(&reader, Box::new(writer), reader.0, "t"));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the copy hung")
+    }
+
+    #[test]
+    fn an_error_on_either_side_ends_the_copy() {
+        let size = 64 * CHUNK;
+        let e = copy_within_a_minute(Ones(size, size), Full(3)).unwrap_err();
+        assert!(e.to_string().contains("No space left on device"), "{e}");
+        let e = copy_within_a_minute(Ones(size, 5 * CHUNK), Full(usize::MAX)).unwrap_err();
+        assert_eq!(e.to_string(), "read failed");
+        let stats = copy_within_a_minute(Ones(size, size), Full(usize::MAX)).unwrap();
+        assert_eq!((stats.read, stats.written), (size, size));
     }
 
     #[test]
