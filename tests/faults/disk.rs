@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::disk_env::{
-    assert_full_disk_error, finish, random_file, stderr, temporaries, tool_ok, Dir, Tmpfs,
+    assert_full_disk_error, finish, random_file, stderr, temporaries, tool_ok, Dir, Tmpfs, DEADLINE,
 };
 
 /// What an older output at the destination holds; it must survive a failed write.
@@ -162,42 +162,55 @@ fn image_exports_and_shares_into_a_full_disk_fail_promptly() {
     }
 }
 
-/// The first SIGTERM during a long convert stops it: b9 fails with
-/// "interrupted" and removes its temporary. (It was ignored before: the
-/// convert ran to its end and exited 0.)
+/// The first SIGTERM during a long convert or ext4 create stops it: b9
+/// fails with "interrupted" and removes its temporary. (It was ignored
+/// before: the write ran to its end and exited 0.)
 #[test]
-fn sigterm_stops_a_long_convert_and_removes_its_temporary() {
+fn sigterm_stops_a_long_convert_or_create_and_removes_its_temporary() {
     let d = Dir::new();
     random_file(&d.p("in.raw"), 768);
+    std::fs::create_dir(d.p("tree")).unwrap();
+    for i in 0..384 {
+        random_file(&d.p(&format!("tree/f{i}")), 1);
+    }
     std::fs::create_dir(d.p("out")).unwrap();
-    let out = d.p("out/big.vmdk");
-    let args = [
-        "image",
+    let input = d.p("in.raw");
+    let tree = d.p("tree");
+    let convert = [
         "convert",
         "--subformat",
         "stream-optimized",
-        d.p("in.raw").to_str().unwrap(),
-        out.to_str().unwrap(),
-    ]
-    .map(str::to_string);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let child = d.command(&args).spawn().unwrap();
-    let start = Instant::now();
-    while temporaries(&d.p("out")).is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no temporary appeared"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        input.to_str().unwrap(),
+    ];
+    let create = [
+        "create",
+        "--fs",
+        "ext4",
+        "--size",
+        "1G",
+        "--from-dir",
+        tree.to_str().unwrap(),
+    ];
+    for (name, args) in [("big.vmdk", &convert[..]), ("fs.qcow2", &create[..])] {
+        let out = d.p("out").join(name);
+        let mut all = vec!["image"];
+        all.extend_from_slice(args);
+        all.push(out.to_str().unwrap());
+        let child = d.command(&all).spawn().unwrap();
+        let start = Instant::now();
+        while temporaries(&d.p("out")).is_empty() {
+            assert!(start.elapsed() < DEADLINE, "no temporary appeared");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let run = finish(child, &all);
+        let err = stderr(&run);
+        assert!(!run.status.success(), "{name}: {err}");
+        assert!(err.contains("interrupted"), "{name}: {err}");
+        assert!(!out.exists());
+        assert_eq!(temporaries(&d.p("out")), Vec::<String>::new());
     }
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let run = finish(child, &args);
-    let err = stderr(&run);
-    assert!(!run.status.success(), "{err}");
-    assert!(err.contains("interrupted"), "{err}");
-    assert!(!out.exists());
-    assert_eq!(temporaries(&d.p("out")), Vec::<String>::new());
 }
 
 /// A temporary left by a killed convert (its process is gone) is removed by
