@@ -10,9 +10,11 @@ use std::sync::{Arc, OnceLock};
 /// The exit status after a second signal (128 + SIGINT, as shells report).
 const FORCED_EXIT: i32 = 130;
 
+/// The flag, once the handlers are installed.
+static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
 /// The flag, with the handlers installed.
 pub fn flag() -> &'static Arc<AtomicBool> {
-    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -35,4 +37,11 @@ pub fn flag() -> &'static Arc<AtomicBool> {
 /// True once Ctrl-C or SIGTERM was received (installs the handlers).
 pub fn requested() -> bool {
     flag().load(Ordering::Relaxed)
+}
+
+/// True once Ctrl-C or SIGTERM was received, if the handlers are installed;
+/// false without installing them (for code that also runs where nobody
+/// watches signals, such as the guest agent).
+pub fn pending() -> bool {
+    FLAG.get().is_some_and(|f| f.load(Ordering::Relaxed))
 }

@@ -1,6 +1,7 @@
 //! Leftovers of killed b9 processes. Temporary names carry the PID of the
 //! process that made them (`b9.PID.N` run directories, `.NAME.tmp.PID.N`
-//! cache files, `.NAME.b9-pull-PID...` downloads); a later b9 removes those
+//! cache files, `.NAME.b9-pull-PID...` downloads, `.NAME.b9-tmp-PID.N`
+//! outputs of converts, creates and media); a later b9 removes those
 //! whose process is gone. Only the calling user's entries are touched.
 //! Build directories record their owner inside (`build::workdir`).
 

@@ -9,11 +9,13 @@ use serde::Serialize;
 
 use crate::build::output;
 use crate::cli::{fail, usage, Failure};
+use crate::config;
 use crate::disk::ext4::{self, Ext4Spec};
+use crate::disk::image::staging_path;
 use crate::disk::open::{self as images, Target};
 use crate::disk::partition::{self, PartitionReader};
 use crate::disk::vmdk::Subformat;
-use crate::disk::{qcow2, CreateOptions, DiskError, Format};
+use crate::disk::{gate, qcow2, CreateOptions, DiskError, Format};
 
 /// The `b9 image` subcommands.
 #[derive(Debug, Subcommand)]
@@ -113,9 +115,38 @@ fn create_options(started: u64) -> CreateOptions {
     CreateOptions { timestamp: started }
 }
 
-/// Runs an image command.
-pub fn run(cmd: &ImageCommand, started: u64, out: &mut impl Write) -> Result<(), Failure> {
+/// Trusts the image directories b9.conf lists (`trusted_image_dirs`), when
+/// there is a configuration: image commands need none, and create none.
+fn trust_configured_dirs(config_args: &[PathBuf]) -> Result<(), Failure> {
+    let Some(b9_dir) = config::default_b9_dir() else {
+        return Ok(());
+    };
+    let exists = |p: &PathBuf| p.is_file();
+    if config_args.is_empty()
+        && !config::versioned_candidates(&b9_dir.join("b9.conf"))
+            .iter()
+            .any(exists)
+    {
+        return Ok(());
+    }
+    let located = config::locate(config_args, &b9_dir).map_err(|d| Failure::from(vec![d]))?;
+    let loaded = config::load(&located).map_err(Failure::from)?;
+    gate::trust_dirs(&loaded.config.trusted_image_dirs);
+    Ok(())
+}
+
+/// Runs an image command (`config_args`: the `-c` files).
+pub fn run(
+    cmd: &ImageCommand,
+    config_args: &[PathBuf],
+    started: u64,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
     let opts = create_options(started);
+    trust_configured_dirs(config_args)?;
+    // The first Ctrl-C or SIGTERM stops a long write, which removes its
+    // temporary and fails with "interrupted".
+    crate::interrupt::flag();
     match cmd {
         ImageCommand::Info { image, json } => info(image, *json, out),
         ImageCommand::Convert {
@@ -161,7 +192,7 @@ pub fn run(cmd: &ImageCommand, started: u64, out: &mut impl Write) -> Result<(),
                     if target == Target::Raw {
                         return ext4::create(tmp, &spec);
                     }
-                    let raw = tmp.with_extension("ext4-raw");
+                    let raw = staging_path(output);
                     let result = ext4::create(&raw, &spec).and_then(|()| {
                         images::convert_file(&raw, tmp, target, None, &opts).map(|_| ())
                     });

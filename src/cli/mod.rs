@@ -146,7 +146,8 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
         ),
         Command::CleanLocal => repo::clean_local(&session::open(&cli.global)?, out),
         Command::Image { command } => {
-            image::run(command, session::start_time().map_err(Failure::from)?, out)
+            let started = session::start_time().map_err(Failure::from)?;
+            image::run(command, &cli.global.config, started, out)
         }
         Command::Reformat { files, .. } => reformat::reformat(files, out).map_err(Failure::from),
         Command::Build(files) => {

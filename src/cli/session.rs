@@ -72,6 +72,7 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
     let loaded = config::load(&located)?;
     let mut config = loaded.config;
     config.apply(&overrides(g));
+    crate::disk::gate::trust_dirs(&config.trusted_image_dirs);
     crate::build::log::init(config.verbosity, config.log_file.as_deref()).map_err(|d| vec![d])?;
     let cwd = std::env::current_dir().map_err(|e| {
         vec![Diagnostic::error(format!(

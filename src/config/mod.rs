@@ -247,6 +247,10 @@ pub struct B9Config {
     /// `ext4_attributes`: `mkfs.ext4 -O` features; missing key = `["^64bit"]`,
     /// an empty list = the default feature set.
     pub ext4_attributes: Vec<String>,
+    /// `trusted_image_dirs`: directories whose files any image may name as
+    /// its backing file or extent (images are otherwise confined to their
+    /// own directory); missing key = none.
+    pub trusted_image_dirs: Vec<PathBuf>,
     /// `[vm]`.
     pub vm: VmConfig,
     /// `[libvirt]`.
@@ -273,6 +277,7 @@ impl Default for B9Config {
             default_timeout_seconds: Some(3600),
             timeout_factor: None,
             ext4_attributes: default_ext4_attributes(),
+            trusted_image_dirs: Vec::new(),
             vm: VmConfig::default(),
             libvirt: LibvirtConfig::default(),
             repos: Vec::new(),
@@ -404,6 +409,15 @@ impl B9Config {
             "ext4_attributes",
             show_string_list(&self.ext4_attributes),
         );
+        // Only when set: the rendered configuration feeds the build id.
+        if !self.trusted_image_dirs.is_empty() {
+            let dirs: Vec<String> = self
+                .trusted_image_dirs
+                .iter()
+                .map(|d| d.to_string_lossy().into_owned())
+                .collect();
+            ini.set(g, "trusted_image_dirs", show_string_list(&dirs));
+        }
 
         let opt_path = |p: &Option<PathBuf>| {
             p.as_ref()
@@ -560,7 +574,7 @@ pub fn load_sources(sources: &[SourceRef]) -> Result<Loaded, Vec<Diagnostic>> {
 }
 
 /// The `[global]` keys: name, default as written, required.
-const GLOBAL_KEYS: [(&str, &str, bool); 11] = [
+const GLOBAL_KEYS: [(&str, &str, bool); 12] = [
     ("build_dir_root", "Nothing", true),
     ("default_timeout_seconds", "3600", false),
     ("ext4_attributes", "[\"^64bit\"]", false),
@@ -574,6 +588,7 @@ const GLOBAL_KEYS: [(&str, &str, bool); 11] = [
         true,
     ),
     ("timeout_factor", "1", false),
+    ("trusted_image_dirs", "[]", false),
     ("unique_build_dirs", "True", true),
     ("verbosity", "Just LogInfo", true),
 ];
@@ -838,6 +853,12 @@ pub fn from_document(
     c.ext4_attributes = r
         .get_lenient(GLOBAL, "ext4_attributes", read_string_list, "[\"^64bit\"]")
         .unwrap_or_else(default_ext4_attributes);
+    c.trusted_image_dirs = r
+        .get_lenient(GLOBAL, "trusted_image_dirs", read_string_list, "[]")
+        .unwrap_or_default()
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
     let global_known: Vec<&str> = GLOBAL_KEYS.iter().map(|(k, _, _)| *k).collect();
     r.unknown_keys(GLOBAL, &global_known);
 
@@ -1123,6 +1144,18 @@ mod tests {
         .config;
         assert!(c.ext4_attributes.is_empty());
         assert_eq!(c.timeout_factor, Some(3));
+    }
+
+    #[test]
+    fn trusted_image_dirs_are_read_and_written_back() {
+        assert!(load_ok(MINIMAL).config.trusted_image_dirs.is_empty());
+        let text = format!("{MINIMAL}trusted_image_dirs: [\"/srv/images\", \"rel\"]\n");
+        let c = load_ok(&text).config;
+        assert_eq!(
+            c.trusted_image_dirs,
+            [PathBuf::from("/srv/images"), "rel".into()]
+        );
+        assert_eq!(load_ok(&c.to_ini()).config, c);
     }
 
     const README: &str = "[global]
@@ -1553,6 +1586,7 @@ console: read-only
             default_timeout_seconds: None,
             timeout_factor: Some(u64::MAX),
             ext4_attributes: vec![],
+            trusted_image_dirs: vec![],
             vm: VmConfig {
                 backend: Backend::Libvirt,
                 accel: Accel::Kvm,
@@ -1652,6 +1686,7 @@ console: read-only
                 default_timeout_seconds: timeouts.0,
                 timeout_factor: timeouts.1,
                 ext4_attributes: ext4,
+                trusted_image_dirs: vec![],
                 vm: VmConfig {
                     backend: if vm.0 == 0 { Backend::Qemu } else { Backend::Libvirt },
                     accel: [Accel::Auto, Accel::Kvm, Accel::Tcg][usize::from(vm.1)],

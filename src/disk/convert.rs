@@ -3,7 +3,8 @@
 //! overlap on two threads; a progress bar shows on a terminal.
 
 use std::io::IsTerminal;
-use std::sync::mpsc::sync_channel;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use crate::disk::error::DiskError;
 use crate::disk::image::{Extent, ImageReader, ImageWriter};
@@ -41,6 +42,8 @@ struct Chunk {
 ///
 /// A reader thread fills a small pool of reusable buffers and finds their
 /// non-zero runs; this thread writes them in order and hands the buffers back.
+/// An error on either thread ends both; the first Ctrl-C or SIGTERM ends the
+/// copy with [`DiskError::Interrupted`] (the caller removes the output).
 pub fn copy(
     reader: &dyn ImageReader,
     writer: Box<dyn ImageWriter>,
@@ -67,17 +70,22 @@ pub fn copy(
         // Cannot fail: the channel has room for every buffer.
         let _ = free_tx.send(Vec::with_capacity(CHUNK as usize));
     }
-    let mut stats = CopyStats::default();
     let producer_bar = bar.clone();
-    let read_result = std::thread::scope(|scope| {
+    // Installs the Ctrl-C/SIGTERM handlers: the first signal stops the copy.
+    let interrupted = crate::interrupt::flag();
+    let result = std::thread::scope(|scope| {
         let producer = scope.spawn(move || -> Result<u64, DiskError> {
             let mut read = 0;
             for e in &extents {
                 let mut pos = e.start;
                 let end = e.start + e.len;
                 while pos < end {
+                    if interrupted.load(Ordering::Relaxed) {
+                        return Err(DiskError::Interrupted);
+                    }
                     // Chunks end on grain boundaries so zero runs line up.
                     let chunk_end = ((pos / GRAIN + CHUNK / GRAIN) * GRAIN).min(end);
+                    // The writer is gone (it failed): stop, it reports why.
                     let Ok(mut buf) = free_rx.recv() else {
                         return Ok(read);
                     };
@@ -86,14 +94,12 @@ pub fn copy(
                     read += buf.len() as u64;
                     producer_bar.inc(buf.len() as u64);
                     let runs = non_zero_runs(pos, &buf);
-                    if full_tx
-                        .send(Chunk {
-                            offset: pos,
-                            buf,
-                            runs,
-                        })
-                        .is_err()
-                    {
+                    let chunk = Chunk {
+                        offset: pos,
+                        buf,
+                        runs,
+                    };
+                    if full_tx.send(chunk).is_err() {
                         return Ok(read);
                     }
                     pos = chunk_end;
@@ -101,37 +107,43 @@ pub fn copy(
             }
             Ok(read)
         });
-        let mut write_error = None;
-        for chunk in full_rx {
-            if write_error.is_none() {
-                for &(a, b) in &chunk.runs {
-                    if let Err(e) = writer.write_at(chunk.offset + a as u64, &chunk.buf[a..b]) {
-                        write_error = Some(e);
-                        break;
-                    }
-                    stats.written += (b - a) as u64;
-                }
-            }
-            if write_error.is_some() {
-                // Stop the reader: dropping buffers starves it.
-                continue;
-            }
-            let _ = free_tx.send(chunk.buf);
-        }
+        let written = write_chunks(full_rx, free_tx, writer.as_mut());
         let read = producer.join().unwrap_or_else(|_| {
             Err(DiskError::Invalid(
                 "the image reader thread panicked".into(),
             ))
         });
-        match write_error {
-            Some(e) => Err(e),
-            None => read,
-        }
+        // A side the other one stopped returns Ok, so an error is the cause;
+        // the reader's (an interruption, a read error) is reported first.
+        Ok::<_, DiskError>(CopyStats {
+            read: read?,
+            written: written?,
+        })
     });
-    stats.read = read_result?;
-    writer.finish()?;
     bar.finish_and_clear();
+    let stats = result?;
+    writer.finish()?;
     Ok(stats)
+}
+
+/// The writer's side of [`copy`]: writes the non-zero runs of every chunk in
+/// order and hands the buffers back. On the first error it returns, and
+/// dropping both channel ends stops the reader thread wherever it waits.
+fn write_chunks(
+    full: Receiver<Chunk>,
+    free: SyncSender<Vec<u8>>,
+    writer: &mut dyn ImageWriter,
+) -> Result<u64, DiskError> {
+    let mut written = 0;
+    for chunk in full.iter() {
+        for &(a, b) in &chunk.runs {
+            writer.write_at(chunk.offset + a as u64, &chunk.buf[a..b])?;
+            written += (b - a) as u64;
+        }
+        // Cannot fail while the reader waits for buffers.
+        let _ = free.send(chunk.buf);
+    }
+    Ok(written)
 }
 
 /// The ranges of a chunk read at `offset` that hold non-zero grains, merged.
@@ -212,6 +224,72 @@ mod tests {
         buf[GRAIN as usize - 1] = 9;
         let g = GRAIN as usize;
         assert_eq!(non_zero_runs(100, &buf), vec![(g - 100, g)]);
+    }
+
+    /// A disk of `.0` bytes, all data; reads at offset `.1` and beyond fail.
+    struct Ones(u64, u64);
+
+    impl ImageReader for Ones {
+        fn size(&self) -> u64 {
+            self.0
+        }
+
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), DiskError> {
+            if offset >= self.1 {
+                return Err(DiskError::Invalid("read failed".into()));
+            }
+            buf.fill(1);
+            Ok(())
+        }
+
+        fn data_extents(&self) -> Result<Vec<Extent>, DiskError> {
+            Ok(vec![Extent {
+                start: 0,
+                len: self.0,
+            }])
+        }
+    }
+
+    /// A writer whose disk is full after `.0` writes.
+    struct Full(usize);
+
+    impl ImageWriter for Full {
+        fn write_at(&mut self, _: u64, _: &[u8]) -> Result<(), DiskError> {
+            if self.0 == 0 {
+                return Err(DiskError::Io {
+                    op: "cannot write",
+                    path: "out".into(),
+                    source: std::io::Error::from_raw_os_error(28),
+                });
+            }
+            self.0 -= 1;
+            Ok(())
+        }
+
+        fn finish(self: Box<Self>) -> Result<(), DiskError> {
+            Ok(())
+        }
+    }
+
+    /// Runs a copy on a thread; its result, or a panic if it hangs.
+    fn copy_within_a_minute(reader: Ones, writer: Full) -> Result<CopyStats, DiskError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(copy(&reader, Box::new(writer), reader.0, "t"));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the copy hung")
+    }
+
+    #[test]
+    fn an_error_on_either_side_ends_the_copy() {
+        let size = 64 * CHUNK;
+        let e = copy_within_a_minute(Ones(size, size), Full(3)).unwrap_err();
+        assert!(e.to_string().contains("No space left on device"), "{e}");
+        let e = copy_within_a_minute(Ones(size, 5 * CHUNK), Full(usize::MAX)).unwrap_err();
+        assert_eq!(e.to_string(), "read failed");
+        let stats = copy_within_a_minute(Ones(size, size), Full(usize::MAX)).unwrap();
+        assert_eq!((stats.read, stats.written), (size, size));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! where data is, and sequential writing of a new image.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::disk::error::DiskError;
 
@@ -74,14 +75,24 @@ pub struct CreateOptions {
 /// What marks the temporary name of an output being written.
 const STAGING_MARK: &str = ".b9-tmp-";
 
-/// The temporary name `target` is written under before it is renamed into
-/// place: `.<name>.b9-tmp-<pid>` beside it (same file system).
+/// A fresh temporary name for `target`, beside it (same file system):
+/// `.<name>.b9-tmp-<pid>.<n>`, unique per process and per call, so two
+/// writers of one output (in one process or two) never share a file; the
+/// last rename wins. Leftovers in that directory of b9 processes that are
+/// gone (killed while writing) are removed first.
 pub fn staging_path(target: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    target.with_file_name(format!(".{name}{STAGING_MARK}{}", std::process::id()))
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    crate::stale::sweep(dir, |n| crate::stale::pid_after(n, ".", STAGING_MARK));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    target.with_file_name(format!(".{name}{STAGING_MARK}{}.{n}", std::process::id()))
 }
 
 /// The name a file will have once published: for a staging path the
@@ -93,7 +104,9 @@ pub fn published_name(path: &Path) -> Option<String> {
         .strip_prefix('.')
         .and_then(|n| n.rsplit_once(STAGING_MARK))
     {
-        Some((target, pid)) if pid.chars().all(|c| c.is_ascii_digit()) => Some(target.to_string()),
+        Some((target, id)) if id.chars().all(|c| c.is_ascii_digit() || c == '.') => {
+            Some(target.to_string())
+        }
         _ => Some(name.to_string()),
     }
 }
@@ -108,6 +121,7 @@ mod tests {
         let s = staging_path(t);
         assert_eq!(s.parent(), t.parent());
         assert_eq!(published_name(&s).as_deref(), Some("disk.vmdk"));
+        assert_ne!(staging_path(t), s, "a fresh name per call");
         assert_eq!(published_name(t).as_deref(), Some("disk.vmdk"));
         assert_eq!(
             published_name(Path::new("/x/.hidden.vmdk")).as_deref(),

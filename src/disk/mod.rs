@@ -5,6 +5,7 @@
 pub mod convert;
 pub mod error;
 pub mod ext4;
+pub mod gate;
 pub mod image;
 pub mod open;
 pub mod partition;

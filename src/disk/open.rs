@@ -6,7 +6,8 @@ use std::path::Path;
 
 use crate::disk::convert::{copy, CopyStats};
 use crate::disk::error::DiskError;
-use crate::disk::image::{CreateOptions, Format, ImageReader, ImageWriter};
+use crate::disk::gate;
+use crate::disk::image::{staging_path, CreateOptions, Format, ImageReader, ImageWriter};
 use crate::disk::qcow2::{Qcow2Image, MAGIC as QCOW2_MAGIC};
 use crate::disk::qcow2_stream::Qcow2StreamWriter;
 use crate::disk::raw::{self, RawReader, RawWriter};
@@ -46,13 +47,10 @@ impl From<Format> for Target {
 }
 
 /// The format of an image file, from its first bytes (never its name).
+/// Only regular files are images (see `gate`).
 pub fn detect(path: &Path) -> Result<Format, DiskError> {
     let mut head = [0u8; 512];
-    let mut file = std::fs::File::open(path).map_err(|source| DiskError::Io {
-        op: "cannot open",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mut file = gate::open_regular(path)?;
     let mut n = 0;
     while n < head.len() {
         match file.read(&mut head[n..]) {
@@ -84,6 +82,17 @@ pub fn open(path: &Path) -> Result<Box<dyn ImageReader>, DiskError> {
         Format::Qcow2 => Box::new(Qcow2Image::open(path, false)?),
         Format::Vmdk => vmdk::open(path)?,
     })
+}
+
+/// Checks an image a build file names as a source (`b9 check`): it can be
+/// opened, is a regular file, and its backing files and extents lie where
+/// they may (`gate`). Only headers and tables are read. A corrupt or
+/// unsupported image is left to the build, which fails its artifact.
+pub fn check_source(path: &Path) -> Result<(), DiskError> {
+    match open(path) {
+        Ok(_) | Err(DiskError::Corrupt { .. } | DiskError::Unsupported { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Creates a new, empty image of `size` bytes for writing front to back.
@@ -137,11 +146,7 @@ pub fn resize_file(path: &Path, size: u64, opts: &CreateOptions) -> Result<(), D
         Format::Raw => raw::resize(path, size),
         Format::Qcow2 => Qcow2Image::open(path, true)?.resize(size),
         Format::Vmdk => {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let tmp = path.with_file_name(format!(".{name}.b9-resize-{}", std::process::id()));
+            let tmp = staging_path(path);
             let sub = vmdk::subformat_of(path)?;
             let result =
                 convert_file(path, &tmp, Target::Vmdk(sub), Some(size), opts).and_then(|_| {

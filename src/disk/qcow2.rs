@@ -19,6 +19,7 @@ use imago::{
 };
 
 use crate::disk::error::DiskError;
+use crate::disk::gate;
 use crate::disk::image::{Extent, ImageReader};
 use crate::disk::qcow2_header;
 
@@ -50,7 +51,7 @@ impl Qcow2Image {
     /// Opens an image (and, through it, its backing chain) read-only or writable.
     pub fn open(path: &Path, writable: bool) -> Result<Qcow2Image, DiskError> {
         qcow2_header::check(path)?;
-        let gate = CheckedGate::default();
+        let gate = CheckedGate::top(path);
         let refusal = Arc::clone(&gate.refusal);
         let q = guard(path, || {
             Qcow2::<ImagoFile>::builder_path(path)
@@ -66,6 +67,8 @@ impl Qcow2Image {
 
     /// Creates a new, empty image of `size` bytes, optionally on top of a
     /// backing image (whose format is recorded, so QEMU never probes it).
+    /// b9 chose that backing file, so this process opens the overlay
+    /// trusting it (`gate::own_overlay`).
     pub fn create(path: &Path, size: u64, backing: Option<(&Path, &str)>) -> Result<(), DiskError> {
         let storage = ImagoFile::create_open(
             StorageCreateOptions::new()
@@ -81,6 +84,9 @@ impl Qcow2Image {
             builder = builder.backing(file.to_string_lossy().into_owned(), format.to_string());
         }
         builder.create().map_err(io_err("cannot create", path))?;
+        if backing.is_some() {
+            gate::own_overlay(path);
+        }
         normalize_header(path)
     }
 
@@ -104,19 +110,37 @@ impl Qcow2Image {
 }
 
 /// Opens what a qcow2 image names (backing images, an external data file)
-/// for imago, with b9's checks: only regular files, each qcow2 layer's header
-/// and L1 table checked before imago reads it, at most `MAX_CHAIN_DEPTH`
-/// images deep. imago turns errors into text on the way up, so the first
-/// refusal is also kept whole for the caller.
-#[derive(Default)]
+/// for imago, with b9's checks: only regular files (`gate`), inside the
+/// image's directory or a trusted one (`gate::confine`), each qcow2 layer's
+/// header and L1 table checked before imago reads it, at most
+/// `MAX_CHAIN_DEPTH` images deep. imago turns errors into text on the way
+/// up, so the first refusal is also kept whole for the caller.
 struct CheckedGate {
     /// Backing images above the ones this gate opens.
     depth: usize,
     /// The first refusal of this gate or the ones below it.
     refusal: Arc<Mutex<Option<DiskError>>>,
+    /// The image whose backing and data files this gate opens.
+    image: PathBuf,
+    /// The top image, which the first gate opens too (the user named it).
+    top: bool,
+    /// Whether the image's own references are trusted: an overlay b9 made
+    /// over a backing file it chose (`gate::own_overlay`).
+    trusted: bool,
 }
 
 impl CheckedGate {
+    /// The gate for opening the image at `path` and what it names.
+    fn top(path: &Path) -> CheckedGate {
+        CheckedGate {
+            depth: 0,
+            refusal: Arc::default(),
+            image: path.to_path_buf(),
+            top: true,
+            trusted: gate::is_own_overlay(path),
+        }
+    }
+
     /// Keeps `e` (unless an earlier refusal is kept) and hands imago its text.
     fn refuse(&self, e: DiskError) -> std::io::Error {
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string());
@@ -160,13 +184,35 @@ impl ImplicitOpenGate<ImagoFile> for CheckedGate {
         let below = CheckedGate {
             depth: self.depth + 1,
             refusal: Arc::clone(&self.refusal),
+            image: path,
+            top: false,
+            trusted: false,
         };
         Ok(FormatAccess::new(builder.open(below)?))
     }
 
     fn open_storage(&mut self, options: StorageOpenOptions) -> std::io::Result<ImagoFile> {
         if let Some(path) = options.get_filename() {
-            qcow2_header::check_regular(path).map_err(|e| self.refuse(e))?;
+            let named = !(self.top && path == self.image);
+            if named && !self.trusted {
+                // imago opens backing files read-only, a data file writable.
+                let what = if options.get_writable() {
+                    "external data file"
+                } else {
+                    "backing file"
+                };
+                // imago resolved the name against the image's directory
+                // already (relative to the working directory).
+                let resolved = std::path::absolute(path).map_err(|source| {
+                    self.refuse(DiskError::Io {
+                        op: "cannot resolve",
+                        path: path.to_path_buf(),
+                        source,
+                    })
+                })?;
+                gate::confine(&self.image, what, &resolved).map_err(|e| self.refuse(e))?;
+            }
+            gate::check_regular(path).map_err(|e| self.refuse(e))?;
         }
         ImagoFile::open(options)
     }
@@ -316,7 +362,7 @@ pub fn backing_of(path: &Path) -> Result<Option<(String, Option<String>)>, DiskE
     if h.backing_file_offset == 0 || h.backing_file_size == 0 {
         return Ok(None);
     }
-    let file = std::fs::File::open(path).map_err(io_err("cannot open", path))?;
+    let file = gate::open_regular(path)?;
     // At most 1023 bytes, inside the first cluster (checked by `read`).
     let mut name = vec![0u8; h.backing_file_size as usize];
     crate::disk::raw::read_file_at(&file, path, &mut name, h.backing_file_offset)?;
@@ -424,7 +470,8 @@ mod tests {
         Qcow2Image::create(&p, 1 << 20, Some((Path::new("/dev/zero"), "raw"))).unwrap();
         let e = Qcow2Image::open(&p, false).err().unwrap();
         assert!(
-            e.to_string().contains("/dev/zero: not a regular file"),
+            e.to_string()
+                .contains("/dev/zero: a character device, not a regular file"),
             "{e}"
         );
     }

@@ -169,35 +169,17 @@ pub(crate) fn read(path: &Path) -> Result<Header, DiskError> {
     read_checked(&file, path, len)
 }
 
-/// Refuses anything but a regular file: a FIFO or a device named by a
-/// hostile header could block or never end.
-pub(crate) fn check_regular(path: &Path) -> Result<(), DiskError> {
-    let meta = std::fs::metadata(path).map_err(|source| DiskError::Io {
-        op: "cannot open",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if meta.is_file() {
-        return Ok(());
-    }
-    Err(DiskError::Invalid(format!(
-        "{}: not a regular file (qcow2 images and their backing and data files must be)",
-        path.display()
-    )))
-}
-
 /// Opens the file (a regular file only) and finds its length.
 fn open(path: &Path) -> Result<(File, u64), DiskError> {
-    check_regular(path)?;
-    let io = |op| {
-        move |source| DiskError::Io {
-            op,
+    let file = crate::disk::gate::open_regular(path)?;
+    let len = file
+        .metadata()
+        .map_err(|source| DiskError::Io {
+            op: "cannot read",
             path: path.to_path_buf(),
             source,
-        }
-    };
-    let file = File::open(path).map_err(io("cannot open"))?;
-    let len = file.metadata().map_err(io("cannot read"))?.len();
+        })?
+        .len();
     Ok((file, len))
 }
 

@@ -16,14 +16,14 @@ pub struct RawReader {
 }
 
 impl RawReader {
-    /// Opens a raw image; its size is the file's size.
+    /// Opens a raw image (a regular file only); its size is the file's size.
     pub fn open(path: &Path) -> Result<RawReader, DiskError> {
         let io = |op, source| DiskError::Io {
             op,
             path: path.to_path_buf(),
             source,
         };
-        let file = File::open(path).map_err(|e| io("cannot open", e))?;
+        let file = crate::disk::gate::open_regular(path)?;
         let size = file.metadata().map_err(|e| io("cannot stat", e))?.len();
         Ok(RawReader {
             file,

@@ -429,9 +429,17 @@ impl Checker<'_> {
     fn source_image(&mut self, inst: &Instance, image: &Node<Image>) -> Option<FileSystem> {
         let Image::Image(path, _, fs) = &image.value;
         let resolved = self.dirs.project_root.join(&path.value);
-        if let FileState::Unreadable(why) = self.file(&resolved, false) {
-            let d = Diagnostic::error(format!("cannot read source image {}: {why}", resolved.display()))
-                .with_hint("relative image paths are resolved against the project root (`-b` / build_dir_root)");
+        // Images are untrusted input: a regular file whose backing files
+        // and extents stay in its directory (without blocking on a FIFO).
+        if let Err(e) = crate::disk::open::check_source(&resolved) {
+            let io = matches!(e, crate::disk::DiskError::Io { .. });
+            let mut d = Diagnostic::error(format!(
+                "cannot use source image {}: {e}",
+                resolved.display()
+            ));
+            if io {
+                d = d.with_hint("relative image paths are resolved against the project root (`-b` / build_dir_root)");
+            }
             self.error(inst, path.span, d);
         }
         Some(fs.value.clone())

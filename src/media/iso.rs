@@ -25,7 +25,7 @@ use hadris_iso::write::{
     FileSource, InputEntry, InputEntryKind, InputMetadata, InputTree, IsoImageWriter,
 };
 
-use super::{read_tree, Civil, Entry, EntryKind, MediaError, MediaOptions};
+use super::{read_tree, Civil, Entry, EntryKind, MediaError, MediaOptions, RecordingFile};
 
 /// The volume id cloud-init's NoCloud data source looks for.
 pub const VOLUME_ID: &str = "cidata";
@@ -77,12 +77,19 @@ pub fn write_iso(tree: &Path, out: &Path, opts: &MediaOptions) -> Result<(), Med
         path_separator: PathSeparator::ForwardSlash,
         strict_charset: false,
     };
-    let file = super::create_output(out)?;
-    let file = IsoImageWriter::create(file, input, options).map_err(|e| MediaError::Iso {
-        path: out.to_path_buf(),
-        message: e.to_string(),
+    let first_error = Arc::default();
+    let file = RecordingFile::new(super::create_output(out)?, &first_error);
+    let file = IsoImageWriter::create(file, input, options).map_err(|e| {
+        match first_error.lock().ok().and_then(|mut slot| slot.take()) {
+            Some(os) => MediaError::io("write", out, os),
+            None => MediaError::Iso {
+                path: out.to_path_buf(),
+                message: e.to_string(),
+            },
+        }
     })?;
-    normalise_times(&file, opts.timestamp).map_err(|e| MediaError::io("fix the dates in", out, e))
+    normalise_times(file.file(), opts.timestamp)
+        .map_err(|e| MediaError::io("fix the dates in", out, e))
 }
 
 /// Converts the tree to hadris' input, with modes, owner/group 0 and every

@@ -14,8 +14,9 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 pub mod dir;
 pub mod iso;
@@ -203,17 +204,7 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<Entry>, MediaError> {
             let target = fs::read_link(&path).map_err(|e| MediaError::io("read link", &path, e))?;
             EntryKind::Symlink(target)
         } else {
-            let kind = if ft.is_fifo() {
-                "a named pipe"
-            } else if ft.is_socket() {
-                "a socket"
-            } else if ft.is_block_device() {
-                "a block device"
-            } else if ft.is_char_device() {
-                "a character device"
-            } else {
-                "an unknown file type"
-            };
+            let kind = crate::disk::gate::special_kind(ft).unwrap_or("of an unknown type");
             return Err(MediaError::UnsupportedFileType { path, kind });
         };
         out.push(Entry {
@@ -238,6 +229,66 @@ pub(crate) fn create_output(out: &Path) -> Result<std::fs::File, MediaError> {
         .truncate(true)
         .open(out)
         .map_err(|e| MediaError::io("create", out, e))
+}
+
+/// A medium's output file that keeps the first I/O error met on it: the
+/// ISO writer reports only an error's kind ("Other"), and the user needs
+/// the OS error ("No space left on device"). The slot is shared, because
+/// the writer consumes the file and returns only its own error.
+pub(crate) struct RecordingFile {
+    file: std::fs::File,
+    first_error: Arc<Mutex<Option<io::Error>>>,
+}
+
+impl RecordingFile {
+    /// Wraps `file`; its first I/O error goes to `slot`.
+    pub(crate) fn new(file: std::fs::File, slot: &Arc<Mutex<Option<io::Error>>>) -> RecordingFile {
+        RecordingFile {
+            file,
+            first_error: Arc::clone(slot),
+        }
+    }
+
+    /// The file.
+    pub(crate) fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+
+    fn note<T>(&self, r: io::Result<T>) -> io::Result<T> {
+        if let (Err(e), Ok(mut slot)) = (&r, self.first_error.lock()) {
+            slot.get_or_insert_with(|| match e.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(e.kind(), e.to_string()),
+            });
+        }
+        r
+    }
+}
+
+impl io::Read for RecordingFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.file.read(buf);
+        self.note(r)
+    }
+}
+
+impl io::Write for RecordingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.file.write(buf);
+        self.note(r)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let r = self.file.flush();
+        self.note(r)
+    }
+}
+
+impl io::Seek for RecordingFile {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let r = self.file.seek(to);
+        self.note(r)
+    }
 }
 
 #[cfg(test)]

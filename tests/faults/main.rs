@@ -15,6 +15,7 @@
 mod common;
 
 mod disk;
+mod disk_env;
 mod fake_sftp;
 mod outputs;
 mod parse;

@@ -246,6 +246,9 @@ struct FstoolBuilder {
 }
 
 fn fs_error(path: &Path, e: fstool::Error) -> DiskError {
+    if crate::interrupt::pending() {
+        return DiskError::Interrupted;
+    }
     match e {
         fstool::Error::Io(source) => DiskError::Io {
             op: "cannot write ext4 image",
@@ -382,11 +385,17 @@ impl Builder for FstoolBuilder {
                 file_meta(meta),
             )
             .map_err(|e| match e {
-                fstool::Error::Io(source) => DiskError::Io {
-                    op: "cannot copy into ext4 image",
-                    path: src.to_path_buf(),
-                    source,
-                },
+                // Reading the host file failed; a failed write names the
+                // image, and an interruption is one.
+                fstool::Error::Io(source)
+                    if !self.dev.write_failed() && !crate::interrupt::pending() =>
+                {
+                    DiskError::Io {
+                        op: "cannot copy into ext4 image",
+                        path: src.to_path_buf(),
+                        source,
+                    }
+                }
                 other => self.err(other),
             })?;
         self.times(ino, meta)

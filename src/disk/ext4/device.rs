@@ -24,6 +24,9 @@ pub(crate) struct ImageFile {
     size: u64,
     /// Stream position for fstool's `Read`/`Write`/`Seek` users.
     pos: u64,
+    /// Whether a write to the image failed (fstool's errors do not say
+    /// which file an I/O error came from when it copies a host file in).
+    write_failed: bool,
 }
 
 impl ImageFile {
@@ -44,7 +47,12 @@ impl ImageFile {
                     format!("the device holds {capacity} bytes, the file system needs {size}"),
                 ));
             }
-            return Ok(ImageFile { file, size, pos: 0 });
+            return Ok(ImageFile {
+                file,
+                size,
+                pos: 0,
+                write_failed: false,
+            });
         }
         let file = OpenOptions::new()
             .read(true)
@@ -53,7 +61,23 @@ impl ImageFile {
             .truncate(true)
             .open(path)?;
         file.set_len(size)?;
-        Ok(ImageFile { file, size, pos: 0 })
+        Ok(ImageFile {
+            file,
+            size,
+            pos: 0,
+            write_failed: false,
+        })
+    }
+
+    /// True once a write to the image failed.
+    pub(crate) fn write_failed(&self) -> bool {
+        self.write_failed
+    }
+
+    /// Notes a failed write to the image and passes its error on.
+    fn failed<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
+        self.write_failed |= r.is_err();
+        r
     }
 
     /// Makes everything written durable: one `fdatasync`.
@@ -86,6 +110,16 @@ impl ImageFile {
     }
 }
 
+/// Fails once Ctrl-C or SIGTERM was received (where b9 watches for them),
+/// so a long format or population stops between two writes. Not
+/// `ErrorKind::Interrupted`: writers retry on that.
+fn stop_if_interrupted() -> io::Result<()> {
+    if crate::interrupt::pending() {
+        return Err(io::Error::other("interrupted by Ctrl-C or SIGTERM"));
+    }
+    Ok(())
+}
+
 impl Read for ImageFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.file.read_at(buf, self.pos)?;
@@ -103,8 +137,10 @@ impl Write for ImageFile {
                 "write past the end of the image",
             ));
         }
+        stop_if_interrupted()?;
         let n = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        let n = self.file.write_at(&buf[..n], self.pos)?;
+        let n = self.file.write_at(&buf[..n], self.pos);
+        let n = self.failed(n)?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -144,7 +180,8 @@ impl BlockDevice for ImageFile {
         }
         let punch = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
         if fallocate(&self.file, punch, offset, len).is_err() {
-            self.write_zeros(offset, len)?;
+            let r = self.write_zeros(offset, len);
+            self.failed(r)?;
         }
         Ok(())
     }
@@ -161,7 +198,9 @@ impl BlockDevice for ImageFile {
 
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> fstool::Result<()> {
         self.check(offset, buf.len() as u64)?;
-        self.file.write_all_at(buf, offset)?;
+        stop_if_interrupted()?;
+        let r = self.file.write_all_at(buf, offset);
+        self.failed(r)?;
         Ok(())
     }
 }

@@ -61,11 +61,7 @@ pub fn open(path: &Path) -> Result<Box<dyn ImageReader>, DiskError> {
 /// compressed, else monolithicSparse (also for flat descriptors, which b9
 /// rewrites as monolithicSparse).
 pub fn subformat_of(path: &Path) -> Result<Subformat, DiskError> {
-    let file = std::fs::File::open(path).map_err(|source| DiskError::Io {
-        op: "cannot open",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = crate::disk::gate::open_regular(path)?;
     let mut head = [0u8; 512];
     crate::disk::raw::read_file_at(&file, path, &mut head, 0)?;
     // compressAlgorithm (u16 LE at byte 77): 1 = deflate.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use flate2::{Decompress, FlushDecompress, Status};
@@ -18,6 +18,7 @@ use super::header::{
 };
 use super::MAX_CAPACITY_SECTORS;
 use crate::disk::error::DiskError;
+use crate::disk::gate;
 use crate::disk::image::{Extent, ImageReader};
 
 /// Largest grain b9 reads: 1 MiB (qemu writes 64 KiB).
@@ -577,7 +578,7 @@ pub(crate) struct VmdkReader {
 
 /// Opens a VMDK: a sparse extent or a descriptor file.
 pub(crate) fn open(path: &Path) -> Result<VmdkReader, DiskError> {
-    let file = File::open(path).map_err(|e| io_err(path, "cannot open", e))?;
+    let file = gate::open_regular(path)?;
     let mut head = [0u8; 64];
     let len = file
         .metadata()
@@ -645,7 +646,6 @@ fn open_descriptor(file: File, path: &Path, len: u64) -> Result<VmdkReader, Disk
     if d.extents.is_empty() {
         return Err(corrupt(path, "descriptor", "no extents"));
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
     let mut parts = Vec::with_capacity(d.extents.len());
     let mut start = 0u64;
     for (i, e) in d.extents.iter().enumerate() {
@@ -664,22 +664,8 @@ fn open_descriptor(file: File, path: &Path, len: u64) -> Result<VmdkReader, Disk
         let kind = match e.kind {
             ExtentType::Zero => PartKind::Zero,
             ExtentType::Flat | ExtentType::Sparse => {
-                let rel = Path::new(&e.file);
-                if rel.is_absolute()
-                    || rel
-                        .components()
-                        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-                {
-                    return Err(unsupported(
-                        path,
-                        format!(
-                            "extent file {:?} outside the descriptor's directory",
-                            e.file
-                        ),
-                    ));
-                }
-                let p = dir.join(rel);
-                let f = File::open(&p).map_err(|err| io_err(&p, "cannot open", err))?;
+                let p = gate::confine(path, "extent file", Path::new(&e.file))?;
+                let f = gate::open_regular(&p)?;
                 if e.kind == ExtentType::Sparse {
                     PartKind::Sparse(Box::new(SparseExtent::open(f, &p)?))
                 } else {

@@ -372,9 +372,24 @@ fn descriptor_files() {
     .unwrap();
     assert_eq!(read_all(&two), [e1, e2].concat());
 
+    // Extents outside the descriptor's directory (the rule of `gate::confine`).
+    std::fs::create_dir(d.path().join("sub")).unwrap();
+    std::fs::write(d.path().join("x"), [0u8; 4096]).unwrap();
     for (name, text) in [
-        ("up.vmdk", "# Disk DescriptorFile\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"../x\"\n"),
-        ("abs.vmdk", "# Disk DescriptorFile\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"/etc/passwd\"\n"),
+        (
+            "sub/up.vmdk",
+            "# Disk DescriptorFile\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"../x\"\n",
+        ),
+        (
+            "abs.vmdk",
+            "# Disk DescriptorFile\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"/etc/passwd\"\n",
+        ),
+    ] {
+        let p = d.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        assert!(matches!(open(&p), Err(DiskError::Escapes { .. })), "{name}");
+    }
+    for (name, text) in [
         ("parent.vmdk", "# Disk DescriptorFile\nparentCID=1234\ncreateType=\"monolithicSparse\"\nRW 8 SPARSE \"d-s001.vmdk\"\n"),
         ("se.vmdk", "# Disk DescriptorFile\ncreateType=\"seSparse\"\nRW 8 SESPARSE \"x\"\n"),
         ("type.vmdk", "# Disk DescriptorFile\ncreateType=\"fullDevice\"\nRW 8 FLAT \"disk-flat.vmdk\"\n"),
