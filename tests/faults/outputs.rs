@@ -389,12 +389,9 @@ fn timeout_factor_zero_means_factor_one_everywhere() {
     );
 }
 
-#[path = "../common/mod.rs"]
-mod common;
-
 #[test]
 fn the_console_log_of_a_failed_vm_run_is_kept_where_the_error_says() {
-    let p = common::project::Project::new("qemu", "", 20);
+    let p = crate::common::project::Project::new("qemu", "", 20);
     let out = p.build(
         "slow.b9",
         r#"Artifact (IID "slow")
@@ -404,7 +401,7 @@ fn the_console_log_of_a_failed_vm_run_is_kept_where_the_error_says() {
      (VmScript X86_64 [] (Run "sleep" ["600"])))
 "#,
     );
-    let log = common::project::text(&out);
+    let log = crate::common::project::text(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
     let named = log
         .lines()
@@ -431,5 +428,5 @@ fn the_console_log_of_a_failed_vm_run_is_kept_where_the_error_says() {
         }
     }
     assert!(!p.p("out/root.raw").exists());
-    common::project::no_vm_left(&p);
+    crate::common::project::no_vm_left(&p);
 }
