@@ -14,7 +14,7 @@ pub mod typed;
 use std::path::Path;
 
 use crate::diag::Diagnostic;
-use source::{Source, SourceRef};
+use source::SourceRef;
 use syntax::ArtifactGenerator;
 use term::Document;
 use typed::{Cx, Node, Syntax};
@@ -71,13 +71,7 @@ pub fn parse(source: SourceRef) -> Result<BuildFile, Vec<Diagnostic>> {
 
 /// Reads and parses a build file from disk.
 pub fn parse_file(path: &Path) -> Result<BuildFile, Vec<Diagnostic>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Diagnostic::error(format!(
-            "cannot read build file {}: {e}",
-            path.display()
-        ))]
-    })?;
-    parse(Source::new(path, text))
+    parse(source::read_source(path, "build file").map_err(|e| vec![e])?)
 }
 
 /// `YamlObject "..."` literals are parsed when the file is loaded, as the
@@ -112,6 +106,7 @@ fn check_yaml_literals(source: &SourceRef, term: &term::Term, out: &mut Vec<Diag
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use source::Source;
 
     fn print_generator(g: &ArtifactGenerator) -> String {
         print::print_document(&Document {

@@ -10,6 +10,12 @@ use crate::lang::source::Span;
 /// The constructor whose string argument needs no parentheses.
 pub const YAML_OBJECT: &str = "YamlObject";
 
+/// How deeply parentheses, brackets and braces may nest. Every pass over a
+/// term tree (typed conversion, printing, evaluation, dropping) recurses once
+/// per level, so this bound keeps all of them far from the stack's end; real
+/// build files nest a few dozen levels at most.
+pub const MAX_DEPTH: usize = 200;
+
 /// A parsed value with its span and comments.
 #[derive(Clone, Debug)]
 pub struct Term {
@@ -129,6 +135,8 @@ pub fn parse_document(text: &str) -> Result<Document, Vec<SyntaxError>> {
         tokens,
         pos: 0,
         errors: Vec::new(),
+        depth: 0,
+        too_deep: false,
     };
     let term = p.term();
     let mut doc = None;
@@ -163,6 +171,10 @@ struct Parser {
     tokens: Vec<Token>,
     pos: usize,
     errors: Vec<SyntaxError>,
+    /// Brackets open around the current position.
+    depth: usize,
+    /// Set when [`MAX_DEPTH`] was passed: the parse unwinds without more errors.
+    too_deep: bool,
 }
 
 impl Parser {
@@ -191,6 +203,26 @@ impl Parser {
         let tok = self.peek();
         let (found, span) = (tok.kind.describe(), tok.span);
         self.error(format!("expected {what}, found {found}"), span, None);
+    }
+
+    /// Parses a bracketed term (`(`, `[` or `Name {`) one level deeper, or
+    /// reports the nesting error at its opening token and gives up.
+    fn nested(&mut self, parse: fn(&mut Parser) -> Option<Term>) -> Option<Term> {
+        if self.depth >= MAX_DEPTH {
+            let span = self.peek().span;
+            self.error(
+                format!("nested too deeply (more than {MAX_DEPTH} levels)"),
+                span,
+                None,
+            );
+            self.too_deep = true;
+            self.sync_to_end();
+            return None;
+        }
+        self.depth += 1;
+        let term = parse(self);
+        self.depth -= 1;
+        term
     }
 
     /// Skips to the end of input after an unrecoverable error.
@@ -302,7 +334,7 @@ impl Parser {
             TokenKind::Ident(name) => {
                 let next = self.tokens.get(self.pos + 1).map(|t| &t.kind);
                 if matches!(next, Some(TokenKind::LBrace)) {
-                    return self.record();
+                    return self.nested(Parser::record);
                 }
                 if name == YAML_OBJECT && matches!(next, Some(TokenKind::Str(_))) {
                     // The original's hand-written reader binds `YamlObject "..."`
@@ -341,8 +373,8 @@ impl Parser {
             });
         }
         match tok.kind {
-            TokenKind::LBracket => self.list(),
-            TokenKind::LParen => self.paren(),
+            TokenKind::LBracket => self.nested(Parser::list),
+            TokenKind::LParen => self.nested(Parser::paren),
             _ => {
                 self.expected("a value");
                 None
@@ -370,6 +402,7 @@ impl Parser {
                     item.leading.splice(0..0, std::mem::take(&mut carry));
                     items.push(item);
                 }
+                None if self.too_deep => return None,
                 None => {
                     ok = false;
                     self.sync_in_list(&close);
