@@ -85,16 +85,14 @@ impl Checker<'_> {
     }
 
     fn instance(&mut self, inst: &Instance) {
-        if inst.id.contains('/')
-            || inst.id.value == "."
-            || inst.id.value == ".."
-            || inst.id.contains('\0')
-        {
+        if let Some(why) = instance_id_problem(&inst.id.value) {
             let d = Diagnostic::error(format!(
-                "instance id {:?} cannot name the instance's build directory",
+                "instance id {:?} cannot name the instance's build directory: {why}",
                 inst.id.value
             ))
-            .with_note("the id names `<buildDir>/artifact-instances/<id>-<buildId>/`: it must not contain `/`");
+            .with_note(
+                "the id names `<buildDir>/artifact-instances/<id>-<buildId>/` and `<buildDir>/images/<id>/`",
+            );
             self.error(inst, inst.id.span, d);
         }
         for w in &inst.writers {
@@ -106,6 +104,7 @@ impl Checker<'_> {
                 ));
                 self.error(inst, w.output.span, d);
             }
+            self.file_name(inst, &w.output, "output path");
             match &w.input {
                 WriterInput::File { path, expand } => self.source_file(inst, path, *expand, None),
                 WriterInput::Content(c) => self.content(inst, c),
@@ -154,6 +153,9 @@ impl Checker<'_> {
         expand: bool,
         syntax: Option<Syntax>,
     ) {
+        if !self.file_name(inst, path, "source file") {
+            return;
+        }
         let resolved = self.dirs.cwd.join(&path.value);
         let need_text = expand || syntax.is_some();
         let state = match self.file(&resolved, need_text) {
@@ -308,6 +310,7 @@ impl Checker<'_> {
         use ArtifactAssembly::*;
         match &inst.assembly.value {
             CloudInit(types, base) => {
+                self.file_name(inst, base, "cloud-init output path");
                 for t in types.iter() {
                     let path = match t.value {
                         CloudInitType::CI_ISO => format!("{}.iso", base.value),
@@ -354,6 +357,11 @@ impl Checker<'_> {
                 if let MountPoint::MountPoint(p) = &m.value {
                     self.absolute_mount(inst, p);
                 }
+                if let SharedDirectory::SharedDirectory(dir, _)
+                | SharedDirectory::SharedDirectoryRO(dir, _) = &s.value
+                {
+                    self.file_name(inst, dir, "shared directory");
+                }
             }
             if roots.is_empty() && mounted > 0 && runs_something(body) {
                 let d = Diagnostic::error("images are mounted, but none at `/`")
@@ -365,6 +373,7 @@ impl Checker<'_> {
     }
 
     fn absolute_mount(&mut self, inst: &Instance, p: &Node<String>) {
+        self.file_name(inst, p, "mount point");
         if !p.value.starts_with('/') {
             let d = Diagnostic::error(format!("mount point {:?} is not an absolute path", p.value))
                 .with_hint(format!("write {:?}", format!("/{}", p.value)));
@@ -415,7 +424,8 @@ impl Checker<'_> {
                 self.resize(inst, resize, fs.clone());
                 fs
             }
-            From(_, resize) => {
+            From(name, resize) => {
+                self.file_name(inst, name, "shared image name");
                 self.resize(inst, resize, None);
                 None
             }
@@ -424,6 +434,9 @@ impl Checker<'_> {
 
     fn source_image(&mut self, inst: &Instance, image: &Node<Image>) -> Option<FileSystem> {
         let Image::Image(path, _, fs) = &image.value;
+        if !self.file_name(inst, path, "source image") {
+            return Some(fs.value.clone());
+        }
         let resolved = self.dirs.project_root.join(&path.value);
         if let FileState::Unreadable(why) = self.file(&resolved, false) {
             let d = Diagnostic::error(format!("cannot read source image {}: {why}", resolved.display()))
@@ -436,8 +449,13 @@ impl Checker<'_> {
     fn destination(&mut self, inst: &Instance, d: &Node<ImageDestination>, fs: Option<FileSystem>) {
         use ImageDestination::*;
         match &d.value {
-            Share(_, _, resize) => self.resize(inst, resize, fs),
+            Share(name, _, resize) => {
+                self.file_name(inst, name, "shared image name");
+                self.resize(inst, resize, fs);
+            }
             LiveInstallerImage(name, root, resize) => {
+                self.file_name(inst, name, "live installer image name");
+                self.file_name(inst, root, "live installer output directory");
                 let w = Diagnostic::warning("`LiveInstallerImage` is deprecated");
                 self.error(inst, d.span, w);
                 let dir = format!("{}/machines/{}", root.value, name.value);
@@ -446,6 +464,7 @@ impl Checker<'_> {
             }
             LocalFile(image, resize) => {
                 let Image::Image(path, _, _) = &image.value;
+                self.file_name(inst, path, "output image");
                 self.output(inst, &path.value, path.span);
                 self.resize(inst, resize, fs);
             }
@@ -483,6 +502,21 @@ impl Checker<'_> {
         }
     }
 
+    /// A string b9 will use as (part of) a file name: a NUL character cannot
+    /// be in one, so it is reported here rather than failing the build.
+    /// False if it was reported.
+    fn file_name(&mut self, inst: &Instance, name: &Node<String>, what: &str) -> bool {
+        if !name.value.contains('\0') {
+            return true;
+        }
+        let d = Diagnostic::error(format!(
+            "{what} {:?} contains a NUL character, which no file name can hold",
+            name.value
+        ));
+        self.error(inst, name.span, d);
+        false
+    }
+
     /// Records an output path; the second writer of one path is an error.
     fn output(&mut self, inst: &Instance, path: &str, span: Span) {
         let key = normalize(&self.dirs.cwd.join(path));
@@ -512,6 +546,19 @@ fn fs_name(fs: &FileSystem) -> &'static str {
         FileSystem::Ext4_64 => "Ext4_64",
         FileSystem::ISO9660 => "ISO9660",
         FileSystem::VFAT => "VFAT",
+    }
+}
+
+/// Why `id` cannot name a directory, if it cannot.
+fn instance_id_problem(id: &str) -> Option<&'static str> {
+    if id == "." || id == ".." {
+        Some("`.` and `..` are not names but links: `<buildDir>/images/..` is the build directory itself")
+    } else if id.contains('\0') {
+        Some("it contains a NUL character, which no file name can hold")
+    } else if id.contains('/') {
+        Some("it contains `/`, which would make it a path")
+    } else {
+        None
     }
 }
 
