@@ -215,6 +215,23 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Remembers which problems were reported, so a problem repeated by many
+/// instances (an `Each` over a million values) is kept once: the same
+/// message at the same place of the same text.
+#[derive(Default)]
+pub struct Seen(std::collections::HashSet<(usize, usize, String)>);
+
+impl Seen {
+    /// True the first time `d` is shown to this set.
+    pub fn first(&mut self, d: &Diagnostic) -> bool {
+        // The source's address stands for its name: texts are shared, never copied.
+        let (text, at) = d.location.as_ref().map_or((0, 0), |l| {
+            (std::sync::Arc::as_ptr(&l.source) as usize, l.span.start)
+        });
+        self.0.insert((text, at, d.message.clone()))
+    }
+}
+
 /// The best near miss for `word` among `candidates`, for "did you mean" hints.
 pub fn did_you_mean<'a>(
     word: &str,

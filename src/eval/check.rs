@@ -6,11 +6,11 @@
 //! absolute and exactly one image is the root when images are mounted;
 //! partition numbers and sizes are valid; no two artifacts write one output.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use crate::content::{erlang, yaml};
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Seen};
 use crate::eval::env::Env;
 use crate::eval::expand::{Instance, WriterInput};
 use crate::eval::subst::{undefined_variable, Interpolator};
@@ -31,25 +31,17 @@ pub struct Dirs {
 /// Runs every static check over the instances and returns the problems found
 /// (errors and warnings), each reported once.
 pub fn check(instances: &[Instance], dirs: &Dirs) -> Vec<Diagnostic> {
-    let mut c = Checker {
-        dirs,
-        files: HashMap::new(),
-        outputs: HashMap::new(),
-        out: Vec::new(),
-    };
+    let mut c = Checker::new(dirs);
     for inst in instances {
         c.instance(inst);
     }
-    dedupe(c.out)
+    c.finish()
 }
 
 /// Drops repeated diagnostics (the same problem in many `Each` iterations).
 pub fn dedupe(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    let mut seen = HashSet::new();
-    diagnostics
-        .into_iter()
-        .filter(|d| seen.insert((d.position(), d.message.clone())))
-        .collect()
+    let mut seen = Seen::default();
+    diagnostics.into_iter().filter(|d| seen.first(d)).collect()
 }
 
 /// A host file as the checks see it.
@@ -62,11 +54,15 @@ enum FileState {
     Unreadable(String),
 }
 
-struct Checker<'a> {
+/// The static checks, fed one instance at a time (see
+/// [`crate::eval::expand::expand_into`]); repeated problems are kept once
+/// as they come.
+pub struct Checker<'a> {
     dirs: &'a Dirs,
     files: HashMap<PathBuf, FileState>,
     outputs: HashMap<PathBuf, (String, SourceRef, Span)>,
     out: Vec<Diagnostic>,
+    seen: Seen,
 }
 
 /// The kind of text an `ASTParse` file must hold.
@@ -76,15 +72,38 @@ enum Syntax {
     Erlang,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    /// No instance checked yet; relative paths resolve in `dirs`.
+    pub fn new(dirs: &'a Dirs) -> Checker<'a> {
+        Checker {
+            dirs,
+            files: HashMap::new(),
+            outputs: HashMap::new(),
+            out: Vec::new(),
+            seen: Seen::default(),
+        }
+    }
+
+    /// The problems found, in the order found, each once.
+    pub fn finish(self) -> Vec<Diagnostic> {
+        self.out
+    }
+
+    fn push(&mut self, d: Diagnostic) {
+        if self.seen.first(&d) {
+            self.out.push(d);
+        }
+    }
+
     fn error(&mut self, inst: &Instance, span: Span, d: Diagnostic) {
         let d = d
             .at(&inst.source, span)
             .with_note(format!("in artifact instance `{}`", inst.id.value));
-        self.out.push(d);
+        self.push(d);
     }
 
-    fn instance(&mut self, inst: &Instance) {
+    /// Checks one instance.
+    pub fn instance(&mut self, inst: &Instance) {
         if let Some(why) = instance_id_problem(&inst.id.value) {
             let d = Diagnostic::error(format!(
                 "instance id {:?} cannot name the instance's build directory: {why}",
@@ -237,7 +256,7 @@ impl Checker<'_> {
                 let d = Diagnostic::error(format!("template syntax error: {}", e.message))
                     .at(src, Span::new(e.start, e.end))
                     .with_note(used_by);
-                self.out.push(d);
+                self.push(d);
                 return None;
             }
         };
@@ -248,7 +267,7 @@ impl Checker<'_> {
                     let d = undefined_variable(name, env)
                         .at(src, Span::new(*start, *end))
                         .with_note(used_by);
-                    self.out.push(d);
+                    self.push(d);
                 }
                 None
             }
@@ -277,8 +296,7 @@ impl Checker<'_> {
         }
         .string(path, &inst.env);
         for d in diags {
-            self.out
-                .push(d.with_note(format!("in artifact instance `{}`", inst.id.value)));
+            self.push(d.with_note(format!("in artifact instance `{}`", inst.id.value)));
         }
         let expand = matches!(conv.value, SourceFileConversion::ExpandVariables);
         self.source_file(inst, &resolved, expand, syntax);
