@@ -24,14 +24,20 @@ use typed::{Cx, Node, Syntax};
 pub struct BuildFile {
     /// The text it came from.
     pub source: SourceRef,
-    /// The untyped document with comments.
-    pub document: Document,
     /// The typed generator.
     pub generator: Node<ArtifactGenerator>,
 }
 
-/// Parses a build file's text; `Err` holds every problem found.
+/// Parses a build file's text; `Err` holds every problem found. The untyped
+/// document is dropped once typed: a large file's terms are not kept while
+/// it is evaluated.
 pub fn parse(source: SourceRef) -> Result<BuildFile, Vec<Diagnostic>> {
+    parse_with_document(source).map(|(file, _)| file)
+}
+
+/// [`parse`], also returning the untyped document with its comments (what
+/// `b9 reformat` prints).
+pub fn parse_with_document(source: SourceRef) -> Result<(BuildFile, Document), Vec<Diagnostic>> {
     let document = term::parse_document(source.text()).map_err(|errors| {
         errors
             .into_iter()
@@ -56,11 +62,7 @@ pub fn parse(source: SourceRef) -> Result<BuildFile, Vec<Diagnostic>> {
         Some(generator) if diagnostics.is_empty() => {
             check_yaml_literals(&source, &document.term, &mut diagnostics);
             if diagnostics.is_empty() {
-                Ok(BuildFile {
-                    source,
-                    document,
-                    generator,
-                })
+                Ok((BuildFile { source, generator }, document))
             } else {
                 Err(diagnostics)
             }
@@ -71,7 +73,16 @@ pub fn parse(source: SourceRef) -> Result<BuildFile, Vec<Diagnostic>> {
 
 /// Reads and parses a build file from disk.
 pub fn parse_file(path: &Path) -> Result<BuildFile, Vec<Diagnostic>> {
-    parse(source::read_source(path, "build file").map_err(|e| vec![e])?)
+    parse(read_build_file(path)?)
+}
+
+/// [`parse_with_document`] of a file on disk.
+pub fn parse_file_with_document(path: &Path) -> Result<(BuildFile, Document), Vec<Diagnostic>> {
+    parse_with_document(read_build_file(path)?)
+}
+
+fn read_build_file(path: &Path) -> Result<SourceRef, Vec<Diagnostic>> {
+    source::read_source(path, "build file").map_err(|e| vec![e])
 }
 
 /// `YamlObject "..."` literals are parsed when the file is loaded, as the
@@ -132,9 +143,8 @@ mod tests {
                 let msgs: Vec<String> = diagnostics.iter().map(|d| d.to_string()).collect();
                 return Err(TestCaseError::fail(format!("{text}\n{}", msgs.join("\n"))));
             };
-            let file = BuildFile { source, document: doc, generator: typed };
-            prop_assert_eq!(&file.generator.value, &generator, "{}", text);
-            prop_assert_eq!(print::print_document(&file.document), text);
+            prop_assert_eq!(&typed.value, &generator, "{}", text);
+            prop_assert_eq!(print::print_document(&doc), text);
         }
     }
 

@@ -4,7 +4,7 @@
 //! Redundant parentheses are dropped; comments stay attached to the terms they
 //! precede or follow, so the printer can put them back.
 
-use crate::lang::lexer::{tokenize, Comment, Token, TokenKind};
+use crate::lang::lexer::{Comment, Token, TokenKind, Tokens};
 use crate::lang::source::Span;
 
 /// The constructor whose string argument needs no parentheses.
@@ -124,16 +124,8 @@ pub struct Document {
 /// Parses a text holding exactly one term. Reports every syntax error it can
 /// find (it resynchronises at list commas), not only the first.
 pub fn parse_document(text: &str) -> Result<Document, Vec<SyntaxError>> {
-    let tokens = tokenize(text).map_err(|e| {
-        vec![SyntaxError {
-            message: e.message,
-            span: e.span,
-            hint: None,
-        }]
-    })?;
     let mut p = Parser {
-        tokens,
-        pos: 0,
+        tokens: Tokens::new(text),
         errors: Vec::new(),
         depth: 0,
         too_deep: false,
@@ -161,15 +153,22 @@ pub fn parse_document(text: &str) -> Result<Document, Vec<SyntaxError>> {
         }
         None => p.sync_to_end(),
     }
+    if let Some(e) = p.tokens.error() {
+        // What the parser said after the bad token is noise.
+        return Err(vec![SyntaxError {
+            message: e.message.clone(),
+            span: e.span,
+            hint: None,
+        }]);
+    }
     match doc {
         Some(doc) if p.errors.is_empty() => Ok(doc),
         _ => Err(p.errors),
     }
 }
 
-struct Parser {
-    tokens: Vec<Token>,
-    pos: usize,
+struct Parser<'a> {
+    tokens: Tokens<'a>,
     errors: Vec<SyntaxError>,
     /// Brackets open around the current position.
     depth: usize,
@@ -177,18 +176,18 @@ struct Parser {
     too_deep: bool,
 }
 
-impl Parser {
-    fn peek(&self) -> &Token {
-        // The token list always ends with Eof, and `bump` never passes it.
-        &self.tokens[self.pos.min(self.tokens.len() - 1)]
+impl Parser<'_> {
+    fn peek(&mut self) -> &Token {
+        self.tokens.peek(0)
+    }
+
+    /// The kind of the token after the next one.
+    fn peek_second(&mut self) -> &TokenKind {
+        &self.tokens.peek(1).kind
     }
 
     fn bump(&mut self) -> Token {
-        let tok = self.peek().clone();
-        if tok.kind != TokenKind::Eof {
-            self.pos += 1;
-        }
-        tok
+        self.tokens.bump()
     }
 
     fn error(&mut self, message: String, span: Span, hint: Option<&str>) {
@@ -207,7 +206,7 @@ impl Parser {
 
     /// Parses a bracketed term (`(`, `[` or `Name {`) one level deeper, or
     /// reports the nesting error at its opening token and gives up.
-    fn nested(&mut self, parse: fn(&mut Parser) -> Option<Term>) -> Option<Term> {
+    fn nested(&mut self, parse: fn(&mut Self) -> Option<Term>) -> Option<Term> {
         if self.depth >= MAX_DEPTH {
             let span = self.peek().span;
             self.error(
@@ -227,7 +226,7 @@ impl Parser {
 
     /// Skips to the end of input after an unrecoverable error.
     fn sync_to_end(&mut self) {
-        self.pos = self.tokens.len() - 1;
+        while self.bump().kind != TokenKind::Eof {}
     }
 
     /// Skips to the next `,` or the closing bracket at this nesting depth.
@@ -254,12 +253,7 @@ impl Parser {
         let tok = self.peek().clone();
         if let TokenKind::Ident(name) = &tok.kind {
             // A lower-case name is reported by `atom`.
-            if !starts_lower(name)
-                && !matches!(
-                    self.tokens.get(self.pos + 1).map(|t| &t.kind),
-                    Some(TokenKind::LBrace)
-                )
-            {
+            if !starts_lower(name) && *self.peek_second() != TokenKind::LBrace {
                 self.bump();
                 let mut args = Vec::new();
                 let mut end = tok.span;
@@ -332,11 +326,11 @@ impl Parser {
                 return None;
             }
             TokenKind::Ident(name) => {
-                let next = self.tokens.get(self.pos + 1).map(|t| &t.kind);
-                if matches!(next, Some(TokenKind::LBrace)) {
+                let next = self.peek_second();
+                if *next == TokenKind::LBrace {
                     return self.nested(Parser::record);
                 }
-                if name == YAML_OBJECT && matches!(next, Some(TokenKind::Str(_))) {
+                if name == YAML_OBJECT && matches!(next, TokenKind::Str(_)) {
                     // The original's hand-written reader binds `YamlObject "..."`
                     // like one token: `AST YamlObject "a: 1"` is valid.
                     self.bump();
@@ -510,12 +504,11 @@ impl Parser {
             if self.peek().kind == TokenKind::RBrace && fields.is_empty() {
                 break;
             }
-            let field_tok = self.bump();
-            let TokenKind::Ident(field) = field_tok.kind.clone() else {
-                self.pos -= usize::from(field_tok.kind != TokenKind::Eof);
+            let TokenKind::Ident(field) = self.peek().kind.clone() else {
                 self.expected("a field name");
                 return None;
             };
+            let field_tok = self.bump();
             if self.peek().kind != TokenKind::Equals {
                 self.expected("`=` after the field name");
                 return None;
