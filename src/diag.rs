@@ -278,7 +278,11 @@ mod tests {
             .at(&src, Span::new(at, at + 1))
             .with_note(long.clone());
         let shown = d.to_string();
-        assert!(shown.len() < 2 * (EXCERPT_CHARS + TEXT_CHARS) + 200, "{}", shown.len());
+        assert!(
+            shown.len() < 2 * (EXCERPT_CHARS + TEXT_CHARS) + 200,
+            "{}",
+            shown.len()
+        );
         let lines: Vec<&str> = shown.lines().collect();
         assert!(lines[3].starts_with("1 | …xxx"), "{}", lines[3]);
         assert!(lines[3].ends_with("(CloudInit [] 3)"), "{}", lines[3]);

@@ -449,7 +449,10 @@ mod tests {
         let (ini, warnings) = Ini::parse(&Source::new("t.conf", text)).unwrap();
         assert_eq!(ini.get("a", "k").unwrap().value, "2");
         assert_eq!(ini.get("a", "k").unwrap().line, 6);
-        assert!(ini.get("a", "m").is_none(), "the later section replaces the earlier");
+        assert!(
+            ini.get("a", "m").is_none(),
+            "the later section replaces the earlier"
+        );
         assert_eq!(ini.get("a", "l").unwrap().value, "4");
         assert_eq!(ini.section("a").unwrap().line, 5);
         assert_eq!(ini.section_names().collect::<Vec<_>>(), ["a", "b"]);

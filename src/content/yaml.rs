@@ -782,7 +782,11 @@ mod tests {
     fn deep_nesting_is_a_located_error() {
         let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(parse(&ok).is_ok());
-        for deep in ["[".repeat(100_000), "{a: ".repeat(100_000), "- ".repeat(100_000)] {
+        for deep in [
+            "[".repeat(100_000),
+            "{a: ".repeat(100_000),
+            "- ".repeat(100_000),
+        ] {
             let e = parse(&deep).unwrap_err();
             assert_eq!(e.message, "nested too deeply (more than 128 levels)");
             assert_eq!(e.line, Some(1));

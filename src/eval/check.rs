@@ -13,6 +13,7 @@ use crate::content::{erlang, yaml};
 use crate::diag::{Diagnostic, Seen};
 use crate::eval::env::Env;
 use crate::eval::expand::{Instance, WriterInput};
+use crate::eval::outputs::Claims;
 use crate::eval::subst::{undefined_variable, Interpolator};
 use crate::eval::template::{self, Piece};
 use crate::lang::source::{Source, SourceRef, Span};
@@ -60,7 +61,10 @@ enum FileState {
 pub struct Checker<'a> {
     dirs: &'a Dirs,
     files: HashMap<PathBuf, FileState>,
-    outputs: HashMap<PathBuf, (String, SourceRef, Span)>,
+    outputs: Claims,
+    /// Instances seen so far, and the one whose outputs were last claimed.
+    instances: usize,
+    claiming: Option<usize>,
     out: Vec<Diagnostic>,
     seen: Seen,
 }
@@ -78,7 +82,9 @@ impl<'a> Checker<'a> {
         Checker {
             dirs,
             files: HashMap::new(),
-            outputs: HashMap::new(),
+            outputs: Claims::default(),
+            instances: 0,
+            claiming: None,
             out: Vec::new(),
             seen: Seen::default(),
         }
@@ -104,6 +110,7 @@ impl<'a> Checker<'a> {
 
     /// Checks one instance.
     pub fn instance(&mut self, inst: &Instance) {
+        self.instances += 1;
         if let Some(why) = instance_id_problem(&inst.id.value) {
             let d = Diagnostic::error(format!(
                 "instance id {:?} cannot name the instance's build directory: {why}",
@@ -538,22 +545,22 @@ impl<'a> Checker<'a> {
     /// Records an output path; the second writer of one path is an error.
     fn output(&mut self, inst: &Instance, path: &str, span: Span) {
         let key = normalize(&self.dirs.cwd.join(path));
-        match self.outputs.get(&key) {
-            Some((first_id, first_src, first_span)) => {
-                let d = Diagnostic::error(format!("{} is written by two artifacts", key.display()))
-                    .with_label("second writer")
-                    .with_note(format!(
-                        "first written by artifact instance `{first_id}` at {}:{}",
-                        first_src.name().display(),
-                        first_src.line_col(first_span.start)
-                    ));
-                self.error(inst, span, d);
-            }
-            None => {
-                self.outputs
-                    .insert(key, (inst.id.value.clone(), inst.source.clone(), span));
-            }
+        if self.claiming != Some(self.instances) {
+            self.claiming = Some(self.instances);
+            self.outputs.start_instance(&inst.id.value);
         }
+        let Some(first) = self.outputs.claim(&key, &inst.source, span.start) else {
+            return;
+        };
+        let d = Diagnostic::error(format!("{} is written by two artifacts", key.display()))
+            .with_label("second writer")
+            .with_note(format!(
+                "first written by artifact instance `{}` at {}:{}",
+                first.id,
+                first.source.name().display(),
+                first.source.line_col(first.at)
+            ));
+        self.error(inst, span, d);
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod env;
 pub mod expand;
+pub mod outputs;
 pub mod plan;
 pub mod subst;
 pub mod template;

@@ -115,7 +115,10 @@ pub fn read_source(path: &Path, what: &str) -> Result<SourceRef, Diagnostic> {
             let source = Source::new(path, text);
             Err(
                 Diagnostic::error(format!("{what} {} is not valid UTF-8", path.display()))
-                    .at(&source, Span::new(at, at + char::REPLACEMENT_CHARACTER.len_utf8()))
+                    .at(
+                        &source,
+                        Span::new(at, at + char::REPLACEMENT_CHARACTER.len_utf8()),
+                    )
                     .with_label(format!("byte 0x{byte:02x} is not UTF-8 here"))
                     .with_hint("save the file as UTF-8"),
             )
@@ -165,6 +168,10 @@ mod tests {
         assert!(shown.contains("is not valid UTF-8"), "{shown}");
         assert!(shown.contains("byte 0xff is not UTF-8 here"), "{shown}");
         let e = read_source(dir.path(), "build file").unwrap_err();
-        assert!(e.message.contains("cannot read build file"), "{}", e.message);
+        assert!(
+            e.message.contains("cannot read build file"),
+            "{}",
+            e.message
+        );
     }
 }
