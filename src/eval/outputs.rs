@@ -75,7 +75,11 @@ impl Claims {
                 at: c.at,
             });
         }
-        let source = match self.sources.iter().position(|s| SourceRef::ptr_eq(s, source)) {
+        let source = match self
+            .sources
+            .iter()
+            .position(|s| SourceRef::ptr_eq(s, source))
+        {
             Some(i) => i,
             None => {
                 self.sources.push(source.clone());
