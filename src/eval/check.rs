@@ -102,9 +102,7 @@ impl<'a> Checker<'a> {
     }
 
     fn error(&mut self, inst: &Instance, span: Span, d: Diagnostic) {
-        let d = d
-            .at(&inst.source, span)
-            .with_note(format!("in artifact instance `{}`", inst.id.value));
+        let d = d.at(&inst.source, span).with_note(in_instance(inst));
         self.push(d);
     }
 
@@ -303,7 +301,7 @@ impl<'a> Checker<'a> {
         }
         .string(path, &inst.env);
         for d in diags {
-            self.push(d.with_note(format!("in artifact instance `{}`", inst.id.value)));
+            self.push(d.with_note(in_instance(inst)));
         }
         let expand = matches!(conv.value, SourceFileConversion::ExpandVariables);
         self.source_file(inst, &resolved, expand, syntax);
@@ -571,6 +569,17 @@ fn fs_name(fs: &FileSystem) -> &'static str {
         FileSystem::Ext4_64 => "Ext4_64",
         FileSystem::ISO9660 => "ISO9660",
         FileSystem::VFAT => "VFAT",
+    }
+}
+
+/// The note naming the instance a problem was found in (control characters
+/// in its id escaped, not printed).
+fn in_instance(inst: &Instance) -> String {
+    let id = &inst.id.value;
+    if id.chars().any(char::is_control) {
+        format!("in artifact instance {id:?}")
+    } else {
+        format!("in artifact instance `{id}`")
     }
 }
 
