@@ -195,6 +195,47 @@ mod tests {
         );
     }
 
+    /// Nesting up to the limit passes every recursive stage (typing,
+    /// printing, expansion) on a test thread's small stack; one more level
+    /// is a located error.
+    #[test]
+    fn nesting_up_to_the_limit_works_and_deeper_is_an_error() {
+        let lets = |n: usize| {
+            format!(
+                "Let [] {}{}",
+                "[Let [] ".repeat(n - 1),
+                format!("[EmptyArtifact]{}", "]".repeat(n - 1))
+            )
+        };
+        let asts = |n: usize| {
+            format!(
+                "Sources [FromContent \"u\" (RenderYamlObject {}ASTString \"a\"{})] [Artifact (IID \"x\") (CloudInit [CI_DIR] \"o\")]",
+                "(ASTArr [".repeat(n / 2 - 1),
+                "])".repeat(n / 2 - 1)
+            )
+        };
+        for shape in [lets, asts] {
+            let (file, document) =
+                parse_with_document(Source::new("ok.b9", shape(term::MAX_DEPTH)))
+                    .unwrap_or_else(|e| panic!("{e:?}"));
+            assert!(!print::print_document(&document).is_empty());
+            let vars = crate::eval::expand::BuildVars {
+                args: Vec::new(),
+                project_root: ".".into(),
+                build_dir: ".".into(),
+                build_date: "d".into(),
+                build_id: "i".into(),
+            };
+            let (_, diagnostics) = crate::eval::expand::expand(std::slice::from_ref(&file), &vars);
+            assert!(diagnostics.is_empty(), "{diagnostics:?}");
+            let errs = parse(Source::new("deep.b9", shape(term::MAX_DEPTH + 2))).unwrap_err();
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert!(errs[0]
+                .message
+                .contains("nested too deeply (more than 200 levels)"));
+        }
+    }
+
     #[test]
     fn yaml_literals_are_checked_at_load() {
         let src = Source::new("y.b9", "Artifact (IID \"x\") (CloudInit [] \"o\")");
