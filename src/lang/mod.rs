@@ -202,9 +202,9 @@ mod tests {
     fn nesting_up_to_the_limit_works_and_deeper_is_an_error() {
         let lets = |n: usize| {
             format!(
-                "Let [] {}{}",
+                "Let [] {}[EmptyArtifact]{}",
                 "[Let [] ".repeat(n - 1),
-                format!("[EmptyArtifact]{}", "]".repeat(n - 1))
+                "]".repeat(n - 1)
             )
         };
         let asts = |n: usize| {
