@@ -112,13 +112,76 @@ impl Diagnostic {
     }
 }
 
+/// How many characters of a source line an excerpt shows at most; longer
+/// lines are cut to a window around the marked column.
+const EXCERPT_CHARS: usize = 120;
+
+/// How many characters of a message, label, note or hint are shown at most
+/// (they may quote user input of any length).
+const TEXT_CHARS: usize = 1000;
+
+const ELLIPSIS: char = '…';
+
+/// `text` cut to `max` characters, with an ellipsis when something was cut.
+fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => text.into(),
+        Some((end, _)) => format!("{}{ELLIPSIS}", &text[..end]).into(),
+    }
+}
+
+/// The part of a source line an excerpt shows, and where the marker goes in it.
+struct Excerpt {
+    /// The shown text (with ellipses where the line was cut).
+    text: String,
+    /// Characters before the marker.
+    indent: String,
+    /// The marker's length in characters.
+    width: usize,
+}
+
+/// A window of at most [`EXCERPT_CHARS`] characters of `line` around the
+/// marker at 1-based character `column`, `width` characters wide.
+fn excerpt(line: &str, column: usize, width: usize) -> Excerpt {
+    let chars = line.chars().count();
+    let marked = column.saturating_sub(1).min(chars);
+    let (first, last) = if chars <= EXCERPT_CHARS {
+        (0, chars)
+    } else {
+        let first = marked
+            .saturating_sub(EXCERPT_CHARS / 3)
+            .min(chars - EXCERPT_CHARS);
+        (first, first + EXCERPT_CHARS)
+    };
+    let mut text = String::new();
+    let mut indent = String::new();
+    if first > 0 {
+        text.push(ELLIPSIS);
+        indent.push(' ');
+    }
+    for (i, c) in line.chars().enumerate().skip(first).take(last - first) {
+        text.push(c);
+        if i < marked {
+            indent.push(if c == '\t' { '\t' } else { ' ' });
+        }
+    }
+    if last < chars {
+        text.push(ELLIPSIS);
+    }
+    Excerpt {
+        text,
+        indent,
+        width: width.min(last.saturating_sub(marked)).max(1),
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        writeln!(f, "{kind}: {}", self.message)?;
+        writeln!(f, "{kind}: {}", clip(&self.message, TEXT_CHARS))?;
         let mut gutter = 1;
         if let Some(loc) = &self.location {
             let start = loc.line_col();
@@ -127,32 +190,45 @@ impl fmt::Display for Diagnostic {
             writeln!(f, "{pad}--> {}:{start}", loc.source.name().display())?;
             writeln!(f, "{pad}|")?;
             let line = loc.source.line_text(start.line);
-            writeln!(f, "{:>w$} | {line}", start.line, w = gutter - 1)?;
             let end = loc.source.line_col(loc.span.end);
             let width = if end.line == start.line {
-                end.column.saturating_sub(start.column).max(1)
+                end.column.saturating_sub(start.column)
             } else {
-                line.chars().count().saturating_sub(start.column - 1).max(1)
+                usize::MAX
             };
-            let indent: String = line
-                .chars()
-                .take(start.column - 1)
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
-            write!(f, "{pad}| {indent}{}", "^".repeat(width))?;
+            let shown = excerpt(line, start.column, width);
+            writeln!(f, "{:>w$} | {}", start.line, shown.text, w = gutter - 1)?;
+            write!(f, "{pad}| {}{}", shown.indent, "^".repeat(shown.width))?;
             match &self.label {
-                Some(label) => writeln!(f, " {label}")?,
+                Some(label) => writeln!(f, " {}", clip(label, TEXT_CHARS))?,
                 None => writeln!(f)?,
             }
         }
         let pad = " ".repeat(gutter);
         for note in &self.notes {
-            writeln!(f, "{pad}= note: {note}")?;
+            writeln!(f, "{pad}= note: {}", clip(note, TEXT_CHARS))?;
         }
         for hint in &self.hints {
-            writeln!(f, "{pad}= hint: {hint}")?;
+            writeln!(f, "{pad}= hint: {}", clip(hint, TEXT_CHARS))?;
         }
         Ok(())
+    }
+}
+
+/// Remembers which problems were reported, so a problem repeated by many
+/// instances (an `Each` over a million values) is kept once: the same
+/// message at the same place of the same text.
+#[derive(Default)]
+pub struct Seen(std::collections::HashSet<(usize, usize, String)>);
+
+impl Seen {
+    /// True the first time `d` is shown to this set.
+    pub fn first(&mut self, d: &Diagnostic) -> bool {
+        // The source's address stands for its name: texts are shared, never copied.
+        let (text, at) = d.location.as_ref().map_or((0, 0), |l| {
+            (std::sync::Arc::as_ptr(&l.source) as usize, l.span.start)
+        });
+        self.0.insert((text, at, d.message.clone()))
     }
 }
 
@@ -190,6 +266,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("= hint: did you mean `VmImages`?"), "{text}");
+    }
+
+    #[test]
+    fn long_lines_show_a_window_around_the_marker() {
+        let long = "x".repeat(1_000_000);
+        let text = format!("Artifact (IID \"{long}\") (CloudInit [] 3)");
+        let src = Source::new("a.b9", text.clone());
+        let at = text.find('3').unwrap();
+        let d = Diagnostic::error("expected `String`")
+            .at(&src, Span::new(at, at + 1))
+            .with_note(long.clone());
+        let shown = d.to_string();
+        assert!(
+            shown.len() < 2 * (EXCERPT_CHARS + TEXT_CHARS) + 200,
+            "{}",
+            shown.len()
+        );
+        let lines: Vec<&str> = shown.lines().collect();
+        assert!(lines[3].starts_with("1 | …xxx"), "{}", lines[3]);
+        assert!(lines[3].ends_with("(CloudInit [] 3)"), "{}", lines[3]);
+        let column = lines[4].find('^').unwrap();
+        assert_eq!(lines[3].chars().nth(column), Some('3'), "{shown}");
+        assert!(lines[5].ends_with("x…"));
+        // A span reaching far beyond the window is marked to the window's end.
+        let d = Diagnostic::error("bad string").at(&src, Span::new(15, text.len()));
+        let shown = d.to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert!(lines[3].ends_with("xx…"), "{}", lines[3]);
+        assert_eq!(lines[4].matches('^').count(), EXCERPT_CHARS - 15, "{shown}");
     }
 
     #[test]

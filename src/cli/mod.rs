@@ -158,13 +158,15 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
         }
         Command::Check(files) => {
             let session = session::open(&cli.global)?;
-            let (instances, warnings) = evaluate(&session, files, true)?;
+            // Each instance is checked and dropped: none is kept.
+            let mut count = 0usize;
+            let warnings = evaluate_into(&session, files, true, &mut |_| count += 1)?;
             report(&warnings);
             writeln!(
                 out,
                 "ok: {} artifact instance{} in {} build file{}",
-                instances.len(),
-                if instances.len() == 1 { "" } else { "s" },
+                count,
+                if count == 1 { "" } else { "s" },
                 files.files.len(),
                 if files.files.len() == 1 { "" } else { "s" }
             )
@@ -196,19 +198,40 @@ fn evaluate(
     files: &BuildFiles,
     checks: bool,
 ) -> Result<(Vec<expand::Instance>, Vec<Diagnostic>), Failure> {
+    let mut instances = Vec::new();
+    let warnings = evaluate_into(session, files, checks, &mut |inst| instances.push(inst))?;
+    Ok((instances, warnings))
+}
+
+/// [`evaluate`], handing each instance to `keep` once it is expanded and
+/// checked.
+fn evaluate_into(
+    session: &session::Session,
+    files: &BuildFiles,
+    checks: bool,
+    keep: &mut dyn FnMut(expand::Instance),
+) -> Result<Vec<Diagnostic>, Failure> {
     for n in &session.notices {
         eprintln!("{n}");
     }
     report(&session.warnings);
     let parsed = session::parse_all(files)?;
-    let (instances, mut diagnostics) = expand::expand(&parsed, &session.vars(&files.args));
-    tracing::debug!("expanded into {} artifact instances", instances.len());
-    if checks {
-        diagnostics.extend(check::check(&instances, &session.dirs));
+    let mut checker = checks.then(|| check::Checker::new(&session.dirs));
+    let mut count = 0usize;
+    let mut diagnostics = expand::expand_into(&parsed, &session.vars(&files.args), &mut |inst| {
+        count += 1;
+        if let Some(c) = &mut checker {
+            c.instance(&inst);
+        }
+        keep(inst);
+    });
+    tracing::debug!("expanded into {count} artifact instances");
+    if let Some(c) = checker {
+        diagnostics.extend(c.finish());
     }
     let diagnostics = check::dedupe(diagnostics);
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(diagnostics.into());
     }
-    Ok((instances, diagnostics))
+    Ok(diagnostics)
 }

@@ -13,9 +13,9 @@ pub fn reformat(files: &[impl AsRef<Path>], out: &mut impl Write) -> Result<(), 
     let mut problems = Vec::new();
     for path in files {
         let path = path.as_ref();
-        match lang::parse_file(path) {
-            Ok(file) => {
-                let text = lang::print::print_document(&file.document);
+        match lang::parse_file_with_document(path) {
+            Ok((file, document)) => {
+                let text = lang::print::print_document(&document);
                 if text != file.source.text() {
                     if let Err(e) = write_atomically(path, &text) {
                         problems.push(Diagnostic::error(format!(

@@ -10,7 +10,11 @@
 //!   lines are ignored. Neither ends a value that is being continued.
 //! * Keys before the first header belong to `[DEFAULT]`; the keys of
 //!   `[DEFAULT]` are inherited by every section.
-//! * No interpolation; a key given twice in a section keeps the later value.
+//! * No interpolation; a key given twice in a section keeps the later value,
+//!   and a section header given twice in one file starts the section afresh:
+//!   the later section replaces the earlier one whole, as `ConfigFile` builds
+//!   its map (the sections of *different* files merge key by key, see
+//!   [`Ini::merge`]). Both are reported as warnings naming the two lines.
 //!
 //! Every key remembers its file, its 1-based line and the byte span of its
 //! value, so errors can point at it. Sections keep the order of the file.
@@ -125,11 +129,16 @@ impl Ini {
         Ini::default()
     }
 
-    /// Parses the text of `source`. `Err` holds every malformed line.
-    pub fn parse(source: &SourceRef) -> Result<Ini, Vec<Diagnostic>> {
+    /// Parses the text of `source`: the document and warnings about
+    /// repeated sections and keys. `Err` holds every malformed line.
+    pub fn parse(source: &SourceRef) -> Result<(Ini, Vec<Diagnostic>), Vec<Diagnostic>> {
         let text = source.text();
         let mut ini = Ini::new();
         let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        // The line of each section's header in this file (`[DEFAULT]`: of
+        // its first key when it has no header).
+        let mut headers: Vec<(String, usize)> = Vec::new();
         let mut current = DEFAULT_SECTION.to_string();
         // (section, index of the entry) that a continuation line extends.
         let mut last: Option<usize> = None;
@@ -183,11 +192,23 @@ impl Ini {
                 }
                 current = name.to_string();
                 let sec = ini.section_mut_or_insert(&current);
-                if sec.source.is_none() {
-                    sec.source = Some(source.clone());
-                    sec.line = line_no;
-                    sec.span = span;
+                match headers.iter().find(|(n, _)| *n == current) {
+                    Some(&(_, first)) => {
+                        warnings.push(
+                            Diagnostic::warning(format!(
+                                "section [{current}] appears twice in {} (lines {first} and {line_no}): the later one replaces the earlier one whole, as the original b9 reads it",
+                                source.name().display()
+                            ))
+                            .at(source, span)
+                            .with_hint("merge the two sections into one"),
+                        );
+                        sec.entries.clear();
+                    }
+                    None => headers.push((current.clone(), line_no)),
                 }
+                sec.source = Some(source.clone());
+                sec.line = line_no;
+                sec.span = span;
                 last = None;
                 continue;
             }
@@ -225,12 +246,27 @@ impl Ini {
                 span: Span::new(value_start, value_start + value.len()),
                 segments: vec![(0, value_start)],
             };
+            if current == DEFAULT_SECTION && headers.is_empty() {
+                headers.push((current.clone(), line_no));
+            }
             let sec = ini.section_mut_or_insert(&current);
+            if let Some(old) = sec.entry(&entry.key) {
+                warnings.push(
+                    Diagnostic::warning(format!(
+                        "key `{}` given twice in [{current}] of {} (lines {} and {line_no}): the later value is used",
+                        entry.key,
+                        source.name().display(),
+                        old.line
+                    ))
+                    .at(source, entry.key_span)
+                    .with_hint("remove one of the two"),
+                );
+            }
             sec.insert(entry);
             last = sec.entries.iter().position(|e| e.key == key.to_lowercase());
         }
         if errors.is_empty() {
-            Ok(ini)
+            Ok((ini, warnings))
         } else {
             Err(errors)
         }
@@ -339,7 +375,7 @@ mod tests {
 
     fn parse(text: &str) -> Ini {
         match Ini::parse(&Source::new("t.conf", text)) {
-            Ok(ini) => ini,
+            Ok((ini, _)) => ini,
             Err(e) => panic!("{e:?}"),
         }
     }
@@ -398,21 +434,37 @@ mod tests {
 
     #[test]
     fn default_section_is_inherited() {
-        let ini = parse("top: 1\n[DEFAULT]\nshared: yes\n[a]\nown: 2\n[b]\nshared: no\n");
-        assert_eq!(ini.get("a", "shared").unwrap().value, "yes");
+        let ini = parse("top: 1\n[a]\nown: 2\n[b]\nshared: no\n");
         assert_eq!(ini.get("a", "top").unwrap().value, "1");
+        let ini = parse("[DEFAULT]\nshared: yes\n[a]\nown: 2\n[b]\nshared: no\n");
+        assert_eq!(ini.get("a", "shared").unwrap().value, "yes");
         assert_eq!(ini.get("b", "shared").unwrap().value, "no");
         assert!(ini.get("missing", "shared").is_none());
         assert_eq!(ini.section_names().collect::<Vec<_>>(), ["a", "b"]);
     }
 
     #[test]
-    fn later_duplicate_wins_and_sections_merge() {
-        let ini = parse("[a]\nk: 1\n[b]\n[a]\nk: 2\nl: 3\n");
+    fn later_duplicates_win_with_warnings() {
+        let text = "[a]\nk: 1\nm: 0\n[b]\n[a]\nk: 2\nl: 3\nL: 4\n";
+        let (ini, warnings) = Ini::parse(&Source::new("t.conf", text)).unwrap();
         assert_eq!(ini.get("a", "k").unwrap().value, "2");
-        assert_eq!(ini.get("a", "k").unwrap().line, 5);
-        assert_eq!(ini.section("a").unwrap().line, 1);
+        assert_eq!(ini.get("a", "k").unwrap().line, 6);
+        assert!(
+            ini.get("a", "m").is_none(),
+            "the later section replaces the earlier"
+        );
+        assert_eq!(ini.get("a", "l").unwrap().value, "4");
+        assert_eq!(ini.section("a").unwrap().line, 5);
         assert_eq!(ini.section_names().collect::<Vec<_>>(), ["a", "b"]);
+        let shown: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(shown[0].contains("section [a] appears twice in t.conf (lines 1 and 5)"));
+        assert!(shown[0].contains("--> t.conf:5:1"), "{}", shown[0]);
+        assert!(shown[1].contains("key `l` given twice in [a] of t.conf (lines 7 and 8)"));
+        assert!(shown[1].contains("--> t.conf:8:1"), "{}", shown[1]);
+        let (_, warnings) = Ini::parse(&Source::new("t.conf", "k: 1\n[DEFAULT]\nj: 2\n")).unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].message.contains("[DEFAULT] appears twice"));
     }
 
     #[test]

@@ -127,11 +127,29 @@ pub fn locate(config_args: &[PathBuf], b9_dir: &Path) -> Result<Located, Diagnos
 }
 
 fn not_found(tried: &[PathBuf]) -> Diagnostic {
-    let mut d = Diagnostic::error("Please provide a valid config file path.");
-    for p in tried {
-        d = d.with_note(format!("tried {}: not found", p.display()));
+    let reasons: Vec<(&PathBuf, String)> = tried.iter().map(|p| (p, why_not_loaded(p))).collect();
+    // The original's words first; then what is wrong with a path that exists.
+    let mut message = "Please provide a valid config file path.".to_string();
+    if let Some((p, why)) = reasons.iter().find(|(_, why)| why != NOT_FOUND) {
+        message = format!("{message} {} {why}", p.display());
+    }
+    let mut d = Diagnostic::error(message);
+    for (p, why) in &reasons {
+        d = d.with_note(format!("tried {}: {why}", p.display()));
     }
     d.with_hint("without `-c`, b9 uses ~/.b9/b9.conf and creates it with the defaults")
+}
+
+const NOT_FOUND: &str = "not found";
+
+/// Why `path`, which is not a regular file, cannot be loaded.
+fn why_not_loaded(path: &Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => "is a directory, not a configuration file".into(),
+        Ok(_) => "is not a regular file".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => NOT_FOUND.into(),
+        Err(e) => format!("cannot be read: {e}"),
+    }
 }
 
 #[allow(clippy::result_large_err)]

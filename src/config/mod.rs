@@ -530,12 +530,9 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Loaded, Vec<Diagnostic>> {
     let mut sources = Vec::new();
     let mut errors = Vec::new();
     for p in paths {
-        match std::fs::read_to_string(p) {
-            Ok(text) => sources.push(Source::new(p, text)),
-            Err(e) => errors.push(Diagnostic::error(format!(
-                "cannot read the configuration file {}: {e}",
-                p.display()
-            ))),
+        match crate::lang::source::read_source(p, "the configuration file") {
+            Ok(source) => sources.push(source),
+            Err(e) => errors.push(e),
         }
     }
     if !errors.is_empty() {
@@ -554,9 +551,13 @@ pub fn parse_str(name: impl Into<PathBuf>, text: &str) -> Result<Loaded, Vec<Dia
 pub fn load_sources(sources: &[SourceRef]) -> Result<Loaded, Vec<Diagnostic>> {
     let mut document = Ini::new();
     let mut errors = Vec::new();
+    let mut duplicates = Vec::new();
     for s in sources {
         match Ini::parse(s) {
-            Ok(ini) => document.merge(ini),
+            Ok((ini, mut repeated)) => {
+                document.merge(ini);
+                duplicates.append(&mut repeated);
+            }
             Err(mut e) => errors.append(&mut e),
         }
     }
@@ -564,7 +565,15 @@ pub fn load_sources(sources: &[SourceRef]) -> Result<Loaded, Vec<Diagnostic>> {
         return Err(errors);
     }
     let files: Vec<PathBuf> = sources.iter().map(|s| s.name().to_path_buf()).collect();
-    let (config, warnings) = from_document(&document, &files)?;
+    let (config, mut warnings) = match from_document(&document, &files) {
+        Ok(loaded) => loaded,
+        Err(mut errors) => {
+            // A repeated section may be why a key is missing: say so too.
+            errors.splice(0..0, duplicates);
+            return Err(errors);
+        }
+    };
+    warnings.splice(0..0, duplicates);
     Ok(Loaded {
         config,
         warnings,

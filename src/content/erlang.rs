@@ -249,7 +249,7 @@ impl Parser<'_> {
                 Some(open @ ('[' | '{')) => {
                     if stack.len() >= MAX_DEPTH {
                         return Err(self.error_here(format!(
-                            "lists and tuples are nested deeper than {MAX_DEPTH} levels"
+                            "lists and tuples nested too deeply (more than {MAX_DEPTH} levels)"
                         )));
                     }
                     self.pos += 1;
@@ -1260,7 +1260,7 @@ mod tests {
         let too_deep = format!("{}{}.", "{".repeat(deep), "}".repeat(deep));
         let e = err(&too_deep);
         assert_eq!(e.offset, MAX_DEPTH);
-        assert!(e.message.contains("nested deeper"), "{}", e.message);
+        assert!(e.message.contains("nested too deeply"), "{}", e.message);
 
         // Far deeper unterminated input fails cleanly too.
         let e = err(&"[".repeat(1_000_000));

@@ -40,6 +40,10 @@ pub use serde_norway::Value;
 /// The header line of a cloud-config document (SPEC §3.2).
 pub const CLOUD_CONFIG_HEADER: &str = "#cloud-config\n";
 
+/// How deeply serde_norway lets sequences and mappings nest; deeper input
+/// fails with its "recursion limit exceeded", which [`YamlError`] rewords.
+const MAX_DEPTH: usize = 128;
+
 /// Keys longer than this (in bytes) are written as explicit `? key` entries:
 /// libyaml reads implicit keys of at most 1024 characters.
 const MAX_IMPLICIT_KEY: usize = 1000;
@@ -80,6 +84,9 @@ impl YamlError {
             }
             None => (None, None),
         };
+        if message == "recursion limit exceeded" {
+            message = format!("nested too deeply (more than {MAX_DEPTH} levels)");
+        }
         YamlError {
             message,
             line,
@@ -770,6 +777,21 @@ mod tests {
     }
 
     // --- parse ---
+
+    #[test]
+    fn deep_nesting_is_a_located_error() {
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+        for deep in [
+            "[".repeat(100_000),
+            "{a: ".repeat(100_000),
+            "- ".repeat(100_000),
+        ] {
+            let e = parse(&deep).unwrap_err();
+            assert_eq!(e.message, "nested too deeply (more than 128 levels)");
+            assert_eq!(e.line, Some(1));
+        }
+    }
 
     #[test]
     fn empty_text_is_null() {

@@ -6,13 +6,15 @@
 //! absolute and exactly one image is the root when images are mounted;
 //! partition numbers and sizes are valid; no two artifacts write one output.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use crate::content::{erlang, yaml};
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Seen};
+use crate::eval::claims::Claims;
 use crate::eval::env::Env;
 use crate::eval::expand::{Instance, WriterInput};
+use crate::eval::outputs::OutputRules;
 use crate::eval::subst::{undefined_variable, Interpolator};
 use crate::eval::template::{self, Piece};
 use crate::lang::source::{Source, SourceRef, Span};
@@ -34,26 +36,17 @@ pub struct Dirs {
 /// Runs every static check over the instances and returns the problems found
 /// (errors and warnings), each reported once.
 pub fn check(instances: &[Instance], dirs: &Dirs) -> Vec<Diagnostic> {
-    let mut c = Checker {
-        dirs,
-        files: HashMap::new(),
-        outputs: HashMap::new(),
-        out: Vec::new(),
-    };
+    let mut c = Checker::new(dirs);
     for inst in instances {
         c.instance(inst);
     }
-    c.out.extend(crate::eval::outputs::check(instances, dirs));
-    dedupe(c.out)
+    c.finish()
 }
 
 /// Drops repeated diagnostics (the same problem in many `Each` iterations).
 pub fn dedupe(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    let mut seen = HashSet::new();
-    diagnostics
-        .into_iter()
-        .filter(|d| seen.insert((d.position(), d.message.clone())))
-        .collect()
+    let mut seen = Seen::default();
+    diagnostics.into_iter().filter(|d| seen.first(d)).collect()
 }
 
 /// A host file as the checks see it.
@@ -66,11 +59,20 @@ enum FileState {
     Unreadable(String),
 }
 
-struct Checker<'a> {
+/// The static checks, fed one instance at a time (see
+/// [`crate::eval::expand::expand_into`]); repeated problems are kept once
+/// as they come.
+pub struct Checker<'a> {
     dirs: &'a Dirs,
     files: HashMap<PathBuf, FileState>,
-    outputs: HashMap<PathBuf, (String, SourceRef, Span)>,
+    outputs: Claims,
+    /// Where outputs may go (`docs/OUTPUTS.md`).
+    rules: OutputRules,
+    /// Instances seen so far, and the one whose outputs were last claimed.
+    instances: usize,
+    claiming: Option<usize>,
     out: Vec<Diagnostic>,
+    seen: Seen,
 }
 
 /// The kind of text an `ASTParse` file must hold.
@@ -80,25 +82,48 @@ enum Syntax {
     Erlang,
 }
 
-impl Checker<'_> {
-    fn error(&mut self, inst: &Instance, span: Span, d: Diagnostic) {
-        let d = d
-            .at(&inst.source, span)
-            .with_note(format!("in artifact instance `{}`", inst.id.value));
-        self.out.push(d);
+impl<'a> Checker<'a> {
+    /// No instance checked yet; relative paths resolve in `dirs`.
+    pub fn new(dirs: &'a Dirs) -> Checker<'a> {
+        Checker {
+            dirs,
+            files: HashMap::new(),
+            outputs: Claims::default(),
+            rules: OutputRules::new(dirs),
+            instances: 0,
+            claiming: None,
+            out: Vec::new(),
+            seen: Seen::default(),
+        }
     }
 
-    fn instance(&mut self, inst: &Instance) {
-        if inst.id.contains('/')
-            || inst.id.value == "."
-            || inst.id.value == ".."
-            || inst.id.contains('\0')
-        {
+    /// The problems found, in the order found, each once.
+    pub fn finish(self) -> Vec<Diagnostic> {
+        self.out
+    }
+
+    fn push(&mut self, d: Diagnostic) {
+        if self.seen.first(&d) {
+            self.out.push(d);
+        }
+    }
+
+    fn error(&mut self, inst: &Instance, span: Span, d: Diagnostic) {
+        let d = d.at(&inst.source, span).with_note(in_instance(inst));
+        self.push(d);
+    }
+
+    /// Checks one instance.
+    pub fn instance(&mut self, inst: &Instance) {
+        self.instances += 1;
+        if let Some(why) = instance_id_problem(&inst.id.value) {
             let d = Diagnostic::error(format!(
-                "instance id {:?} cannot name the instance's build directory",
+                "instance id {:?} cannot name the instance's build directory: {why}",
                 inst.id.value
             ))
-            .with_note("the id names `<buildDir>/artifact-instances/<id>-<buildId>/`: it must not contain `/`");
+            .with_note(
+                "the id names `<buildDir>/artifact-instances/<id>-<buildId>/` and `<buildDir>/images/<id>/`",
+            );
             self.error(inst, inst.id.span, d);
         }
         for w in &inst.writers {
@@ -110,12 +135,18 @@ impl Checker<'_> {
                 ));
                 self.error(inst, w.output.span, d);
             }
+            self.file_name(inst, &w.output, "output path");
             match &w.input {
                 WriterInput::File { path, expand } => self.source_file(inst, path, *expand, None),
                 WriterInput::Content(c) => self.content(inst, c),
             }
         }
         self.assembly(inst);
+        let mut found = Vec::new();
+        self.rules.instance(inst, self.dirs, &mut found);
+        for d in found {
+            self.push(d);
+        }
     }
 
     /// Classifies a host file, once per path; its contents are read only
@@ -158,6 +189,9 @@ impl Checker<'_> {
         expand: bool,
         syntax: Option<Syntax>,
     ) {
+        if !self.file_name(inst, path, "source file") {
+            return;
+        }
         let resolved = self.dirs.cwd.join(&path.value);
         let need_text = expand || syntax.is_some();
         let state = match self.file(&resolved, need_text) {
@@ -239,7 +273,7 @@ impl Checker<'_> {
                 let d = Diagnostic::error(format!("template syntax error: {}", e.message))
                     .at(src, Span::new(e.start, e.end))
                     .with_note(used_by);
-                self.out.push(d);
+                self.push(d);
                 return None;
             }
         };
@@ -250,7 +284,7 @@ impl Checker<'_> {
                     let d = undefined_variable(name, env)
                         .at(src, Span::new(*start, *end))
                         .with_note(used_by);
-                    self.out.push(d);
+                    self.push(d);
                 }
                 None
             }
@@ -279,8 +313,7 @@ impl Checker<'_> {
         }
         .string(path, &inst.env);
         for d in diags {
-            self.out
-                .push(d.with_note(format!("in artifact instance `{}`", inst.id.value)));
+            self.push(d.with_note(in_instance(inst)));
         }
         let expand = matches!(conv.value, SourceFileConversion::ExpandVariables);
         self.source_file(inst, &resolved, expand, syntax);
@@ -312,6 +345,7 @@ impl Checker<'_> {
         use ArtifactAssembly::*;
         match &inst.assembly.value {
             CloudInit(types, base) => {
+                self.file_name(inst, base, "cloud-init output path");
                 for t in types.iter() {
                     let path = match t.value {
                         CloudInitType::CI_ISO => format!("{}.iso", base.value),
@@ -358,6 +392,11 @@ impl Checker<'_> {
                 if let MountPoint::MountPoint(p) = &m.value {
                     self.absolute_mount(inst, p);
                 }
+                if let SharedDirectory::SharedDirectory(dir, _)
+                | SharedDirectory::SharedDirectoryRO(dir, _) = &s.value
+                {
+                    self.file_name(inst, dir, "shared directory");
+                }
             }
             if roots.is_empty() && mounted > 0 && runs_something(body) {
                 let d = Diagnostic::error("images are mounted, but none at `/`")
@@ -369,6 +408,7 @@ impl Checker<'_> {
     }
 
     fn absolute_mount(&mut self, inst: &Instance, p: &Node<String>) {
+        self.file_name(inst, p, "mount point");
         if !p.value.starts_with('/') {
             let d = Diagnostic::error(format!("mount point {:?} is not an absolute path", p.value))
                 .with_hint(format!("write {:?}", format!("/{}", p.value)));
@@ -419,7 +459,8 @@ impl Checker<'_> {
                 self.resize(inst, resize, fs.clone());
                 fs
             }
-            From(_, resize) => {
+            From(name, resize) => {
+                self.file_name(inst, name, "shared image name");
                 self.resize(inst, resize, None);
                 None
             }
@@ -428,6 +469,9 @@ impl Checker<'_> {
 
     fn source_image(&mut self, inst: &Instance, image: &Node<Image>) -> Option<FileSystem> {
         let Image::Image(path, _, fs) = &image.value;
+        if !self.file_name(inst, path, "source image") {
+            return Some(fs.value.clone());
+        }
         let resolved = self.dirs.project_root.join(&path.value);
         // Images are untrusted input: a regular file whose backing files
         // and extents stay in its directory (without blocking on a FIFO).
@@ -448,8 +492,13 @@ impl Checker<'_> {
     fn destination(&mut self, inst: &Instance, d: &Node<ImageDestination>, fs: Option<FileSystem>) {
         use ImageDestination::*;
         match &d.value {
-            Share(_, _, resize) => self.resize(inst, resize, fs),
+            Share(name, _, resize) => {
+                self.file_name(inst, name, "shared image name");
+                self.resize(inst, resize, fs);
+            }
             LiveInstallerImage(name, root, resize) => {
+                self.file_name(inst, name, "live installer image name");
+                self.file_name(inst, root, "live installer output directory");
                 let w = Diagnostic::warning("`LiveInstallerImage` is deprecated");
                 self.error(inst, d.span, w);
                 let dir = format!("{}/machines/{}", root.value, name.value);
@@ -458,6 +507,7 @@ impl Checker<'_> {
             }
             LocalFile(image, resize) => {
                 let Image::Image(path, _, _) = &image.value;
+                self.file_name(inst, path, "output image");
                 self.output(inst, &path.value, path.span);
                 self.resize(inst, resize, fs);
             }
@@ -495,25 +545,40 @@ impl Checker<'_> {
         }
     }
 
+    /// A string b9 will use as (part of) a file name: a NUL character cannot
+    /// be in one, so it is reported here rather than failing the build.
+    /// False if it was reported.
+    fn file_name(&mut self, inst: &Instance, name: &Node<String>, what: &str) -> bool {
+        if !name.value.contains('\0') {
+            return true;
+        }
+        let d = Diagnostic::error(format!(
+            "{what} {:?} contains a NUL character, which no file name can hold",
+            name.value
+        ));
+        self.error(inst, name.span, d);
+        false
+    }
+
     /// Records an output path; the second writer of one path is an error.
     fn output(&mut self, inst: &Instance, path: &str, span: Span) {
         let key = normalize(&self.dirs.cwd.join(path));
-        match self.outputs.get(&key) {
-            Some((first_id, first_src, first_span)) => {
-                let d = Diagnostic::error(format!("{} is written by two artifacts", key.display()))
-                    .with_label("second writer")
-                    .with_note(format!(
-                        "first written by artifact instance `{first_id}` at {}:{}",
-                        first_src.name().display(),
-                        first_src.line_col(first_span.start)
-                    ));
-                self.error(inst, span, d);
-            }
-            None => {
-                self.outputs
-                    .insert(key, (inst.id.value.clone(), inst.source.clone(), span));
-            }
+        if self.claiming != Some(self.instances) {
+            self.claiming = Some(self.instances);
+            self.outputs.start_instance(&inst.id.value);
         }
+        let Some(first) = self.outputs.claim(&key, &inst.source, span) else {
+            return;
+        };
+        let d = Diagnostic::error(format!("{} is written by two artifacts", key.display()))
+            .with_label("second writer")
+            .with_note(format!(
+                "first written by artifact instance `{}` at {}:{}",
+                first.id,
+                first.source.name().display(),
+                first.source.line_col(first.span.start)
+            ));
+        self.error(inst, span, d);
     }
 }
 
@@ -524,6 +589,30 @@ fn fs_name(fs: &FileSystem) -> &'static str {
         FileSystem::Ext4_64 => "Ext4_64",
         FileSystem::ISO9660 => "ISO9660",
         FileSystem::VFAT => "VFAT",
+    }
+}
+
+/// The note naming the instance a problem was found in (control characters
+/// in its id escaped, not printed).
+fn in_instance(inst: &Instance) -> String {
+    let id = &inst.id.value;
+    if id.chars().any(char::is_control) {
+        format!("in artifact instance {id:?}")
+    } else {
+        format!("in artifact instance `{id}`")
+    }
+}
+
+/// Why `id` cannot name a directory, if it cannot.
+fn instance_id_problem(id: &str) -> Option<&'static str> {
+    if id == "." || id == ".." {
+        Some("`.` and `..` are not names but links: `<buildDir>/images/..` is the build directory itself")
+    } else if id.contains('\0') {
+        Some("it contains a NUL character, which no file name can hold")
+    } else if id.contains('/') {
+        Some("it contains `/`, which would make it a path")
+    } else {
+        None
     }
 }
 

@@ -89,8 +89,20 @@ pub enum WriterInput {
 /// Expands the build files (combined as `Let [] [f1, f2, ...]`) into instances.
 /// Returns the instances and every problem found.
 pub fn expand(files: &[BuildFile], vars: &BuildVars) -> (Vec<Instance>, Vec<Diagnostic>) {
-    let mut diagnostics = Vec::new();
     let mut instances = Vec::new();
+    let diagnostics = expand_into(files, vars, &mut |inst| instances.push(inst));
+    (instances, diagnostics)
+}
+
+/// Like [`expand`], but hands each instance to `sink` as soon as it is made,
+/// so a caller that only looks at each once (`b9 check`) never holds all of
+/// them: an `Each` over a million values stays small.
+pub fn expand_into(
+    files: &[BuildFile],
+    vars: &BuildVars,
+    sink: &mut dyn FnMut(Instance),
+) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
     let env = vars.env();
     for file in files {
         let mut ex = Expander {
@@ -98,16 +110,16 @@ pub fn expand(files: &[BuildFile], vars: &BuildVars) -> (Vec<Instance>, Vec<Diag
                 source: file.source.clone(),
                 diagnostics: &mut diagnostics,
             },
-            instances: &mut instances,
+            sink: &mut *sink,
         };
         ex.generator(&file.generator, &env, &[]);
     }
-    (instances, diagnostics)
+    diagnostics
 }
 
 struct Expander<'a> {
     subst: Interpolator<'a>,
-    instances: &'a mut Vec<Instance>,
+    sink: &'a mut dyn FnMut(Instance),
 }
 
 type SourceStack<'g> = [&'g Node<ArtifactSource>];
@@ -293,7 +305,7 @@ impl<'g> Expander<'_> {
             self.flatten(s, &env, &Flat::default(), &mut writers);
         }
         let assembly = self.subst.assembly(assembly, &env);
-        self.instances.push(Instance {
+        (self.sink)(Instance {
             id: iid,
             source: self.subst.source.clone(),
             env,

@@ -2,6 +2,7 @@
 //! interpolation and the static checks `b9 check` runs before any build.
 
 pub mod check;
+pub mod claims;
 pub mod env;
 pub mod expand;
 pub mod outputs;

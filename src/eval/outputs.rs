@@ -16,39 +16,61 @@ use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostic;
 use crate::eval::check::{normalize, Dirs};
+use crate::eval::claims::Claims;
 use crate::eval::expand::{Instance, WriterInput};
 use crate::eval::subst::Interpolator;
 use crate::lang::source::Span;
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
 
-/// Checks every output path of the instances against what it must not
-/// replace; returns the errors, located at the path in the build file.
-pub fn check(instances: &[Instance], dirs: &Dirs) -> Vec<Diagnostic> {
-    let mut r = Resolver::default();
-    let mut guarded = Guarded::default();
-    guarded.add(&mut r, "the project root", &dirs.project_root);
-    guarded.add(&mut r, "the working directory", &dirs.cwd);
-    for (what, path) in &dirs.protected {
-        guarded.add(&mut r, what, path);
+/// The output rules, fed one instance at a time with the other static
+/// checks (`eval::check::Checker`): what the instances seen so far read is
+/// guarded, and every output is checked against it; a path guarded after
+/// an output that is or contains it was accepted is reported at that output.
+pub struct OutputRules {
+    r: Resolver,
+    guarded: Guarded,
+    earlier: Earlier,
+    /// The accepted outputs by resolved path, with where they are named.
+    accepted: Claims,
+    last_file: Option<PathBuf>,
+}
+
+impl OutputRules {
+    /// Guards the project root, the working directory and `dirs.protected`.
+    pub fn new(dirs: &Dirs) -> OutputRules {
+        let mut rules = OutputRules {
+            r: Resolver::default(),
+            guarded: Guarded::default(),
+            earlier: Earlier::default(),
+            accepted: Claims::default(),
+            last_file: None,
+        };
+        let mut none = Vec::new();
+        rules.guard("the project root", &dirs.project_root, &mut none);
+        rules.guard("the working directory", &dirs.cwd, &mut none);
+        for (what, path) in &dirs.protected {
+            rules.guard(what, path, &mut none);
+        }
+        rules
     }
-    let mut last_file = None;
-    for inst in instances {
-        let file = inst.source.name();
-        if last_file != Some(file) {
-            guarded.add(&mut r, "the build file", &dirs.cwd.join(file));
-            last_file = Some(file);
+
+    /// Checks the outputs of `inst`; the errors go to `out`, located at the
+    /// path in the build file.
+    pub fn instance(&mut self, inst: &Instance, dirs: &Dirs, out: &mut Vec<Diagnostic>) {
+        let file = dirs.cwd.join(inst.source.name());
+        if self.last_file.as_ref() != Some(&file) {
+            self.guard("the build file", &file, out);
+            self.last_file = Some(file);
         }
         for (what, path) in read_paths(inst, dirs) {
-            guarded.add(&mut r, what, &path);
+            self.guard(what, &path, out);
         }
-    }
-    let mut out = Vec::new();
-    let mut earlier = Earlier::default();
-    for inst in instances {
-        for o in output_paths(inst, &mut out) {
-            let path = r.resolve(&dirs.cwd.join(&o.path));
-            let mut problems: Vec<String> = guarded
+        self.accepted.start_instance(&inst.id.value);
+        for o in output_paths(inst, out) {
+            let path = self.r.resolve(&dirs.cwd.join(&o.path));
+            let mut problems: Vec<String> = self
+                .guarded
                 .under(&path)
                 .iter()
                 .map(|(what, p)| {
@@ -56,35 +78,57 @@ pub fn check(instances: &[Instance], dirs: &Dirs) -> Vec<Diagnostic> {
                     format!("{verb} {what} {}", p.display())
                 })
                 .collect();
-            if let Some(inside) = earlier.inside(&path) {
+            if let Some(inside) = self.earlier.inside(&path) {
                 problems.push(format!(
                     "is inside the output {}, which b9 replaces whole",
                     inside.display()
                 ));
             }
-            if let Some(other) = earlier.containing.get(path.as_os_str()) {
+            if let Some(other) = self.earlier.containing.get(path.as_os_str()) {
                 problems.push(format!("contains the output {}", other.display()));
             }
             if problems.is_empty() {
-                earlier.add(path, o.directory);
+                self.accepted.claim(&path, &inst.source, o.span);
+                self.earlier.add(path, o.directory);
                 continue;
             }
-            let mut d = Diagnostic::error(format!(
-                "the output {} {}; b9 replaces its outputs",
-                path.display(),
-                problems[0]
-            ))
-            .at(&inst.source, o.span)
-            .with_label("this output path")
-            .with_note(format!("in artifact instance `{}`", inst.id.value))
-            .with_hint("choose a path of its own for the output, e.g. under `out/`");
+            let mut d = refusal(&path, &problems[0])
+                .at(&inst.source, o.span)
+                .with_note(format!("in artifact instance `{}`", inst.id.value));
             for p in problems.iter().skip(1).take(3) {
                 d = d.with_note(format!("it also {p}"));
             }
             out.push(d);
         }
     }
-    out
+
+    /// Guards `path` (`what` says what it is); an output accepted earlier
+    /// that is or contains it is reported, at that output.
+    fn guard(&mut self, what: &str, path: &Path, out: &mut Vec<Diagnostic>) {
+        for form in self.guarded.add(&mut self.r, what, path) {
+            for a in form.ancestors() {
+                if let Some(first) = self.accepted.find(a) {
+                    let verb = if a == form { "is" } else { "contains" };
+                    let problem = format!("{verb} {what} {}", form.display());
+                    out.push(
+                        refusal(a, &problem)
+                            .at(first.source, first.span)
+                            .with_note(format!("in artifact instance `{}`", first.id)),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The error for an output at `path` with `problem`.
+fn refusal(path: &Path, problem: &str) -> Diagnostic {
+    Diagnostic::error(format!(
+        "the output {} {problem}; b9 replaces its outputs",
+        path.display()
+    ))
+    .with_label("this output path")
+    .with_hint("choose a path of its own for the output, e.g. under `out/`")
 }
 
 /// The outputs accepted so far (an `Each` may make millions: each costs a
@@ -304,9 +348,11 @@ struct Guarded {
 }
 
 impl Guarded {
-    fn add(&mut self, r: &mut Resolver, what: &str, path: &Path) {
+    /// Guards `path`; returns the forms of it that were added (none when it
+    /// was guarded already).
+    fn add(&mut self, r: &mut Resolver, what: &str, path: &Path) -> Vec<PathBuf> {
         if !self.seen.insert(hash((what, path.as_os_str()))) {
-            return;
+            return Vec::new();
         }
         let resolved = r.resolve(path);
         let mut forms = vec![resolved];
@@ -315,17 +361,18 @@ impl Guarded {
                 forms.push(real);
             }
         }
-        for form in forms {
+        for form in &forms {
             for a in form.ancestors() {
                 let list = self
                     .by_ancestor
                     .entry(a.as_os_str().to_os_string())
                     .or_default();
-                if list.len() < 4 && !list.iter().any(|(w, p)| w == what && *p == form) {
+                if list.len() < 4 && !list.iter().any(|(w, p)| w == what && p == form) {
                     list.push((what.to_string(), form.clone()));
                 }
             }
         }
+        forms
     }
 
     /// The guarded paths at or under `path`.

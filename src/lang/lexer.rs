@@ -5,6 +5,8 @@
 //! line where the previous token ends trails that token, any other comment leads
 //! the next token.
 
+use std::collections::VecDeque;
+
 use crate::lang::source::Span;
 
 /// The kinds of token.
@@ -96,21 +98,87 @@ pub struct LexError {
 
 /// Splits `text` into tokens; the last token is always [`TokenKind::Eof`].
 pub fn tokenize(text: &str) -> Result<Vec<Token>, LexError> {
-    let mut lx = Lexer {
-        text,
-        pos: 0,
-        tokens: Vec::new(),
-        pending: Vec::new(),
-        newline_since_token: true,
-    };
-    lx.run()?;
-    Ok(lx.tokens)
+    let mut tokens = Tokens::new(text);
+    let mut out = Vec::new();
+    loop {
+        let tok = tokens.bump();
+        let end = tok.kind == TokenKind::Eof;
+        out.push(tok);
+        if let Some(e) = tokens.error() {
+            return Err(e.clone());
+        }
+        if end {
+            return Ok(out);
+        }
+    }
+}
+
+/// Tokens made on demand, a few ahead of the reader, so a large text never
+/// has all its tokens in memory at once. After the end, or after a lexical
+/// error (see [`Tokens::error`]), every token is [`TokenKind::Eof`].
+pub struct Tokens<'a> {
+    lx: Lexer<'a>,
+    /// The end was reached (or an error met): no more tokens will be made.
+    done: bool,
+    error: Option<LexError>,
+}
+
+impl<'a> Tokens<'a> {
+    /// Tokens of `text`.
+    pub fn new(text: &'a str) -> Tokens<'a> {
+        Tokens {
+            lx: Lexer {
+                text,
+                pos: 0,
+                tokens: VecDeque::new(),
+                pending: Vec::new(),
+                newline_since_token: true,
+            },
+            done: false,
+            error: None,
+        }
+    }
+
+    /// The token `n` places ahead (0: the next one).
+    pub fn peek(&mut self, n: usize) -> &Token {
+        // A token is complete once the one after it exists: a comment on
+        // its line may still trail it until then.
+        while !self.done && self.lx.tokens.len() < n + 2 {
+            match self.lx.step() {
+                Ok(more) => self.done = !more,
+                Err(e) => {
+                    self.lx.tokens.clear();
+                    self.lx.pos = e.span.start;
+                    self.lx.push(TokenKind::Eof, e.span.start);
+                    self.error = Some(e);
+                    self.done = true;
+                }
+            }
+        }
+        let last = self.lx.tokens.len() - 1;
+        &self.lx.tokens[n.min(last)]
+    }
+
+    /// The next token, consumed; the final `Eof` is never consumed.
+    pub fn bump(&mut self) -> Token {
+        let tok = self.peek(0).clone();
+        if tok.kind != TokenKind::Eof {
+            self.lx.tokens.pop_front();
+        }
+        tok
+    }
+
+    /// The lexical error met, if any.
+    pub fn error(&self) -> Option<&LexError> {
+        self.error.as_ref()
+    }
 }
 
 struct Lexer<'a> {
     text: &'a str,
     pos: usize,
-    tokens: Vec<Token>,
+    /// Made but not yet consumed, in order.
+    tokens: VecDeque<Token>,
     pending: Vec<Comment>,
     newline_since_token: bool,
 }
@@ -144,7 +212,7 @@ impl Lexer<'_> {
         let comment = Comment {
             text: self.text[start..self.pos].trim_end().to_string(),
         };
-        match self.tokens.last_mut() {
+        match self.tokens.back_mut() {
             Some(prev) if !self.newline_since_token && self.pending.is_empty() => {
                 prev.trailing.push(comment)
             }
@@ -153,7 +221,7 @@ impl Lexer<'_> {
     }
 
     fn push(&mut self, kind: TokenKind, start: usize) {
-        self.tokens.push(Token {
+        self.tokens.push_back(Token {
             kind,
             span: Span::new(start, self.pos),
             leading: std::mem::take(&mut self.pending),
@@ -162,8 +230,13 @@ impl Lexer<'_> {
         self.newline_since_token = false;
     }
 
-    fn run(&mut self) -> Result<(), LexError> {
+    /// Makes the next token; false once `Eof` is made.
+    fn step(&mut self) -> Result<bool, LexError> {
+        let made = self.tokens.len();
         while let Some(c) = self.peek() {
+            if self.tokens.len() > made {
+                return Ok(true);
+            }
             let start = self.pos;
             match c {
                 '\n' => {
@@ -226,10 +299,13 @@ impl Lexer<'_> {
                 }
             }
         }
+        if self.tokens.len() > made {
+            return Ok(true);
+        }
         let end = self.text.len();
         self.pos = end;
         self.push(TokenKind::Eof, end);
-        Ok(())
+        Ok(false)
     }
 
     fn block_comment(&mut self, start: usize) -> Result<(), LexError> {

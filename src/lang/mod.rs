@@ -14,7 +14,7 @@ pub mod typed;
 use std::path::Path;
 
 use crate::diag::Diagnostic;
-use source::{Source, SourceRef};
+use source::SourceRef;
 use syntax::ArtifactGenerator;
 use term::Document;
 use typed::{Cx, Node, Syntax};
@@ -24,14 +24,20 @@ use typed::{Cx, Node, Syntax};
 pub struct BuildFile {
     /// The text it came from.
     pub source: SourceRef,
-    /// The untyped document with comments.
-    pub document: Document,
     /// The typed generator.
     pub generator: Node<ArtifactGenerator>,
 }
 
-/// Parses a build file's text; `Err` holds every problem found.
+/// Parses a build file's text; `Err` holds every problem found. The untyped
+/// document is dropped once typed: a large file's terms are not kept while
+/// it is evaluated.
 pub fn parse(source: SourceRef) -> Result<BuildFile, Vec<Diagnostic>> {
+    parse_with_document(source).map(|(file, _)| file)
+}
+
+/// [`parse`], also returning the untyped document with its comments (what
+/// `b9 reformat` prints).
+pub fn parse_with_document(source: SourceRef) -> Result<(BuildFile, Document), Vec<Diagnostic>> {
     let document = term::parse_document(source.text()).map_err(|errors| {
         errors
             .into_iter()
@@ -56,11 +62,7 @@ pub fn parse(source: SourceRef) -> Result<BuildFile, Vec<Diagnostic>> {
         Some(generator) if diagnostics.is_empty() => {
             check_yaml_literals(&source, &document.term, &mut diagnostics);
             if diagnostics.is_empty() {
-                Ok(BuildFile {
-                    source,
-                    document,
-                    generator,
-                })
+                Ok((BuildFile { source, generator }, document))
             } else {
                 Err(diagnostics)
             }
@@ -71,13 +73,16 @@ pub fn parse(source: SourceRef) -> Result<BuildFile, Vec<Diagnostic>> {
 
 /// Reads and parses a build file from disk.
 pub fn parse_file(path: &Path) -> Result<BuildFile, Vec<Diagnostic>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Diagnostic::error(format!(
-            "cannot read build file {}: {e}",
-            path.display()
-        ))]
-    })?;
-    parse(Source::new(path, text))
+    parse(read_build_file(path)?)
+}
+
+/// [`parse_with_document`] of a file on disk.
+pub fn parse_file_with_document(path: &Path) -> Result<(BuildFile, Document), Vec<Diagnostic>> {
+    parse_with_document(read_build_file(path)?)
+}
+
+fn read_build_file(path: &Path) -> Result<SourceRef, Vec<Diagnostic>> {
+    source::read_source(path, "build file").map_err(|e| vec![e])
 }
 
 /// `YamlObject "..."` literals are parsed when the file is loaded, as the
@@ -112,6 +117,7 @@ fn check_yaml_literals(source: &SourceRef, term: &term::Term, out: &mut Vec<Diag
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use source::Source;
 
     fn print_generator(g: &ArtifactGenerator) -> String {
         print::print_document(&Document {
@@ -137,9 +143,8 @@ mod tests {
                 let msgs: Vec<String> = diagnostics.iter().map(|d| d.to_string()).collect();
                 return Err(TestCaseError::fail(format!("{text}\n{}", msgs.join("\n"))));
             };
-            let file = BuildFile { source, document: doc, generator: typed };
-            prop_assert_eq!(&file.generator.value, &generator, "{}", text);
-            prop_assert_eq!(print::print_document(&file.document), text);
+            prop_assert_eq!(&typed.value, &generator, "{}", text);
+            prop_assert_eq!(print::print_document(&doc), text);
         }
     }
 
@@ -188,6 +193,47 @@ mod tests {
             "{}",
             errs[3].message
         );
+    }
+
+    /// Nesting up to the limit passes every recursive stage (typing,
+    /// printing, expansion) on a test thread's small stack; one more level
+    /// is a located error.
+    #[test]
+    fn nesting_up_to_the_limit_works_and_deeper_is_an_error() {
+        let lets = |n: usize| {
+            format!(
+                "Let [] {}[EmptyArtifact]{}",
+                "[Let [] ".repeat(n - 1),
+                "]".repeat(n - 1)
+            )
+        };
+        let asts = |n: usize| {
+            format!(
+                "Sources [FromContent \"u\" (RenderYamlObject {}ASTString \"a\"{})] [Artifact (IID \"x\") (CloudInit [CI_DIR] \"o\")]",
+                "(ASTArr [".repeat(n / 2 - 1),
+                "])".repeat(n / 2 - 1)
+            )
+        };
+        for shape in [lets, asts] {
+            let (file, document) =
+                parse_with_document(Source::new("ok.b9", shape(term::MAX_DEPTH)))
+                    .unwrap_or_else(|e| panic!("{e:?}"));
+            assert!(!print::print_document(&document).is_empty());
+            let vars = crate::eval::expand::BuildVars {
+                args: Vec::new(),
+                project_root: ".".into(),
+                build_dir: ".".into(),
+                build_date: "d".into(),
+                build_id: "i".into(),
+            };
+            let (_, diagnostics) = crate::eval::expand::expand(std::slice::from_ref(&file), &vars);
+            assert!(diagnostics.is_empty(), "{diagnostics:?}");
+            let errs = parse(Source::new("deep.b9", shape(term::MAX_DEPTH + 2))).unwrap_err();
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert!(errs[0]
+                .message
+                .contains("nested too deeply (more than 200 levels)"));
+        }
     }
 
     #[test]

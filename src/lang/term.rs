@@ -4,11 +4,17 @@
 //! Redundant parentheses are dropped; comments stay attached to the terms they
 //! precede or follow, so the printer can put them back.
 
-use crate::lang::lexer::{tokenize, Comment, Token, TokenKind};
+use crate::lang::lexer::{Comment, Token, TokenKind, Tokens};
 use crate::lang::source::Span;
 
 /// The constructor whose string argument needs no parentheses.
 pub const YAML_OBJECT: &str = "YamlObject";
+
+/// How deeply parentheses, brackets and braces may nest. Every pass over a
+/// term tree (typed conversion, printing, evaluation, dropping) recurses once
+/// per level, so this bound keeps all of them far from the stack's end; real
+/// build files nest a few dozen levels at most.
+pub const MAX_DEPTH: usize = 200;
 
 /// A parsed value with its span and comments.
 #[derive(Clone, Debug)]
@@ -118,17 +124,11 @@ pub struct Document {
 /// Parses a text holding exactly one term. Reports every syntax error it can
 /// find (it resynchronises at list commas), not only the first.
 pub fn parse_document(text: &str) -> Result<Document, Vec<SyntaxError>> {
-    let tokens = tokenize(text).map_err(|e| {
-        vec![SyntaxError {
-            message: e.message,
-            span: e.span,
-            hint: None,
-        }]
-    })?;
     let mut p = Parser {
-        tokens,
-        pos: 0,
+        tokens: Tokens::new(text),
         errors: Vec::new(),
+        depth: 0,
+        too_deep: false,
     };
     let term = p.term();
     let mut doc = None;
@@ -153,30 +153,41 @@ pub fn parse_document(text: &str) -> Result<Document, Vec<SyntaxError>> {
         }
         None => p.sync_to_end(),
     }
+    if let Some(e) = p.tokens.error() {
+        // What the parser said after the bad token is noise.
+        return Err(vec![SyntaxError {
+            message: e.message.clone(),
+            span: e.span,
+            hint: None,
+        }]);
+    }
     match doc {
         Some(doc) if p.errors.is_empty() => Ok(doc),
         _ => Err(p.errors),
     }
 }
 
-struct Parser {
-    tokens: Vec<Token>,
-    pos: usize,
+struct Parser<'a> {
+    tokens: Tokens<'a>,
     errors: Vec<SyntaxError>,
+    /// Brackets open around the current position.
+    depth: usize,
+    /// Set when [`MAX_DEPTH`] was passed: the parse unwinds without more errors.
+    too_deep: bool,
 }
 
-impl Parser {
-    fn peek(&self) -> &Token {
-        // The token list always ends with Eof, and `bump` never passes it.
-        &self.tokens[self.pos.min(self.tokens.len() - 1)]
+impl Parser<'_> {
+    fn peek(&mut self) -> &Token {
+        self.tokens.peek(0)
+    }
+
+    /// The kind of the token after the next one.
+    fn peek_second(&mut self) -> &TokenKind {
+        &self.tokens.peek(1).kind
     }
 
     fn bump(&mut self) -> Token {
-        let tok = self.peek().clone();
-        if tok.kind != TokenKind::Eof {
-            self.pos += 1;
-        }
-        tok
+        self.tokens.bump()
     }
 
     fn error(&mut self, message: String, span: Span, hint: Option<&str>) {
@@ -193,9 +204,29 @@ impl Parser {
         self.error(format!("expected {what}, found {found}"), span, None);
     }
 
+    /// Parses a bracketed term (`(`, `[` or `Name {`) one level deeper, or
+    /// reports the nesting error at its opening token and gives up.
+    fn nested(&mut self, parse: fn(&mut Self) -> Option<Term>) -> Option<Term> {
+        if self.depth >= MAX_DEPTH {
+            let span = self.peek().span;
+            self.error(
+                format!("nested too deeply (more than {MAX_DEPTH} levels)"),
+                span,
+                None,
+            );
+            self.too_deep = true;
+            self.sync_to_end();
+            return None;
+        }
+        self.depth += 1;
+        let term = parse(self);
+        self.depth -= 1;
+        term
+    }
+
     /// Skips to the end of input after an unrecoverable error.
     fn sync_to_end(&mut self) {
-        self.pos = self.tokens.len() - 1;
+        while self.bump().kind != TokenKind::Eof {}
     }
 
     /// Skips to the next `,` or the closing bracket at this nesting depth.
@@ -222,12 +253,7 @@ impl Parser {
         let tok = self.peek().clone();
         if let TokenKind::Ident(name) = &tok.kind {
             // A lower-case name is reported by `atom`.
-            if !starts_lower(name)
-                && !matches!(
-                    self.tokens.get(self.pos + 1).map(|t| &t.kind),
-                    Some(TokenKind::LBrace)
-                )
-            {
+            if !starts_lower(name) && *self.peek_second() != TokenKind::LBrace {
                 self.bump();
                 let mut args = Vec::new();
                 let mut end = tok.span;
@@ -300,11 +326,11 @@ impl Parser {
                 return None;
             }
             TokenKind::Ident(name) => {
-                let next = self.tokens.get(self.pos + 1).map(|t| &t.kind);
-                if matches!(next, Some(TokenKind::LBrace)) {
-                    return self.record();
+                let next = self.peek_second();
+                if *next == TokenKind::LBrace {
+                    return self.nested(Parser::record);
                 }
-                if name == YAML_OBJECT && matches!(next, Some(TokenKind::Str(_))) {
+                if name == YAML_OBJECT && matches!(next, TokenKind::Str(_)) {
                     // The original's hand-written reader binds `YamlObject "..."`
                     // like one token: `AST YamlObject "a: 1"` is valid.
                     self.bump();
@@ -341,8 +367,8 @@ impl Parser {
             });
         }
         match tok.kind {
-            TokenKind::LBracket => self.list(),
-            TokenKind::LParen => self.paren(),
+            TokenKind::LBracket => self.nested(Parser::list),
+            TokenKind::LParen => self.nested(Parser::paren),
             _ => {
                 self.expected("a value");
                 None
@@ -370,6 +396,7 @@ impl Parser {
                     item.leading.splice(0..0, std::mem::take(&mut carry));
                     items.push(item);
                 }
+                None if self.too_deep => return None,
                 None => {
                     ok = false;
                     self.sync_in_list(&close);
@@ -477,12 +504,11 @@ impl Parser {
             if self.peek().kind == TokenKind::RBrace && fields.is_empty() {
                 break;
             }
-            let field_tok = self.bump();
-            let TokenKind::Ident(field) = field_tok.kind.clone() else {
-                self.pos -= usize::from(field_tok.kind != TokenKind::Eof);
+            let TokenKind::Ident(field) = self.peek().kind.clone() else {
                 self.expected("a field name");
                 return None;
             };
+            let field_tok = self.bump();
             if self.peek().kind != TokenKind::Equals {
                 self.expected("`=` after the field name");
                 return None;

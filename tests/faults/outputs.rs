@@ -121,6 +121,11 @@ fn outputs_over_the_project_are_refused_by_check_and_build() {
             "contains the output",
         ),
         (
+            // A later artifact reads a file inside an earlier one's output.
+            "Let [] [Artifact (IID \"a\") (CloudInit [CI_DIR] \"src\"), Sources [FromFile \"x\" (Source NoConversion \"src/hello.txt\")] [Artifact (IID \"b\") (CloudInit [CI_ISO] \"out/b\")]]\n".to_string(),
+            "contains the source file",
+        ),
+        (
             "Artifact (IID \"img\") (VmImages [ImageTarget (LocalFile (Image \"b9.b9\" Raw Ext4) KeepSize) (EmptyImage \"x\" Ext4 Raw (ImageSize 4 MB)) NotMounted] (VmScript X86_64 [] NoOP))\n".to_string(),
             "the build file",
         ),
