@@ -8,15 +8,15 @@
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use crate::content::{erlang, yaml};
 use crate::diag::{Diagnostic, Seen};
-use crate::eval::claims::Claims;
 use crate::eval::env::Env;
 use crate::eval::expand::{Instance, WriterInput};
 use crate::eval::outputs::OutputRules;
 use crate::eval::subst::{undefined_variable, Interpolator};
-use crate::eval::template::{self, Piece};
+use crate::eval::template::{self, Piece, TemplateError};
 use crate::lang::source::{Source, SourceRef, Span};
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
@@ -65,12 +65,11 @@ enum FileState {
 pub struct Checker<'a> {
     dirs: &'a Dirs,
     files: HashMap<PathBuf, FileState>,
-    outputs: Claims,
-    /// Where outputs may go (`docs/OUTPUTS.md`).
+    /// `ExpandVariables` files, parsed once.
+    templates: HashMap<PathBuf, Rc<Result<Vec<Piece>, TemplateError>>>,
+    /// Where outputs may go, and that no two artifacts write one
+    /// (`docs/OUTPUTS.md`).
     rules: OutputRules,
-    /// Instances seen so far, and the one whose outputs were last claimed.
-    instances: usize,
-    claiming: Option<usize>,
     out: Vec<Diagnostic>,
     seen: Seen,
 }
@@ -88,10 +87,8 @@ impl<'a> Checker<'a> {
         Checker {
             dirs,
             files: HashMap::new(),
-            outputs: Claims::default(),
+            templates: HashMap::new(),
             rules: OutputRules::new(dirs),
-            instances: 0,
-            claiming: None,
             out: Vec::new(),
             seen: Seen::default(),
         }
@@ -115,7 +112,6 @@ impl<'a> Checker<'a> {
 
     /// Checks one instance.
     pub fn instance(&mut self, inst: &Instance) {
-        self.instances += 1;
         if let Some(why) = instance_id_problem(&inst.id.value) {
             let d = Diagnostic::error(format!(
                 "instance id {:?} cannot name the instance's build directory: {why}",
@@ -261,29 +257,37 @@ impl<'a> Checker<'a> {
         src: &SourceRef,
         env: &Env,
     ) -> Option<String> {
-        let used_by = format!(
-            "used as `ExpandVariables` source by artifact instance `{}` at {}:{}",
-            inst.id.value,
-            inst.source.name().display(),
-            inst.source.line_col(path.span.start)
+        let used_by = || {
+            format!(
+                "used as `ExpandVariables` source by artifact instance `{}` at {}:{}",
+                inst.id.value,
+                inst.source.name().display(),
+                inst.source.line_col(path.span.start)
+            )
+        };
+        // Parsed once per file: every instance of an `Each` expands it.
+        let parsed = Rc::clone(
+            self.templates
+                .entry(src.name().to_path_buf())
+                .or_insert_with(|| Rc::new(template::parse(src.text()))),
         );
-        let pieces = match template::parse(src.text()) {
+        let pieces = match &*parsed {
             Ok(p) => p,
             Err(e) => {
                 let d = Diagnostic::error(format!("template syntax error: {}", e.message))
                     .at(src, Span::new(e.start, e.end))
-                    .with_note(used_by);
+                    .with_note(used_by());
                 self.push(d);
                 return None;
             }
         };
-        match template::render(&pieces, |n| env.get(n)) {
+        match template::render(pieces, |n| env.get(n)) {
             Ok(t) => Some(t),
             Err(piece) => {
                 if let Piece::Var { name, start, end } = piece {
                     let d = undefined_variable(name, env)
                         .at(src, Span::new(*start, *end))
-                        .with_note(used_by);
+                        .with_note(used_by());
                     self.push(d);
                 }
                 None
@@ -344,16 +348,8 @@ impl<'a> Checker<'a> {
     fn assembly(&mut self, inst: &Instance) {
         use ArtifactAssembly::*;
         match &inst.assembly.value {
-            CloudInit(types, base) => {
+            CloudInit(_, base) => {
                 self.file_name(inst, base, "cloud-init output path");
-                for t in types.iter() {
-                    let path = match t.value {
-                        CloudInitType::CI_ISO => format!("{}.iso", base.value),
-                        CloudInitType::CI_VFAT => format!("{}.vfat", base.value),
-                        CloudInitType::CI_DIR => base.value.clone(),
-                    };
-                    self.output(inst, &path, base.span.join(t.span));
-                }
             }
             VmImages(targets, script) | VmImagesWithFixup(targets, script, _) => {
                 self.targets(inst, targets, script);
@@ -501,14 +497,11 @@ impl<'a> Checker<'a> {
                 self.file_name(inst, root, "live installer output directory");
                 let w = Diagnostic::warning("`LiveInstallerImage` is deprecated");
                 self.error(inst, d.span, w);
-                let dir = format!("{}/machines/{}", root.value, name.value);
-                self.output(inst, &dir, root.span);
                 self.resize(inst, resize, fs);
             }
             LocalFile(image, resize) => {
                 let Image::Image(path, _, _) = &image.value;
                 self.file_name(inst, path, "output image");
-                self.output(inst, &path.value, path.span);
                 self.resize(inst, resize, fs);
             }
             Transient => {}
@@ -558,27 +551,6 @@ impl<'a> Checker<'a> {
         ));
         self.error(inst, name.span, d);
         false
-    }
-
-    /// Records an output path; the second writer of one path is an error.
-    fn output(&mut self, inst: &Instance, path: &str, span: Span) {
-        let key = normalize(&self.dirs.cwd.join(path));
-        if self.claiming != Some(self.instances) {
-            self.claiming = Some(self.instances);
-            self.outputs.start_instance(&inst.id.value);
-        }
-        let Some(first) = self.outputs.claim(&key, &inst.source, span) else {
-            return;
-        };
-        let d = Diagnostic::error(format!("{} is written by two artifacts", key.display()))
-            .with_label("second writer")
-            .with_note(format!(
-                "first written by artifact instance `{}` at {}:{}",
-                first.id,
-                first.source.name().display(),
-                first.source.line_col(first.span.start)
-            ));
-        self.error(inst, span, d);
     }
 }
 

@@ -6,7 +6,8 @@
 //! one string, and the claim's place; never the path itself.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::lang::source::{SourceRef, Span};
@@ -41,7 +42,7 @@ pub struct FirstClaim<'a> {
 #[derive(Default)]
 pub struct Claims {
     /// The latest claim of each first hash.
-    by_hash: HashMap<u64, u32>,
+    by_hash: PrehashedMap<u32>,
     claims: Vec<Claim>,
     /// Instance ids, concatenated; `id_ends[i]` is where the `i`-th ends.
     ids: String,
@@ -59,7 +60,10 @@ impl Claims {
 
     /// The first claim of `path`, if it was claimed.
     pub fn find(&self, path: &Path) -> Option<FirstClaim<'_>> {
-        let (key, check) = (hash(0, path), hash(1, path));
+        self.find_hashed(hash(0, path), hash(1, path))
+    }
+
+    fn find_hashed(&self, key: u64, check: u64) -> Option<FirstClaim<'_>> {
         let mut next = self.by_hash.get(&key).copied();
         while let Some(i) = next.map(|i| i as usize) {
             let c = &self.claims[i];
@@ -84,10 +88,10 @@ impl Claims {
     /// Claims `path` for the current instance at `span` in `source`; returns
     /// the earlier claim if there is one (the path is then not claimed again).
     pub fn claim(&mut self, path: &Path, source: &SourceRef, span: Span) -> Option<FirstClaim<'_>> {
-        if self.find(path).is_some() {
-            return self.find(path);
-        }
         let (key, check) = (hash(0, path), hash(1, path));
+        if self.find_hashed(key, check).is_some() {
+            return self.find_hashed(key, check);
+        }
         let head = self.by_hash.get(&key).copied();
         let source = match self
             .sources
@@ -114,11 +118,37 @@ impl Claims {
     }
 }
 
-fn hash(seed: u8, path: &Path) -> u64 {
+/// A hash of `path` (normalised paths have one spelling, so its bytes are
+/// hashed: much faster than `Path`'s hash, which walks its components).
+pub fn hash(seed: u8, path: &Path) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     seed.hash(&mut h);
-    path.hash(&mut h);
+    h.write(path.as_os_str().as_bytes());
     h.finish()
+}
+
+/// A map whose keys are already hashes (see [`hash`]): hashed again by
+/// nothing but themselves.
+pub type PrehashedMap<V> = HashMap<u64, V, BuildHasherDefault<Prehashed>>;
+
+/// The hasher of [`PrehashedMap`]: passes a `u64` key through.
+#[derive(Default)]
+pub struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// Counts of claims, instances and files stay far below 2^32 (a build file

@@ -9,17 +9,17 @@
 //! parent directories; what lies at an output path itself is judged by the
 //! build when it replaces it (`build::output`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostic;
 use crate::eval::check::{normalize, Dirs};
-use crate::eval::claims::Claims;
+use crate::eval::claims::{self, Claims, PrehashedMap};
 use crate::eval::expand::{Instance, WriterInput};
 use crate::eval::subst::Interpolator;
-use crate::lang::source::Span;
+use crate::lang::source::{SourceRef, Span};
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
 
@@ -33,7 +33,8 @@ pub struct OutputRules {
     earlier: Earlier,
     /// The accepted outputs by resolved path, with where they are named.
     accepted: Claims,
-    last_file: Option<PathBuf>,
+    /// The build file of the last instance (guarded once).
+    last_file: Option<SourceRef>,
 }
 
 impl OutputRules {
@@ -58,10 +59,13 @@ impl OutputRules {
     /// Checks the outputs of `inst`; the errors go to `out`, located at the
     /// path in the build file.
     pub fn instance(&mut self, inst: &Instance, dirs: &Dirs, out: &mut Vec<Diagnostic>) {
-        let file = dirs.cwd.join(inst.source.name());
-        if self.last_file.as_ref() != Some(&file) {
-            self.guard("the build file", &file, out);
-            self.last_file = Some(file);
+        if !self
+            .last_file
+            .as_ref()
+            .is_some_and(|f| SourceRef::ptr_eq(f, &inst.source))
+        {
+            self.guard("the build file", &dirs.cwd.join(inst.source.name()), out);
+            self.last_file = Some(inst.source.clone());
         }
         for (what, path) in read_paths(inst, dirs) {
             self.guard(what, &path, out);
@@ -69,10 +73,10 @@ impl OutputRules {
         self.accepted.start_instance(&inst.id.value);
         for o in output_paths(inst, out) {
             let path = self.r.resolve(&dirs.cwd.join(&o.path));
+            let key = claims::hash(0, &path);
             let mut problems: Vec<String> = self
                 .guarded
-                .under(&path)
-                .iter()
+                .under(key, &path)
                 .map(|(what, p)| {
                     let verb = if *p == path { "is" } else { "contains" };
                     format!("{verb} {what} {}", p.display())
@@ -84,12 +88,28 @@ impl OutputRules {
                     inside.display()
                 ));
             }
-            if let Some(other) = self.earlier.containing.get(path.as_os_str()) {
+            if let Some(other) = self.earlier.under(key, &path) {
                 problems.push(format!("contains the output {}", other.display()));
             }
             if problems.is_empty() {
-                self.accepted.claim(&path, &inst.source, o.span);
-                self.earlier.add(path, o.directory);
+                if let Some(first) = self.accepted.claim(&path, &inst.source, o.span) {
+                    let d = Diagnostic::error(format!(
+                        "{} is written by two artifacts",
+                        path.display()
+                    ))
+                    .at(&inst.source, o.span)
+                    .with_label("second writer")
+                    .with_note(format!(
+                        "first written by artifact instance `{}` at {}:{}",
+                        first.id,
+                        first.source.name().display(),
+                        first.source.line_col(first.span.start)
+                    ))
+                    .with_note(format!("in artifact instance `{}`", inst.id.value));
+                    out.push(d);
+                } else {
+                    self.earlier.add(key, path, o.directory);
+                }
                 continue;
             }
             let mut d = refusal(&path, &problems[0])
@@ -132,54 +152,61 @@ fn refusal(path: &Path, problem: &str) -> Diagnostic {
 }
 
 /// The outputs accepted so far (an `Each` may make millions: each costs a
-/// few hash look-ups).
+/// few look-ups of one hash of its path, [`claims::hash`]).
 #[derive(Default)]
 struct Earlier {
-    /// Hashes of the directory outputs' paths.
-    dirs: HashSet<u64>,
+    /// The directory outputs.
+    dirs: PrehashedMap<()>,
     /// An output under each proper ancestor of an output.
-    containing: HashMap<OsString, PathBuf>,
+    containing: PrehashedMap<PathBuf>,
     /// Parent directories of outputs, which lie in no directory output
     /// (a later directory output there would contain an output: refused).
-    clear_parents: HashSet<OsString>,
+    clear_parents: PrehashedMap<()>,
+    /// The parent of the output added last (one of `clear_parents`, and in
+    /// `containing`): outputs of an `Each` mostly share it.
+    last_parent: OsString,
 }
 
 impl Earlier {
     /// The directory output `path` lies in.
     fn inside(&self, path: &Path) -> Option<PathBuf> {
         let parent = path.parent()?;
-        if self.clear_parents.contains(parent.as_os_str()) {
+        if parent.as_os_str() == self.last_parent
+            || self.clear_parents.contains_key(&claims::hash(0, parent))
+        {
             return None;
         }
         parent
             .ancestors()
-            .find(|a| self.dirs.contains(&hash(a.as_os_str())))
+            .find(|a| self.dirs.contains_key(&claims::hash(0, a)))
             .map(Path::to_path_buf)
     }
 
-    fn add(&mut self, path: PathBuf, directory: bool) {
-        if let Some(parent) = path.parent() {
-            if !self.clear_parents.contains(parent.as_os_str()) {
-                self.clear_parents.insert(parent.as_os_str().to_os_string());
-            }
+    /// The output that lies at or under `path` (its hash is `key`).
+    fn under(&self, key: u64, path: &Path) -> Option<&PathBuf> {
+        self.containing.get(&key).filter(|o| o.starts_with(path))
+    }
+
+    fn add(&mut self, key: u64, path: PathBuf, directory: bool) {
+        if directory {
+            self.dirs.insert(key, ());
         }
+        let Some(parent) = path.parent() else {
+            return;
+        };
+        if parent.as_os_str() == self.last_parent {
+            return;
+        }
+        self.clear_parents.insert(claims::hash(0, parent), ());
+        self.last_parent = parent.as_os_str().to_os_string();
         for a in path.ancestors().skip(1) {
-            if self.containing.contains_key(a.as_os_str()) {
+            let k = claims::hash(0, a);
+            if self.containing.contains_key(&k) {
                 break;
             }
-            self.containing
-                .insert(a.as_os_str().to_os_string(), path.clone());
-        }
-        if directory {
-            self.dirs.insert(hash(path.as_os_str()));
+            self.containing.insert(k, path.clone());
         }
     }
-}
-
-fn hash(p: impl Hash) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    p.hash(&mut h);
-    h.finish()
 }
 
 /// An output path of an instance and where the build file names it.
@@ -217,7 +244,7 @@ fn output_paths(inst: &Instance, out: &mut Vec<Diagnostic>) -> Vec<OutputPath> {
                 };
                 paths.push(OutputPath {
                     path: PathBuf::from(format!("{}{suffix}", base.value)),
-                    span: base.span,
+                    span: base.span.join(t.span),
                     directory: t.value == CloudInitType::CI_DIR,
                 });
             }
@@ -342,16 +369,21 @@ fn source_path(inst: &Instance, file: &Node<SourceFile>) -> String {
 /// guarded path when it is one of the path's ancestors).
 #[derive(Default)]
 struct Guarded {
-    by_ancestor: HashMap<OsString, Vec<(String, PathBuf)>>,
-    /// Hashes of what was added (every instance of an `Each` reads the same files).
-    seen: HashSet<u64>,
+    /// By the hash of each ancestor ([`claims::hash`]): a few guarded paths
+    /// under it.
+    by_ancestor: PrehashedMap<Vec<(String, PathBuf)>>,
+    /// What was added, by a hash of what it is and its path (every
+    /// instance of an `Each` reads the same files).
+    seen: PrehashedMap<()>,
 }
 
 impl Guarded {
     /// Guards `path`; returns the forms of it that were added (none when it
     /// was guarded already).
     fn add(&mut self, r: &mut Resolver, what: &str, path: &Path) -> Vec<PathBuf> {
-        if !self.seen.insert(hash((what, path.as_os_str()))) {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (what, path.as_os_str()).hash(&mut h);
+        if self.seen.insert(h.finish(), ()).is_some() {
             return Vec::new();
         }
         let resolved = r.resolve(path);
@@ -363,10 +395,7 @@ impl Guarded {
         }
         for form in &forms {
             for a in form.ancestors() {
-                let list = self
-                    .by_ancestor
-                    .entry(a.as_os_str().to_os_string())
-                    .or_default();
+                let list = self.by_ancestor.entry(claims::hash(0, a)).or_default();
                 if list.len() < 4 && !list.iter().any(|(w, p)| w == what && p == form) {
                     list.push((what.to_string(), form.clone()));
                 }
@@ -375,11 +404,17 @@ impl Guarded {
         forms
     }
 
-    /// The guarded paths at or under `path`.
-    fn under(&self, path: &Path) -> &[(String, PathBuf)] {
+    /// The guarded paths at or under `path` (whose hash is `key`).
+    fn under<'a>(
+        &'a self,
+        key: u64,
+        path: &'a Path,
+    ) -> impl Iterator<Item = &'a (String, PathBuf)> + 'a {
         self.by_ancestor
-            .get(path.as_os_str())
-            .map_or(&[], Vec::as_slice)
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter(move |(_, p)| p.starts_with(path))
     }
 }
 
@@ -400,19 +435,18 @@ impl Resolver {
         }
     }
 
-    fn dir(&mut self, dir: &Path) -> PathBuf {
-        if let Some(d) = self.dirs.get(dir.as_os_str()) {
-            return d.clone();
+    /// `dir` with its symbolic links resolved (as far as it exists).
+    fn dir<'a>(&'a mut self, dir: &'a Path) -> &'a Path {
+        if !self.dirs.contains_key(dir.as_os_str()) {
+            let resolved = match dir.canonicalize() {
+                Ok(real) => real,
+                Err(_) => match (dir.parent(), dir.file_name()) {
+                    (Some(parent), Some(name)) => self.dir(parent).join(name),
+                    _ => dir.to_path_buf(),
+                },
+            };
+            self.dirs.insert(dir.as_os_str().to_os_string(), resolved);
         }
-        let resolved = match dir.canonicalize() {
-            Ok(real) => real,
-            Err(_) => match (dir.parent(), dir.file_name()) {
-                (Some(parent), Some(name)) => self.dir(parent).join(name),
-                _ => dir.to_path_buf(),
-            },
-        };
-        self.dirs
-            .insert(dir.as_os_str().to_os_string(), resolved.clone());
-        resolved
+        self.dirs.get(dir.as_os_str()).map_or(dir, PathBuf::as_path)
     }
 }
