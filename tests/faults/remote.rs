@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use crate::disk_env::Tmpfs;
 use crate::fake_sftp::{self, Tree};
 
 /// A home, a cache and a hostile server serving `entries` in
@@ -16,6 +17,12 @@ struct Hostile {
 
 impl Hostile {
     fn new(entries: Vec<(String, Vec<u8>)>) -> Hostile {
+        Hostile::with_cache(entries, None)
+    }
+
+    /// With the shared-image cache at `cache` (default: in the temporary
+    /// directory).
+    fn with_cache(entries: Vec<(String, Vec<u8>)>, cache: Option<PathBuf>) -> Hostile {
         let tmp = tempfile::tempdir().unwrap();
         // Deep enough that `../` runs from the cache stay inside the
         // temporary directory, where the test can look for them.
@@ -44,7 +51,7 @@ impl Hostile {
                  unique_build_dirs: True\nverbosity: Nothing\nmax_cached_shared_images: Nothing\n\n\
                  [evil-repo]\nremote_path: /repo\nssh_priv_key_file: {}\n\
                  ssh_remote_host: 127.0.0.1\nssh_remote_port: {}\nssh_remote_user: root\n",
-                root.join("cache").display(),
+                cache.unwrap_or_else(|| root.join("cache")).display(),
                 root.join("id_ed25519").display(),
                 server.port
             ),
@@ -130,4 +137,35 @@ fn metadata_naming_files_outside_the_cache_is_skipped() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("no shared image `pwned`"), "{err}");
     assert_eq!(h.found("pwned"), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_pull_into_a_full_disk_fails_promptly_and_leaves_nothing() {
+    let fs = Tmpfs::new(4);
+    let image: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    let h = Hostile::with_cache(
+        vec![
+            ("big_1.b9si".into(), b9si("big", "1")),
+            ("big_1.raw".into(), image),
+        ],
+        Some(fs.p("cache")),
+    );
+    let start = std::time::Instant::now();
+    let out = h.b9(&["-r", "evil", "pull", "big"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("big_1.raw"), "the file is named: {err}");
+    assert!(start.elapsed().as_secs() < 60, "took {:?}", start.elapsed());
+    let images = fs.p("cache/local-repo/b9_shared_images");
+    let left: Vec<String> = std::fs::read_dir(&images)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        left.iter().all(|n| !n.contains("big_1") && !n.contains(".b9-")),
+        "left in the cache: {left:?}"
+    );
 }
