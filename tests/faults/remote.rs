@@ -165,7 +165,8 @@ fn a_pull_into_a_full_disk_fails_promptly_and_leaves_nothing() {
         })
         .unwrap_or_default();
     assert!(
-        left.iter().all(|n| !n.contains("big_1") && !n.contains(".b9-")),
+        left.iter()
+            .all(|n| !n.contains("big_1") && !n.contains(".b9-")),
         "left in the cache: {left:?}"
     );
 }
