@@ -1,10 +1,11 @@
 //! b9: builds VM disk images, cloud-init media and generated files from `.b9`
 //! build files, compatible with the original Haskell b9.
 //!
-//! The data flow is `lang` (parse) -> `eval` (expand and check) -> `build`;
+//! The data flow is `lang` (parse) -> `eval` (expand and check) -> `pipeline`;
 //! see `docs/ARCHITECTURE.md`.
 
-pub mod build;
+#![forbid(unsafe_code)]
+
 pub mod civil;
 pub mod cli;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod interrupt;
 pub mod lang;
 pub mod lock;
 pub mod media;
+pub mod pipeline;
 pub mod repo;
 pub mod stale;
 pub mod timeouts;

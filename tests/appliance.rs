@@ -360,7 +360,7 @@ fn the_agent_is_found_through_b9_agent_or_next_to_the_executable() {
 
 #[test]
 fn the_agent_goes_in_without_its_debug_information() {
-    let agent = PathBuf::from(env!("CARGO_BIN_EXE_b9-agent"));
+    let agent = common::companion::companion("b9-agent");
     let cache = tempfile::tempdir().unwrap();
     let app = appliance::prepare(
         &ApplianceSource {

@@ -1,10 +1,10 @@
 //! `b9 build`: build every artifact of checked build files.
 
-use crate::build::pipeline::{self, BuildSettings};
 use crate::cli::session::Session;
 use crate::cli::{Failure, EXIT_BUILD};
 use crate::diag::Diagnostic;
 use crate::eval::expand::Instance;
+use crate::pipeline::run::{self as pipeline, BuildSettings};
 use crate::vm::launch::LazyLauncher;
 
 /// Builds the instances; a failed artifact fails the command with exit code 1.
@@ -16,14 +16,14 @@ pub fn build(session: &Session, instances: &[Instance]) -> Result<(), Failure> {
             root.display()
         ))]
     })?;
-    crate::build::workdir::sweep(root);
+    crate::pipeline::workdir::sweep(root);
     let config = &session.config;
     let settings = BuildSettings {
         build_dir: session.build_dir(),
         build_id: session.build_id.clone(),
         cwd: session.dirs.cwd.clone(),
         project_root: session.dirs.project_root.clone(),
-        build_date: crate::build::id::build_date(session.started),
+        build_date: crate::pipeline::id::build_date(session.started),
         ext4_attributes: config.ext4_attributes.clone(),
         cache_root: session.cache_root(),
         max_cached: config.max_cached_shared_images,

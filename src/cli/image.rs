@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use clap::{Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::build::output;
 use crate::cli::{fail, usage, Failure};
 use crate::config;
 use crate::disk::ext4::{self, Ext4Spec};
@@ -16,6 +15,7 @@ use crate::disk::open::{self as images, Target};
 use crate::disk::partition::{self, PartitionReader};
 use crate::disk::vmdk::Subformat;
 use crate::disk::{gate, qcow2, CreateOptions, DiskError, Format};
+use crate::pipeline::output;
 
 /// The `b9 image` subcommands.
 #[derive(Debug, Subcommand)]

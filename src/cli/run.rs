@@ -15,8 +15,8 @@ use crate::repo::LocalRepo;
 use crate::vm::backend::{VmDisk, VmShare};
 use crate::vm::interactive::RawTerminal;
 use crate::vm::launch::{Launcher, Machine};
-use crate::vm::protocol::{Command, DiskMount, Job, Kind, Output, ShareMount};
 use crate::vm::session::Events;
+use b9_protocol::agent::{Command, DiskMount, Job, Kind, Output, ShareMount};
 
 /// The command when none is given: the image's shell for root.
 const DEFAULT_COMMAND: &str = "exec \"${SHELL:-/bin/sh}\" -l";

@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::build::id::{build_date, build_id, config_hash};
 use crate::cli::args::{AccelArg, BuildFiles, GlobalArgs};
 use crate::config::{self, Accel, LogLevel, Overrides};
 use crate::diag::Diagnostic;
 use crate::eval::check::Dirs;
 use crate::eval::expand::BuildVars;
 use crate::lang::{self, BuildFile};
+use crate::pipeline::id::{build_date, build_id, config_hash};
 use crate::timeouts::Timeouts;
 
 /// The run's identity and where its paths are resolved.
@@ -73,7 +73,8 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
     let mut config = loaded.config;
     config.apply(&overrides(g));
     crate::disk::gate::trust_dirs(&config.trusted_image_dirs);
-    crate::build::log::init(config.verbosity, config.log_file.as_deref()).map_err(|d| vec![d])?;
+    crate::pipeline::log::init(config.verbosity, config.log_file.as_deref())
+        .map_err(|d| vec![d])?;
     let cwd = std::env::current_dir().map_err(|e| {
         vec![Diagnostic::error(format!(
             "cannot read the working directory: {e}"

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 
 use rustix::termios::{self, OptionalActions, Termios};
 
-use crate::vm::protocol::{self, Kind, ToAgent};
+use b9_protocol::agent::{self as protocol, Kind, ToAgent};
 
 /// Sends the host's stdin to the agent as it is typed, and the terminal
 /// size once; an empty frame at the end of stdin.

@@ -12,9 +12,9 @@ use crate::timeouts::Timeouts;
 use crate::vm::appliance::{self, Appliance, ApplianceSource};
 use crate::vm::backend::{Accel, Backend, VmDisk, VmShare, VmSpec};
 use crate::vm::libvirt::Libvirt;
-use crate::vm::protocol::{Job, Network};
 use crate::vm::qemu::Qemu;
 use crate::vm::session::{self, Events, Limits, Report, RunError};
+use b9_protocol::agent::{Job, Network};
 
 /// How long an untested KVM gets to bring the agent up before b9 falls
 /// back to TCG (a KVM that only runs special guests hangs instead).

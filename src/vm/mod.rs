@@ -9,7 +9,6 @@ pub mod interactive;
 pub mod launch;
 pub mod libvirt;
 pub mod parent_death;
-pub mod protocol;
 pub mod qemu;
 mod qmp;
 pub mod script;

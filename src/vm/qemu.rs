@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use qapi::qmp::RunState;
 
 use super::backend::{Accel, Backend, Vm, VmDisk, VmError, VmShare, VmSpec, VmState};
-use super::protocol::PORT_NAME;
 use super::qmp::{Events, Qmp};
 use crate::disk::Format;
+use b9_protocol::agent::PORT_NAME;
 
 /// The QEMU binary used when none is configured (looked up in `PATH`).
 pub const DEFAULT_BINARY: &str = "qemu-system-x86_64";

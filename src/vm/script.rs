@@ -3,7 +3,7 @@
 //! `Verbosity` around it.
 
 use crate::lang::syntax::{CmdVerbosity, Script};
-use crate::vm::protocol::{Command, Output};
+use b9_protocol::agent::{Command, Output};
 
 /// The context of nested commands.
 #[derive(Clone, Debug, Default)]

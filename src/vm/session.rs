@@ -9,7 +9,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::vm::backend::{Backend, Vm, VmError, VmSpec, VmState};
-use crate::vm::protocol::{self, Frame, Job, Kind, ToAgent, ToHost};
+use b9_protocol::agent::{self as protocol, Frame, Job, Kind, ToAgent, ToHost};
 
 /// How often the VM's state, the clock and Ctrl-C are looked at.
 const TICK: Duration = Duration::from_millis(200);

@@ -2,5 +2,6 @@
 //! module with `mod common;` and uses what it needs).
 #![allow(dead_code)]
 
+pub mod companion;
 pub mod guest;
 pub mod project;

@@ -12,7 +12,6 @@
 //! The domain is created with libvirt's auto-destroy flag and the helper
 //! destroys it when b9 goes away, so none outlives b9, even a killed one.
 
-pub mod wire;
 mod xml;
 
 use std::io::BufReader;
@@ -21,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use self::wire::{DomainState, Reply, Request, Stage};
 use super::backend::{Backend, Vm, VmError, VmSpec, VmState};
+use b9_protocol::libvirt::{self as wire, DomainState, Reply, Request, Stage};
 
 /// The connection URI used when none is configured.
 pub const DEFAULT_URI: &str = "qemu:///system";

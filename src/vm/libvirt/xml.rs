@@ -6,7 +6,7 @@ use std::path::Path;
 use super::Libvirt;
 use crate::disk::Format;
 use crate::vm::backend::{Accel, VmDisk, VmError, VmShare, VmSpec};
-use crate::vm::protocol::PORT_NAME;
+use b9_protocol::agent::PORT_NAME;
 
 /// The domain template, with `{{KEY}}` placeholders.
 const DOMAIN_TEMPLATE: &str = include_str!("../../../xml-templates/domain.xml");

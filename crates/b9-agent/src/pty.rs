@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use b9::vm::protocol::{self, Command, Kind, ToAgent, ToHost};
+use b9_protocol::agent::{self as protocol, Command, Kind, ToAgent, ToHost};
 
 use crate::disks::SYSROOT;
 use crate::port::{log, Sender};

@@ -9,9 +9,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::build::guest::{self, GuestDirs, GuestImage};
-use crate::build::output::{self, Staged};
-use crate::build::postfix;
 use crate::disk::ext4::{self, Ext4Spec};
 use crate::disk::open::{self as images, Target};
 use crate::disk::partition::{self, PartitionReader};
@@ -21,6 +18,9 @@ use crate::eval::check::runs_something;
 use crate::eval::expand::Instance;
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
+use crate::pipeline::guest::{self, GuestDirs, GuestImage};
+use crate::pipeline::output::{self, Staged};
+use crate::pipeline::postfix;
 use crate::repo::{LocalRepo, SharedImage};
 use crate::vm::launch::LazyLauncher;
 

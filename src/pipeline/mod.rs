@@ -7,7 +7,7 @@ pub mod id;
 pub mod images;
 pub mod log;
 pub mod output;
-pub mod pipeline;
 pub mod postfix;
+pub mod run;
 pub mod sources;
 pub mod workdir;

@@ -4,7 +4,11 @@
 //! the host, receives a [`Job`], mounts the build images and shares under
 //! `/sysroot`, runs the script's commands chrooted there (streaming their
 //! output), resizes file systems, unmounts everything, reports and powers
-//! the machine off. See `src/vm/protocol.rs` for the messages.
+//! the machine off. See the `b9-protocol` crate for the messages.
+
+// The agent is the only crate of b9 with `unsafe` code (system calls libc
+// and rustix do not wrap safely); every block says why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod copytree;
 mod dhcp;
@@ -25,12 +29,18 @@ mod users;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use b9::vm::protocol::{self, Job, ToAgent, ToHost, VERSION};
+use b9_protocol::agent::{self as protocol, Job, ToAgent, ToHost, VERSION};
 
 use crate::disks::Mounts;
 use crate::port::{log, Port};
 
 fn main() {
+    // It mounts, loads modules and powers the machine off: only as the
+    // appliance's init, never on a host by mistake.
+    if std::process::id() != 1 {
+        eprintln!("b9-agent: runs only as PID 1 of the b9 appliance (b9 starts it in the guest)");
+        std::process::exit(2);
+    }
     init::early();
     reaper::start();
     log(format!("starting (kernel {})", sys::kernel_release()));

@@ -5,16 +5,16 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use crate::build::images::{bytes, Built};
 use crate::disk::open as images;
 use crate::disk::{CreateOptions, Format};
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
+use crate::pipeline::images::{bytes, Built};
 use crate::vm::backend::{VmDisk, VmShare};
 use crate::vm::launch::{Launcher, Machine};
-use crate::vm::protocol::{Command, DiskMount, FsResize, Job, Kind, ResizeHow, ShareMount};
 use crate::vm::script::flatten;
 use crate::vm::session::Events;
+use b9_protocol::agent::{Command, DiskMount, FsResize, Job, Kind, ResizeHow, ShareMount};
 
 /// Lines of a failed command's output quoted in the error.
 const OUTPUT_TAIL: usize = 20;

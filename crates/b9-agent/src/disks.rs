@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use b9::vm::protocol::{DiskMount, ShareMount};
+use b9_protocol::agent::{DiskMount, ShareMount};
 
 use crate::port::log;
 use crate::sys;

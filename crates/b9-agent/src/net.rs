@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use b9::vm::protocol::Network;
+use b9_protocol::agent::Network;
 
 use crate::dhcp;
 use crate::disks::{Mounts, SYSROOT};

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use b9::vm::protocol::{self, Frame, Kind, ToHost, PORT_NAME};
+use b9_protocol::agent::{self as protocol, Frame, Kind, ToHost, PORT_NAME};
 
 /// How long to wait for the port device to appear.
 const PORT_WAIT: Duration = Duration::from_secs(30);

@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use b9::disk::ext4::{self, Ext4Spec};
-use b9::vm::protocol::{FsResize, ResizeHow, ToHost};
+use b9_protocol::agent::{FsResize, ResizeHow, ToHost};
 
 use crate::copytree::{self, list_xattrs};
 use crate::disks::{mount_fs, mount_private, Mounts};

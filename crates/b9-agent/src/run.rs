@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use b9::vm::protocol::{Command, Kind, Output, ToHost};
+use b9_protocol::agent::{Command, Kind, Output, ToHost};
 
 use crate::disks::SYSROOT;
 use crate::port::{log, Sender};

@@ -1,12 +1,12 @@
 //! `b9-libvirt`: b9's libvirt helper. It holds one libvirt connection and
 //! at most one transient domain, answering b9's requests on stdin and
-//! stdout (`b9::vm::libvirt::wire`). It is the only b9 program that links
+//! stdout (`b9_protocol::libvirt`). It is the only b9 program that links
 //! libvirt. When its stdin closes it destroys the domain and exits.
 
 use std::io::{BufReader, Write};
 use std::process::ExitCode;
 
-use b9::vm::libvirt::wire::{self, DomainState, Reply, Request, Stage};
+use b9_protocol::libvirt::{self as wire, DomainState, Reply, Request, Stage};
 use virt::connect::Connect;
 use virt::domain::{self, Domain};
 use virt::enumutil::Enum;

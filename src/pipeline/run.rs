@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::build::images::{self, GuestAccess, ImageSettings};
-use crate::build::output::{self, Staged};
-use crate::build::workdir::BuildDir;
 use crate::content::render::Renderer;
 use crate::disk::CreateOptions;
 use crate::eval::expand::Instance;
 use crate::lang::syntax::{ArtifactAssembly, CloudInitType};
 use crate::media::{self, MediaOptions};
+use crate::pipeline::images::{self, GuestAccess, ImageSettings};
+use crate::pipeline::output::{self, Staged};
+use crate::pipeline::workdir::BuildDir;
 use crate::vm::launch::LazyLauncher;
 
 /// How to build.
@@ -106,7 +106,7 @@ fn for_each(
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(inst) = instances.get(i) else { break };
                 let span =
-                    tracing::info_span!(crate::build::log::INSTANCE_SPAN, id = %inst.id.value);
+                    tracing::info_span!(crate::pipeline::log::INSTANCE_SPAN, id = %inst.id.value);
                 let _entered = span.enter();
                 if let Err(cause) = job(inst) {
                     tracing::error!("{cause}");
@@ -138,7 +138,7 @@ fn generate(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String
         cwd: &s.cwd,
         url_timeout: s.url_timeout,
     };
-    crate::build::sources::write_sources(inst, dir, &renderer).map_err(|e| e.to_string())?;
+    crate::pipeline::sources::write_sources(inst, dir, &renderer).map_err(|e| e.to_string())?;
     tracing::debug!(
         "generated {} files in {}",
         inst.writers.len(),
