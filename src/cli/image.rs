@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::cli::{fail, usage, Failure};
 use crate::config;
 use crate::disk::ext4::{self, Ext4Spec};
-use crate::disk::image::staging_path;
+use crate::disk::capability::staging_path;
 use crate::disk::open::{self as images, Target};
 use crate::disk::partition::{self, PartitionReader};
 use crate::disk::vmdk::Subformat;

@@ -6,7 +6,7 @@ pub mod convert;
 pub mod error;
 pub mod ext4;
 pub mod gate;
-pub mod image;
+pub mod capability;
 pub mod open;
 pub mod partition;
 pub mod qcow2;
@@ -16,4 +16,4 @@ pub mod raw;
 pub mod vmdk;
 
 pub use error::DiskError;
-pub use image::{CreateOptions, Extent, Format, ImageReader, ImageWriter};
+pub use capability::{CreateOptions, Extent, Format, ImageReader, ImageWriter};

@@ -27,7 +27,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::disk::error::DiskError;
-use crate::disk::image::{Extent, ImageReader};
+use crate::disk::capability::{Extent, ImageReader};
 
 /// The largest GPT partition entry array read (entry count × entry size):
 /// 1 MiB, 64 times the usual 128 entries of 128 bytes.

@@ -20,7 +20,7 @@ use imago::{
 
 use crate::disk::error::DiskError;
 use crate::disk::gate;
-use crate::disk::image::{Extent, ImageReader};
+use crate::disk::capability::{Extent, ImageReader};
 use crate::disk::qcow2_header;
 
 /// The cluster size of images b9 creates (qemu-img's default).
@@ -414,7 +414,7 @@ fn backing_format(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::image::ImageWriter;
+    use crate::disk::capability::ImageWriter;
 
     #[test]
     fn create_write_read_and_map() {

@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::disk::error::DiskError;
-use crate::disk::image::{Extent, ImageReader, ImageWriter};
+use crate::disk::capability::{Extent, ImageReader, ImageWriter};
 
 /// A raw image opened for reading.
 pub struct RawReader {

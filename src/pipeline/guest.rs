@@ -9,7 +9,7 @@ use crate::disk::open as images;
 use crate::disk::{CreateOptions, Format};
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
-use crate::pipeline::images::{bytes, Built};
+use crate::pipeline::vm_images::{bytes, Built};
 use crate::vm::backend::{VmDisk, VmShare};
 use crate::vm::launch::{Launcher, Machine};
 use crate::vm::script::flatten;

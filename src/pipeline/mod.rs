@@ -4,7 +4,7 @@
 
 pub mod guest;
 pub mod id;
-pub mod images;
+pub mod vm_images;
 pub mod log;
 pub mod output;
 pub mod postfix;

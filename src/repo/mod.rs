@@ -7,7 +7,7 @@
 //! plus `<name>_<buildid>.b9si`. See [`LocalRepo`] for how several b9
 //! processes share one cache safely. Remote repositories are not handled here.
 
-mod image;
+mod shared_image;
 mod local;
 pub mod remote;
 pub mod ssh;
@@ -15,7 +15,7 @@ pub mod ssh;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use image::{
+pub use shared_image::{
     haskell_show_string, image_extension, is_safe_component, SharedImage, INFO_EXTENSION,
 };
 pub use local::{LocalRepo, IMAGES_DIR, LOCAL_REPO_DIR, LOCK_FILE};

@@ -17,7 +17,7 @@
 use std::path::Path;
 
 use crate::disk::error::DiskError;
-use crate::disk::image::{CreateOptions, ImageReader, ImageWriter};
+use crate::disk::capability::{CreateOptions, ImageReader, ImageWriter};
 
 mod descriptor;
 mod header;

@@ -19,7 +19,7 @@ use super::header::{
 use super::MAX_CAPACITY_SECTORS;
 use crate::disk::error::DiskError;
 use crate::disk::gate;
-use crate::disk::image::{Extent, ImageReader};
+use crate::disk::capability::{Extent, ImageReader};
 
 /// Largest grain b9 reads: 1 MiB (qemu writes 64 KiB).
 const MAX_GRAIN_SECTORS: u64 = 2048;

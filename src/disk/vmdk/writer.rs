@@ -27,7 +27,7 @@ use super::header::{
 };
 use super::{Subformat, MAX_CAPACITY_SECTORS};
 use crate::disk::error::DiskError;
-use crate::disk::image::{CreateOptions, ImageWriter};
+use crate::disk::capability::{CreateOptions, ImageWriter};
 
 /// Sectors per grain b9 writes (64 KiB, like qemu).
 pub(crate) const GRAIN_SECTORS: u64 = 128;
@@ -217,7 +217,7 @@ fn prepare(path: &Path, size: u64) -> Result<(File, String, u64), DiskError> {
         )));
     }
     // The descriptor names the file as it will be published, not its staging name.
-    let name = crate::disk::image::published_name(path)
+    let name = crate::disk::capability::published_name(path)
         .filter(|n| !n.chars().any(|c| c == '"' || c.is_control()))
         .ok_or_else(|| {
             DiskError::Invalid(format!(
