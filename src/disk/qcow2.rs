@@ -21,13 +21,11 @@ use imago::{
 use crate::disk::error::DiskError;
 use crate::disk::gate;
 use crate::disk::capability::{Extent, ImageReader};
-use crate::disk::qcow2_header;
+use crate::disk::qcow2_header::{self, MAGIC};
 
 /// The cluster size of images b9 creates (qemu-img's default).
 pub const CLUSTER_SIZE: usize = 65536;
 
-/// The first four bytes of every qcow2 image.
-pub const MAGIC: &[u8; 4] = b"QFI\xfb";
 
 /// How many backing images deep a chain may go (a loop of backing files
 /// ends here instead of exhausting the stack).

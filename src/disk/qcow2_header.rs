@@ -19,8 +19,10 @@ use std::fs::File;
 use std::path::Path;
 
 use crate::disk::error::DiskError;
-use crate::disk::qcow2::MAGIC;
 use crate::disk::raw::read_file_at;
+
+/// The first four bytes of every qcow2 image.
+pub const MAGIC: &[u8; 4] = b"QFI\xfb";
 
 /// Bytes read from the front of the file: the version 3 header up to and
 /// including `compression_type`, padded to 8.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::disk::error::DiskError;
 use crate::disk::capability::ImageWriter;
-use crate::disk::qcow2::MAGIC;
+use crate::disk::qcow2_header::MAGIC;
 
 const CLUSTER_BITS: u32 = 16;
 const CLUSTER: u64 = 1 << CLUSTER_BITS;
