@@ -26,8 +26,8 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::disk::error::DiskError;
 use crate::disk::capability::{Extent, ImageReader};
+use crate::disk::error::DiskError;
 
 /// The largest GPT partition entry array read (entry count × entry size):
 /// 1 MiB, 64 times the usual 128 entries of 128 bytes.

@@ -18,14 +18,13 @@ use imago::{
     StorageOpenOptions,
 };
 
+use crate::disk::capability::{Extent, ImageReader};
 use crate::disk::error::DiskError;
 use crate::disk::gate;
-use crate::disk::capability::{Extent, ImageReader};
 use crate::disk::qcow2_header::{self, MAGIC};
 
 /// The cluster size of images b9 creates (qemu-img's default).
 pub const CLUSTER_SIZE: usize = 65536;
-
 
 /// How many backing images deep a chain may go (a loop of backing files
 /// ends here instead of exhausting the stack).

@@ -14,8 +14,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::disk::error::DiskError;
 use crate::disk::capability::ImageWriter;
+use crate::disk::error::DiskError;
 use crate::disk::qcow2_header::MAGIC;
 
 const CLUSTER_BITS: u32 = 16;

@@ -16,8 +16,8 @@
 
 use std::path::Path;
 
-use crate::disk::error::DiskError;
 use crate::disk::capability::{CreateOptions, ImageReader, ImageWriter};
+use crate::disk::error::DiskError;
 
 mod descriptor;
 mod header;

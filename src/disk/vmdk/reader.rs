@@ -17,9 +17,9 @@ use super::header::{
     KNOWN_FLAGS, MAGIC, MARKER_EOS, MARKER_FOOTER, SECTOR,
 };
 use super::MAX_CAPACITY_SECTORS;
+use crate::disk::capability::{Extent, ImageReader};
 use crate::disk::error::DiskError;
 use crate::disk::gate;
-use crate::disk::capability::{Extent, ImageReader};
 
 /// Largest grain b9 reads: 1 MiB (qemu writes 64 KiB).
 const MAX_GRAIN_SECTORS: u64 = 2048;

@@ -26,8 +26,8 @@ use super::header::{
     MARKER_FOOTER, MARKER_GD, MARKER_GT, SECTOR,
 };
 use super::{Subformat, MAX_CAPACITY_SECTORS};
-use crate::disk::error::DiskError;
 use crate::disk::capability::{CreateOptions, ImageWriter};
+use crate::disk::error::DiskError;
 
 /// Sectors per grain b9 writes (64 KiB, like qemu).
 pub(crate) const GRAIN_SECTORS: u64 = 128;
