@@ -26,6 +26,7 @@
 use std::fmt;
 use std::path::Path;
 
+use crate::bytes;
 use crate::disk::capability::{Extent, ImageReader};
 use crate::disk::error::DiskError;
 
@@ -324,8 +325,8 @@ fn parse_mbr(lba0: &[u8; 512], path: &Path) -> Result<Vec<Option<PartitionInfo>>
         let entry = &lba0[at..at + MBR_ENTRY_SIZE];
         let status = entry[0];
         let kind = entry[4];
-        let first = le_u32(entry, 8);
-        let count = le_u32(entry, 12);
+        let first = bytes::le_u32(entry, 8).unwrap_or(0);
+        let count = bytes::le_u32(entry, 12).unwrap_or(0);
         if status & 0x7F != 0 {
             return Err(corrupt(
                 path,
@@ -489,14 +490,14 @@ fn parse_gpt(
     if header.get(0..8) != Some(&GPT_SIGNATURE[..]) {
         return Err(bad("signature", "is not \"EFI PART\"".to_string()));
     }
-    let header_size = le_u32(&header, 12);
+    let header_size = bytes::le_u32(&header, 12).unwrap_or(0);
     if header_size < GPT_HEADER_MIN || u64::from(header_size) > sector {
         return Err(bad(
             "size",
             format!("{header_size} bytes, expected {GPT_HEADER_MIN} to {sector}"),
         ));
     }
-    let stored = le_u32(&header, 16);
+    let stored = bytes::le_u32(&header, 16).unwrap_or(0);
     let mut hashed = header[..header_size as usize].to_vec();
     hashed[16..20].fill(0);
     let computed = crc32fast::hash(&hashed);
@@ -506,25 +507,25 @@ fn parse_gpt(
             format!("stored 0x{stored:08x}, computed 0x{computed:08x}"),
         ));
     }
-    let my_lba = le_u64(&header, 24);
+    let my_lba = bytes::le_u64(&header, 24).unwrap_or(0);
     if my_lba != lba {
         return Err(bad(
             "my LBA",
             format!("says {my_lba}, but the header was read from LBA {lba}"),
         ));
     }
-    let first_usable = le_u64(&header, 40);
-    let last_usable = le_u64(&header, 48);
+    let first_usable = bytes::le_u64(&header, 40).unwrap_or(0);
+    let last_usable = bytes::le_u64(&header, 48).unwrap_or(0);
     if first_usable > last_usable {
         return Err(bad(
             "usable LBAs",
             format!("first usable LBA {first_usable} is after last usable LBA {last_usable}"),
         ));
     }
-    let entries_lba = le_u64(&header, 72);
-    let count = le_u32(&header, 80);
-    let entry_size = le_u32(&header, 84);
-    let entries_crc = le_u32(&header, 88);
+    let entries_lba = bytes::le_u64(&header, 72).unwrap_or(0);
+    let count = bytes::le_u32(&header, 80).unwrap_or(0);
+    let entry_size = bytes::le_u32(&header, 84).unwrap_or(0);
+    let entries_crc = bytes::le_u32(&header, 88).unwrap_or(0);
     if entry_size < GPT_ENTRY_MIN || !entry_size.is_power_of_two() {
         return Err(bad(
             "entry size",
@@ -596,8 +597,8 @@ fn parse_gpt(
                 problem,
             )
         };
-        let first = le_u64(entry, 32);
-        let last = le_u64(entry, 40);
+        let first = bytes::le_u64(entry, 32).unwrap_or(0);
+        let last = bytes::le_u64(entry, 40).unwrap_or(0);
         if first > last {
             return Err(bad_entry(format!(
                 "first LBA {first} is after last LBA {last}"
@@ -626,30 +627,6 @@ fn parse_gpt(
     Ok(slots)
 }
 
-fn le_u16(b: &[u8], at: usize) -> u16 {
-    let mut a = [0u8; 2];
-    if let Some(s) = b.get(at..at.saturating_add(2)) {
-        a.copy_from_slice(s);
-    }
-    u16::from_le_bytes(a)
-}
-
-fn le_u32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    if let Some(s) = b.get(at..at.saturating_add(4)) {
-        a.copy_from_slice(s);
-    }
-    u32::from_le_bytes(a)
-}
-
-fn le_u64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    if let Some(s) = b.get(at..at.saturating_add(8)) {
-        a.copy_from_slice(s);
-    }
-    u64::from_le_bytes(a)
-}
-
 /// A GUID in its text form: the first three fields little-endian, the rest
 /// as stored.
 fn guid_string(g: &[u8]) -> String {
@@ -661,9 +638,9 @@ fn guid_string(g: &[u8]) -> String {
         .collect();
     format!(
         "{:08X}-{:04X}-{:04X}-{:02X}{:02X}-{tail}",
-        le_u32(g, 0),
-        le_u16(g, 4),
-        le_u16(g, 6),
+        bytes::le_u32(g, 0).unwrap_or(0),
+        bytes::le_u16(g, 4).unwrap_or(0),
+        bytes::le_u16(g, 6).unwrap_or(0),
         g.get(8).copied().unwrap_or(0),
         g.get(9).copied().unwrap_or(0),
     )
@@ -785,7 +762,7 @@ mod tests {
     }
 
     fn fix_header_crc(d: &mut [u8], h: usize) {
-        let hs = u32::from_le_bytes(d[h + 12..h + 16].try_into().unwrap()) as usize;
+        let hs = bytes::le_u32(&d, h + 12).unwrap() as usize;
         let hs = hs.clamp(20, 4096).min(d.len() - h);
         d[h + 16..h + 20].fill(0);
         let crc = crc32fast::hash(&d[h..h + hs]);
@@ -798,9 +775,9 @@ mod tests {
         if h + 92 > d.len() {
             return;
         }
-        let lba = u64::from_le_bytes(d[h + 72..h + 80].try_into().unwrap());
-        let count = u32::from_le_bytes(d[h + 80..h + 84].try_into().unwrap()) as u64;
-        let esize = u32::from_le_bytes(d[h + 84..h + 88].try_into().unwrap()) as u64;
+        let lba = bytes::le_u64(&d, h + 72).unwrap();
+        let count = bytes::le_u32(&d, h + 80).unwrap() as u64;
+        let esize = bytes::le_u32(&d, h + 84).unwrap() as u64;
         let at = lba.saturating_mul(sector as u64);
         let len = count.saturating_mul(esize);
         if let (Ok(at), Ok(len)) = (usize::try_from(at), usize::try_from(len)) {

@@ -78,7 +78,7 @@ fn content_id(opts: &CreateOptions, capacity: u64, subformat: Subformat) -> u32 
     h.update(capacity.to_le_bytes());
     h.update([subformat as u8]);
     let d = h.finalize();
-    let cid = u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+    let cid = crate::bytes::le_u32(&d, 0).unwrap_or(0);
     // ffffffff and fffffffe mean "no parent" / "zeroed" to some readers.
     if cid >= 0xffff_fffe {
         0x0b9d_15c5
