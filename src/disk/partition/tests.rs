@@ -105,7 +105,7 @@ fn gpt(sector: usize, sectors: usize, entries: &[GptEntry]) -> Vec<u8> {
 }
 
 fn fix_header_crc(d: &mut [u8], h: usize) {
-    let hs = bytes::le_u32(&d, h + 12).unwrap() as usize;
+    let hs = bytes::le_u32(d, h + 12).unwrap() as usize;
     let hs = hs.clamp(20, 4096).min(d.len() - h);
     d[h + 16..h + 20].fill(0);
     let crc = crc32fast::hash(&d[h..h + hs]);
@@ -118,9 +118,9 @@ fn fix_crcs(d: &mut [u8], h: usize, sector: usize) {
     if h + 92 > d.len() {
         return;
     }
-    let lba = bytes::le_u64(&d, h + 72).unwrap();
-    let count = bytes::le_u32(&d, h + 80).unwrap() as u64;
-    let esize = bytes::le_u32(&d, h + 84).unwrap() as u64;
+    let lba = bytes::le_u64(d, h + 72).unwrap();
+    let count = bytes::le_u32(d, h + 80).unwrap() as u64;
+    let esize = bytes::le_u32(d, h + 84).unwrap() as u64;
     let at = lba.saturating_mul(sector as u64);
     let len = count.saturating_mul(esize);
     if let (Ok(at), Ok(len)) = (usize::try_from(at), usize::try_from(len)) {
