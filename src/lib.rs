@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bytes;
 pub mod civil;
 pub mod cli;
 pub mod config;

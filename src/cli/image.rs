@@ -9,12 +9,11 @@ use serde::Serialize;
 
 use crate::cli::{fail, usage, Failure};
 use crate::config;
+use crate::disk::capability::staging_path;
 use crate::disk::ext4::{self, Ext4Spec};
-use crate::disk::image::staging_path;
-use crate::disk::open::{self as images, Target};
 use crate::disk::partition::{self, PartitionReader};
 use crate::disk::vmdk::Subformat;
-use crate::disk::{gate, qcow2, CreateOptions, DiskError, Format};
+use crate::disk::{self, gate, qcow2, CreateOptions, DiskError, Format, Target};
 use crate::pipeline::output;
 
 /// The `b9 image` subcommands.
@@ -157,7 +156,7 @@ pub fn run(
         } => {
             let target = target(*format, *subformat, output)?;
             staged(output, |tmp| {
-                images::convert_file(input, tmp, target, None, &opts).map(|_| ())
+                disk::convert_file(input, tmp, target, None, &opts).map(|_| ())
             })
         }
         ImageCommand::Create {
@@ -178,7 +177,7 @@ pub fn run(
                         return Err(usage("--from-dir needs a file system (--fs ext4)"));
                     }
                     staged(output, |tmp| {
-                        images::create(tmp, target, size, &opts)?.finish()
+                        disk::create(tmp, target, size, &opts)?.finish()
                     })
                 }
                 FsArg::Ext4 => staged(output, |tmp| {
@@ -194,7 +193,7 @@ pub fn run(
                     }
                     let raw = staging_path(output);
                     let result = ext4::create(&raw, &spec).and_then(|()| {
-                        images::convert_file(&raw, tmp, target, None, &opts).map(|_| ())
+                        disk::convert_file(&raw, tmp, target, None, &opts).map(|_| ())
                     });
                     let _ = std::fs::remove_file(&raw);
                     result
@@ -209,10 +208,10 @@ pub fn run(
         } => {
             let target = target(*format, SubformatArg::MonolithicSparse, output)?;
             staged(output, |tmp| {
-                let reader = images::open(input)?;
+                let reader = disk::open(input)?;
                 let part = partition::find(reader.as_ref(), input, *number)?;
                 let view = PartitionReader::new(reader.as_ref(), &part);
-                images::convert_reader(&view, tmp, target, None, &opts).map(|_| ())
+                disk::convert_reader(&view, tmp, target, None, &opts).map(|_| ())
             })
         }
     }
@@ -313,8 +312,8 @@ pub struct Backing {
 }
 
 fn info(path: &Path, json: bool, out: &mut impl Write) -> Result<(), Failure> {
-    let format = images::detect(path).map_err(fail)?;
-    let reader = images::open(path).map_err(fail)?;
+    let format = disk::detect(path).map_err(fail)?;
+    let reader = disk::open(path).map_err(fail)?;
     let data_size = reader
         .data_extents()
         .map_err(fail)?
@@ -326,7 +325,7 @@ fn info(path: &Path, json: bool, out: &mut impl Write) -> Result<(), Failure> {
         .unwrap_or(0);
     let mut backing_chain = Vec::new();
     let mut current = path.to_path_buf();
-    while images::detect(&current).ok() == Some(Format::Qcow2) && backing_chain.len() < 16 {
+    while disk::detect(&current).ok() == Some(Format::Qcow2) && backing_chain.len() < 16 {
         let Some((file, format)) = qcow2::backing_of(&current).map_err(fail)? else {
             break;
         };

@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::session::Session;
 use crate::cli::{fail, Failure};
-use crate::disk::open as images;
 use crate::disk::qcow2::Qcow2Image;
-use crate::disk::Format;
+use crate::disk::{self, Format};
 use crate::repo::LocalRepo;
 use crate::vm::backend::{VmDisk, VmShare};
 use crate::vm::interactive::RawTerminal;
@@ -59,8 +58,8 @@ fn find_image(session: &Session, name: &str) -> Result<PathBuf, Failure> {
 
 fn run_in(session: &Session, base: &Path, dir: &Path, command: &[String]) -> Result<i32, Failure> {
     let overlay = dir.join("transient.qcow2");
-    let size = images::open(base).map_err(fail)?.size();
-    let format = images::detect(base).map_err(fail)?;
+    let size = disk::open(base).map_err(fail)?.size();
+    let format = disk::detect(base).map_err(fail)?;
     Qcow2Image::create(&overlay, size, Some((base, format.extension()))).map_err(fail)?;
     let launcher = Launcher::new(&session.config, session.timeouts).map_err(fail)?;
     let line = if command.is_empty() {

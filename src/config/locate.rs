@@ -162,7 +162,7 @@ fn create_default(b9_dir: &Path, file: &Path) -> Result<(), Diagnostic> {
     })?;
     // Written whole under a temporary name, then linked into place: a
     // concurrent b9 never reads a partly written file.
-    let tmp = crate::disk::image::staging_path(file);
+    let tmp = crate::disk::capability::staging_path(file);
     let result = std::fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(render_default().as_bytes()))
         .and_then(|()| std::fs::hard_link(&tmp, file));

@@ -6,8 +6,8 @@ use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
+use crate::disk::capability::{Extent, ImageReader, ImageWriter};
 use crate::disk::error::DiskError;
-use crate::disk::image::{Extent, ImageReader, ImageWriter};
 
 /// Unit of zero detection: a run of this many zero bytes is not written.
 pub const GRAIN: u64 = 64 * 1024;

@@ -2,11 +2,11 @@
 //! conversion, container resize, MBR/GPT partition extraction and ext4
 //! creation (SPEC §1.8, §6).
 
+pub mod capability;
 pub mod convert;
 pub mod error;
 pub mod ext4;
 pub mod gate;
-pub mod image;
 pub mod open;
 pub mod partition;
 pub mod qcow2;
@@ -15,5 +15,8 @@ pub mod qcow2_stream;
 pub mod raw;
 pub mod vmdk;
 
+pub use capability::{CreateOptions, Extent, Format, ImageReader, ImageWriter};
 pub use error::DiskError;
-pub use image::{CreateOptions, Extent, Format, ImageReader, ImageWriter};
+pub use open::{
+    check_source, convert_file, convert_reader, create, detect, open, resize_file, Target,
+};

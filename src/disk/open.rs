@@ -4,11 +4,12 @@
 use std::io::Read;
 use std::path::Path;
 
+use crate::disk::capability::{staging_path, CreateOptions, Format, ImageReader, ImageWriter};
 use crate::disk::convert::{copy, CopyStats};
 use crate::disk::error::DiskError;
 use crate::disk::gate;
-use crate::disk::image::{staging_path, CreateOptions, Format, ImageReader, ImageWriter};
-use crate::disk::qcow2::{Qcow2Image, MAGIC as QCOW2_MAGIC};
+use crate::disk::qcow2::Qcow2Image;
+use crate::disk::qcow2_header::MAGIC as QCOW2_MAGIC;
 use crate::disk::qcow2_stream::Qcow2StreamWriter;
 use crate::disk::raw::{self, RawReader, RawWriter};
 use crate::disk::vmdk::{self, Subformat};

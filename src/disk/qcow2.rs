@@ -18,16 +18,14 @@ use imago::{
     StorageOpenOptions,
 };
 
+use crate::bytes::be_u32;
+use crate::disk::capability::{Extent, ImageReader};
 use crate::disk::error::DiskError;
 use crate::disk::gate;
-use crate::disk::image::{Extent, ImageReader};
-use crate::disk::qcow2_header;
+use crate::disk::qcow2_header::{self, MAGIC};
 
 /// The cluster size of images b9 creates (qemu-img's default).
 pub const CLUSTER_SIZE: usize = 65536;
-
-/// The first four bytes of every qcow2 image.
-pub const MAGIC: &[u8; 4] = b"QFI\xfb";
 
 /// How many backing images deep a chain may go (a loop of backing files
 /// ends here instead of exhausting the stack).
@@ -324,7 +322,7 @@ pub fn normalize_header(path: &Path) -> Result<(), DiskError> {
         .map_err(io_err("cannot open", path))?;
     let mut header = vec![0u8; 4096];
     crate::disk::raw::read_file_at(&file, path, &mut header, 0)?;
-    let be32 = |h: &[u8], o: usize| u32::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
+    let be32 = |h: &[u8], o: usize| be_u32(h, o).unwrap_or(0);
     if &header[..4] != MAGIC || be32(&header, 4) != 3 {
         return Ok(());
     }
@@ -385,8 +383,7 @@ fn backing_format(
     let cluster = 1usize << h.cluster_bits;
     let mut header = vec![0u8; cluster.min(4096)];
     crate::disk::raw::read_file_at(file, path, &mut header, 0)?;
-    let be32 =
-        |o: usize| u32::from_be_bytes([header[o], header[o + 1], header[o + 2], header[o + 3]]);
+    let be32 = |o: usize| be_u32(&header, o).unwrap_or(0);
     let mut pos = h.header_length as usize;
     let mut format = None;
     while pos + 8 <= header.len() {
@@ -414,7 +411,7 @@ fn backing_format(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::image::ImageWriter;
+    use crate::disk::capability::ImageWriter;
 
     #[test]
     fn create_write_read_and_map() {

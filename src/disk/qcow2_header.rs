@@ -18,9 +18,12 @@
 use std::fs::File;
 use std::path::Path;
 
+use crate::bytes::{be_u32, be_u64};
 use crate::disk::error::DiskError;
-use crate::disk::qcow2::MAGIC;
 use crate::disk::raw::read_file_at;
+
+/// The first four bytes of every qcow2 image.
+pub const MAGIC: &[u8; 4] = b"QFI\xfb";
 
 /// Bytes read from the front of the file: the version 3 header up to and
 /// including `compression_type`, padded to 8.
@@ -195,41 +198,31 @@ fn read_checked(file: &File, path: &Path, len: u64) -> Result<Header, DiskError>
     Ok(header)
 }
 
-/// A big-endian u32 at `at`.
-fn be32(b: &[u8; FIELDS_LEN], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// A big-endian u64 at `at`.
-fn be64(b: &[u8; FIELDS_LEN], at: usize) -> u64 {
-    (u64::from(be32(b, at)) << 32) | u64::from(be32(b, at + 4))
-}
-
 /// The fields at their offsets in the spec; a version 2 header has the
 /// version 3 fields' defaults.
 fn parse(b: &[u8; FIELDS_LEN]) -> Header {
-    let version = be32(b, 4);
+    let version = be_u32(b, 4).unwrap_or(0);
     let v3 = version == 3;
     let header_length = if v3 {
-        be32(b, 100)
+        be_u32(b, 100).unwrap_or(0)
     } else {
         V2_HEADER_LEN as u32
     };
     Header {
         version,
-        backing_file_offset: be64(b, 8),
-        backing_file_size: be32(b, 16),
-        cluster_bits: be32(b, 20),
-        size: be64(b, 24),
-        crypt_method: be32(b, 32),
-        l1_size: be32(b, 36),
-        l1_table_offset: be64(b, 40),
-        refcount_table_offset: be64(b, 48),
-        refcount_table_clusters: be32(b, 56),
-        nb_snapshots: be32(b, 60),
-        snapshots_offset: be64(b, 64),
-        incompatible_features: if v3 { be64(b, 72) } else { 0 },
-        refcount_order: if v3 { be32(b, 96) } else { 4 },
+        backing_file_offset: be_u64(b, 8).unwrap_or(0),
+        backing_file_size: be_u32(b, 16).unwrap_or(0),
+        cluster_bits: be_u32(b, 20).unwrap_or(0),
+        size: be_u64(b, 24).unwrap_or(0),
+        crypt_method: be_u32(b, 32).unwrap_or(0),
+        l1_size: be_u32(b, 36).unwrap_or(0),
+        l1_table_offset: be_u64(b, 40).unwrap_or(0),
+        refcount_table_offset: be_u64(b, 48).unwrap_or(0),
+        refcount_table_clusters: be_u32(b, 56).unwrap_or(0),
+        nb_snapshots: be_u32(b, 60).unwrap_or(0),
+        snapshots_offset: be_u64(b, 64).unwrap_or(0),
+        incompatible_features: if v3 { be_u64(b, 72).unwrap_or(0) } else { 0 },
+        refcount_order: if v3 { be_u32(b, 96).unwrap_or(0) } else { 4 },
         header_length,
         compression_type: if u64::from(header_length) > V3_HEADER_LEN {
             b[104]
@@ -538,9 +531,7 @@ fn check_l1_table(file: &File, path: &Path, h: &Header, file_len: u64) -> Result
 fn check_l1_entries(h: &Header, table: &[u8], file_len: u64) -> Result<(), Fault> {
     let mut offsets = Vec::new();
     for (index, entry) in table.chunks_exact(8).enumerate() {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(entry);
-        let offset = u64::from_be_bytes(bytes) & L1_OFFSET_MASK;
+        let offset = be_u64(entry, 0).unwrap_or(0) & L1_OFFSET_MASK;
         if offset != 0 {
             check_l2_offset(h, index, offset, file_len)?;
             offsets.push(offset);

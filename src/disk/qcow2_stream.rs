@@ -14,9 +14,9 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::disk::capability::ImageWriter;
 use crate::disk::error::DiskError;
-use crate::disk::image::ImageWriter;
-use crate::disk::qcow2::MAGIC;
+use crate::disk::qcow2_header::MAGIC;
 
 const CLUSTER_BITS: u32 = 16;
 const CLUSTER: u64 = 1 << CLUSTER_BITS;
@@ -233,7 +233,7 @@ fn header(size: u64, l1_entries: u64, refcount_table: u64, refcount_clusters: u6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::image::ImageReader;
+    use crate::disk::capability::ImageReader;
     use crate::disk::qcow2::Qcow2Image;
 
     #[test]

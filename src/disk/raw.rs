@@ -5,8 +5,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::disk::capability::{Extent, ImageReader, ImageWriter};
 use crate::disk::error::DiskError;
-use crate::disk::image::{Extent, ImageReader, ImageWriter};
 
 /// A raw image opened for reading.
 pub struct RawReader {

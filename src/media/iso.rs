@@ -25,6 +25,8 @@ use hadris_iso::write::{
     FileSource, InputEntry, InputEntryKind, InputMetadata, InputTree, IsoImageWriter,
 };
 
+use crate::bytes::le_u32;
+
 use super::{read_tree, Civil, Entry, EntryKind, MediaError, MediaOptions, RecordingFile};
 
 /// The volume id cloud-init's NoCloud data source looks for.
@@ -174,14 +176,13 @@ fn long_date(ts: u64) -> [u8; 17] {
     out
 }
 
-fn invalid(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+/// A field that does not lie wholly inside its record.
+fn truncated() -> io::Error {
+    invalid("truncated field")
 }
 
-fn le32(b: &[u8], at: usize) -> io::Result<u64> {
-    b.get(at..at + 4)
-        .map(|s| u64::from(u32::from_le_bytes([s[0], s[1], s[2], s[3]])))
-        .ok_or_else(|| invalid("truncated field"))
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
 
 /// Rewrites every date of a finished image to `ts`: the creation and
@@ -205,7 +206,10 @@ pub(crate) fn normalise_times(img: &fs::File, ts: u64) -> io::Result<()> {
                 vd[813..830].copy_from_slice(&long);
                 vd[830..847].copy_from_slice(&long);
                 vd[156 + 18..156 + 25].copy_from_slice(&short);
-                dirs.push((le32(&vd, 156 + 2)?, le32(&vd, 156 + 10)?));
+                dirs.push((
+                    le_u32(&vd, 156 + 2).map(u64::from).ok_or_else(truncated)?,
+                    le_u32(&vd, 156 + 10).map(u64::from).ok_or_else(truncated)?,
+                ));
                 img.write_all_at(&vd, sector * SECTOR)?;
             }
             _ => {}
@@ -242,7 +246,10 @@ pub(crate) fn normalise_times(img: &fs::File, ts: u64) -> io::Result<()> {
             let is_dir = rec[25] & 2 != 0;
             let is_self_or_parent = name_len == 1 && rec[33] <= 1;
             if is_dir && !is_self_or_parent {
-                dirs.push((le32(rec, 2)?, le32(rec, 10)?));
+                dirs.push((
+                    le_u32(rec, 2).map(u64::from).ok_or_else(truncated)?,
+                    le_u32(rec, 10).map(u64::from).ok_or_else(truncated)?,
+                ));
             }
             let su_start = 33 + name_len + (1 - name_len % 2);
             if su_start < rec_len {
@@ -294,7 +301,11 @@ fn patch_susp(area: &mut [u8], short: &[u8; 7], ce: &mut Vec<(u64, u64, u64)>) -
                 }
             }
             b"CE" if len >= 28 => {
-                ce.push((le32(entry, 4)?, le32(entry, 12)?, le32(entry, 20)?));
+                ce.push((
+                    le_u32(entry, 4).map(u64::from).ok_or_else(truncated)?,
+                    le_u32(entry, 12).map(u64::from).ok_or_else(truncated)?,
+                    le_u32(entry, 20).map(u64::from).ok_or_else(truncated)?,
+                ));
             }
             b"ST" => break,
             _ => {}

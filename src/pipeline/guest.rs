@@ -5,11 +5,10 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use crate::disk::open as images;
-use crate::disk::{CreateOptions, Format};
+use crate::disk::{self, CreateOptions, Format};
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
-use crate::pipeline::images::{bytes, Built};
+use crate::pipeline::vm_images::{bytes, Built};
 use crate::vm::backend::{VmDisk, VmShare};
 use crate::vm::launch::{Launcher, Machine};
 use crate::vm::script::flatten;
@@ -128,7 +127,7 @@ fn attach_disks(
     let mut mounts = Vec::new();
     for (i, img) in images.iter_mut().enumerate() {
         let path = &img.built.path;
-        let size = images::open(path).map_err(|e| e.to_string())?.size();
+        let size = disk::open(path).map_err(|e| e.to_string())?.size();
         // The container only ever grows before the boot; the largest size
         // is also what a scratch disk must hold.
         let mut current = size;
@@ -167,7 +166,7 @@ fn attach_disks(
             });
         }
         if current > size {
-            images::resize_file(path, current, create).map_err(|e| e.to_string())?;
+            disk::resize_file(path, current, create).map_err(|e| e.to_string())?;
         }
         let scratch_size = current;
         let needs_scratch = !after.is_empty();
@@ -183,7 +182,7 @@ fn attach_disks(
         });
         if needs_scratch {
             let scratch = scratch_path(dir, i);
-            images::create(&scratch, images::Target::Raw, scratch_size, create)
+            disk::create(&scratch, disk::Target::Raw, scratch_size, create)
                 .and_then(|w| w.finish())
                 .map_err(|e| e.to_string())?;
             machine.disks.push(VmDisk {

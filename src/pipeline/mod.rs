@@ -4,10 +4,10 @@
 
 pub mod guest;
 pub mod id;
-pub mod images;
 pub mod log;
 pub mod output;
 pub mod postfix;
 pub mod run;
 pub mod sources;
+pub mod vm_images;
 pub mod workdir;

@@ -33,7 +33,7 @@ pub struct Staged {
 
 /// What marks an old directory output moved aside while it is replaced.
 const OLD_MARK: &str = ".b9-old-";
-/// What marks the temporary name of an output (as `disk::image::staging_path`).
+/// What marks the temporary name of an output (as `disk::capability::staging_path`).
 const TMP_MARK: &str = ".b9-tmp-";
 /// What ends the name of an output's lock file.
 const LOCK_SUFFIX: &str = ".b9-lock";
@@ -67,7 +67,7 @@ fn staged(target: &Path, directory: bool) -> Result<Staged, String> {
     let lock = OwnerLock::acquire(&lock_path, false, "writing")
         .map_err(|e| e.describe(&lock_path, target))?;
     replaceable(target, directory)?;
-    let tmp = crate::disk::image::staging_path(target);
+    let tmp = crate::disk::capability::staging_path(target);
     discard_path(&tmp);
     Ok(Staged {
         tmp,
@@ -186,7 +186,7 @@ fn mark(dir: &Path, target: &Path) -> Result<(), String> {
     let list = entries(dir)
         .ok_or_else(|| format!("cannot list {} (or a name is not UTF-8)", dir.display()))?;
     let marker = beside(target, ".b9-output");
-    let tmp = crate::disk::image::staging_path(&marker);
+    let tmp = crate::disk::capability::staging_path(&marker);
     let text = format!(
         "{MARKER_HEADER}\n{} {}\n{}",
         meta.dev(),

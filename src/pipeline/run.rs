@@ -13,8 +13,8 @@ use crate::disk::CreateOptions;
 use crate::eval::expand::Instance;
 use crate::lang::syntax::{ArtifactAssembly, CloudInitType};
 use crate::media::{self, MediaOptions};
-use crate::pipeline::images::{self, GuestAccess, ImageSettings};
 use crate::pipeline::output::{self, Staged};
+use crate::pipeline::vm_images::{self, GuestAccess, ImageSettings};
 use crate::pipeline::workdir::BuildDir;
 use crate::vm::launch::LazyLauncher;
 
@@ -201,7 +201,7 @@ fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String
                 launcher: &s.launcher,
                 sources: dir,
             };
-            images::assemble(inst, &settings, &guest)?.commit(&settings)
+            vm_images::assemble(inst, &settings, &guest)?.commit(&settings)
         }
     }
 }

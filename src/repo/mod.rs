@@ -7,18 +7,18 @@
 //! plus `<name>_<buildid>.b9si`. See [`LocalRepo`] for how several b9
 //! processes share one cache safely. Remote repositories are not handled here.
 
-mod image;
 mod local;
 pub mod remote;
+mod shared_image;
 pub mod ssh;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use image::{
+pub use local::{LocalRepo, IMAGES_DIR, LOCAL_REPO_DIR, LOCK_FILE};
+pub use shared_image::{
     haskell_show_string, image_extension, is_safe_component, SharedImage, INFO_EXTENSION,
 };
-pub use local::{LocalRepo, IMAGES_DIR, LOCAL_REPO_DIR, LOCK_FILE};
 
 use crate::config::{B9Config, SystemPath};
 

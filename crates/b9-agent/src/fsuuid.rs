@@ -11,6 +11,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use b9::bytes::{le_u16, le_u32};
+
 /// Offsets in the superblock.
 const MAGIC: usize = 0x38;
 const UUID: usize = 0x68;
@@ -35,25 +37,24 @@ pub fn uuid_of(sb: &[u8; 1024]) -> [u8; 16] {
     u
 }
 
-fn u32_at(sb: &[u8; 1024], o: usize) -> u32 {
-    u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]])
-}
-
 /// Byte offsets of the superblock and all its backups.
 pub fn superblock_offsets(sb: &[u8; 1024]) -> Vec<u64> {
-    let block_size = 1024u64 << u32_at(sb, 0x18).min(6);
-    let blocks = u64::from(u32_at(sb, 0x04))
-        | if u32_at(sb, 0x60) & 0x80 != 0 {
-            u64::from(u32_at(sb, 0x150)) << 32
+    let block_size = 1024u64 << le_u32(sb, 0x18).unwrap_or(0).min(6);
+    let blocks = u64::from(le_u32(sb, 0x04).unwrap_or(0))
+        | if le_u32(sb, 0x60).unwrap_or(0) & 0x80 != 0 {
+            u64::from(le_u32(sb, 0x150).unwrap_or(0)) << 32
         } else {
             0
         };
-    let first = u64::from(u32_at(sb, 0x14));
-    let per_group = u64::from(u32_at(sb, 0x20)).max(1);
+    let first = u64::from(le_u32(sb, 0x14).unwrap_or(0));
+    let per_group = u64::from(le_u32(sb, 0x20).unwrap_or(0)).max(1);
     let groups = blocks.saturating_sub(first).div_ceil(per_group);
-    let sparse = u32_at(sb, 0x64) & 0x1 != 0;
-    let sparse2 = u32_at(sb, 0x5c) & 0x200 != 0;
-    let backups2 = [u32_at(sb, 0x24c), u32_at(sb, 0x250)];
+    let sparse = le_u32(sb, 0x64).unwrap_or(0) & 0x1 != 0;
+    let sparse2 = le_u32(sb, 0x5c).unwrap_or(0) & 0x200 != 0;
+    let backups2 = [
+        le_u32(sb, 0x24c).unwrap_or(0),
+        le_u32(sb, 0x250).unwrap_or(0),
+    ];
     let mut offsets = vec![1024];
     for g in 1..groups {
         let has = if sparse2 {
@@ -86,7 +87,7 @@ fn has_sparse_backup(g: u64) -> bool {
 /// system has metadata checksums.
 pub fn patch(sb: &mut [u8; 1024], uuid: &[u8; 16]) {
     sb[UUID..UUID + 16].copy_from_slice(uuid);
-    if u32_at(sb, 0x64) & 0x400 != 0 {
+    if le_u32(sb, 0x64).unwrap_or(0) & 0x400 != 0 {
         let c = crc32c_raw(!0, &sb[..CHECKSUM]);
         sb[CHECKSUM..].copy_from_slice(&c.to_le_bytes());
     }
@@ -97,8 +98,8 @@ pub fn set_uuid(dev: &Path, uuid: &[u8; 16]) -> io::Result<()> {
     let f = File::options().read(true).write(true).open(dev)?;
     let mut primary = [0u8; 1024];
     f.read_exact_at(&mut primary, 1024)?;
-    let csum = u32_at(&primary, 0x64) & 0x400 != 0;
-    let seed = u32_at(&primary, 0x60) & 0x2000 != 0;
+    let csum = le_u32(&primary, 0x64).unwrap_or(0) & 0x400 != 0;
+    let seed = le_u32(&primary, 0x60).unwrap_or(0) & 0x2000 != 0;
     if csum && !seed {
         // The checksums of all metadata derive from the UUID.
         return Err(io::Error::other(
@@ -108,7 +109,7 @@ pub fn set_uuid(dev: &Path, uuid: &[u8; 16]) -> io::Result<()> {
     for off in superblock_offsets(&primary) {
         let mut sb = [0u8; 1024];
         f.read_exact_at(&mut sb, off)?;
-        if u16::from_le_bytes([sb[MAGIC], sb[MAGIC + 1]]) != 0xef53 {
+        if le_u16(&sb, MAGIC) != Some(0xef53) {
             continue;
         }
         patch(&mut sb, uuid);
@@ -167,7 +168,7 @@ mod tests {
         let uuid = [7u8; 16];
         patch(&mut s, &uuid);
         assert_eq!(uuid_of(&s), uuid);
-        let c = u32::from_le_bytes([s[0x3fc], s[0x3fd], s[0x3fe], s[0x3ff]]);
+        let c = le_u32(&s, 0x3fc).unwrap();
         assert_eq!(c, crc32c_raw(!0, &s[..0x3fc]));
     }
 

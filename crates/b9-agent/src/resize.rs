@@ -9,6 +9,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use b9::bytes::{le_u16, le_u32};
 use b9::disk::ext4::{self, Ext4Spec};
 use b9_protocol::agent::{FsResize, ResizeHow, ToHost};
 
@@ -44,8 +45,8 @@ impl Super {
 
 /// Parses the 1024 bytes of an ext2/3/4 superblock.
 pub fn parse_super(sb: &[u8; 1024]) -> Result<Super, String> {
-    let u32_at = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]);
-    if u16::from_le_bytes([sb[0x38], sb[0x39]]) != 0xEF53 {
+    let u32_at = |o: usize| le_u32(sb, o).unwrap_or(0);
+    if le_u16(sb, 0x38) != Some(0xEF53) {
         return Err("not an ext2/3/4 file system".into());
     }
     let log = u32_at(0x18);

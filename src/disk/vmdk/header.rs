@@ -20,6 +20,8 @@
 //! | 73 | 4 | new-line detection bytes `\n \r\n` |
 //! | 77 | 2 | compression algorithm |
 
+use crate::bytes::{le_u16, le_u32, le_u64};
+
 /// Bytes per sector: every VMDK offset and size counts these.
 pub(crate) const SECTOR: u64 = 512;
 /// The sparse extent magic, as it appears in the file.
@@ -101,22 +103,6 @@ pub(crate) enum HeaderError {
     BadMagic,
 }
 
-fn le_u16(b: &[u8; 512], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn le_u32(b: &[u8; 512], at: usize) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(w)
-}
-
-fn le_u64(b: &[u8; 512], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
-}
-
 impl SparseHeader {
     /// Encodes the header as the first sector of an extent (or its footer).
     pub(crate) fn encode(&self) -> [u8; 512] {
@@ -149,19 +135,19 @@ impl SparseHeader {
             return Err(HeaderError::BadMagic);
         }
         Ok(SparseHeader {
-            version: le_u32(&s, 4),
-            flags: le_u32(&s, 8),
-            capacity: le_u64(&s, 12),
-            grain_size: le_u64(&s, 20),
-            desc_offset: le_u64(&s, 28),
-            desc_size: le_u64(&s, 36),
-            num_gtes_per_gt: le_u32(&s, 44),
-            rgd_offset: le_u64(&s, 48),
-            gd_offset: le_u64(&s, 56),
-            grain_offset: le_u64(&s, 64),
+            version: le_u32(&s, 4).unwrap_or(0),
+            flags: le_u32(&s, 8).unwrap_or(0),
+            capacity: le_u64(&s, 12).unwrap_or(0),
+            grain_size: le_u64(&s, 20).unwrap_or(0),
+            desc_offset: le_u64(&s, 28).unwrap_or(0),
+            desc_size: le_u64(&s, 36).unwrap_or(0),
+            num_gtes_per_gt: le_u32(&s, 44).unwrap_or(0),
+            rgd_offset: le_u64(&s, 48).unwrap_or(0),
+            gd_offset: le_u64(&s, 56).unwrap_or(0),
+            grain_offset: le_u64(&s, 64).unwrap_or(0),
             unclean_shutdown: s[72],
             check_bytes_ok: s[73..77] == CHECK_BYTES,
-            compress_algorithm: le_u16(&s, 77),
+            compress_algorithm: le_u16(&s, 77).unwrap_or(0),
         })
     }
 }
@@ -180,16 +166,10 @@ pub(crate) fn encode_marker(val: u64, kind: u32) -> [u8; 512] {
 /// A decoded marker: `(val, size, type)`; `type` only means something when
 /// `size` is 0.
 pub(crate) fn decode_marker(b: &[u8; 16]) -> (u64, u32, u32) {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[0..8]);
-    let mut s = [0u8; 4];
-    s.copy_from_slice(&b[8..12]);
-    let mut t = [0u8; 4];
-    t.copy_from_slice(&b[12..16]);
     (
-        u64::from_le_bytes(v),
-        u32::from_le_bytes(s),
-        u32::from_le_bytes(t),
+        le_u64(b, 0).unwrap_or(0),
+        le_u32(b, 8).unwrap_or(0),
+        le_u32(b, 12).unwrap_or(0),
     )
 }
 

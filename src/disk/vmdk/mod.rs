@@ -16,8 +16,8 @@
 
 use std::path::Path;
 
+use crate::disk::capability::{CreateOptions, ImageReader, ImageWriter};
 use crate::disk::error::DiskError;
-use crate::disk::image::{CreateOptions, ImageReader, ImageWriter};
 
 mod descriptor;
 mod header;
@@ -65,8 +65,7 @@ pub fn subformat_of(path: &Path) -> Result<Subformat, DiskError> {
     let mut head = [0u8; 512];
     crate::disk::raw::read_file_at(&file, path, &mut head, 0)?;
     // compressAlgorithm (u16 LE at byte 77): 1 = deflate.
-    let compressed =
-        head.starts_with(&header::MAGIC) && u16::from_le_bytes([head[77], head[78]]) == 1;
+    let compressed = head.starts_with(&header::MAGIC) && crate::bytes::le_u16(&head, 77) == Some(1);
     Ok(if compressed {
         Subformat::StreamOptimized
     } else {

@@ -17,9 +17,10 @@ use super::header::{
     KNOWN_FLAGS, MAGIC, MARKER_EOS, MARKER_FOOTER, SECTOR,
 };
 use super::MAX_CAPACITY_SECTORS;
+use crate::bytes::le_u32;
+use crate::disk::capability::{Extent, ImageReader};
 use crate::disk::error::DiskError;
 use crate::disk::gate;
-use crate::disk::image::{Extent, ImageReader};
 
 /// Largest grain b9 reads: 1 MiB (qemu writes 64 KiB).
 const MAX_GRAIN_SECTORS: u64 = 2048;
@@ -253,7 +254,7 @@ impl SparseExtent {
         let mut by_sector: HashMap<u32, u32> = HashMap::new();
         let mut table_bytes = [0u8; (GTES_PER_GT * 4) as usize];
         for (i, e) in raw.chunks_exact(4).enumerate() {
-            let sector = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+            let sector = le_u32(e, 0).unwrap_or(0);
             if sector == 0 {
                 dir.push(NO_TABLE);
                 continue;
@@ -274,7 +275,7 @@ impl SparseExtent {
             let first_grain = i as u64 * GTES_PER_GT;
             let table: Box<[u32]> = table_bytes
                 .chunks_exact(4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .map(|b| le_u32(b, 0).unwrap_or(0))
                 .collect();
             for (j, &g) in table.iter().enumerate() {
                 if first_grain + j as u64 >= grains || g == 0 {
@@ -465,7 +466,7 @@ impl SparseExtent {
             return Err(corrupt(&self.path, field(), "past the end of the file"));
         }
         pread_exact(&self.file, &self.path, &mut m, at)?;
-        let size = u64::from(u32::from_le_bytes([m[8], m[9], m[10], m[11]]));
+        let size = u64::from(le_u32(&m, 8).unwrap_or(0));
         let data_at = at + GRAIN_MARKER_HEADER as u64;
         if size == 0 || size > 2 * self.grain_bytes || data_at + size > self.file_len {
             return Err(corrupt(

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::header::{SparseHeader, SECTOR};
 use super::*;
-use crate::disk::image::Extent;
+use crate::disk::capability::Extent;
 
 const OPTS: CreateOptions = CreateOptions {
     timestamp: 1_700_000_000,

@@ -26,8 +26,8 @@ use super::header::{
     MARKER_FOOTER, MARKER_GD, MARKER_GT, SECTOR,
 };
 use super::{Subformat, MAX_CAPACITY_SECTORS};
+use crate::disk::capability::{CreateOptions, ImageWriter};
 use crate::disk::error::DiskError;
-use crate::disk::image::{CreateOptions, ImageWriter};
 
 /// Sectors per grain b9 writes (64 KiB, like qemu).
 pub(crate) const GRAIN_SECTORS: u64 = 128;
@@ -78,7 +78,7 @@ fn content_id(opts: &CreateOptions, capacity: u64, subformat: Subformat) -> u32 
     h.update(capacity.to_le_bytes());
     h.update([subformat as u8]);
     let d = h.finalize();
-    let cid = u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+    let cid = crate::bytes::le_u32(&d, 0).unwrap_or(0);
     // ffffffff and fffffffe mean "no parent" / "zeroed" to some readers.
     if cid >= 0xffff_fffe {
         0x0b9d_15c5
@@ -217,7 +217,7 @@ fn prepare(path: &Path, size: u64) -> Result<(File, String, u64), DiskError> {
         )));
     }
     // The descriptor names the file as it will be published, not its staging name.
-    let name = crate::disk::image::published_name(path)
+    let name = crate::disk::capability::published_name(path)
         .filter(|n| !n.chars().any(|c| c == '"' || c.is_control()))
         .ok_or_else(|| {
             DiskError::Invalid(format!(

@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use crate::bytes::{le_u16, le_u32, le_u64};
+
 /// Why a file could not be read as ELF.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ElfError(pub(super) String);
@@ -17,6 +19,11 @@ impl fmt::Display for ElfError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// A field that does not lie wholly inside the file.
+fn truncated() -> ElfError {
+    bad("truncated")
 }
 
 fn bad(what: impl Into<String>) -> ElfError {
@@ -75,26 +82,26 @@ impl<'a> Elf<'a> {
         }
         let mut elf = Elf {
             data,
-            phoff: u64_at(data, 32)?,
-            phnum: u64::from(u16_at(data, 56)?),
-            shoff: u64_at(data, 40)?,
-            shnum: u64::from(u16_at(data, 60)?),
-            shstrndx: u64::from(u16_at(data, 62)?),
+            phoff: le_u64(data, 32).ok_or_else(truncated)?,
+            phnum: u64::from(le_u16(data, 56).ok_or_else(truncated)?),
+            shoff: le_u64(data, 40).ok_or_else(truncated)?,
+            shnum: u64::from(le_u16(data, 60).ok_or_else(truncated)?),
+            shstrndx: u64::from(le_u16(data, 62).ok_or_else(truncated)?),
         };
-        if u16_at(data, 54)? != 56 && elf.phnum != 0 {
+        if le_u16(data, 54).ok_or_else(truncated)? != 56 && elf.phnum != 0 {
             return Err(bad("unexpected program header size"));
         }
-        if u16_at(data, 58)? != 64 && elf.shoff != 0 {
+        if le_u16(data, 58).ok_or_else(truncated)? != 64 && elf.shoff != 0 {
             return Err(bad("unexpected section header size"));
         }
         // Extended numbering: the real counts are in section 0.
         if elf.shoff != 0 && (elf.shnum == 0 || elf.shstrndx == u64::from(SHN_XINDEX)) {
             let s0 = elf.shdr_at(0)?;
             if elf.shnum == 0 {
-                elf.shnum = u64_at(data, s0 + 32)?;
+                elf.shnum = le_u64(data, s0 + 32).ok_or_else(truncated)?;
             }
             if elf.shstrndx == u64::from(SHN_XINDEX) {
-                elf.shstrndx = u64::from(u32_at(data, s0 + 40)?);
+                elf.shstrndx = u64::from(le_u32(data, s0 + 40).ok_or_else(truncated)?);
             }
         }
         if elf.shnum > MAX_SECTIONS {
@@ -114,7 +121,7 @@ impl<'a> Elf<'a> {
         let strtab = self.section_data(self.shstrndx)?;
         for i in 0..self.shnum {
             let sh = self.shdr_at(i)?;
-            let name_off = usize_of(u64::from(u32_at(self.data, sh)?))?;
+            let name_off = usize_of(u64::from(le_u32(self.data, sh).ok_or_else(truncated)?))?;
             let sname = cstr_at(strtab, name_off)?;
             if sname == name.as_bytes() {
                 return self.section_data(i).map(Some);
@@ -139,8 +146,8 @@ impl<'a> Elf<'a> {
         let dynamic = slice(self.data, dynseg.offset, dynseg.filesz)?;
         let (mut strtab_addr, mut strsz, mut needed) = (None, None, Vec::new());
         for entry in dynamic.chunks_exact(16) {
-            let tag = u64_at(entry, 0)?;
-            let val = u64_at(entry, 8)?;
+            let tag = le_u64(entry, 0).ok_or_else(truncated)?;
+            let val = le_u64(entry, 8).ok_or_else(truncated)?;
             match tag {
                 DT_NULL => break,
                 DT_NEEDED => needed.push(val),
@@ -178,9 +185,9 @@ impl<'a> Elf<'a> {
             // Each note: namesz, descsz, type, then name and desc, each
             // padded to 4 bytes.
             while notes.len() >= 12 {
-                let namesz = usize_of(u64::from(u32_at(notes, 0)?))?;
-                let descsz = usize_of(u64::from(u32_at(notes, 4)?))?;
-                let ntype = u32_at(notes, 8)?;
+                let namesz = usize_of(u64::from(le_u32(notes, 0).ok_or_else(truncated)?))?;
+                let descsz = usize_of(u64::from(le_u32(notes, 4).ok_or_else(truncated)?))?;
+                let ntype = le_u32(notes, 8).ok_or_else(truncated)?;
                 let name_end = 12usize
                     .checked_add(namesz)
                     .ok_or_else(|| bad("note name size overflows"))?;
@@ -229,10 +236,10 @@ impl<'a> Elf<'a> {
                     .ok_or_else(|| bad("program header offset overflows"))?;
                 let at = usize_of(at)?;
                 Ok(Phdr {
-                    kind: u32_at(self.data, at)?,
-                    offset: u64_at(self.data, at + 8)?,
-                    vaddr: u64_at(self.data, at + 16)?,
-                    filesz: u64_at(self.data, at + 32)?,
+                    kind: le_u32(self.data, at).ok_or_else(truncated)?,
+                    offset: le_u64(self.data, at + 8).ok_or_else(truncated)?,
+                    vaddr: le_u64(self.data, at + 16).ok_or_else(truncated)?,
+                    filesz: le_u64(self.data, at + 32).ok_or_else(truncated)?,
                 })
             })
             .collect()
@@ -252,13 +259,13 @@ impl<'a> Elf<'a> {
     fn section_data(&self, i: u64) -> Result<&'a [u8], ElfError> {
         let sh = self.shdr_at(i)?;
         const SHT_NOBITS: u32 = 8;
-        if u32_at(self.data, sh + 4)? == SHT_NOBITS {
+        if le_u32(self.data, sh + 4).ok_or_else(truncated)? == SHT_NOBITS {
             return Ok(&[]);
         }
         slice(
             self.data,
-            u64_at(self.data, sh + 24)?,
-            u64_at(self.data, sh + 32)?,
+            le_u64(self.data, sh + 24).ok_or_else(truncated)?,
+            le_u64(self.data, sh + 32).ok_or_else(truncated)?,
         )
     }
 }
@@ -316,25 +323,6 @@ fn cstr_at(data: &[u8], offset: usize) -> Result<&[u8], ElfError> {
 
 fn utf8(b: &[u8]) -> Result<String, ElfError> {
     String::from_utf8(b.to_vec()).map_err(|_| bad("a name is not UTF-8"))
-}
-
-fn u16_at(d: &[u8], at: usize) -> Result<u16, ElfError> {
-    let b = d.get(at..at + 2).ok_or_else(|| bad("truncated"))?;
-    Ok(u16::from_le_bytes([b[0], b[1]]))
-}
-
-fn u32_at(d: &[u8], at: usize) -> Result<u32, ElfError> {
-    let b = d.get(at..at + 4).ok_or_else(|| bad("truncated"))?;
-    let mut a = [0; 4];
-    a.copy_from_slice(b);
-    Ok(u32::from_le_bytes(a))
-}
-
-fn u64_at(d: &[u8], at: usize) -> Result<u64, ElfError> {
-    let b = d.get(at..at + 8).ok_or_else(|| bad("truncated"))?;
-    let mut a = [0; 8];
-    a.copy_from_slice(b);
-    Ok(u64::from_le_bytes(a))
 }
 
 #[cfg(test)]

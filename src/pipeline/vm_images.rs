@@ -10,10 +10,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::disk::ext4::{self, Ext4Spec};
-use crate::disk::open::{self as images, Target};
 use crate::disk::partition::{self, PartitionReader};
 use crate::disk::qcow2::Qcow2Image;
-use crate::disk::{CreateOptions, DiskError, Format};
+use crate::disk::{self, CreateOptions, DiskError, Format, Target};
 use crate::eval::check::runs_something;
 use crate::eval::expand::Instance;
 use crate::lang::syntax::*;
@@ -156,7 +155,7 @@ pub fn assemble(
         let ImageTarget::ImageTarget(dest, _, _) = &t.value;
         let result = match destination_resize(dest) {
             Some(size) => {
-                images::resize_file(&built.path, size, &s.create).map_err(|e| e.to_string())
+                disk::resize_file(&built.path, size, &s.create).map_err(|e| e.to_string())
             }
             None => Ok(()),
         }
@@ -274,7 +273,7 @@ fn build_image(
                 FileSystem::NoFileSystem => {
                     let f = format_of(&ty.value);
                     let path = path_for(&label.value, f);
-                    images::create(&path, Target::from(f), size, &s.create)?.finish()?;
+                    disk::create(&path, Target::from(f), size, &s.create)?.finish()?;
                     Ok(Built {
                         path,
                         format: f,
@@ -323,8 +322,8 @@ fn build_image(
                 path: backing.clone(),
                 source,
             })?;
-            let size = images::open(&backing)?.size();
-            let format = images::detect(&backing)?;
+            let size = disk::open(&backing)?.size();
+            let format = disk::detect(&backing)?;
             let path = path_for(&stem(&src.value), Format::Qcow2);
             Qcow2Image::create(&path, size, Some((&backing, format.extension())))?;
             Ok(Built {
@@ -346,7 +345,7 @@ fn copy_source(
     path_for: &dyn Fn(&str, Format) -> PathBuf,
     s: &ImageSettings,
 ) -> Result<Built, DiskError> {
-    let reader = images::open(src)?;
+    let reader = disk::open(src)?;
     let name = stem(&src.to_string_lossy());
     let (path, format) = match part {
         Partition::Partition(n) => {
@@ -356,13 +355,13 @@ fn copy_source(
             let info = partition::find(reader.as_ref(), src, number)?;
             let view = PartitionReader::new(reader.as_ref(), &info);
             let path = path_for(&name, Format::Raw);
-            images::convert_reader(&view, &path, Target::Raw, None, &s.create)?;
+            disk::convert_reader(&view, &path, Target::Raw, None, &s.create)?;
             (path, Format::Raw)
         }
         Partition::NoPT => {
-            let format = images::detect(src)?;
+            let format = disk::detect(src)?;
             let path = path_for(&name, format);
-            images::convert_reader(
+            disk::convert_reader(
                 reader.as_ref(),
                 &path,
                 Target::from(format),
@@ -373,7 +372,7 @@ fn copy_source(
         }
     };
     if let ImageResize::ResizeImage(size) = &resize.value {
-        images::resize_file(&path, bytes(size), &s.create)?;
+        disk::resize_file(&path, bytes(size), &s.create)?;
     }
     Ok(Built { path, format, fs })
 }
@@ -421,7 +420,7 @@ fn export(
             let tmp = image.tmp.clone();
             out.staged.push(image);
             place(build, format, &tmp, Format::Raw, s)?;
-            let size = images::open(&tmp).map_err(|e| e.to_string())?.size();
+            let size = disk::open(&tmp).map_err(|e| e.to_string())?.size();
             let size_file = output::stage(&disks.join("0.size"))?;
             write(&size_file.tmp, size.to_string().as_bytes())?;
             out.staged.push(size_file);
@@ -452,7 +451,7 @@ fn export(
                     .map_err(|e| e.to_string())?
                     .is_some();
             if overlay {
-                images::convert_file(
+                disk::convert_file(
                     build,
                     &file,
                     Target::from(format_of(&ty.value)),
@@ -481,7 +480,7 @@ fn place(
     if format == want && std::fs::rename(build, to).is_ok() {
         return Ok(());
     }
-    images::convert_file(build, to, Target::from(want), None, &s.create)
+    disk::convert_file(build, to, Target::from(want), None, &s.create)
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
