@@ -31,7 +31,7 @@ pub fn build(session: &Session, instances: &[Instance]) -> Result<(), Failure> {
         url_timeout: session.timeouts.limit,
         timestamp: session.started,
         jobs: std::thread::available_parallelism().map_or(1, usize::from),
-        launcher: std::sync::Arc::new(LazyLauncher::new(config.clone(), session.timeouts)),
+        launcher: std::sync::Arc::new(LazyLauncher::new(session.vm.clone())),
     };
     pipeline::run(instances, &settings).map_err(|failures| Failure {
         diagnostics: failures

@@ -11,6 +11,7 @@ use crate::eval::expand::BuildVars;
 use crate::lang::{self, BuildFile};
 use crate::pipeline::id::{build_date, build_id, config_hash};
 use crate::timeouts::Timeouts;
+use crate::vm::settings::{self as vm_settings, HypervisorSettings, KernelPaths, VmSettings};
 
 /// The run's identity and where its paths are resolved.
 pub struct Session {
@@ -31,6 +32,8 @@ pub struct Session {
     pub dirs: Dirs,
     /// The time limits of this run (computed once from the configuration).
     pub timeouts: Timeouts,
+    /// The VM settings of this run (computed once from the configuration).
+    pub vm: VmSettings,
 }
 
 /// The configuration overrides the global flags ask for (only those given).
@@ -99,7 +102,9 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
     if let Some(home) = b9_dir.parent() {
         protected.push(("the home directory".to_string(), home.to_path_buf()));
     }
+    let vm = vm_settings_of(&config, timeouts);
     Ok(Session {
+        vm,
         config,
         notices,
         warnings,
@@ -113,6 +118,38 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
         },
         timeouts,
     })
+}
+
+/// The VM settings `config` asks for.
+fn vm_settings_of(config: &config::B9Config, timeouts: Timeouts) -> VmSettings {
+    VmSettings {
+        hypervisor: match config.vm.backend {
+            config::Backend::Qemu => HypervisorSettings::Qemu {
+                binary: config
+                    .vm
+                    .qemu_binary
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64")),
+            },
+            config::Backend::Libvirt => HypervisorSettings::Libvirt {
+                connection: config.libvirt.connection.clone(),
+            },
+        },
+        accel: match config.vm.accel {
+            Accel::Auto => None,
+            Accel::Kvm => Some(crate::vm::backend::Accel::Kvm),
+            Accel::Tcg => Some(crate::vm::backend::Accel::Tcg),
+        },
+        memory_mb: config.vm.memory_mb,
+        cpus: config.vm.cpus,
+        kernel: config.vm.resolve_paths().map(|p| KernelPaths {
+            kernel: p.kernel,
+            modules_dir: p.modules_dir,
+        }),
+        network: config.libvirt.network.clone(),
+        cache_dir: vm_settings::cache_dir(),
+        timeouts,
+    }
 }
 
 impl Session {

@@ -14,13 +14,13 @@ use crate::disk::open::{self as images, Target};
 use crate::disk::partition::{self, PartitionReader};
 use crate::disk::qcow2::Qcow2Image;
 use crate::disk::{CreateOptions, DiskError, Format};
-use crate::eval::check::runs_something;
 use crate::eval::expand::Instance;
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
 use crate::pipeline::guest::{self, GuestDirs, GuestImage};
 use crate::pipeline::output::{self, Staged};
 use crate::pipeline::postfix;
+use crate::pipeline::script::flatten;
 use crate::repo::{LocalRepo, SharedImage};
 use crate::vm::launch::LazyLauncher;
 
@@ -130,16 +130,16 @@ pub fn assemble(
             }
         })
         .collect();
-    if guest::needed(&script.value, &images) {
-        let dirs = GuestDirs {
-            dir: &dir,
-            cwd: &s.cwd,
-            sources: guest.sources,
-        };
-        let launcher = guest.launcher.get()?;
+    let dirs = GuestDirs {
+        dir: &dir,
+        cwd: &s.cwd,
+        sources: guest.sources,
+    };
+    if let Some(request) = guest::request(&inst.id.value, &script.value, &images, &dirs) {
+        let launcher = guest.launcher.get().map_err(|e| e.to_string())?;
         guest::run(
-            &inst.id.value,
             launcher,
+            request,
             &script.value,
             &mut images,
             &dirs,
@@ -147,9 +147,10 @@ pub fn assemble(
         )?;
     }
     drop(images);
-    if let Some(f) = fixup.filter(|f| runs_something(&f.value)) {
+    let fixup = fixup.map(|f| flatten(&f.value)).unwrap_or_default();
+    if !fixup.is_empty() {
         let paths: Vec<PathBuf> = built.iter().map(|b| b.path.clone()).collect();
-        postfix::run(&f.value, &paths, &dir, s.timeout)?;
+        postfix::run(&fixup, &paths, &dir, s.timeout)?;
     }
     let mut exports = Exports::default();
     for (t, built) in targets.iter().zip(&built) {

@@ -9,5 +9,6 @@ pub mod log;
 pub mod output;
 pub mod postfix;
 pub mod run;
+pub mod script;
 pub mod sources;
 pub mod workdir;

@@ -8,19 +8,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::lang::syntax::Script;
-use crate::vm::script::{flatten, render_bash};
+use crate::pipeline::script::render_bash;
+use crate::vm::request::GuestCommand;
 
 /// Writes `<dir>/post-fix.sh` and runs it; a non-zero exit or the timeout
 /// is an error.
 pub fn run(
-    fixup: &Script,
+    fixup: &[GuestCommand],
     images: &[PathBuf],
     dir: &Path,
     timeout: Option<Duration>,
 ) -> Result<(), String> {
     let path = dir.join("post-fix.sh");
-    std::fs::write(&path, render_bash(&flatten(fixup)))
+    std::fs::write(&path, render_bash(fixup))
         .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     tracing::info!("running the post-fix script {}", path.display());

@@ -1,5 +1,5 @@
 //! The VM backends' common interface: what a VM is made of ([`VmSpec`]),
-//! starting one ([`Backend`]) and watching and stopping it ([`Vm`]).
+//! starting one ([`Hypervisor`]) and watching and stopping it ([`Vm`]).
 //!
 //! Both backends (`qemu`, `libvirt`) boot the same appliance with the same
 //! devices: virtio-blk disks with serials, 9p shares, one virtio-serial
@@ -99,6 +99,19 @@ pub enum VmError {
     /// Talking to the running VM's monitor failed.
     #[error("{0}")]
     Monitor(String),
+    /// A file or directory of the run could not be made or removed.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was done (`create`, `remove`...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Every run-directory name was taken.
+    #[error("cannot create a run directory in {}", .0.display())]
+    NoRunDir(PathBuf),
 }
 
 /// A started VM. Dropping it stops it and removes everything the backend
@@ -112,7 +125,7 @@ pub trait Vm: Send {
 }
 
 /// A way to run VMs.
-pub trait Backend: Sync {
+pub trait Hypervisor: Sync {
     /// The backend's name for messages (`qemu`, `libvirt`).
     fn name(&self) -> &'static str;
     /// Starts the VM described by `spec`; returns once the hypervisor runs

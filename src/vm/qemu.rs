@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use qapi::qmp::RunState;
 
-use super::backend::{Accel, Backend, Vm, VmDisk, VmError, VmShare, VmSpec, VmState};
+use super::backend::{Accel, Hypervisor, Vm, VmDisk, VmError, VmShare, VmSpec, VmState};
 use super::qmp::{Events, Qmp};
 use crate::disk::Format;
 use b9_protocol::agent::PORT_NAME;
@@ -82,7 +82,7 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-impl Backend for Qemu {
+impl Hypervisor for Qemu {
     fn name(&self) -> &'static str {
         "qemu"
     }

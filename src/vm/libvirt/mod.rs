@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::backend::{Backend, Vm, VmError, VmSpec, VmState};
+use super::backend::{Hypervisor, Vm, VmError, VmSpec, VmState};
 use b9_protocol::libvirt::{self as wire, DomainState, Reply, Request, Stage};
 
 /// The connection URI used when none is configured.
@@ -47,7 +47,7 @@ impl Default for Libvirt {
     }
 }
 
-impl Backend for Libvirt {
+impl Hypervisor for Libvirt {
     fn name(&self) -> &'static str {
         "libvirt"
     }

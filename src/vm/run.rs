@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use crate::vm::backend::{Backend, Vm, VmError, VmSpec, VmState};
+use crate::vm::backend::{Hypervisor, Vm, VmError, VmSpec, VmState};
 use b9_protocol::agent::{self as protocol, Frame, Job, Kind, ToAgent, ToHost};
 
 /// How often the VM's state, the clock and Ctrl-C are looked at.
@@ -111,7 +111,7 @@ impl std::fmt::Display for Tail {
 /// statuses. `booted` tells whether the agent said hello (an error before
 /// that may be the accelerator's).
 pub fn run(
-    backend: &dyn Backend,
+    backend: &dyn Hypervisor,
     spec: &VmSpec,
     job: &Job,
     limits: &Limits,
