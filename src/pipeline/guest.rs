@@ -9,6 +9,7 @@ use crate::disk::open as images;
 use crate::disk::{CreateOptions, Format};
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
+use crate::pipeline::error::BuildError;
 use crate::pipeline::images::{bytes, Built};
 use crate::pipeline::script::flatten;
 use crate::vm::backend::{VmDisk, VmShare};
@@ -76,14 +77,14 @@ pub fn run(
     images: &mut [GuestImage<'_>],
     dirs: &GuestDirs<'_>,
     create: &CreateOptions,
-) -> Result<(), String> {
+) -> Result<(), BuildError> {
     let shares = match script {
         VmScript::VmScript(_, shares, _) => &shares.value[..],
         VmScript::NoVmScript => &[][..],
     };
     attach_disks(images, &mut request, dirs.dir, create)?;
     if !request.commands.is_empty() && !request.has_root() {
-        return Err("a VmScript needs an image mounted at `/` (MountPoint \"/\")".into());
+        return Err(BuildError::NoRoot);
     }
     attach_shares(shares, dirs, &mut request)?;
     tracing::info!(
@@ -95,7 +96,10 @@ pub fn run(
     let mut events = LogEvents::new(&request.commands);
     let report = launcher
         .run(&request, &mut events)
-        .map_err(|e| format!("{e}\n(console log: {})", request.console_log.display()))?;
+        .map_err(|source| BuildError::Vm {
+            source,
+            console_log: request.console_log.clone(),
+        })?;
     events.verdict(&report.statuses)?;
     // Grown file systems stay where they are; shrunk ones were copied.
     for r in report.resized.iter().filter(|r| r.on_scratch) {
@@ -124,10 +128,10 @@ fn attach_disks(
     request: &mut RunRequest,
     dir: &Path,
     create: &CreateOptions,
-) -> Result<(), String> {
+) -> Result<(), BuildError> {
     for (i, img) in images.iter_mut().enumerate() {
         let path = &img.built.path;
-        let size = images::open(path).map_err(|e| e.to_string())?.size();
+        let size = images::open(path)?.size();
         // The container only ever grows before the boot; the largest size
         // is also what a scratch disk must hold.
         let mut current = size;
@@ -166,7 +170,7 @@ fn attach_disks(
             });
         }
         if current > size {
-            images::resize_file(path, current, create).map_err(|e| e.to_string())?;
+            images::resize_file(path, current, create)?;
         }
         let scratch_size = current;
         let needs_scratch = !after.is_empty();
@@ -191,8 +195,7 @@ fn attach_disks(
         if needs_scratch {
             let scratch = scratch_path(dir, i);
             images::create(&scratch, images::Target::Raw, scratch_size, create)
-                .and_then(|w| w.finish())
-                .map_err(|e| e.to_string())?;
+                .and_then(|w| w.finish())?;
             request.disks.push(RunDisk {
                 disk: VmDisk {
                     path: scratch,
@@ -213,7 +216,7 @@ fn attach_shares(
     shares: &[Node<SharedDirectory>],
     dirs: &GuestDirs<'_>,
     request: &mut RunRequest,
-) -> Result<(), String> {
+) -> Result<(), BuildError> {
     for (i, share) in shares.iter().enumerate() {
         let (path, mount, read_only) = match &share.value {
             SharedDirectory::SharedDirectory(p, m) => (dirs.cwd.join(&p.value), m, false),
@@ -225,7 +228,7 @@ fn attach_shares(
         };
         std::fs::create_dir_all(&path)
             .and_then(|()| path.canonicalize())
-            .map_err(|e| format!("cannot share {}: {e}", path.display()))
+            .map_err(BuildError::io("share", &path))
             .map(|path| {
                 request.shares.push(RunShare {
                     share: VmShare {
@@ -247,29 +250,26 @@ fn swap_in(
     serial: &str,
     size: u64,
     dir: &Path,
-) -> Result<(), String> {
+) -> Result<(), BuildError> {
     let Some(i) = (0..images.len()).find(|i| self::serial(*i) == serial) else {
-        return Err(format!("the agent resized an unknown disk {serial}"));
+        return Err(BuildError::UnknownDisk(serial.to_string()));
     };
     let scratch = scratch_path(dir, i);
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&scratch)
-        .map_err(|e| format!("cannot open {}: {e}", scratch.display()))?;
+        .map_err(BuildError::io("open", &scratch))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     if size > len {
-        return Err(format!(
-            "the agent reports a {size}-byte file system on a {len}-byte scratch disk"
-        ));
+        return Err(BuildError::ScratchTooSmall { size, len });
     }
     file.set_len(size)
-        .map_err(|e| format!("cannot truncate {}: {e}", scratch.display()))?;
+        .map_err(BuildError::io("truncate", &scratch))?;
     let built = &mut images[i].built;
     let _ = std::fs::remove_file(&built.path);
     built.path = built.path.with_extension("raw");
     built.format = Format::Raw;
-    std::fs::rename(&scratch, &built.path)
-        .map_err(|e| format!("cannot move {}: {e}", scratch.display()))
+    std::fs::rename(&scratch, &built.path).map_err(BuildError::io("move", &scratch))
 }
 
 /// Logs the script's progress and output line by line (inside the
@@ -313,7 +313,7 @@ impl<'a> LogEvents<'a> {
     }
 
     /// The first failing command that was not ignored, as an error.
-    fn verdict(&self, statuses: &[i32]) -> Result<(), String> {
+    fn verdict(&self, statuses: &[i32]) -> Result<(), BuildError> {
         for (i, (c, status)) in self.commands.iter().zip(statuses).enumerate() {
             if *status != 0 && !c.ignore_errors {
                 let mut who = String::new();
@@ -324,20 +324,20 @@ impl<'a> LogEvents<'a> {
                     who.push_str(&format!(" in {d}"));
                 }
                 let tail: Vec<&str> = self.tail.iter().map(String::as_str).collect();
-                return Err(format!(
-                    "the script failed: command {} `{}`{who} exited with status {status}\nlast output:\n{}",
-                    i + 1,
-                    c.line,
-                    tail.join("\n")
-                ));
+                return Err(BuildError::ScriptFailed {
+                    number: i + 1,
+                    line: c.line.clone(),
+                    who,
+                    status: *status,
+                    tail: tail.join("\n"),
+                });
             }
         }
         if statuses.len() < self.commands.len() {
-            return Err(format!(
-                "the agent ran {} of {} commands",
-                statuses.len(),
-                self.commands.len()
-            ));
+            return Err(BuildError::Incomplete {
+                ran: statuses.len(),
+                of: self.commands.len(),
+            });
         }
         Ok(())
     }

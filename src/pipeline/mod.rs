@@ -2,6 +2,7 @@
 //! the pipeline from instances to outputs (§4), generated files (§3.5) and
 //! atomic outputs.
 
+pub mod error;
 pub mod guest;
 pub mod id;
 pub mod images;

@@ -13,6 +13,7 @@ use crate::disk::CreateOptions;
 use crate::eval::expand::Instance;
 use crate::lang::syntax::{ArtifactAssembly, CloudInitType};
 use crate::media::{self, MediaOptions};
+use crate::pipeline::error::BuildError;
 use crate::pipeline::images::{self, GuestAccess, ImageSettings};
 use crate::pipeline::output::{self, Staged};
 use crate::pipeline::workdir::BuildDir;
@@ -50,35 +51,28 @@ pub struct BuildSettings {
 }
 
 /// Why one artifact failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// The instance id.
+#[derive(Debug)]
+pub struct ArtifactFailure {
+    /// The instance id (empty when the build directory failed).
     pub instance: String,
     /// What went wrong.
-    pub cause: String,
+    pub cause: BuildError,
 }
 
 /// Builds the instances. Returns every artifact failure; outputs of failed
 /// artifacts are not written.
-pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<Failure>> {
+pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<ArtifactFailure>> {
     let start = Instant::now();
-    let workdir = BuildDir::open(&s.build_dir, s.keep_build_dir).map_err(|cause| {
-        vec![Failure {
+    let whole = |cause| {
+        vec![ArtifactFailure {
             instance: String::new(),
             cause,
         }]
-    })?;
+    };
+    let workdir = BuildDir::open(&s.build_dir, s.keep_build_dir).map_err(whole)?;
     let instances_dir = workdir.path().join("artifact-instances");
     let result = std::fs::create_dir_all(&instances_dir)
-        .map_err(|e| {
-            vec![Failure {
-                instance: String::new(),
-                cause: format!(
-                    "cannot create the build directory {}: {e}",
-                    instances_dir.display()
-                ),
-            }]
-        })
+        .map_err(|e| whole(BuildError::io("create the build directory", &instances_dir)(e)))
         .and_then(|()| {
             let dir_of =
                 |inst: &Instance| instances_dir.join(format!("{}-{}", inst.id.value, s.build_id));
@@ -96,8 +90,8 @@ pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<Failure>
 fn for_each(
     instances: &[Instance],
     jobs: usize,
-    job: impl Fn(&Instance) -> Result<(), String> + Sync,
-) -> Result<(), Vec<Failure>> {
+    job: impl Fn(&Instance) -> Result<(), BuildError> + Sync,
+) -> Result<(), Vec<ArtifactFailure>> {
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -113,7 +107,7 @@ fn for_each(
                     if let Ok(mut f) = failures.lock() {
                         f.push((
                             i,
-                            Failure {
+                            ArtifactFailure {
                                 instance: inst.id.value.clone(),
                                 cause,
                             },
@@ -132,13 +126,13 @@ fn for_each(
     }
 }
 
-fn generate(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String> {
+fn generate(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), BuildError> {
     let renderer = Renderer {
         env: &inst.env,
         cwd: &s.cwd,
         url_timeout: s.url_timeout,
     };
-    crate::pipeline::sources::write_sources(inst, dir, &renderer).map_err(|e| e.to_string())?;
+    crate::pipeline::sources::write_sources(inst, dir, &renderer)?;
     tracing::debug!(
         "generated {} files in {}",
         inst.writers.len(),
@@ -147,7 +141,7 @@ fn generate(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String
     Ok(())
 }
 
-fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String> {
+fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), BuildError> {
     match &inst.assembly.value {
         ArtifactAssembly::CloudInit(types, base) => {
             let opts = MediaOptions {
@@ -168,11 +162,11 @@ fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String
                 } else {
                     output::stage(&target)?
                 };
-                let res = write(dir, &st.tmp, &opts).map_err(|e| e.to_string());
+                let res = write(dir, &st.tmp, &opts);
                 staged.push(st);
                 res?;
                 tracing::info!("wrote {}", target.display());
-                Ok::<(), String>(())
+                Ok::<(), BuildError>(())
             });
             match result {
                 Ok(()) => output::commit(staged),
