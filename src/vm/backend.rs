@@ -7,7 +7,7 @@
 //! [`VmSpec::agent_socket`], and the serial console written to
 //! [`VmSpec::console_log`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::disk::Format;
@@ -109,9 +109,27 @@ pub enum VmError {
         /// The error.
         source: std::io::Error,
     },
+    /// A companion program is missing.
+    #[error(transparent)]
+    Sibling(#[from] crate::vm::sibling::SiblingError),
+    /// The libvirt helper went away.
+    #[error("lost the libvirt helper ({0})")]
+    LostHelper(String),
     /// Every run-directory name was taken.
     #[error("cannot create a run directory in {}", .0.display())]
     NoRunDir(PathBuf),
+}
+
+/// Removes a file of a run; a missing one is fine.
+pub(crate) fn remove_if_exists(path: &Path) -> Result<(), VmError> {
+    match std::fs::remove_file(path) {
+        Err(source) if source.kind() != std::io::ErrorKind::NotFound => Err(VmError::Io {
+            op: "remove",
+            path: path.to_path_buf(),
+            source,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A started VM. Dropping it stops it and removes everything the backend
