@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use b9::disk::Format;
-use b9::vm::backend::{Accel, Hypervisor, Vm, VmDisk, VmError, VmShare, VmSpec, VmState};
+use b9::vm::backend::{Accelerator, Hypervisor, Vm, VmDisk, VmError, VmShare, VmSpec, VmState};
 use b9::vm::libvirt::{self, Libvirt};
 use b9::vm::qemu::Qemu;
 use b9_protocol::libvirt as wire;
@@ -182,7 +182,7 @@ fn fixture(test: &str, cmdline_extra: &str) -> Fixture {
         cmdline: format!("console=ttyS0 panic=-1 quiet {cmdline_extra}"),
         memory_mb: 256,
         cpus: 1,
-        accel: Accel::Tcg,
+        accel: Accelerator::Tcg,
         disks: vec![
             VmDisk {
                 path: raw,

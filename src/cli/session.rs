@@ -137,8 +137,8 @@ fn vm_settings_of(config: &config::B9Config, timeouts: Timeouts) -> VmSettings {
         },
         accel: match config.vm.accel {
             Accel::Auto => None,
-            Accel::Kvm => Some(crate::vm::backend::Accel::Kvm),
-            Accel::Tcg => Some(crate::vm::backend::Accel::Tcg),
+            Accel::Kvm => Some(crate::vm::backend::Accelerator::Kvm),
+            Accel::Tcg => Some(crate::vm::backend::Accelerator::Tcg),
         },
         memory_mb: config.vm.memory_mb,
         cpus: config.vm.cpus,

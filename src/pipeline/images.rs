@@ -23,6 +23,7 @@ use crate::pipeline::output::{self, Staged};
 use crate::pipeline::postfix;
 use crate::pipeline::script::flatten;
 use crate::repo::{LocalRepo, SharedImage};
+use crate::timeouts::Timeouts;
 use crate::vm::launch::LazyLauncher;
 
 /// What building images needs from the build.
@@ -46,8 +47,8 @@ pub struct ImageSettings {
     pub cache_root: PathBuf,
     /// b9.conf `max_cached_shared_images`.
     pub max_cached: Option<i64>,
-    /// The time limit of the post-fix script.
-    pub timeout: Option<std::time::Duration>,
+    /// The time limits (downloads, post-fix scripts).
+    pub timeouts: Timeouts,
 }
 
 /// What an artifact's images export: files staged next to their
@@ -149,7 +150,7 @@ pub fn assemble(
     let fixup = fixup.map(|f| flatten(&f.value)).unwrap_or_default();
     if !fixup.is_empty() {
         let paths: Vec<PathBuf> = built.iter().map(|b| b.path.clone()).collect();
-        postfix::run(&fixup, &paths, &dir, s.timeout)?;
+        postfix::run(&fixup, &paths, &dir, s.timeouts.limit)?;
     }
     let mut exports = Exports::default();
     for (t, built) in targets.iter().zip(&built) {

@@ -6,10 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::content::render::Renderer;
-use crate::disk::CreateOptions;
 use crate::eval::expand::Instance;
 use crate::lang::syntax::{ArtifactAssembly, CloudInitType};
 use crate::media::{self, MediaOptions};
@@ -22,28 +21,10 @@ use crate::vm::launch::LazyLauncher;
 /// How to build.
 #[derive(Clone, Debug)]
 pub struct BuildSettings {
-    /// `<projectRoot>/BUILD-<buildId>`.
-    pub build_dir: PathBuf,
-    /// The build id.
-    pub build_id: String,
-    /// The working directory: relative sources and outputs.
-    pub cwd: PathBuf,
-    /// `projectRoot`: relative source images.
-    pub project_root: PathBuf,
-    /// The build date (`LiveInstallerImage` VERSION files).
-    pub build_date: String,
-    /// b9.conf `ext4_attributes`.
-    pub ext4_attributes: Vec<String>,
-    /// The shared-image cache root.
-    pub cache_root: PathBuf,
-    /// b9.conf `max_cached_shared_images`.
-    pub max_cached: Option<i64>,
+    /// Paths, identity, limits and image options every artifact shares.
+    pub images: ImageSettings,
     /// Keep the build directory afterwards.
     pub keep_build_dir: bool,
-    /// Time limit of downloads.
-    pub url_timeout: Option<Duration>,
-    /// Time stamp of media contents (SOURCE_DATE_EPOCH or the build start).
-    pub timestamp: u64,
     /// How many artifacts are built at once.
     pub jobs: usize,
     /// The appliance, prepared when the first artifact needs it.
@@ -69,13 +50,14 @@ pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<Artifact
             cause,
         }]
     };
-    let workdir = BuildDir::open(&s.build_dir, s.keep_build_dir).map_err(whole)?;
+    let workdir = BuildDir::open(&s.images.build_dir, s.keep_build_dir).map_err(whole)?;
     let instances_dir = workdir.path().join("artifact-instances");
     let result = std::fs::create_dir_all(&instances_dir)
         .map_err(|e| whole(BuildError::io("create the build directory", &instances_dir)(e)))
         .and_then(|()| {
-            let dir_of =
-                |inst: &Instance| instances_dir.join(format!("{}-{}", inst.id.value, s.build_id));
+            let dir_of = |inst: &Instance| {
+                instances_dir.join(format!("{}-{}", inst.id.value, s.images.build_id))
+            };
             // All sources first, then the assemblies (SPEC §4).
             for_each(instances, s.jobs, |inst| generate(inst, &dir_of(inst), s))?;
             for_each(instances, s.jobs, |inst| assemble(inst, &dir_of(inst), s))
@@ -129,8 +111,8 @@ fn for_each(
 fn generate(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), BuildError> {
     let renderer = Renderer {
         env: &inst.env,
-        cwd: &s.cwd,
-        url_timeout: s.url_timeout,
+        cwd: &s.images.cwd,
+        url_timeout: s.images.timeouts.limit,
     };
     crate::pipeline::sources::write_sources(inst, dir, &renderer)?;
     tracing::debug!(
@@ -145,9 +127,9 @@ fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), BuildE
     match &inst.assembly.value {
         ArtifactAssembly::CloudInit(types, base) => {
             let opts = MediaOptions {
-                timestamp: s.timestamp,
+                timestamp: s.images.create.timestamp,
             };
-            let base = s.cwd.join(&base.value);
+            let base = s.images.cwd.join(&base.value);
             let mut staged: Vec<Staged> = Vec::new();
             let result = types.iter().try_for_each(|t| {
                 let (target, write): (PathBuf, MediaWriter) = match t.value {
@@ -177,25 +159,11 @@ fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), BuildE
             }
         }
         ArtifactAssembly::VmImages(..) | ArtifactAssembly::VmImagesWithFixup(..) => {
-            let settings = ImageSettings {
-                build_dir: s.build_dir.clone(),
-                cwd: s.cwd.clone(),
-                project_root: s.project_root.clone(),
-                ext4_attributes: s.ext4_attributes.clone(),
-                create: CreateOptions {
-                    timestamp: s.timestamp,
-                },
-                build_id: s.build_id.clone(),
-                build_date: s.build_date.clone(),
-                cache_root: s.cache_root.clone(),
-                max_cached: s.max_cached,
-                timeout: s.url_timeout,
-            };
             let guest = GuestAccess {
                 launcher: &s.launcher,
                 sources: dir,
             };
-            images::assemble(inst, &settings, &guest)?.commit(&settings)
+            images::assemble(inst, &s.images, &guest)?.commit(&s.images)
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::disk::Format;
 
 /// The accelerator a VM runs with (`auto` is resolved before).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Accel {
+pub enum Accelerator {
     /// Hardware virtualisation.
     Kvm,
     /// Software emulation.
@@ -61,7 +61,7 @@ pub struct VmSpec {
     /// Guest CPUs.
     pub cpus: u32,
     /// The accelerator.
-    pub accel: Accel,
+    pub accel: Accelerator,
     /// Disks, in order.
     pub disks: Vec<VmDisk>,
     /// Shares, in order.
@@ -163,7 +163,7 @@ impl VmSpec {
             cmdline: "console=ttyS0 quiet".into(),
             memory_mb: 512,
             cpus: 2,
-            accel: Accel::Tcg,
+            accel: Accelerator::Tcg,
             disks: vec![VmDisk {
                 path: disk.into(),
                 format: Format::Qcow2,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::diag::Diagnostic;
 use crate::vm::appliance::{self, Appliance, ApplianceError, ApplianceSource};
-use crate::vm::backend::{Accel, Hypervisor, VmError, VmSpec};
+use crate::vm::backend::{Accelerator, Hypervisor, VmError, VmSpec};
 use crate::vm::libvirt::Libvirt;
 use crate::vm::qemu::Qemu;
 use crate::vm::request::RunRequest;
@@ -44,7 +44,7 @@ pub struct Launcher {
 /// The accelerator, as far as it is known.
 #[derive(Clone, Copy, Debug)]
 enum AccelChoice {
-    Fixed(Accel),
+    Fixed(Accelerator),
     /// `auto` and not yet probed on this host.
     Probe,
 }
@@ -90,7 +90,7 @@ impl Launcher {
                     if kvm_usable() {
                         AccelChoice::Probe
                     } else {
-                        AccelChoice::Fixed(Accel::Tcg)
+                        AccelChoice::Fixed(Accelerator::Tcg)
                     }
                 },
                 AccelChoice::Fixed,
@@ -138,12 +138,12 @@ impl Launcher {
         let choice = *self.accel.lock().unwrap_or_else(|p| p.into_inner());
         let (accel, hello) = match choice {
             AccelChoice::Fixed(a) => (a, HELLO),
-            AccelChoice::Probe => (Accel::Kvm, KVM_PROBE),
+            AccelChoice::Probe => (Accelerator::Kvm, KVM_PROBE),
         };
         let (result, booted) = self.attempt(request, events, &runtime.0, accel, hello);
         match choice {
             AccelChoice::Probe if booted => {
-                self.remember(Accel::Kvm);
+                self.remember(Accelerator::Kvm);
                 result
             }
             AccelChoice::Probe if !matches!(result, Err(RunError::Interrupted)) => {
@@ -159,7 +159,7 @@ impl Launcher {
         request: &RunRequest,
         events: &mut dyn Events,
         runtime: &Path,
-        accel: Accel,
+        accel: Accelerator,
         hello: Duration,
     ) -> (Result<Report, RunError>, bool) {
         let spec = self.spec(request, runtime, accel);
@@ -191,22 +191,22 @@ impl Launcher {
         if let Err(e) = &failed {
             tracing::warn!("KVM did not bring the appliance up ({e}); trying TCG");
         }
-        let (result, booted) = self.attempt(request, events, runtime, Accel::Tcg, HELLO);
+        let (result, booted) = self.attempt(request, events, runtime, Accelerator::Tcg, HELLO);
         if booted {
             tracing::warn!(
                 "using TCG on this host from now on (remembered in {})",
                 self.cache_dir.display()
             );
-            self.remember(Accel::Tcg);
+            self.remember(Accelerator::Tcg);
         }
         result
     }
 
-    fn remember(&self, accel: Accel) {
+    fn remember(&self, accel: Accelerator) {
         *self.accel.lock().unwrap_or_else(|p| p.into_inner()) = AccelChoice::Fixed(accel);
         let word = match accel {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
+            Accelerator::Kvm => "kvm",
+            Accelerator::Tcg => "tcg",
         };
         let _ = std::fs::create_dir_all(&self.cache_dir);
         if let Err(e) = std::fs::write(self.cache_dir.join("accel"), word) {
@@ -214,7 +214,7 @@ impl Launcher {
         }
     }
 
-    fn spec(&self, request: &RunRequest, runtime: &Path, accel: Accel) -> VmSpec {
+    fn spec(&self, request: &RunRequest, runtime: &Path, accel: Accelerator) -> VmSpec {
         VmSpec {
             name: format!(
                 "b9-{}-{}",
@@ -272,13 +272,13 @@ impl std::fmt::Debug for LazyLauncher {
 }
 
 /// The accelerator a previous probe chose on this host.
-fn remembered(cache_dir: &Path) -> Option<Accel> {
+fn remembered(cache_dir: &Path) -> Option<Accelerator> {
     match std::fs::read_to_string(cache_dir.join("accel"))
         .ok()?
         .trim()
     {
-        "kvm" => Some(Accel::Kvm),
-        "tcg" => Some(Accel::Tcg),
+        "kvm" => Some(Accelerator::Kvm),
+        "tcg" => Some(Accelerator::Tcg),
         _ => None,
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use qapi::qmp::RunState;
 
 use super::backend::{
-    remove_if_exists, Accel, Hypervisor, Vm, VmDisk, VmError, VmShare, VmSpec, VmState,
+    remove_if_exists, Accelerator, Hypervisor, Vm, VmDisk, VmError, VmShare, VmSpec, VmState,
 };
 use super::qmp::{Events, Qmp};
 use crate::disk::Format;
@@ -218,11 +218,11 @@ fn machine_args(args: &mut Args, spec: &VmSpec) {
     args.opt("-display", "none");
     args.opt("-machine", "pc");
     match spec.accel {
-        Accel::Kvm => {
+        Accelerator::Kvm => {
             args.opt("-accel", "kvm");
             args.opt("-cpu", "host");
         }
-        Accel::Tcg => args.opt("-accel", "tcg"),
+        Accelerator::Tcg => args.opt("-accel", "tcg"),
     }
     args.opt("-m", spec.memory_mb.to_string());
     args.opt("-smp", spec.cpus.to_string());
@@ -549,7 +549,7 @@ mod tests {
     #[test]
     fn kvm_and_network() {
         let mut spec = spec();
-        spec.accel = Accel::Kvm;
+        spec.accel = Accelerator::Kvm;
         spec.network = true;
         let line = joined(&spec);
         assert!(line.contains("-accel kvm -cpu host"), "{line}");

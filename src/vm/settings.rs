@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::diag::Diagnostic;
 use crate::timeouts::Timeouts;
-use crate::vm::backend::Accel;
+use crate::vm::backend::Accelerator;
 
 /// Which hypervisor runs the appliance, with its own settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub struct VmSettings {
     /// The hypervisor.
     pub hypervisor: HypervisorSettings,
     /// The accelerator; `None` = `auto` (probed once per host, remembered).
-    pub accel: Option<Accel>,
+    pub accel: Option<Accelerator>,
     /// Guest memory in MiB.
     pub memory_mb: u32,
     /// Guest CPUs.
