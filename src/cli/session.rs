@@ -88,7 +88,8 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
         None => cwd.clone(),
     };
     let build_id = build_id(config_hash(&config.to_ini()), config.unique_build_dirs);
-    let (timeouts, timeout_warning) = Timeouts::from_config(&config);
+    let (timeouts, timeout_warning) =
+        Timeouts::new(config.default_timeout_seconds, config.timeout_factor);
     let mut warnings = loaded.warnings;
     warnings.extend(timeout_warning.map(Diagnostic::warning));
     let started = start_time()?;
