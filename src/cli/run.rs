@@ -1,4 +1,4 @@
-//! `b9 run NAME|IMAGE [CMD [ARG...]]` (SPEC §9.3): a command — by default
+//! `b9 run NAME|IMAGE [CMD [ARG...]]`: a command — by default
 //! the root user's shell — on a pseudo-terminal in a transient copy of a
 //! shared image or an image file, with the working directory shared at
 //! `/mnt/CWD`. Exits with the command's status.

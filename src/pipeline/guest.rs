@@ -1,4 +1,4 @@
-//! The guest part of a `VmImages` build (SPEC §7.6): the build images
+//! The guest part of a `VmImages` build: the build images
 //! attached to the appliance, the script run, file systems resized, shrunk
 //! file systems put in place of their build images.
 

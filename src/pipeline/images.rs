@@ -1,11 +1,11 @@
-//! `VmImages` artifacts (SPEC §6, §7.6): build images created from their
+//! `VmImages` artifacts: build images created from their
 //! sources in the build directory, resized, then exported to their
 //! destinations (staged, committed only when the artifact succeeded).
 //!
 //! `From` reads the newest version from the local shared-image cache;
 //! `Share` adds a version to it when the artifact succeeded. Scripts and
-//! file-system resizes run in the appliance (`build::guest`), post-fix
-//! scripts on the host (`build::postfix`), before anything is exported.
+//! file-system resizes run in the appliance (`pipeline::guest`), post-fix
+//! scripts on the host (`pipeline::postfix`), before anything is exported.
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,5 @@
-//! The post-fix script of `VmImagesWithFixup` (SPEC §7.6): rendered as the
-//! original did (§7.1), unsubstituted, run on the host as the invoking user
+//! The post-fix script of `VmImagesWithFixup`: rendered as the
+//! original did (`pipeline::script`), unsubstituted, run on the host as the invoking user
 //! with the build images' absolute paths as arguments.
 
 use std::io::{BufRead, BufReader};

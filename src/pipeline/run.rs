@@ -1,7 +1,7 @@
-//! The build of expanded instances (SPEC §4): the build directory, every
+//! The build of expanded instances: the build directory, every
 //! instance's generated files first, then the assemblies, independent
 //! artifacts concurrently, outputs moved into place only on success. The
-//! build directory is owned for the run (`build::workdir`).
+//! build directory is owned for the run (`pipeline::workdir`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,7 +58,7 @@ pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<Artifact
             let dir_of = |inst: &Instance| {
                 instances_dir.join(format!("{}-{}", inst.id.value, s.images.build_id))
             };
-            // All sources first, then the assemblies (SPEC §4).
+            // All sources first, then the assemblies.
             for_each(instances, s.jobs, |inst| generate(inst, &dir_of(inst), s))?;
             for_each(instances, s.jobs, |inst| assemble(inst, &dir_of(inst), s))
         });
