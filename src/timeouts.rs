@@ -1,4 +1,4 @@
-//! The time limit of one run, computed once from b9.conf
+//! The time limit of one run, computed once by the CLI from b9.conf
 //! (`default_timeout_seconds` times `timeout_factor`) and handed to
 //! everything that waits: downloads, VM runs and post-fix scripts.
 //!
@@ -6,8 +6,6 @@
 //! would make every limit zero; b9 warns and uses 1 (`docs/OUTPUTS.md`).
 
 use std::time::Duration;
-
-use crate::config::B9Config;
 
 /// The time limits of one run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -17,17 +15,16 @@ pub struct Timeouts {
 }
 
 impl Timeouts {
-    /// The limits `config` asks for, and a warning when its factor is 0.
-    pub fn from_config(config: &B9Config) -> (Timeouts, Option<String>) {
-        let warning = (config.timeout_factor == Some(0)).then(|| {
+    /// The limits b9.conf's `default_timeout_seconds` and `timeout_factor`
+    /// ask for, and a warning when the factor is 0.
+    pub fn new(seconds: Option<u64>, factor: Option<u64>) -> (Timeouts, Option<String>) {
+        let warning = (factor == Some(0)).then(|| {
             "timeout_factor: 0 would allow no time at all; b9 uses the factor 1 \
              (for downloads, VM runs and post-fix scripts)"
                 .to_string()
         });
-        let factor = config.timeout_factor.unwrap_or(1).max(1);
-        let limit = config
-            .default_timeout_seconds
-            .map(|s| Duration::from_secs(s.saturating_mul(factor)));
+        let factor = factor.unwrap_or(1).max(1);
+        let limit = seconds.map(|s| Duration::from_secs(s.saturating_mul(factor)));
         (Timeouts { limit }, warning)
     }
 }
@@ -38,17 +35,11 @@ mod tests {
 
     #[test]
     fn factor_zero_is_one_with_a_warning() {
-        let mut c = B9Config {
-            default_timeout_seconds: Some(10),
-            timeout_factor: Some(0),
-            ..B9Config::default()
-        };
-        let (t, w) = Timeouts::from_config(&c);
+        let (t, w) = Timeouts::new(Some(10), Some(0));
         assert_eq!(t.limit, Some(Duration::from_secs(10)));
         assert!(w.is_some());
-        c.timeout_factor = Some(3);
         assert_eq!(
-            Timeouts::from_config(&c),
+            Timeouts::new(Some(10), Some(3)),
             (
                 Timeouts {
                     limit: Some(Duration::from_secs(30))
@@ -56,7 +47,6 @@ mod tests {
                 None
             )
         );
-        c.default_timeout_seconds = None;
-        assert_eq!(Timeouts::from_config(&c).0.limit, None);
+        assert_eq!(Timeouts::new(None, Some(3)).0.limit, None);
     }
 }

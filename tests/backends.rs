@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use b9::disk::Format;
-use b9::vm::backend::{Accel, Backend, Vm, VmDisk, VmError, VmShare, VmSpec, VmState};
+use b9::vm::backend::{Accelerator, Hypervisor, Vm, VmDisk, VmError, VmShare, VmSpec, VmState};
 use b9::vm::libvirt::{self, Libvirt};
 use b9::vm::qemu::Qemu;
 use b9_protocol::libvirt as wire;
@@ -182,7 +182,7 @@ fn fixture(test: &str, cmdline_extra: &str) -> Fixture {
         cmdline: format!("console=ttyS0 panic=-1 quiet {cmdline_extra}"),
         memory_mb: 256,
         cpus: 1,
-        accel: Accel::Tcg,
+        accel: Accelerator::Tcg,
         disks: vec![
             VmDisk {
                 path: raw,
@@ -261,7 +261,7 @@ fn wait_not_running(vm: &mut dyn Vm, timeout: Duration) -> VmState {
 }
 
 /// Boots, checks markers and devices, stops, checks nothing is left.
-fn boot_and_check(backend: &dyn Backend, fx: &Fixture) {
+fn boot_and_check(backend: &dyn Hypervisor, fx: &Fixture) {
     let spec = &fx.spec;
     let t0 = Instant::now();
     let mut vm = backend.start(spec).unwrap();

@@ -3,7 +3,9 @@
 use crate::cli::session::Session;
 use crate::cli::{Failure, EXIT_BUILD};
 use crate::diag::Diagnostic;
+use crate::disk::CreateOptions;
 use crate::eval::expand::Instance;
+use crate::pipeline::vm_images::ImageSettings;
 use crate::pipeline::run::{self as pipeline, BuildSettings};
 use crate::vm::launch::LazyLauncher;
 
@@ -19,19 +21,23 @@ pub fn build(session: &Session, instances: &[Instance]) -> Result<(), Failure> {
     crate::pipeline::workdir::sweep(root);
     let config = &session.config;
     let settings = BuildSettings {
-        build_dir: session.build_dir(),
-        build_id: session.build_id.clone(),
-        cwd: session.dirs.cwd.clone(),
-        project_root: session.dirs.project_root.clone(),
-        build_date: crate::pipeline::id::build_date(session.started),
-        ext4_attributes: config.ext4_attributes.clone(),
-        cache_root: session.cache_root(),
-        max_cached: config.max_cached_shared_images,
+        images: ImageSettings {
+            build_dir: session.build_dir(),
+            cwd: session.dirs.cwd.clone(),
+            project_root: session.dirs.project_root.clone(),
+            ext4_attributes: config.ext4_attributes.clone(),
+            create: CreateOptions {
+                timestamp: session.started,
+            },
+            build_id: session.build_id.clone(),
+            build_date: crate::pipeline::id::build_date(session.started),
+            cache_root: session.cache_root(),
+            max_cached: config.max_cached_shared_images,
+            timeouts: session.timeouts,
+        },
         keep_build_dir: config.keep_temp_dirs || !config.unique_build_dirs,
-        url_timeout: session.timeouts.limit,
-        timestamp: session.started,
         jobs: std::thread::available_parallelism().map_or(1, usize::from),
-        launcher: std::sync::Arc::new(LazyLauncher::new(config.clone(), session.timeouts)),
+        launcher: std::sync::Arc::new(LazyLauncher::new(session.vm.clone())),
     };
     pipeline::run(instances, &settings).map_err(|failures| Failure {
         diagnostics: failures

@@ -1,4 +1,4 @@
-//! `b9 run NAME|IMAGE [CMD [ARG...]]` (SPEC §9.3): a command — by default
+//! `b9 run NAME|IMAGE [CMD [ARG...]]`: a command — by default
 //! the root user's shell — on a pseudo-terminal in a transient copy of a
 //! shared image or an image file, with the working directory shared at
 //! `/mnt/CWD`. Exits with the command's status.
@@ -13,9 +13,10 @@ use crate::disk::{self, Format};
 use crate::repo::LocalRepo;
 use crate::vm::backend::{VmDisk, VmShare};
 use crate::vm::interactive::RawTerminal;
-use crate::vm::launch::{Launcher, Machine};
-use crate::vm::session::Events;
-use b9_protocol::agent::{Command, DiskMount, Job, Kind, Output, ShareMount};
+use crate::vm::launch::Launcher;
+use crate::vm::request::{GuestCommand, Output, RunDisk, RunRequest, RunShare};
+use crate::vm::run::Events;
+use b9_protocol::agent::Kind;
 
 /// The command when none is given: the image's shell for root.
 const DEFAULT_COMMAND: &str = "exec \"${SHELL:-/bin/sh}\" -l";
@@ -61,52 +62,45 @@ fn run_in(session: &Session, base: &Path, dir: &Path, command: &[String]) -> Res
     let size = disk::open(base).map_err(fail)?.size();
     let format = disk::detect(base).map_err(fail)?;
     Qcow2Image::create(&overlay, size, Some((base, format.extension()))).map_err(fail)?;
-    let launcher = Launcher::new(&session.config, session.timeouts).map_err(fail)?;
+    let launcher = Launcher::new(&session.vm).map_err(fail)?;
     let line = if command.is_empty() {
         DEFAULT_COMMAND.to_string()
     } else {
         command.join(" ")
     };
-    let machine = Machine {
+    let request = RunRequest {
         name: "run".into(),
-        disks: vec![VmDisk {
-            path: overlay,
-            format: Format::Qcow2,
-            serial: "b9-0".into(),
-            read_only: false,
+        disks: vec![RunDisk {
+            disk: VmDisk {
+                path: overlay,
+                format: Format::Qcow2,
+                serial: "b9-0".into(),
+                read_only: false,
+            },
+            mount_point: Some("/".into()),
         }],
-        shares: vec![VmShare {
-            path: session.dirs.cwd.clone(),
-            tag: "b9s0".into(),
-            read_only: false,
-        }],
-        console_log: dir.join("console.log"),
-        network: launcher.network().is_some(),
-    };
-    let job = Job {
-        disks: vec![DiskMount {
-            serial: "b9-0".into(),
-            mount_point: "/".into(),
-        }],
-        shares: vec![ShareMount {
-            tag: "b9s0".into(),
+        shares: vec![RunShare {
+            share: VmShare {
+                path: session.dirs.cwd.clone(),
+                tag: "b9s0".into(),
+                read_only: false,
+            },
             mount_point: "/mnt/CWD".into(),
-            read_only: false,
         }],
-        commands: vec![Command {
+        commands: vec![GuestCommand {
             line,
             dir: Some("/mnt/CWD".into()),
             user: None,
             ignore_errors: false,
             output: Output::All,
         }],
+        console_log: dir.join("console.log"),
         interactive: true,
-        network: launcher.network(),
-        ..Job::default()
+        ..RunRequest::default()
     };
     let terminal = RawTerminal::enter();
     let mut events = Terminal { status: None };
-    let result = launcher.run(&machine, &job, &mut events);
+    let result = launcher.run(&request, &mut events);
     drop(terminal);
     result.map_err(fail)?;
     events

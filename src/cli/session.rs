@@ -11,6 +11,7 @@ use crate::eval::expand::BuildVars;
 use crate::lang::{self, BuildFile};
 use crate::pipeline::id::{build_date, build_id, config_hash};
 use crate::timeouts::Timeouts;
+use crate::vm::settings::{self as vm_settings, HypervisorSettings, KernelPaths, VmSettings};
 
 /// The run's identity and where its paths are resolved.
 pub struct Session {
@@ -31,6 +32,8 @@ pub struct Session {
     pub dirs: Dirs,
     /// The time limits of this run (computed once from the configuration).
     pub timeouts: Timeouts,
+    /// The VM settings of this run (computed once from the configuration).
+    pub vm: VmSettings,
 }
 
 /// The configuration overrides the global flags ask for (only those given).
@@ -85,7 +88,8 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
         None => cwd.clone(),
     };
     let build_id = build_id(config_hash(&config.to_ini()), config.unique_build_dirs);
-    let (timeouts, timeout_warning) = Timeouts::from_config(&config);
+    let (timeouts, timeout_warning) =
+        Timeouts::new(config.default_timeout_seconds, config.timeout_factor);
     let mut warnings = loaded.warnings;
     warnings.extend(timeout_warning.map(Diagnostic::warning));
     let started = start_time()?;
@@ -99,7 +103,9 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
     if let Some(home) = b9_dir.parent() {
         protected.push(("the home directory".to_string(), home.to_path_buf()));
     }
+    let vm = vm_settings_of(&config, timeouts);
     Ok(Session {
+        vm,
         config,
         notices,
         warnings,
@@ -113,6 +119,38 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
         },
         timeouts,
     })
+}
+
+/// The VM settings `config` asks for.
+fn vm_settings_of(config: &config::B9Config, timeouts: Timeouts) -> VmSettings {
+    VmSettings {
+        hypervisor: match config.vm.backend {
+            config::Backend::Qemu => HypervisorSettings::Qemu {
+                binary: config
+                    .vm
+                    .qemu_binary
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64")),
+            },
+            config::Backend::Libvirt => HypervisorSettings::Libvirt {
+                connection: config.libvirt.connection.clone(),
+            },
+        },
+        accel: match config.vm.accel {
+            Accel::Auto => None,
+            Accel::Kvm => Some(crate::vm::backend::Accelerator::Kvm),
+            Accel::Tcg => Some(crate::vm::backend::Accelerator::Tcg),
+        },
+        memory_mb: config.vm.memory_mb,
+        cpus: config.vm.cpus,
+        kernel: config.vm.resolve_paths().map(|p| KernelPaths {
+            kernel: p.kernel,
+            modules_dir: p.modules_dir,
+        }),
+        network: config.libvirt.network.clone(),
+        cache_dir: vm_settings::cache_dir(),
+        timeouts,
+    }
 }
 
 impl Session {

@@ -1,4 +1,4 @@
-//! The guest part of a `VmImages` build (SPEC §7.6): the build images
+//! The guest part of a `VmImages` build: the build images
 //! attached to the appliance, the script run, file systems resized, shrunk
 //! file systems put in place of their build images.
 
@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 use crate::disk::{self, CreateOptions, Format};
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
+use crate::pipeline::error::BuildError;
 use crate::pipeline::vm_images::{bytes, Built};
+use crate::pipeline::script::flatten;
 use crate::vm::backend::{VmDisk, VmShare};
-use crate::vm::launch::{Launcher, Machine};
-use crate::vm::script::flatten;
-use crate::vm::session::Events;
-use b9_protocol::agent::{Command, DiskMount, FsResize, Job, Kind, ResizeHow, ShareMount};
+use crate::vm::launch::Launcher;
+use crate::vm::request::{FsResize, GuestCommand, ResizeHow, RunDisk, RunRequest, RunShare};
+use crate::vm::run::Events;
+use b9_protocol::agent::Kind;
 
 /// Lines of a failed command's output quoted in the error.
 const OUTPUT_TAIL: usize = 20;
@@ -41,58 +43,62 @@ pub struct GuestDirs<'a> {
     pub sources: &'a Path,
 }
 
-/// Whether an artifact needs the appliance at all.
-pub fn needed(script: &VmScript, images: &[GuestImage<'_>]) -> bool {
-    let runs = match script {
-        VmScript::VmScript(_, _, body) => crate::eval::check::runs_something(&body.value),
-        VmScript::NoVmScript => false,
+/// The run an artifact asks of the appliance: its build images attached,
+/// its script lowered, its file-system resizes; `None` when it asks
+/// nothing (no command, no resize).
+pub fn request(
+    iid: &str,
+    script: &VmScript,
+    images: &[GuestImage<'_>],
+    dirs: &GuestDirs<'_>,
+) -> Option<RunRequest> {
+    let commands = match script {
+        VmScript::VmScript(_, _, body) => flatten(&body.value),
+        VmScript::NoVmScript => Vec::new(),
     };
-    runs || images
+    let resizes = images
         .iter()
-        .any(|i| i.source_resize.is_some() || !i.resizes.is_empty())
+        .any(|i| i.source_resize.is_some() || !i.resizes.is_empty());
+    (!commands.is_empty() || resizes).then(|| RunRequest {
+        name: iid.to_string(),
+        commands,
+        console_log: dirs.dir.join("console.log"),
+        ..RunRequest::default()
+    })
 }
 
 /// Boots the appliance with the build images, runs the script and the
 /// file-system resizes, and swaps shrunk file systems in.
 pub fn run(
-    iid: &str,
     launcher: &Launcher,
+    mut request: RunRequest,
     script: &VmScript,
     images: &mut [GuestImage<'_>],
     dirs: &GuestDirs<'_>,
     create: &CreateOptions,
-) -> Result<(), String> {
-    let (commands, shares) = match script {
-        VmScript::VmScript(_, shares, body) => (flatten(&body.value), &shares.value[..]),
-        VmScript::NoVmScript => (Vec::new(), &[][..]),
+) -> Result<(), BuildError> {
+    let shares = match script {
+        VmScript::VmScript(_, shares, _) => &shares.value[..],
+        VmScript::NoVmScript => &[][..],
     };
-    let mut machine = Machine {
-        name: iid.to_string(),
-        disks: Vec::new(),
-        shares: Vec::new(),
-        console_log: dirs.dir.join("console.log"),
-        network: launcher.network().is_some(),
-    };
-    let mut job = Job {
-        commands,
-        network: launcher.network(),
-        ..Job::default()
-    };
-    attach_disks(images, &mut machine, &mut job, dirs.dir, create)?;
-    if !job.commands.is_empty() && !job.disks.iter().any(|d| d.mount_point == "/") {
-        return Err("a VmScript needs an image mounted at `/` (MountPoint \"/\")".into());
+    attach_disks(images, &mut request, dirs.dir, create)?;
+    if !request.commands.is_empty() && !request.has_root() {
+        return Err(BuildError::NoRoot);
     }
-    attach_shares(shares, dirs, &mut machine, &mut job)?;
+    attach_shares(shares, dirs, &mut request)?;
     tracing::info!(
         "starting the appliance ({}) with {} disk(s), {} command(s)",
-        launcher.backend_name(),
-        machine.disks.len(),
-        job.commands.len()
+        launcher.hypervisor_name(),
+        request.disks.len(),
+        request.commands.len()
     );
-    let mut events = LogEvents::new(&job.commands);
+    let mut events = LogEvents::new(&request.commands);
     let report = launcher
-        .run(&machine, &job, &mut events)
-        .map_err(|e| format!("{e}\n(console log: {})", machine.console_log.display()))?;
+        .run(&request, &mut events)
+        .map_err(|source| BuildError::Vm {
+            source,
+            console_log: request.console_log.clone(),
+        })?;
     events.verdict(&report.statuses)?;
     // Grown file systems stay where they are; shrunk ones were copied.
     for r in report.resized.iter().filter(|r| r.on_scratch) {
@@ -114,20 +120,17 @@ fn scratch_path(dir: &Path, i: usize) -> PathBuf {
     dir.join(format!("scratch-{i}.raw"))
 }
 
-/// Attaches every build image; mounted ones in mount order (`/` first,
-/// then by depth); grows containers for growing resizes; adds scratch
-/// disks for shrinks.
+/// Attaches every build image with its mount point; grows containers for
+/// growing resizes; adds scratch disks for shrinks.
 fn attach_disks(
     images: &mut [GuestImage<'_>],
-    machine: &mut Machine,
-    job: &mut Job,
+    request: &mut RunRequest,
     dir: &Path,
     create: &CreateOptions,
-) -> Result<(), String> {
-    let mut mounts = Vec::new();
+) -> Result<(), BuildError> {
     for (i, img) in images.iter_mut().enumerate() {
         let path = &img.built.path;
-        let size = disk::open(path).map_err(|e| e.to_string())?.size();
+        let size = disk::open(path)?.size();
         // The container only ever grows before the boot; the largest size
         // is also what a scratch disk must hold.
         let mut current = size;
@@ -139,7 +142,7 @@ fn attach_disks(
         if let Some(want) = img.source_resize {
             if want >= current {
                 current = want;
-                job.grow_first.push(FsResize {
+                request.grow_first.push(FsResize {
                     serial: serial(i),
                     how: to(want),
                 });
@@ -166,47 +169,44 @@ fn attach_disks(
             });
         }
         if current > size {
-            disk::resize_file(path, current, create).map_err(|e| e.to_string())?;
+            disk::resize_file(path, current, create)?;
         }
         let scratch_size = current;
         let needs_scratch = !after.is_empty();
-        job.resizes.extend(after.into_iter().map(|how| FsResize {
-            serial: serial(i),
-            how,
-        }));
-        machine.disks.push(VmDisk {
-            path: path.clone(),
-            format: img.built.format,
-            serial: serial(i),
-            read_only: false,
+        request
+            .resizes
+            .extend(after.into_iter().map(|how| FsResize {
+                serial: serial(i),
+                how,
+            }));
+        request.disks.push(RunDisk {
+            disk: VmDisk {
+                path: path.clone(),
+                format: img.built.format,
+                serial: serial(i),
+                read_only: false,
+            },
+            mount_point: match img.mount {
+                MountPoint::MountPoint(mp) => Some(mp.value.clone()),
+                MountPoint::NotMounted => None,
+            },
         });
         if needs_scratch {
             let scratch = scratch_path(dir, i);
             disk::create(&scratch, disk::Target::Raw, scratch_size, create)
-                .and_then(|w| w.finish())
-                .map_err(|e| e.to_string())?;
-            machine.disks.push(VmDisk {
-                path: scratch,
-                format: Format::Raw,
-                serial: scratch_serial(i),
-                read_only: false,
-            });
-        }
-        if let MountPoint::MountPoint(mp) = img.mount {
-            mounts.push(DiskMount {
-                serial: serial(i),
-                mount_point: mp.value.clone(),
+                .and_then(|w| w.finish())?;
+            request.disks.push(RunDisk {
+                disk: VmDisk {
+                    path: scratch,
+                    format: Format::Raw,
+                    serial: scratch_serial(i),
+                    read_only: false,
+                },
+                mount_point: None,
             });
         }
     }
-    mounts.sort_by_key(|m| mount_depth(&m.mount_point));
-    job.disks = mounts;
     Ok(())
-}
-
-/// `/` is 0, `/a` 1, `/a/b` 2.
-fn mount_depth(mp: &str) -> usize {
-    mp.split('/').filter(|c| !c.is_empty()).count()
 }
 
 /// Shares the script's directories over 9p (`NotMounted` ones are skipped;
@@ -214,9 +214,8 @@ fn mount_depth(mp: &str) -> usize {
 fn attach_shares(
     shares: &[Node<SharedDirectory>],
     dirs: &GuestDirs<'_>,
-    machine: &mut Machine,
-    job: &mut Job,
-) -> Result<(), String> {
+    request: &mut RunRequest,
+) -> Result<(), BuildError> {
     for (i, share) in shares.iter().enumerate() {
         let (path, mount, read_only) = match &share.value {
             SharedDirectory::SharedDirectory(p, m) => (dirs.cwd.join(&p.value), m, false),
@@ -228,18 +227,15 @@ fn attach_shares(
         };
         std::fs::create_dir_all(&path)
             .and_then(|()| path.canonicalize())
-            .map_err(|e| format!("cannot share {}: {e}", path.display()))
+            .map_err(BuildError::io("share", &path))
             .map(|path| {
-                let tag = format!("b9s{i}");
-                machine.shares.push(VmShare {
-                    path,
-                    tag: tag.clone(),
-                    read_only,
-                });
-                job.shares.push(ShareMount {
-                    tag,
+                request.shares.push(RunShare {
+                    share: VmShare {
+                        path,
+                        tag: format!("b9s{i}"),
+                        read_only,
+                    },
                     mount_point: mp.value.clone(),
-                    read_only,
                 });
             })?;
     }
@@ -253,42 +249,39 @@ fn swap_in(
     serial: &str,
     size: u64,
     dir: &Path,
-) -> Result<(), String> {
+) -> Result<(), BuildError> {
     let Some(i) = (0..images.len()).find(|i| self::serial(*i) == serial) else {
-        return Err(format!("the agent resized an unknown disk {serial}"));
+        return Err(BuildError::UnknownDisk(serial.to_string()));
     };
     let scratch = scratch_path(dir, i);
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&scratch)
-        .map_err(|e| format!("cannot open {}: {e}", scratch.display()))?;
+        .map_err(BuildError::io("open", &scratch))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     if size > len {
-        return Err(format!(
-            "the agent reports a {size}-byte file system on a {len}-byte scratch disk"
-        ));
+        return Err(BuildError::ScratchTooSmall { size, len });
     }
     file.set_len(size)
-        .map_err(|e| format!("cannot truncate {}: {e}", scratch.display()))?;
+        .map_err(BuildError::io("truncate", &scratch))?;
     let built = &mut images[i].built;
     let _ = std::fs::remove_file(&built.path);
     built.path = built.path.with_extension("raw");
     built.format = Format::Raw;
-    std::fs::rename(&scratch, &built.path)
-        .map_err(|e| format!("cannot move {}: {e}", scratch.display()))
+    std::fs::rename(&scratch, &built.path).map_err(BuildError::io("move", &scratch))
 }
 
 /// Logs the script's progress and output line by line (inside the
 /// instance's span, so every line carries the instance id) and keeps the
 /// last lines for the error message.
 struct LogEvents<'a> {
-    commands: &'a [Command],
+    commands: &'a [GuestCommand],
     partial: [Vec<u8>; 2],
     tail: VecDeque<String>,
 }
 
 impl<'a> LogEvents<'a> {
-    fn new(commands: &'a [Command]) -> Self {
+    fn new(commands: &'a [GuestCommand]) -> Self {
         LogEvents {
             commands,
             partial: [Vec::new(), Vec::new()],
@@ -319,7 +312,7 @@ impl<'a> LogEvents<'a> {
     }
 
     /// The first failing command that was not ignored, as an error.
-    fn verdict(&self, statuses: &[i32]) -> Result<(), String> {
+    fn verdict(&self, statuses: &[i32]) -> Result<(), BuildError> {
         for (i, (c, status)) in self.commands.iter().zip(statuses).enumerate() {
             if *status != 0 && !c.ignore_errors {
                 let mut who = String::new();
@@ -330,20 +323,20 @@ impl<'a> LogEvents<'a> {
                     who.push_str(&format!(" in {d}"));
                 }
                 let tail: Vec<&str> = self.tail.iter().map(String::as_str).collect();
-                return Err(format!(
-                    "the script failed: command {} `{}`{who} exited with status {status}\nlast output:\n{}",
-                    i + 1,
-                    c.line,
-                    tail.join("\n")
-                ));
+                return Err(BuildError::ScriptFailed {
+                    number: i + 1,
+                    line: c.line.clone(),
+                    who,
+                    status: *status,
+                    tail: tail.join("\n"),
+                });
             }
         }
         if statuses.len() < self.commands.len() {
-            return Err(format!(
-                "the agent ran {} of {} commands",
-                statuses.len(),
-                self.commands.len()
-            ));
+            return Err(BuildError::Incomplete {
+                ran: statuses.len(),
+                of: self.commands.len(),
+            });
         }
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! Logging (SPEC §5.5): every line as `[ LEVEL ] HH:MM:SS - message`, with
+//! Logging: every line as `[ LEVEL ] HH:MM:SS - message`, with
 //! the artifact instance id in front of messages logged while building it.
 //!
 //! Messages at or above the verbosity go to stderr (stdout stays free for

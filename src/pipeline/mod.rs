@@ -1,13 +1,16 @@
-//! Builds: identity (build id and date, SPEC §5.2, §5.3), logging (§5.5),
-//! the pipeline from instances to outputs (§4), generated files (§3.5) and
-//! atomic outputs.
+//! Builds: identity (build id and date), logging, the pipeline from
+//! instances to outputs ([`run`]), generated files, scripts lowered into
+//! VM run requests ([`script`], [`guest`]), image artifacts, atomic outputs,
+//! and why an artifact failed ([`error::BuildError`]).
 
+pub mod error;
 pub mod guest;
 pub mod id;
 pub mod log;
 pub mod output;
 pub mod postfix;
 pub mod run;
+pub mod script;
 pub mod sources;
 pub mod vm_images;
 pub mod workdir;

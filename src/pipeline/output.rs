@@ -17,6 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::lock::OwnerLock;
+use crate::pipeline::error::BuildError;
 
 /// An output written under a temporary name, waiting for its artifact to succeed.
 #[derive(Debug)]
@@ -41,7 +42,7 @@ const LOCK_SUFFIX: &str = ".b9-lock";
 const MARKER_HEADER: &str = "b9 output directory";
 
 /// Stages the file output `target`: see [`stage_dir`].
-pub fn stage(target: &Path) -> Result<Staged, String> {
+pub fn stage(target: &Path) -> Result<Staged, BuildError> {
     staged(target, false)
 }
 
@@ -49,23 +50,27 @@ pub fn stage(target: &Path) -> Result<Staged, String> {
 /// temporaries of killed b9 processes there, locks the output (another b9
 /// writing it is an error) and checks that whatever is at `target` may be
 /// replaced. Returns the temporary path to write.
-pub fn stage_dir(target: &Path) -> Result<Staged, String> {
+pub fn stage_dir(target: &Path) -> Result<Staged, BuildError> {
     staged(target, true)
 }
 
-fn staged(target: &Path, directory: bool) -> Result<Staged, String> {
+fn staged(target: &Path, directory: bool) -> Result<Staged, BuildError> {
     let parent = target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    fs::create_dir_all(parent).map_err(BuildError::io("create", parent))?;
     // Checked before the lock is taken too: a refused destination gets no lock file.
     replaceable(target, directory)?;
     crate::stale::sweep(parent, leftover_pid);
     sweep_locks(parent);
     let lock_path = beside(target, LOCK_SUFFIX);
-    let lock = OwnerLock::acquire(&lock_path, false, "writing")
-        .map_err(|e| e.describe(&lock_path, target))?;
+    let lock =
+        OwnerLock::acquire(&lock_path, false, "writing").map_err(|error| BuildError::Lock {
+            error,
+            lock: lock_path.clone(),
+            what: target.to_path_buf(),
+        })?;
     replaceable(target, directory)?;
     let tmp = crate::disk::capability::staging_path(target);
     discard_path(&tmp);
@@ -118,11 +123,11 @@ fn beside(target: &Path, suffix: &str) -> PathBuf {
 
 /// Whether b9 may replace what is at `target`: nothing, a regular file
 /// (file outputs), or b9's own directory output (directory outputs).
-fn replaceable(target: &Path, directory: bool) -> Result<(), String> {
+fn replaceable(target: &Path, directory: bool) -> Result<(), BuildError> {
     let meta = match fs::symlink_metadata(target) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("cannot inspect {}: {e}", target.display())),
+        Err(e) => return Err(BuildError::io("inspect", target)(e)),
     };
     let t = meta.file_type();
     let ok = if directory {
@@ -142,10 +147,10 @@ fn replaceable(target: &Path, directory: bool) -> Result<(), String> {
     } else {
         " (a file where b9 writes a directory)"
     };
-    Err(format!(
-        "{}{what} exists and was not made by b9 (or was changed since); remove it or choose another output path",
-        target.display()
-    ))
+    Err(BuildError::NotReplaceable {
+        path: target.to_path_buf(),
+        what,
+    })
 }
 
 /// Whether the directory `dir` is b9's output: its marker names this
@@ -181,10 +186,9 @@ fn entries(dir: &Path) -> Option<Vec<String>> {
 }
 
 /// Records that the directory `dir` (about to become `target`) is b9's output.
-fn mark(dir: &Path, target: &Path) -> Result<(), String> {
-    let meta = fs::metadata(dir).map_err(|e| format!("cannot inspect {}: {e}", dir.display()))?;
-    let list = entries(dir)
-        .ok_or_else(|| format!("cannot list {} (or a name is not UTF-8)", dir.display()))?;
+fn mark(dir: &Path, target: &Path) -> Result<(), BuildError> {
+    let meta = fs::metadata(dir).map_err(BuildError::io("inspect", dir))?;
+    let list = entries(dir).ok_or_else(|| BuildError::Unlisted(dir.to_path_buf()))?;
     let marker = beside(target, ".b9-output");
     let tmp = crate::disk::capability::staging_path(&marker);
     let text = format!(
@@ -198,14 +202,14 @@ fn mark(dir: &Path, target: &Path) -> Result<(), String> {
         .and_then(|()| fs::rename(&tmp, &marker))
         .map_err(|e| {
             let _ = fs::remove_file(&tmp);
-            format!("cannot write {}: {e}", marker.display())
+            BuildError::io("write", &marker)(e)
         })
 }
 
 /// Moves every staged output into place. A directory replaces the old one
 /// whole (the old one is moved aside first, then removed); what is at a
 /// destination is checked again first.
-pub fn commit(staged: Vec<Staged>) -> Result<(), String> {
+pub fn commit(staged: Vec<Staged>) -> Result<(), BuildError> {
     let mut rest = staged.into_iter();
     let result = rest.by_ref().try_for_each(|s| {
         let result = replaceable(&s.target, s.directory).and_then(|()| commit_one(&s));
@@ -218,8 +222,11 @@ pub fn commit(staged: Vec<Staged>) -> Result<(), String> {
     result
 }
 
-fn commit_one(s: &Staged) -> Result<(), String> {
-    let into_place = |e| format!("cannot move {} into place: {e}", s.target.display());
+fn commit_one(s: &Staged) -> Result<(), BuildError> {
+    let into_place = |e| BuildError::IntoPlace {
+        path: s.target.clone(),
+        source: e,
+    };
     if !s.directory {
         return fs::rename(&s.tmp, &s.target).map_err(into_place);
     }
@@ -228,8 +235,7 @@ fn commit_one(s: &Staged) -> Result<(), String> {
         return fs::rename(&s.tmp, &s.target).map_err(into_place);
     }
     let old = beside(&s.target, &format!("{OLD_MARK}{}", std::process::id()));
-    fs::rename(&s.target, &old)
-        .map_err(|e| format!("cannot replace {}: {e}", s.target.display()))?;
+    fs::rename(&s.target, &old).map_err(BuildError::io("replace", &s.target))?;
     if let Err(e) = fs::rename(&s.tmp, &s.target) {
         let _ = fs::rename(&old, &s.target);
         return Err(into_place(e));
@@ -290,12 +296,15 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("docs");
         fs::create_dir(&dir).unwrap();
-        let e = stage_dir(&dir).unwrap_err();
+        let e = stage_dir(&dir).unwrap_err().to_string();
         assert!(e.contains("docs exists and was not made by b9"), "{e}");
         assert!(stage(&dir).is_err());
         let link = d.path().join("link.iso");
         std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
-        assert!(stage(&link).unwrap_err().contains("symbolic link"));
+        assert!(stage(&link)
+            .unwrap_err()
+            .to_string()
+            .contains("symbolic link"));
 
         // b9's directory with a file someone else added.
         let own = d.path().join("seed");
@@ -312,7 +321,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let file = d.path().join("x.vfat");
         let first = stage(&file).unwrap();
-        let e = stage(&file).unwrap_err();
+        let e = stage(&file).unwrap_err().to_string();
         assert_eq!(
             e,
             format!(

@@ -1,5 +1,5 @@
-//! The post-fix script of `VmImagesWithFixup` (SPEC §7.6): rendered as the
-//! original did (§7.1), unsubstituted, run on the host as the invoking user
+//! The post-fix script of `VmImagesWithFixup`: rendered as the
+//! original did (`pipeline::script`), unsubstituted, run on the host as the invoking user
 //! with the build images' absolute paths as arguments.
 
 use std::io::{BufRead, BufReader};
@@ -8,21 +8,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::lang::syntax::Script;
-use crate::vm::script::{flatten, render_bash};
+use crate::pipeline::error::BuildError;
+use crate::pipeline::script::render_bash;
+use crate::vm::request::GuestCommand;
 
 /// Writes `<dir>/post-fix.sh` and runs it; a non-zero exit or the timeout
 /// is an error.
 pub fn run(
-    fixup: &Script,
+    fixup: &[GuestCommand],
     images: &[PathBuf],
     dir: &Path,
     timeout: Option<Duration>,
-) -> Result<(), String> {
+) -> Result<(), BuildError> {
     let path = dir.join("post-fix.sh");
-    std::fs::write(&path, render_bash(&flatten(fixup)))
+    std::fs::write(&path, render_bash(fixup))
         .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        .map_err(BuildError::io("write", &path))?;
     tracing::info!("running the post-fix script {}", path.display());
     let mut child = Command::new(&path)
         .args(images)
@@ -30,7 +31,7 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+        .map_err(BuildError::io("run", &path))?;
     let pipes = [
         child
             .stdout
@@ -61,15 +62,12 @@ pub fn run(
     }
     match status? {
         0 => Ok(()),
-        code => Err(format!(
-            "the post-fix script {} exited with status {code}",
-            path.display()
-        )),
+        code => Err(BuildError::PostFixStatus { path, code }),
     }
 }
 
 /// Waits for the child, killing it at the timeout.
-fn wait(child: &mut std::process::Child, timeout: Option<Duration>) -> Result<i32, String> {
+fn wait(child: &mut std::process::Child, timeout: Option<Duration>) -> Result<i32, BuildError> {
     let deadline = timeout.map(|t| Instant::now() + t);
     match crate::wait::wait_until(child, deadline) {
         Ok(Some(status)) => {
@@ -81,12 +79,9 @@ fn wait(child: &mut std::process::Child, timeout: Option<Duration>) -> Result<i3
         Ok(None) => {
             let _ = child.kill();
             let _ = child.wait();
-            Err(format!(
-                "the post-fix script was killed after the timeout of {:?}",
-                timeout.unwrap_or_default()
-            ))
+            Err(BuildError::PostFixTimeout(timeout.unwrap_or_default()))
         }
-        Err(e) => Err(format!("waiting for the post-fix script: {e}")),
+        Err(e) => Err(BuildError::PostFixWait(e)),
     }
 }
 
@@ -101,10 +96,12 @@ mod tests {
 
     #[test]
     fn wait_gives_the_status_or_kills_at_the_timeout() {
-        assert_eq!(wait(&mut spawn("exit 3"), None), Ok(3));
-        assert_eq!(wait(&mut spawn("kill -9 $$"), None), Ok(128 + 9));
+        assert_eq!(wait(&mut spawn("exit 3"), None).unwrap(), 3);
+        assert_eq!(wait(&mut spawn("kill -9 $$"), None).unwrap(), 128 + 9);
         let mut slow = spawn("sleep 5");
-        let err = wait(&mut slow, Some(Duration::from_millis(50))).unwrap_err();
+        let err = wait(&mut slow, Some(Duration::from_millis(50)))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("killed after the timeout"), "{err}");
         assert!(slow.try_wait().unwrap().is_some(), "reaped");
     }

@@ -1,48 +1,30 @@
-//! The build of expanded instances (SPEC §4): the build directory, every
+//! The build of expanded instances: the build directory, every
 //! instance's generated files first, then the assemblies, independent
 //! artifacts concurrently, outputs moved into place only on success. The
-//! build directory is owned for the run (`build::workdir`).
+//! build directory is owned for the run (`pipeline::workdir`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::content::render::Renderer;
-use crate::disk::CreateOptions;
 use crate::eval::expand::Instance;
 use crate::lang::syntax::{ArtifactAssembly, CloudInitType};
 use crate::media::{self, MediaOptions};
-use crate::pipeline::output::{self, Staged};
+use crate::pipeline::error::BuildError;
 use crate::pipeline::vm_images::{self, GuestAccess, ImageSettings};
+use crate::pipeline::output::{self, Staged};
 use crate::pipeline::workdir::BuildDir;
 use crate::vm::launch::LazyLauncher;
 
 /// How to build.
 #[derive(Clone, Debug)]
 pub struct BuildSettings {
-    /// `<projectRoot>/BUILD-<buildId>`.
-    pub build_dir: PathBuf,
-    /// The build id.
-    pub build_id: String,
-    /// The working directory: relative sources and outputs.
-    pub cwd: PathBuf,
-    /// `projectRoot`: relative source images.
-    pub project_root: PathBuf,
-    /// The build date (`LiveInstallerImage` VERSION files).
-    pub build_date: String,
-    /// b9.conf `ext4_attributes`.
-    pub ext4_attributes: Vec<String>,
-    /// The shared-image cache root.
-    pub cache_root: PathBuf,
-    /// b9.conf `max_cached_shared_images`.
-    pub max_cached: Option<i64>,
+    /// Paths, identity, limits and image options every artifact shares.
+    pub images: ImageSettings,
     /// Keep the build directory afterwards.
     pub keep_build_dir: bool,
-    /// Time limit of downloads.
-    pub url_timeout: Option<Duration>,
-    /// Time stamp of media contents (SOURCE_DATE_EPOCH or the build start).
-    pub timestamp: u64,
     /// How many artifacts are built at once.
     pub jobs: usize,
     /// The appliance, prepared when the first artifact needs it.
@@ -50,39 +32,33 @@ pub struct BuildSettings {
 }
 
 /// Why one artifact failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// The instance id.
+#[derive(Debug)]
+pub struct ArtifactFailure {
+    /// The instance id (empty when the build directory failed).
     pub instance: String,
     /// What went wrong.
-    pub cause: String,
+    pub cause: BuildError,
 }
 
 /// Builds the instances. Returns every artifact failure; outputs of failed
 /// artifacts are not written.
-pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<Failure>> {
+pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<ArtifactFailure>> {
     let start = Instant::now();
-    let workdir = BuildDir::open(&s.build_dir, s.keep_build_dir).map_err(|cause| {
-        vec![Failure {
+    let whole = |cause| {
+        vec![ArtifactFailure {
             instance: String::new(),
             cause,
         }]
-    })?;
+    };
+    let workdir = BuildDir::open(&s.images.build_dir, s.keep_build_dir).map_err(whole)?;
     let instances_dir = workdir.path().join("artifact-instances");
     let result = std::fs::create_dir_all(&instances_dir)
-        .map_err(|e| {
-            vec![Failure {
-                instance: String::new(),
-                cause: format!(
-                    "cannot create the build directory {}: {e}",
-                    instances_dir.display()
-                ),
-            }]
-        })
+        .map_err(|e| whole(BuildError::io("create the build directory", &instances_dir)(e)))
         .and_then(|()| {
-            let dir_of =
-                |inst: &Instance| instances_dir.join(format!("{}-{}", inst.id.value, s.build_id));
-            // All sources first, then the assemblies (SPEC §4).
+            let dir_of = |inst: &Instance| {
+                instances_dir.join(format!("{}-{}", inst.id.value, s.images.build_id))
+            };
+            // All sources first, then the assemblies.
             for_each(instances, s.jobs, |inst| generate(inst, &dir_of(inst), s))?;
             for_each(instances, s.jobs, |inst| assemble(inst, &dir_of(inst), s))
         });
@@ -96,8 +72,8 @@ pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<Failure>
 fn for_each(
     instances: &[Instance],
     jobs: usize,
-    job: impl Fn(&Instance) -> Result<(), String> + Sync,
-) -> Result<(), Vec<Failure>> {
+    job: impl Fn(&Instance) -> Result<(), BuildError> + Sync,
+) -> Result<(), Vec<ArtifactFailure>> {
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -113,7 +89,7 @@ fn for_each(
                     if let Ok(mut f) = failures.lock() {
                         f.push((
                             i,
-                            Failure {
+                            ArtifactFailure {
                                 instance: inst.id.value.clone(),
                                 cause,
                             },
@@ -132,13 +108,13 @@ fn for_each(
     }
 }
 
-fn generate(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String> {
+fn generate(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), BuildError> {
     let renderer = Renderer {
         env: &inst.env,
-        cwd: &s.cwd,
-        url_timeout: s.url_timeout,
+        cwd: &s.images.cwd,
+        url_timeout: s.images.timeouts.limit,
     };
-    crate::pipeline::sources::write_sources(inst, dir, &renderer).map_err(|e| e.to_string())?;
+    crate::pipeline::sources::write_sources(inst, dir, &renderer)?;
     tracing::debug!(
         "generated {} files in {}",
         inst.writers.len(),
@@ -147,13 +123,13 @@ fn generate(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String
     Ok(())
 }
 
-fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String> {
+fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), BuildError> {
     match &inst.assembly.value {
         ArtifactAssembly::CloudInit(types, base) => {
             let opts = MediaOptions {
-                timestamp: s.timestamp,
+                timestamp: s.images.create.timestamp,
             };
-            let base = s.cwd.join(&base.value);
+            let base = s.images.cwd.join(&base.value);
             let mut staged: Vec<Staged> = Vec::new();
             let result = types.iter().try_for_each(|t| {
                 let (target, write): (PathBuf, MediaWriter) = match t.value {
@@ -168,11 +144,11 @@ fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String
                 } else {
                     output::stage(&target)?
                 };
-                let res = write(dir, &st.tmp, &opts).map_err(|e| e.to_string());
+                let res = write(dir, &st.tmp, &opts);
                 staged.push(st);
                 res?;
                 tracing::info!("wrote {}", target.display());
-                Ok::<(), String>(())
+                Ok::<(), BuildError>(())
             });
             match result {
                 Ok(()) => output::commit(staged),
@@ -183,25 +159,11 @@ fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), String
             }
         }
         ArtifactAssembly::VmImages(..) | ArtifactAssembly::VmImagesWithFixup(..) => {
-            let settings = ImageSettings {
-                build_dir: s.build_dir.clone(),
-                cwd: s.cwd.clone(),
-                project_root: s.project_root.clone(),
-                ext4_attributes: s.ext4_attributes.clone(),
-                create: CreateOptions {
-                    timestamp: s.timestamp,
-                },
-                build_id: s.build_id.clone(),
-                build_date: s.build_date.clone(),
-                cache_root: s.cache_root.clone(),
-                max_cached: s.max_cached,
-                timeout: s.url_timeout,
-            };
             let guest = GuestAccess {
                 launcher: &s.launcher,
                 sources: dir,
             };
-            vm_images::assemble(inst, &settings, &guest)?.commit(&settings)
+            vm_images::assemble(inst, &s.images, &guest)?.commit(&s.images)
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Writing an instance's generated files into its directory (SPEC §3.5).
+//! Writing an instance's generated files into its directory.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -1,11 +1,11 @@
-//! `VmImages` artifacts (SPEC §6, §7.6): build images created from their
+//! `VmImages` artifacts: build images created from their
 //! sources in the build directory, resized, then exported to their
 //! destinations (staged, committed only when the artifact succeeded).
 //!
 //! `From` reads the newest version from the local shared-image cache;
 //! `Share` adds a version to it when the artifact succeeded. Scripts and
-//! file-system resizes run in the appliance (`build::guest`), post-fix
-//! scripts on the host (`build::postfix`), before anything is exported.
+//! file-system resizes run in the appliance (`pipeline::guest`), post-fix
+//! scripts on the host (`pipeline::postfix`), before anything is exported.
 
 use std::path::{Path, PathBuf};
 
@@ -13,14 +13,16 @@ use crate::disk::ext4::{self, Ext4Spec};
 use crate::disk::partition::{self, PartitionReader};
 use crate::disk::qcow2::Qcow2Image;
 use crate::disk::{self, CreateOptions, DiskError, Format, Target};
-use crate::eval::check::runs_something;
 use crate::eval::expand::Instance;
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
+use crate::pipeline::error::BuildError;
 use crate::pipeline::guest::{self, GuestDirs, GuestImage};
 use crate::pipeline::output::{self, Staged};
 use crate::pipeline::postfix;
+use crate::pipeline::script::flatten;
 use crate::repo::{LocalRepo, SharedImage};
+use crate::timeouts::Timeouts;
 use crate::vm::launch::LazyLauncher;
 
 /// What building images needs from the build.
@@ -44,8 +46,8 @@ pub struct ImageSettings {
     pub cache_root: PathBuf,
     /// b9.conf `max_cached_shared_images`.
     pub max_cached: Option<i64>,
-    /// The time limit of the post-fix script.
-    pub timeout: Option<std::time::Duration>,
+    /// The time limits (downloads, post-fix scripts).
+    pub timeouts: Timeouts,
 }
 
 /// What an artifact's images export: files staged next to their
@@ -61,16 +63,14 @@ pub struct Exports {
 impl Exports {
     /// Moves the staged files into place, then adds the shared images to
     /// the cache (applying `max_cached_shared_images`).
-    pub fn commit(self, s: &ImageSettings) -> Result<(), String> {
+    pub fn commit(self, s: &ImageSettings) -> Result<(), BuildError> {
         output::commit(self.staged)?;
         if self.shares.is_empty() {
             return Ok(());
         }
-        let repo = LocalRepo::open(&s.cache_root).map_err(|e| e.to_string())?;
+        let repo = LocalRepo::open(&s.cache_root)?;
         for (img, file) in self.shares {
-            let removed = repo
-                .share(&img, &file, s.max_cached)
-                .map_err(|e| e.to_string())?;
+            let removed = repo.share(&img, &file, s.max_cached)?;
             tracing::info!("SHARED '{}'", img.name);
             for old in removed {
                 tracing::info!("removed cached image {} {}", old.name, old.build_id);
@@ -103,18 +103,18 @@ pub fn assemble(
     inst: &Instance,
     s: &ImageSettings,
     guest: &GuestAccess<'_>,
-) -> Result<Exports, String> {
+) -> Result<Exports, BuildError> {
     let (targets, script, fixup) = match &inst.assembly.value {
         ArtifactAssembly::CloudInit(..) => return Ok(Exports::default()),
         ArtifactAssembly::VmImages(t, s) => (t, s, None),
         ArtifactAssembly::VmImagesWithFixup(t, s, f) => (t, s, Some(f)),
     };
     let dir = s.build_dir.join("images").join(&inst.id.value);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(BuildError::io("create", &dir))?;
     let mut built = Vec::new();
     for (i, t) in targets.iter().enumerate() {
         let ImageTarget::ImageTarget(_, source, _) = &t.value;
-        built.push(build_image(&dir, i, source, s).map_err(|e| e.to_string())?);
+        built.push(build_image(&dir, i, source, s)?);
     }
     let mut images: Vec<GuestImage<'_>> = targets
         .iter()
@@ -129,16 +129,16 @@ pub fn assemble(
             }
         })
         .collect();
-    if guest::needed(&script.value, &images) {
-        let dirs = GuestDirs {
-            dir: &dir,
-            cwd: &s.cwd,
-            sources: guest.sources,
-        };
+    let dirs = GuestDirs {
+        dir: &dir,
+        cwd: &s.cwd,
+        sources: guest.sources,
+    };
+    if let Some(request) = guest::request(&inst.id.value, &script.value, &images, &dirs) {
         let launcher = guest.launcher.get()?;
         guest::run(
-            &inst.id.value,
             launcher,
+            request,
             &script.value,
             &mut images,
             &dirs,
@@ -146,17 +146,16 @@ pub fn assemble(
         )?;
     }
     drop(images);
-    if let Some(f) = fixup.filter(|f| runs_something(&f.value)) {
+    let fixup = fixup.map(|f| flatten(&f.value)).unwrap_or_default();
+    if !fixup.is_empty() {
         let paths: Vec<PathBuf> = built.iter().map(|b| b.path.clone()).collect();
-        postfix::run(&f.value, &paths, &dir, s.timeout)?;
+        postfix::run(&fixup, &paths, &dir, s.timeouts.limit)?;
     }
     let mut exports = Exports::default();
     for (t, built) in targets.iter().zip(&built) {
         let ImageTarget::ImageTarget(dest, _, _) = &t.value;
         let result = match destination_resize(dest) {
-            Some(size) => {
-                disk::resize_file(&built.path, size, &s.create).map_err(|e| e.to_string())
-            }
+            Some(size) => disk::resize_file(&built.path, size, &s.create).map_err(Into::into),
             None => Ok(()),
         }
         .and_then(|()| export(built, dest, s, &mut exports));
@@ -241,7 +240,7 @@ fn build_image(
     i: usize,
     source: &Node<ImageSource>,
     s: &ImageSettings,
-) -> Result<Built, DiskError> {
+) -> Result<Built, BuildError> {
     let path_for = |name: &str, f: Format| dir.join(format!("{i}-{name}.{}", f.extension()));
     match &source.value {
         ImageSource::EmptyImage(label, fs, ty, size) => {
@@ -283,36 +282,41 @@ fn build_image(
                 FileSystem::ISO9660 | FileSystem::VFAT => Err(DiskError::Invalid(format!(
                     "an EmptyImage cannot have the file system {:?}",
                     fs.value
-                ))),
+                ))
+                .into()),
             }
         }
         ImageSource::SourceImage(image, part, resize) => {
             let Image::Image(src, _, fs) = &image.value;
             let src = s.project_root.join(&src.value);
-            copy_source(&src, &part.value, resize, fs.value.clone(), &path_for, s)
+            Ok(copy_source(
+                &src,
+                &part.value,
+                resize,
+                fs.value.clone(),
+                &path_for,
+                s,
+            )?)
         }
         ImageSource::From(name, resize) => {
-            let repo =
-                LocalRepo::open(&s.cache_root).map_err(|e| DiskError::Invalid(e.to_string()))?;
-            let img = repo.require_latest(&name.value).map_err(|e| {
-                DiskError::Invalid(format!(
-                    "{e} (shared images come from `b9 pull` or a `Share` build)"
-                ))
-            })?;
+            let repo = LocalRepo::open(&s.cache_root)?;
+            let img = repo
+                .require_latest(&name.value)
+                .map_err(BuildError::NoSharedImage)?;
             tracing::info!(
                 "using shared image {} {} ({})",
                 img.name,
                 img.build_id,
                 img.date
             );
-            copy_source(
+            Ok(copy_source(
                 &repo.image_path(&img),
                 &Partition::NoPT,
                 resize,
                 img.fs.clone(),
                 &path_for,
                 s,
-            )
+            )?)
         }
         ImageSource::CopyOnWrite(image) => {
             let Image::Image(src, _, fs) = &image.value;
@@ -397,7 +401,7 @@ fn export(
     dest: &Node<ImageDestination>,
     s: &ImageSettings,
     out: &mut Exports,
-) -> Result<(), String> {
+) -> Result<(), BuildError> {
     let (build, format) = (built.path.as_path(), built.format);
     match &dest.value {
         ImageDestination::LocalFile(image, _) => {
@@ -420,7 +424,7 @@ fn export(
             let tmp = image.tmp.clone();
             out.staged.push(image);
             place(build, format, &tmp, Format::Raw, s)?;
-            let size = disk::open(&tmp).map_err(|e| e.to_string())?.size();
+            let size = disk::open(&tmp)?.size();
             let size_file = output::stage(&disks.join("0.size"))?;
             write(&size_file.tmp, size.to_string().as_bytes())?;
             out.staged.push(size_file);
@@ -442,14 +446,11 @@ fn export(
             };
             let file = s.build_dir.join("share").join(img.image_file_name());
             if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                std::fs::create_dir_all(parent).map_err(BuildError::io("create", parent))?;
             }
             // A shared image must stand alone: an overlay is flattened.
-            let overlay = format == Format::Qcow2
-                && crate::disk::qcow2::backing_of(build)
-                    .map_err(|e| e.to_string())?
-                    .is_some();
+            let overlay =
+                format == Format::Qcow2 && crate::disk::qcow2::backing_of(build)?.is_some();
             if overlay {
                 disk::convert_file(
                     build,
@@ -457,8 +458,7 @@ fn export(
                     Target::from(format_of(&ty.value)),
                     None,
                     &s.create,
-                )
-                .map_err(|e| e.to_string())?;
+                )?;
             } else {
                 place(build, format, &file, format_of(&ty.value), s)?;
             }
@@ -476,15 +476,15 @@ fn place(
     to: &Path,
     want: Format,
     s: &ImageSettings,
-) -> Result<(), String> {
+) -> Result<(), BuildError> {
     if format == want && std::fs::rename(build, to).is_ok() {
         return Ok(());
     }
     disk::convert_file(build, to, Target::from(want), None, &s.create)
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(Into::into)
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+fn write(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    std::fs::write(path, bytes).map_err(BuildError::io("write", path))
 }

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::lock::{LockError, OwnerLock};
+use crate::pipeline::error::BuildError;
 
 /// The owner record's name inside a build directory.
 const OWNER: &str = ".b9-owner";
@@ -29,13 +30,10 @@ pub struct BuildDir {
 impl BuildDir {
     /// Takes the build directory `path` (waiting while another b9 uses
     /// it) and empties what an earlier run left in it.
-    pub fn open(path: &Path, keep: bool) -> Result<BuildDir, String> {
+    pub fn open(path: &Path, keep: bool) -> Result<BuildDir, BuildError> {
         let owner_path = path.join(OWNER);
         if !reusable(path) {
-            return Err(format!(
-                "{} exists and was not made by b9; remove it or choose another build directory (-b)",
-                path.display()
-            ));
+            return Err(BuildError::ForeignBuildDir(path.to_path_buf()));
         }
         let note = if keep { KEEP } else { REMOVE };
         let owner = match OwnerLock::acquire(&owner_path, false, note) {
@@ -49,9 +47,13 @@ impl BuildDir {
             }
             other => other,
         }
-        .map_err(|e| e.describe(&owner_path, path))?;
-        let entries = std::fs::read_dir(path)
-            .map_err(|e| format!("cannot read the build directory {}: {e}", path.display()))?;
+        .map_err(|error| BuildError::Lock {
+            error,
+            lock: owner_path.clone(),
+            what: path.to_path_buf(),
+        })?;
+        let entries =
+            std::fs::read_dir(path).map_err(BuildError::io("read the build directory", path))?;
         for e in entries.flatten().filter(|e| e.file_name() != OWNER) {
             let p = e.path();
             let removed = if p.is_dir() && !p.is_symlink() {
@@ -59,7 +61,7 @@ impl BuildDir {
             } else {
                 std::fs::remove_file(&p)
             };
-            removed.map_err(|e| format!("cannot empty {}: {e}", p.display()))?;
+            removed.map_err(BuildError::io("empty", &p))?;
         }
         Ok(BuildDir {
             path: path.to_path_buf(),
@@ -208,7 +210,7 @@ mod tests {
         let mine = root.path().join("BUILD-mine");
         std::fs::create_dir(&mine).unwrap();
         std::fs::write(mine.join("data"), "x").unwrap();
-        let e = BuildDir::open(&mine, false).unwrap_err();
+        let e = BuildDir::open(&mine, false).unwrap_err().to_string();
         assert!(e.contains("was not made by b9"), "{e}");
         let link = root.path().join("BUILD-link");
         std::os::unix::fs::symlink(&kept, &link).unwrap();

@@ -1,5 +1,5 @@
 //! The VM backends' common interface: what a VM is made of ([`VmSpec`]),
-//! starting one ([`Backend`]) and watching and stopping it ([`Vm`]).
+//! starting one ([`Hypervisor`]) and watching and stopping it ([`Vm`]).
 //!
 //! Both backends (`qemu`, `libvirt`) boot the same appliance with the same
 //! devices: virtio-blk disks with serials, 9p shares, one virtio-serial
@@ -7,14 +7,14 @@
 //! [`VmSpec::agent_socket`], and the serial console written to
 //! [`VmSpec::console_log`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::disk::Format;
 
 /// The accelerator a VM runs with (`auto` is resolved before).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Accel {
+pub enum Accelerator {
     /// Hardware virtualisation.
     Kvm,
     /// Software emulation.
@@ -61,7 +61,7 @@ pub struct VmSpec {
     /// Guest CPUs.
     pub cpus: u32,
     /// The accelerator.
-    pub accel: Accel,
+    pub accel: Accelerator,
     /// Disks, in order.
     pub disks: Vec<VmDisk>,
     /// Shares, in order.
@@ -99,6 +99,37 @@ pub enum VmError {
     /// Talking to the running VM's monitor failed.
     #[error("{0}")]
     Monitor(String),
+    /// A file or directory of the run could not be made or removed.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was done (`create`, `remove`...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A companion program is missing.
+    #[error(transparent)]
+    Sibling(#[from] crate::vm::sibling::SiblingError),
+    /// The libvirt helper went away.
+    #[error("lost the libvirt helper ({0})")]
+    LostHelper(String),
+    /// Every run-directory name was taken.
+    #[error("cannot create a run directory in {}", .0.display())]
+    NoRunDir(PathBuf),
+}
+
+/// Removes a file of a run; a missing one is fine.
+pub(crate) fn remove_if_exists(path: &Path) -> Result<(), VmError> {
+    match std::fs::remove_file(path) {
+        Err(source) if source.kind() != std::io::ErrorKind::NotFound => Err(VmError::Io {
+            op: "remove",
+            path: path.to_path_buf(),
+            source,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A started VM. Dropping it stops it and removes everything the backend
@@ -112,7 +143,7 @@ pub trait Vm: Send {
 }
 
 /// A way to run VMs.
-pub trait Backend: Sync {
+pub trait Hypervisor: Sync {
     /// The backend's name for messages (`qemu`, `libvirt`).
     fn name(&self) -> &'static str;
     /// Starts the VM described by `spec`; returns once the hypervisor runs
@@ -132,7 +163,7 @@ impl VmSpec {
             cmdline: "console=ttyS0 quiet".into(),
             memory_mb: 512,
             cpus: 2,
-            accel: Accel::Tcg,
+            accel: Accelerator::Tcg,
             disks: vec![VmDisk {
                 path: disk.into(),
                 format: Format::Qcow2,

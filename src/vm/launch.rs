@@ -4,17 +4,18 @@
 //! socket paths.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::config::{self, B9Config};
-use crate::timeouts::Timeouts;
-use crate::vm::appliance::{self, Appliance, ApplianceSource};
-use crate::vm::backend::{Accel, Backend, VmDisk, VmShare, VmSpec};
+use crate::diag::Diagnostic;
+use crate::vm::appliance::{self, Appliance, ApplianceError, ApplianceSource};
+use crate::vm::backend::{Accelerator, Hypervisor, VmError, VmSpec};
 use crate::vm::libvirt::Libvirt;
 use crate::vm::qemu::Qemu;
-use crate::vm::session::{self, Events, Limits, Report, RunError};
-use b9_protocol::agent::{Job, Network};
+use crate::vm::request::RunRequest;
+use crate::vm::run::{self, Events, Limits, Report, RunError};
+use crate::vm::settings::{HypervisorSettings, VmSettings};
+use b9_protocol::agent::Network;
 
 /// How long an untested KVM gets to bring the agent up before b9 falls
 /// back to TCG (a KVM that only runs special guests hangs instead).
@@ -28,24 +29,9 @@ const CMDLINE: &str = "console=ttyS0 panic=-1 quiet cryptomgr.notests no_timer_c
 /// Unix socket paths must fit in `sun_path` (108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 100;
 
-/// What a caller attaches to one run.
-#[derive(Debug)]
-pub struct Machine {
-    /// A name for the VM (unique per run; made unique per host here).
-    pub name: String,
-    /// Disks, in order.
-    pub disks: Vec<VmDisk>,
-    /// Shares, in order.
-    pub shares: Vec<VmShare>,
-    /// The console log file (kept in the build directory).
-    pub console_log: PathBuf,
-    /// Attach a network interface.
-    pub network: bool,
-}
-
 /// Starts appliance runs with the configured backend.
 pub struct Launcher {
-    backend: Box<dyn Backend + Send>,
+    hypervisor: Box<dyn Hypervisor + Send>,
     appliance: Appliance,
     memory_mb: u32,
     cpus: u32,
@@ -58,75 +44,70 @@ pub struct Launcher {
 /// The accelerator, as far as it is known.
 #[derive(Clone, Copy, Debug)]
 enum AccelChoice {
-    Fixed(Accel),
+    Fixed(Accelerator),
     /// `auto` and not yet probed on this host.
     Probe,
 }
 
-/// b9's own cache: the appliance and the accelerator probe result.
-pub fn cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("B9_CACHE_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir).join("b9"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/b9"))
+/// Why the appliance cannot be started.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// No cache directory for the appliance.
+    #[error("cannot find a cache directory: $HOME is not set")]
+    NoCacheDir,
+    /// The guest kernel or its modules were not found.
+    #[error("{0}")]
+    Kernel(Diagnostic),
+    /// The appliance could not be built.
+    #[error("{0}")]
+    Appliance(#[from] ApplianceError),
 }
 
 impl Launcher {
-    /// Prepares the appliance and the backend of `config`; runs are
-    /// limited by `timeouts`.
-    pub fn new(config: &B9Config, timeouts: Timeouts) -> Result<Launcher, String> {
-        let cache_dir = cache_dir().ok_or("cannot find a cache directory: $HOME is not set")?;
-        let paths = config.vm.resolve_paths().map_err(|d| d.to_string())?;
+    /// Prepares the appliance and the hypervisor of `settings`.
+    pub fn new(settings: &VmSettings) -> Result<Launcher, LaunchError> {
+        let cache_dir = settings.cache_dir.clone().ok_or(LaunchError::NoCacheDir)?;
+        let paths = settings.kernel.clone().map_err(LaunchError::Kernel)?;
         let source = ApplianceSource {
             kernel: paths.kernel,
             modules_dir: paths.modules_dir,
-            agent: appliance::agent_binary().map_err(|e| e.to_string())?,
+            agent: appliance::agent_binary()?,
         };
-        let appliance =
-            appliance::prepare(&source, &cache_dir.join("appliance")).map_err(|e| e.to_string())?;
-        let backend: Box<dyn Backend + Send> = match config.vm.backend {
-            config::Backend::Qemu => Box::new(Qemu {
-                binary: config
-                    .vm
-                    .qemu_binary
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64")),
+        let appliance = appliance::prepare(&source, &cache_dir.join("appliance"))?;
+        let hypervisor: Box<dyn Hypervisor + Send> = match &settings.hypervisor {
+            HypervisorSettings::Qemu { binary } => Box::new(Qemu {
+                binary: binary.clone(),
             }),
-            config::Backend::Libvirt => Box::new(Libvirt {
-                uri: config.libvirt.connection.clone(),
-                network: config.libvirt.network.clone(),
+            HypervisorSettings::Libvirt { connection } => Box::new(Libvirt {
+                uri: connection.clone(),
+                network: settings.network.clone(),
             }),
         };
-        let accel = match config.vm.accel {
-            config::Accel::Kvm => AccelChoice::Fixed(Accel::Kvm),
-            config::Accel::Tcg => AccelChoice::Fixed(Accel::Tcg),
-            config::Accel::Auto => remembered(&cache_dir).map_or_else(
+        let accel = match settings.accel {
+            Some(a) => AccelChoice::Fixed(a),
+            None => remembered(&cache_dir).map_or_else(
                 || {
                     if kvm_usable() {
                         AccelChoice::Probe
                     } else {
-                        AccelChoice::Fixed(Accel::Tcg)
+                        AccelChoice::Fixed(Accelerator::Tcg)
                     }
                 },
                 AccelChoice::Fixed,
             ),
         };
-        let network = config
-            .libvirt
+        let network = settings
             .network
             .as_ref()
-            .map(|_| match config.vm.backend {
+            .map(|_| match settings.hypervisor {
                 // QEMU's user-mode networking: fixed addresses, NAT to the host's network.
-                config::Backend::Qemu => Network {
+                HypervisorSettings::Qemu { .. } => Network {
                     dhcp: false,
                     address: "10.0.2.15/24".into(),
                     gateway: "10.0.2.2".into(),
                     dns: "10.0.2.3".into(),
                 },
-                config::Backend::Libvirt => Network {
+                HypervisorSettings::Libvirt { .. } => Network {
                     dhcp: true,
                     address: String::new(),
                     gateway: String::new(),
@@ -134,49 +115,39 @@ impl Launcher {
                 },
             });
         Ok(Launcher {
-            backend,
+            hypervisor,
             appliance,
-            memory_mb: config.vm.memory_mb,
-            cpus: config.vm.cpus,
-            timeout: timeouts.limit,
+            memory_mb: settings.memory_mb,
+            cpus: settings.cpus,
+            timeout: settings.timeouts.limit,
             accel: Mutex::new(accel),
             cache_dir,
             network,
         })
     }
 
-    /// The guest's network settings when a network is configured
-    /// (`[libvirt] network` or `--network`; QEMU uses user-mode networking).
-    pub fn network(&self) -> Option<Network> {
-        self.network.clone()
+    /// The hypervisor's name.
+    pub fn hypervisor_name(&self) -> &'static str {
+        self.hypervisor.name()
     }
 
-    /// The backend's name.
-    pub fn backend_name(&self) -> &'static str {
-        self.backend.name()
-    }
-
-    /// Boots the appliance with `machine`, runs `job` and stops the VM.
-    pub fn run(
-        &self,
-        machine: &Machine,
-        job: &Job,
-        events: &mut dyn Events,
-    ) -> Result<Report, RunError> {
-        let runtime = RuntimeDir::create().map_err(|e| RunError::Start(e.into()))?;
+    /// Boots the appliance with what `request` attaches, runs its job and
+    /// stops the VM.
+    pub fn run(&self, request: &RunRequest, events: &mut dyn Events) -> Result<Report, RunError> {
+        let runtime = RuntimeDir::create()?;
         let choice = *self.accel.lock().unwrap_or_else(|p| p.into_inner());
         let (accel, hello) = match choice {
             AccelChoice::Fixed(a) => (a, HELLO),
-            AccelChoice::Probe => (Accel::Kvm, KVM_PROBE),
+            AccelChoice::Probe => (Accelerator::Kvm, KVM_PROBE),
         };
-        let (result, booted) = self.attempt(machine, job, events, &runtime.0, accel, hello);
+        let (result, booted) = self.attempt(request, events, &runtime.0, accel, hello);
         match choice {
             AccelChoice::Probe if booted => {
-                self.remember(Accel::Kvm);
+                self.remember(Accelerator::Kvm);
                 result
             }
             AccelChoice::Probe if !matches!(result, Err(RunError::Interrupted)) => {
-                self.fall_back(result, machine, job, events, &runtime.0)
+                self.fall_back(result, request, events, &runtime.0)
             }
             _ => result,
         }
@@ -185,23 +156,22 @@ impl Launcher {
     /// One boot with `accel`; also tells whether the agent said hello.
     fn attempt(
         &self,
-        machine: &Machine,
-        job: &Job,
+        request: &RunRequest,
         events: &mut dyn Events,
         runtime: &Path,
-        accel: Accel,
+        accel: Accelerator,
         hello: Duration,
     ) -> (Result<Report, RunError>, bool) {
-        let spec = self.spec(machine, runtime, accel);
+        let spec = self.spec(request, runtime, accel);
         let limits = Limits {
             timeout: self.timeout,
             hello,
         };
         let mut booted = false;
-        let result = session::run(
-            self.backend.as_ref(),
+        let result = run::run(
+            self.hypervisor.as_ref(),
             &spec,
-            job,
+            &request.job(self.network.clone()),
             &limits,
             events,
             &mut booted,
@@ -214,30 +184,29 @@ impl Launcher {
     fn fall_back(
         &self,
         failed: Result<Report, RunError>,
-        machine: &Machine,
-        job: &Job,
+        request: &RunRequest,
         events: &mut dyn Events,
         runtime: &Path,
     ) -> Result<Report, RunError> {
         if let Err(e) = &failed {
             tracing::warn!("KVM did not bring the appliance up ({e}); trying TCG");
         }
-        let (result, booted) = self.attempt(machine, job, events, runtime, Accel::Tcg, HELLO);
+        let (result, booted) = self.attempt(request, events, runtime, Accelerator::Tcg, HELLO);
         if booted {
             tracing::warn!(
                 "using TCG on this host from now on (remembered in {})",
                 self.cache_dir.display()
             );
-            self.remember(Accel::Tcg);
+            self.remember(Accelerator::Tcg);
         }
         result
     }
 
-    fn remember(&self, accel: Accel) {
+    fn remember(&self, accel: Accelerator) {
         *self.accel.lock().unwrap_or_else(|p| p.into_inner()) = AccelChoice::Fixed(accel);
         let word = match accel {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
+            Accelerator::Kvm => "kvm",
+            Accelerator::Tcg => "tcg",
         };
         let _ = std::fs::create_dir_all(&self.cache_dir);
         if let Err(e) = std::fs::write(self.cache_dir.join("accel"), word) {
@@ -245,11 +214,11 @@ impl Launcher {
         }
     }
 
-    fn spec(&self, m: &Machine, runtime: &Path, accel: Accel) -> VmSpec {
+    fn spec(&self, request: &RunRequest, runtime: &Path, accel: Accelerator) -> VmSpec {
         VmSpec {
             name: format!(
                 "b9-{}-{}",
-                sanitize(&m.name),
+                sanitize(&request.name),
                 runtime.file_name().map_or_else(String::new, |n| n
                     .to_string_lossy()
                     .trim_start_matches("b9.")
@@ -261,12 +230,12 @@ impl Launcher {
             memory_mb: self.memory_mb,
             cpus: self.cpus,
             accel,
-            disks: m.disks.clone(),
-            shares: m.shares.clone(),
+            disks: request.disks.iter().map(|d| d.disk.clone()).collect(),
+            shares: request.shares.iter().map(|s| s.share.clone()).collect(),
             agent_socket: runtime.join("agent.sock"),
             runtime_dir: runtime.to_path_buf(),
-            console_log: m.console_log.clone(),
-            network: m.network,
+            console_log: request.console_log.clone(),
+            network: self.network.is_some(),
         }
     }
 }
@@ -274,27 +243,25 @@ impl Launcher {
 /// A [`Launcher`] made on first use (building the appliance only when an
 /// artifact needs it).
 pub struct LazyLauncher {
-    config: B9Config,
-    timeouts: Timeouts,
-    cell: OnceLock<Result<Launcher, String>>,
+    settings: VmSettings,
+    cell: OnceLock<Result<Launcher, Arc<LaunchError>>>,
 }
 
 impl LazyLauncher {
-    /// Remembers the configuration and the time limits.
-    pub fn new(config: B9Config, timeouts: Timeouts) -> LazyLauncher {
+    /// Remembers the VM settings.
+    pub fn new(settings: VmSettings) -> LazyLauncher {
         LazyLauncher {
-            config,
-            timeouts,
+            settings,
             cell: OnceLock::new(),
         }
     }
 
     /// The launcher, prepared the first time.
-    pub fn get(&self) -> Result<&Launcher, String> {
+    pub fn get(&self) -> Result<&Launcher, Arc<LaunchError>> {
         self.cell
-            .get_or_init(|| Launcher::new(&self.config, self.timeouts))
+            .get_or_init(|| Launcher::new(&self.settings).map_err(Arc::new))
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(Arc::clone)
     }
 }
 
@@ -305,13 +272,13 @@ impl std::fmt::Debug for LazyLauncher {
 }
 
 /// The accelerator a previous probe chose on this host.
-fn remembered(cache_dir: &Path) -> Option<Accel> {
+fn remembered(cache_dir: &Path) -> Option<Accelerator> {
     match std::fs::read_to_string(cache_dir.join("accel"))
         .ok()?
         .trim()
     {
-        "kvm" => Some(Accel::Kvm),
-        "tcg" => Some(Accel::Tcg),
+        "kvm" => Some(Accelerator::Kvm),
+        "tcg" => Some(Accelerator::Tcg),
         _ => None,
     }
 }
@@ -338,7 +305,7 @@ fn sanitize(name: &str) -> String {
 struct RuntimeDir(PathBuf);
 
 impl RuntimeDir {
-    fn create() -> Result<RuntimeDir, String> {
+    fn create() -> Result<RuntimeDir, VmError> {
         let tmp = std::env::temp_dir();
         let base = if tmp.as_os_str().len() + 32 > MAX_SOCKET_PATH {
             PathBuf::from("/tmp")
@@ -352,24 +319,21 @@ impl RuntimeDir {
             match std::fs::create_dir(&dir) {
                 Ok(()) => return Ok(RuntimeDir(dir)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+                Err(source) => {
+                    return Err(VmError::Io {
+                        op: "create",
+                        path: dir,
+                        source,
+                    })
+                }
             }
         }
-        Err(format!(
-            "cannot create a run directory in {}",
-            base.display()
-        ))
+        Err(VmError::NoRunDir(base))
     }
 }
 
 impl Drop for RuntimeDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl From<String> for crate::vm::backend::VmError {
-    fn from(s: String) -> Self {
-        crate::vm::backend::VmError::Start(s)
     }
 }

@@ -1,7 +1,10 @@
-//! Running `VmScript`s in real guests (SPEC §7, DESIGN "the appliance"):
-//! the appliance (kernel + initramfs holding `b9-agent`), the host/agent
-//! protocol, the VM backends (QEMU + QMP, libvirt) and the host side of a
-//! run.
+//! Running the appliance: the appliance itself (kernel + initramfs holding
+//! `b9-agent`), the VM backends (QEMU + QMP, libvirt) behind
+//! [`backend::Hypervisor`], and the host side of one run. `vm` knows nothing
+//! of the build language: callers describe a run as a
+//! [`request::RunRequest`], which the [`launch::Launcher`] (made from the
+//! [`settings::VmSettings`] the CLI computes once) turns into the agent's
+//! job and executes.
 
 pub mod appliance;
 pub mod backend;
@@ -11,6 +14,7 @@ pub mod libvirt;
 pub mod parent_death;
 pub mod qemu;
 mod qmp;
-pub mod script;
-pub mod session;
+pub mod request;
+pub mod run;
+pub mod settings;
 pub mod sibling;

@@ -21,7 +21,7 @@ const CANNOT_RUN: u8 = 127;
 
 /// A command that runs `program` (add its arguments) and kills it when the
 /// calling thread ends, however b9 ends.
-pub fn command(program: &Path) -> Result<Command, String> {
+pub fn command(program: &Path) -> Result<Command, super::sibling::SiblingError> {
     let b9 = super::sibling::program("b9")?;
     let mut cmd = Command::new(b9);
     cmd.arg(SHIM_ARG)

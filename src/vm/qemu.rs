@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use qapi::qmp::RunState;
 
-use super::backend::{Accel, Backend, Vm, VmDisk, VmError, VmShare, VmSpec, VmState};
+use super::backend::{
+    remove_if_exists, Accelerator, Hypervisor, Vm, VmDisk, VmError, VmShare, VmSpec, VmState,
+};
 use super::qmp::{Events, Qmp};
 use crate::disk::Format;
 use b9_protocol::agent::PORT_NAME;
@@ -82,7 +84,7 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-impl Backend for Qemu {
+impl Hypervisor for Qemu {
     fn name(&self) -> &'static str {
         "qemu"
     }
@@ -123,17 +125,21 @@ impl RuntimeFiles {
 
     /// Creates the runtime directory and removes stale sockets.
     fn prepare(&self, runtime_dir: &Path) -> Result<(), VmError> {
-        std::fs::create_dir_all(runtime_dir)
-            .map_err(|e| VmError::Start(format!("cannot create {}: {e}", runtime_dir.display())))?;
+        std::fs::create_dir_all(runtime_dir).map_err(|source| VmError::Io {
+            op: "create",
+            path: runtime_dir.to_path_buf(),
+            source,
+        })?;
         for socket in [&self.qmp_socket, &self.agent_socket] {
-            remove_if_exists(socket).map_err(VmError::Start)?;
+            remove_if_exists(socket)?;
         }
         Ok(())
     }
 
     /// Removes everything (best effort; the first error is returned).
-    fn remove(&self) -> Result<(), String> {
-        let results = [&self.qmp_socket, &self.agent_socket, &self.stderr].map(remove_if_exists);
+    fn remove(&self) -> Result<(), VmError> {
+        let results =
+            [&self.qmp_socket, &self.agent_socket, &self.stderr].map(|p| remove_if_exists(p));
         results.into_iter().collect()
     }
 
@@ -147,31 +153,27 @@ impl RuntimeFiles {
     }
 }
 
-/// Removes a file; a missing one is fine.
-fn remove_if_exists(path: &PathBuf) -> Result<(), String> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("cannot remove {}: {e}", path.display()))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// Starts QEMU with stderr going to its file; QEMU is killed when the
 /// calling thread (or b9) ends.
 fn spawn(binary: &Path, spec: &VmSpec, files: &RuntimeFiles) -> Result<Child, VmError> {
-    let stderr = File::create(&files.stderr)
-        .map_err(|e| VmError::Start(format!("cannot create {}: {e}", files.stderr.display())))?;
+    let stderr = File::create(&files.stderr).map_err(|source| VmError::Io {
+        op: "create",
+        path: files.stderr.clone(),
+        source,
+    })?;
     let args = command_line(spec, files);
     tracing::debug!("starting {} {:?}", binary.display(), args);
-    super::parent_death::command(binary)
-        .map_err(VmError::Start)?
+    super::parent_death::command(binary)?
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
-        .map_err(|e| VmError::Start(format!("cannot run {}: {e}", binary.display())))
+        .map_err(|source| VmError::Io {
+            op: "run",
+            path: binary.to_path_buf(),
+            source,
+        })
 }
 
 /// QEMU's arguments for `spec`.
@@ -216,11 +218,11 @@ fn machine_args(args: &mut Args, spec: &VmSpec) {
     args.opt("-display", "none");
     args.opt("-machine", "pc");
     match spec.accel {
-        Accel::Kvm => {
+        Accelerator::Kvm => {
             args.opt("-accel", "kvm");
             args.opt("-cpu", "host");
         }
-        Accel::Tcg => args.opt("-accel", "tcg"),
+        Accelerator::Tcg => args.opt("-accel", "tcg"),
     }
     args.opt("-m", spec.memory_mb.to_string());
     args.opt("-smp", spec.cpus.to_string());
@@ -351,7 +353,7 @@ impl QemuVm {
                         self.qmp = Some(qmp);
                         return Ok(());
                     }
-                    Err(e) => last_error = e,
+                    Err(e) => last_error = e.to_string(),
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -547,7 +549,7 @@ mod tests {
     #[test]
     fn kvm_and_network() {
         let mut spec = spec();
-        spec.accel = Accel::Kvm;
+        spec.accel = Accelerator::Kvm;
         spec.network = true;
         let line = joined(&spec);
         assert!(line.contains("-accel kvm -cpu host"), "{line}");

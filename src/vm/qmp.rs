@@ -15,6 +15,69 @@ use qapi::qmp::Event;
 use qapi::Enum;
 use serde_json::Value;
 
+/// Why a QMP exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum QmpError {
+    /// The socket failed (`what` names the step).
+    #[error("cannot {what}: {source}")]
+    Io {
+        /// The step (`connect to QMP at PATH`, `send QMP command NAME`...).
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A command could not be encoded.
+    #[error("cannot encode QMP command {name}: {source}")]
+    Encode {
+        /// The command.
+        name: &'static str,
+        /// The error.
+        source: serde_json::Error,
+    },
+    /// The first message was not the greeting.
+    #[error("unexpected first QMP message: {0}")]
+    Unexpected(Value),
+    /// No greeting in time.
+    #[error("QMP did not greet within {0:?}")]
+    NoGreeting(Duration),
+    /// The connection closed before the greeting.
+    #[error("QMP closed the connection before its greeting")]
+    ClosedBeforeGreeting,
+    /// No reply in time.
+    #[error("QMP did not answer {name} within {timeout:?}")]
+    NoAnswer {
+        /// The command.
+        name: &'static str,
+        /// How long b9 waited.
+        timeout: Duration,
+    },
+    /// The connection closed while waiting for a reply.
+    #[error("QMP closed the connection during {0}")]
+    Closed(&'static str),
+    /// QEMU answered with an error.
+    #[error("QMP {name} failed: {desc}")]
+    Failed {
+        /// The command.
+        name: &'static str,
+        /// QEMU's description.
+        desc: String,
+    },
+    /// The reply could not be decoded.
+    #[error("cannot decode the reply to {name}: {source}")]
+    Decode {
+        /// The command.
+        name: &'static str,
+        /// The error.
+        source: serde_json::Error,
+    },
+}
+
+/// A failed socket step `what`.
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> QmpError {
+    let what = what.into();
+    move |source| QmpError::Io { what, source }
+}
+
 /// What QEMU's events said so far.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Events {
@@ -38,15 +101,13 @@ pub(crate) struct Qmp {
 impl Qmp {
     /// Connects to the QMP socket at `path`, reads the greeting and
     /// negotiates capabilities, each step within `timeout`.
-    pub(crate) fn connect(path: &Path, timeout: Duration) -> Result<Self, String> {
+    pub(crate) fn connect(path: &Path, timeout: Duration) -> Result<Self, QmpError> {
         let stream = UnixStream::connect(path)
-            .map_err(|e| format!("cannot connect to QMP at {}: {e}", path.display()))?;
-        let read_half = stream
-            .try_clone()
-            .map_err(|e| format!("cannot clone the QMP socket: {e}"))?;
+            .map_err(io(format!("connect to QMP at {}", path.display())))?;
+        let read_half = stream.try_clone().map_err(io("clone the QMP socket"))?;
         stream
             .set_write_timeout(Some(timeout))
-            .map_err(|e| format!("cannot set the QMP write timeout: {e}"))?;
+            .map_err(io("set the QMP write timeout"))?;
         let (tx, replies) = mpsc::channel();
         let events = Arc::new(Mutex::new(Events::default()));
         let reader = spawn_reader(read_half, tx, Arc::clone(&events))?;
@@ -63,14 +124,12 @@ impl Qmp {
     }
 
     /// Waits for QEMU's `{"QMP": ...}` greeting.
-    fn greeting(&mut self, timeout: Duration) -> Result<(), String> {
+    fn greeting(&mut self, timeout: Duration) -> Result<(), QmpError> {
         match self.replies.recv_timeout(timeout) {
             Ok(v) if v.get("QMP").is_some() => Ok(()),
-            Ok(v) => Err(format!("unexpected first QMP message: {v}")),
-            Err(RecvTimeoutError::Timeout) => Err(format!("QMP did not greet within {timeout:?}")),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err("QMP closed the connection before its greeting".to_string())
-            }
+            Ok(v) => Err(QmpError::Unexpected(v)),
+            Err(RecvTimeoutError::Timeout) => Err(QmpError::NoGreeting(timeout)),
+            Err(RecvTimeoutError::Disconnected) => Err(QmpError::ClosedBeforeGreeting),
         }
     }
 
@@ -79,7 +138,7 @@ impl Qmp {
         &mut self,
         command: &C,
         timeout: Duration,
-    ) -> Result<C::Ok, String> {
+    ) -> Result<C::Ok, QmpError> {
         // Replies to earlier commands that timed out are stale now.
         while self.replies.try_recv().is_ok() {}
         self.next_id += 1;
@@ -90,29 +149,34 @@ impl Qmp {
     }
 
     /// Writes one command line.
-    fn send<T: serde::Serialize>(&mut self, message: &T, name: &str) -> Result<(), String> {
-        let mut line = serde_json::to_vec(message)
-            .map_err(|e| format!("cannot encode QMP command {name}: {e}"))?;
+    fn send<T: serde::Serialize>(
+        &mut self,
+        message: &T,
+        name: &'static str,
+    ) -> Result<(), QmpError> {
+        let mut line =
+            serde_json::to_vec(message).map_err(|source| QmpError::Encode { name, source })?;
         line.push(b'\n');
         self.writer
             .write_all(&line)
-            .map_err(|e| format!("cannot send QMP command {name}: {e}"))
+            .map_err(io(format!("send QMP command {name}")))
     }
 
     /// Waits for the reply carrying `id`.
-    fn reply_with_id(&mut self, id: u64, name: &str, timeout: Duration) -> Result<Value, String> {
+    fn reply_with_id(
+        &mut self,
+        id: u64,
+        name: &'static str,
+        timeout: Duration,
+    ) -> Result<Value, QmpError> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.replies.recv_timeout(left) {
                 Ok(v) if v.get("id") == Some(&Value::from(id)) => return Ok(v),
                 Ok(_) => continue,
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(format!("QMP did not answer {name} within {timeout:?}"))
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(format!("QMP closed the connection during {name}"))
-                }
+                Err(RecvTimeoutError::Timeout) => return Err(QmpError::NoAnswer { name, timeout }),
+                Err(RecvTimeoutError::Disconnected) => return Err(QmpError::Closed(name)),
             }
         }
     }
@@ -145,11 +209,11 @@ fn spawn_reader(
     stream: UnixStream,
     tx: Sender<Value>,
     events: Arc<Mutex<Events>>,
-) -> Result<JoinHandle<()>, String> {
+) -> Result<JoinHandle<()>, QmpError> {
     std::thread::Builder::new()
         .name("b9-qmp".to_string())
         .spawn(move || read_messages(stream, &tx, &events))
-        .map_err(|e| format!("cannot start the QMP reader thread: {e}"))
+        .map_err(io("start the QMP reader thread"))
 }
 
 /// The reader thread's loop, until QEMU closes the socket.
@@ -198,14 +262,19 @@ fn untyped_event(message: &Value) -> (&str, Option<String>) {
 }
 
 /// A reply's `return` value decoded, or its `error` as text.
-fn decode_reply<C: qapi::Command>(reply: Value) -> Result<C::Ok, String> {
+fn decode_reply<C: qapi::Command>(reply: Value) -> Result<C::Ok, QmpError> {
     if let Some(error) = reply.get("error") {
         let desc = error.get("desc").and_then(Value::as_str).unwrap_or("");
-        return Err(format!("QMP {} failed: {desc}", C::NAME));
+        return Err(QmpError::Failed {
+            name: C::NAME,
+            desc: desc.to_string(),
+        });
     }
     let value = reply.get("return").cloned().unwrap_or(Value::Null);
-    serde_json::from_value(value)
-        .map_err(|e| format!("cannot decode the reply to {}: {e}", C::NAME))
+    serde_json::from_value(value).map_err(|source| QmpError::Decode {
+        name: C::NAME,
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -234,7 +303,9 @@ mod tests {
         let info = decode_reply::<qapi::qmp::query_status>(ok).unwrap();
         assert!(info.running);
         let err = serde_json::json!({"error": {"class": "GenericError", "desc": "nope"}});
-        let msg = decode_reply::<qapi::qmp::query_status>(err).unwrap_err();
+        let msg = decode_reply::<qapi::qmp::query_status>(err)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("nope"), "{msg}");
     }
 }

@@ -1,4 +1,4 @@
-//! The appliance (DESIGN "Running a VmScript: the appliance"): a kernel and
+//! The appliance: a kernel and
 //! an initramfs that b9 writes itself, holding `b9-agent` as `/init`, the
 //! kernel modules the agent loads (dependencies resolved from the modules'
 //! own `.modinfo`), and the shared libraries the agent needs.

@@ -16,11 +16,11 @@ mod xml;
 
 use std::io::BufReader;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::backend::{Backend, Vm, VmError, VmSpec, VmState};
+use super::backend::{remove_if_exists, Hypervisor, Vm, VmError, VmSpec, VmState};
 use b9_protocol::libvirt::{self as wire, DomainState, Reply, Request, Stage};
 
 /// The connection URI used when none is configured.
@@ -47,21 +47,21 @@ impl Default for Libvirt {
     }
 }
 
-impl Backend for Libvirt {
+impl Hypervisor for Libvirt {
     fn name(&self) -> &'static str {
         "libvirt"
     }
 
     fn start(&self, spec: &VmSpec) -> Result<Box<dyn Vm>, VmError> {
         let xml = self.domain_xml(spec)?;
-        remove_if_exists(&spec.agent_socket).map_err(VmError::Start)?;
-        let mut helper = Helper::spawn().map_err(VmError::Start)?;
+        remove_if_exists(&spec.agent_socket)?;
+        let mut helper = Helper::spawn()?;
         tracing::debug!("creating libvirt domain on {}:\n{xml}", self.uri);
         let start = Request::Start {
             uri: self.uri.clone(),
             xml,
         };
-        match helper.call(&start).map_err(VmError::Start)? {
+        match helper.call(&start)? {
             Reply::Started => {}
             Reply::Failed {
                 stage: Stage::Connect,
@@ -91,16 +91,6 @@ impl Backend for Libvirt {
     }
 }
 
-/// Removes a file; a missing one is fine.
-fn remove_if_exists(path: &Path) -> Result<(), String> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("cannot remove {}: {e}", path.display()))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// A reply that does not answer the request.
 fn unexpected(reply: &Reply) -> String {
     format!("the libvirt helper gave an unexpected answer: {reply:?}")
@@ -117,7 +107,7 @@ struct Helper {
 impl Helper {
     /// Starts the helper in its own process group, so a Ctrl-C at the
     /// terminal reaches b9 (which stops the VM) and not the helper.
-    fn spawn() -> Result<Helper, String> {
+    fn spawn() -> Result<Helper, VmError> {
         let path = crate::vm::sibling::program(wire::HELPER)?;
         let mut child = Command::new(&path)
             .args(["--protocol", &wire::VERSION.to_string()])
@@ -125,9 +115,16 @@ impl Helper {
             .stdout(Stdio::piped())
             .process_group(0)
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", path.display()))?;
+            .map_err(|source| VmError::Io {
+                op: "start",
+                path: path.clone(),
+                source,
+            })?;
         let (Some(to), Some(from)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(format!("{} started without pipes", path.display()));
+            return Err(VmError::Start(format!(
+                "{} started without pipes",
+                path.display()
+            )));
         };
         Ok(Helper {
             child,
@@ -137,8 +134,8 @@ impl Helper {
     }
 
     /// Sends a request and reads its reply.
-    fn call(&mut self, request: &Request) -> Result<Reply, String> {
-        let lost = |what: String| format!("lost the libvirt helper ({what})");
+    fn call(&mut self, request: &Request) -> Result<Reply, VmError> {
+        let lost = VmError::LostHelper;
         let to = self
             .to
             .as_mut()
@@ -204,7 +201,7 @@ impl Vm for LibvirtVm {
             Ok(Reply::State(DomainState::Crashed)) => VmState::Panicked,
             Ok(Reply::State(DomainState::Gone(why))) => VmState::Gone(why),
             Ok(other) => VmState::Gone(unexpected(&other)),
-            Err(e) => VmState::Gone(e),
+            Err(e) => VmState::Gone(e.to_string()),
         }
     }
 
@@ -217,7 +214,7 @@ impl Vm for LibvirtVm {
                 self.uri
             ))),
             Ok(other) => Err(VmError::Monitor(unexpected(&other))),
-            Err(e) => Err(VmError::Monitor(e)),
+            Err(e) => Err(e),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::Libvirt;
 use crate::disk::Format;
-use crate::vm::backend::{Accel, VmDisk, VmError, VmShare, VmSpec};
+use crate::vm::backend::{Accelerator, VmDisk, VmError, VmShare, VmSpec};
 use b9_protocol::agent::PORT_NAME;
 
 /// The domain template, with `{{KEY}}` placeholders.
@@ -57,18 +57,18 @@ impl Libvirt {
 }
 
 /// `type='kvm'` or `type='qemu'` (TCG).
-fn domain_type(accel: Accel) -> &'static str {
+fn domain_type(accel: Accelerator) -> &'static str {
     match accel {
-        Accel::Kvm => "kvm",
-        Accel::Tcg => "qemu",
+        Accelerator::Kvm => "kvm",
+        Accelerator::Tcg => "qemu",
     }
 }
 
 /// The host CPU model under KVM; QEMU's default under TCG.
-fn cpu_xml(accel: Accel) -> &'static str {
+fn cpu_xml(accel: Accelerator) -> &'static str {
     match accel {
-        Accel::Kvm => "  <cpu mode='host-passthrough'/>",
-        Accel::Tcg => "",
+        Accelerator::Kvm => "  <cpu mode='host-passthrough'/>",
+        Accelerator::Tcg => "",
     }
 }
 

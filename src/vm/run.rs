@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use crate::vm::backend::{Backend, Vm, VmError, VmSpec, VmState};
+use crate::vm::backend::{Hypervisor, Vm, VmError, VmSpec, VmState};
 use b9_protocol::agent::{self as protocol, Frame, Job, Kind, ToAgent, ToHost};
 
 /// How often the VM's state, the clock and Ctrl-C are looked at.
@@ -111,7 +111,7 @@ impl std::fmt::Display for Tail {
 /// statuses. `booted` tells whether the agent said hello (an error before
 /// that may be the accelerator's).
 pub fn run(
-    backend: &dyn Backend,
+    backend: &dyn Hypervisor,
     spec: &VmSpec,
     job: &Job,
     limits: &Limits,
@@ -152,7 +152,7 @@ fn drive(
     booted: &mut bool,
 ) -> Result<Report, RunError> {
     let tail = || Tail(console_tail(&spec.console_log));
-    let stream = connect(&spec.agent_socket, vm).map_err(|e| RunError::Protocol(e, tail()))?;
+    let stream = connect(&spec.agent_socket, vm, tail)?;
     let mut writer = stream
         .try_clone()
         .map_err(|e| RunError::Protocol(e.to_string(), tail()))?;
@@ -200,7 +200,7 @@ fn drive(
 /// Handles the agent's messages until it is done.
 fn follow(
     watch: &mut Watch<'_>,
-    frames: &Receiver<Result<Frame, String>>,
+    frames: &Receiver<std::io::Result<Frame>>,
     events: &mut dyn Events,
 ) -> Result<Report, RunError> {
     let mut report = Report::default();
@@ -258,14 +258,16 @@ impl Watch<'_> {
     /// The next frame; `within` bounds the wait (for the hello).
     fn next(
         &mut self,
-        frames: &Receiver<Result<Frame, String>>,
+        frames: &Receiver<std::io::Result<Frame>>,
         within: Option<Duration>,
     ) -> Result<Frame, RunError> {
         let waiting = Instant::now();
         loop {
             match frames.recv_timeout(TICK) {
                 Ok(Ok(frame)) => return Ok(frame),
-                Ok(Err(e)) => return Err(self.gone_or(RunError::Protocol(e, self.tail()))),
+                Ok(Err(e)) => {
+                    return Err(self.gone_or(RunError::Protocol(e.to_string(), self.tail())))
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     let e =
                         RunError::Protocol("the agent closed the connection".into(), self.tail());
@@ -308,26 +310,32 @@ impl Watch<'_> {
     }
 }
 
-/// Connects to the VM's agent socket (the VM listens; it may take a moment).
-fn connect(path: &Path, vm: &mut dyn Vm) -> Result<UnixStream, String> {
+/// Connects to the VM's agent socket (the VM listens; it may take a
+/// moment); a failure quotes the console's `tail`.
+fn connect(path: &Path, vm: &mut dyn Vm, tail: impl Fn() -> Tail) -> Result<UnixStream, RunError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match UnixStream::connect(path) {
+        let why = match UnixStream::connect(path) {
             Ok(s) => return Ok(s),
             Err(e) if Instant::now() >= deadline => {
-                return Err(format!("cannot connect to {}: {e}", path.display()))
+                Some(format!("cannot connect to {}: {e}", path.display()))
             }
-            Err(_) => {}
-        }
-        if let VmState::Gone(why) = vm.state() {
-            return Err(format!("the VM ended before the agent connected ({why})"));
+            Err(_) => match vm.state() {
+                VmState::Gone(why) => {
+                    Some(format!("the VM ended before the agent connected ({why})"))
+                }
+                _ => None,
+            },
+        };
+        if let Some(why) = why {
+            return Err(RunError::Protocol(why, tail()));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// Reads frames on a thread; a read error or the end of the stream ends it.
-fn reader(mut stream: UnixStream) -> Receiver<Result<Frame, String>> {
+fn reader(mut stream: UnixStream) -> Receiver<std::io::Result<Frame>> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || loop {
         match protocol::read_frame(&mut stream) {
@@ -338,7 +346,7 @@ fn reader(mut stream: UnixStream) -> Receiver<Result<Frame, String>> {
             }
             Ok(None) => return,
             Err(e) => {
-                let _ = tx.send(Err(e.to_string()));
+                let _ = tx.send(Err(e));
                 return;
             }
         }

@@ -1,9 +1,11 @@
-//! A `Script` tree flattened into the commands the agent runs (SPEC §7.1):
-//! each `Run` carries the innermost `In`, `As`, `IgnoreErrors` and
-//! `Verbosity` around it.
+//! A `Script` tree lowered into the commands the agent runs: each `Run`
+//! carries the innermost `In`, `As`, `IgnoreErrors` and `Verbosity` around
+//! it; and those commands rendered for bash as the original did (post-fix
+//! scripts).
 
-use crate::lang::syntax::{CmdVerbosity, Script};
-use b9_protocol::agent::{Command, Output};
+use crate::lang::syntax::{CmdVerbosity, FilePath, List, Script};
+use crate::lang::typed::Node;
+use crate::vm::request::{GuestCommand, Output};
 
 /// The context of nested commands.
 #[derive(Clone, Debug, Default)]
@@ -14,15 +16,15 @@ struct Context {
     output: Option<Output>,
 }
 
-/// The commands of a script, in order.
-pub fn flatten(script: &Script) -> Vec<Command> {
+/// The commands of a script, in order (none when it runs nothing).
+pub fn flatten(script: &Script) -> Vec<GuestCommand> {
     let mut out = Vec::new();
     walk(script, &Context::default(), &mut out);
     out
 }
 
-fn walk(script: &Script, ctx: &Context, out: &mut Vec<Command>) {
-    let nested = |ctx: Context, steps: &[crate::lang::typed::Node<Script>], out: &mut Vec<_>| {
+fn walk(script: &Script, ctx: &Context, out: &mut Vec<GuestCommand>) {
+    let nested = |ctx: Context, steps: &[Node<Script>], out: &mut Vec<_>| {
         for s in steps {
             walk(&s.value, &ctx, out);
         }
@@ -70,16 +72,12 @@ fn walk(script: &Script, ctx: &Context, out: &mut Vec<Command>) {
     }
 }
 
-fn command(
-    cmd: &crate::lang::syntax::FilePath,
-    args: &crate::lang::syntax::List<String>,
-    ctx: &Context,
-) -> Command {
+fn command(cmd: &FilePath, args: &List<String>, ctx: &Context) -> GuestCommand {
     let line = std::iter::once(cmd.value.as_str())
         .chain(args.value.iter().map(|a| a.value.as_str()))
         .collect::<Vec<_>>()
         .join(" ");
-    Command {
+    GuestCommand {
         line,
         dir: ctx.dir.clone(),
         user: ctx.user.clone(),
@@ -88,10 +86,10 @@ fn command(
     }
 }
 
-/// The script as the original rendered it for bash (§7.1): `#!/usr/bin/env
+/// The script as the original rendered it for bash: `#!/usr/bin/env
 /// bash`, `set -e`, one block per command, no trailing newline. Used for
 /// the host-side post-fix script.
-pub fn render_bash(commands: &[Command]) -> String {
+pub fn render_bash(commands: &[GuestCommand]) -> String {
     let mut blocks = vec!["#!/usr/bin/env bash".to_string(), "set -e".to_string()];
     for c in commands {
         let redirect = match c.output {
@@ -125,7 +123,6 @@ pub fn render_bash(commands: &[Command]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lang::typed::Node;
 
     fn n<T>(v: T) -> Node<T> {
         Node {
@@ -172,6 +169,15 @@ mod tests {
         assert!(cmds[1].ignore_errors);
         assert_eq!(cmds[1].output, Output::Nothing);
         assert_eq!(cmds[2].user, None, "root means no user switch");
+    }
+
+    #[test]
+    fn a_script_without_run_lowers_to_nothing() {
+        let idle = Script::Begin(n(vec![n(Script::In(
+            n("/tmp".into()),
+            n(vec![n(Script::NoOP)]),
+        ))]));
+        assert!(flatten(&idle).is_empty());
     }
 
     #[test]
