@@ -9,8 +9,8 @@
 use std::fmt;
 
 use crate::diag::did_you_mean;
+use crate::diag::source::Span;
 use crate::lang::print::show_string;
-use crate::lang::source::Span;
 use crate::lang::term::{parse_document, Term, TermKind};
 
 /// Why a value could not be read.

@@ -6,15 +6,14 @@
 
 pub mod lexer;
 pub mod print;
-pub mod source;
 pub mod syntax;
 pub mod term;
 pub mod typed;
 
 use std::path::Path;
 
+use crate::diag::source::SourceRef;
 use crate::diag::Diagnostic;
-use source::SourceRef;
 use syntax::ArtifactGenerator;
 use term::Document;
 use typed::{Cx, Node, Syntax};
@@ -55,6 +54,7 @@ pub fn parse_with_document(source: SourceRef) -> Result<(BuildFile, Document), V
         let mut cx = Cx {
             source: &source,
             diagnostics: &mut diagnostics,
+            owner_of: syntax::constructor_owner,
         };
         Node::<ArtifactGenerator>::from_term(&document.term, &mut cx)
     };
@@ -82,7 +82,7 @@ pub fn parse_file_with_document(path: &Path) -> Result<(BuildFile, Document), Ve
 }
 
 fn read_build_file(path: &Path) -> Result<SourceRef, Vec<Diagnostic>> {
-    source::read_source(path, "build file").map_err(|e| vec![e])
+    crate::diag::read_source(path, "build file").map_err(|e| vec![e])
 }
 
 /// `YamlObject "..."` literals are parsed when the file is loaded, as the
@@ -93,7 +93,7 @@ fn check_yaml_literals(source: &SourceRef, term: &term::Term, out: &mut Vec<Diag
         TermKind::Con { name, args, .. } => {
             if let (true, [arg]) = (name == "YamlObject", args.as_slice()) {
                 if let TermKind::Str(text) = &arg.kind {
-                    if let Err(e) = crate::content::yaml::parse(text) {
+                    if let Err(e) = crate::text::yaml::parse(text) {
                         let d =
                             Diagnostic::error(format!("invalid YAML in `YamlObject` literal: {e}"));
                         out.push(d.at(source, arg.span));
@@ -116,8 +116,8 @@ fn check_yaml_literals(source: &SourceRef, term: &term::Term, out: &mut Vec<Diag
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diag::source::Source;
     use proptest::prelude::*;
-    use source::Source;
 
     fn print_generator(g: &ArtifactGenerator) -> String {
         print::print_document(&Document {
@@ -138,7 +138,7 @@ mod tests {
             let source = Source::new("generated.b9", text.clone());
             let doc = term::parse_document(&text).map_err(|e| TestCaseError::fail(format!("{text}\n{e:?}")))?;
             let mut diagnostics = Vec::new();
-            let typed = Node::<ArtifactGenerator>::from_term(&doc.term, &mut Cx { source: &source, diagnostics: &mut diagnostics });
+            let typed = Node::<ArtifactGenerator>::from_term(&doc.term, &mut Cx { source: &source, diagnostics: &mut diagnostics, owner_of: syntax::constructor_owner });
             let Some(typed) = typed else {
                 let msgs: Vec<String> = diagnostics.iter().map(|d| d.to_string()).collect();
                 return Err(TestCaseError::fail(format!("{text}\n{}", msgs.join("\n"))));
@@ -193,47 +193,6 @@ mod tests {
             "{}",
             errs[3].message
         );
-    }
-
-    /// Nesting up to the limit passes every recursive stage (typing,
-    /// printing, expansion) on a test thread's small stack; one more level
-    /// is a located error.
-    #[test]
-    fn nesting_up_to_the_limit_works_and_deeper_is_an_error() {
-        let lets = |n: usize| {
-            format!(
-                "Let [] {}[EmptyArtifact]{}",
-                "[Let [] ".repeat(n - 1),
-                "]".repeat(n - 1)
-            )
-        };
-        let asts = |n: usize| {
-            format!(
-                "Sources [FromContent \"u\" (RenderYamlObject {}ASTString \"a\"{})] [Artifact (IID \"x\") (CloudInit [CI_DIR] \"o\")]",
-                "(ASTArr [".repeat(n / 2 - 1),
-                "])".repeat(n / 2 - 1)
-            )
-        };
-        for shape in [lets, asts] {
-            let (file, document) =
-                parse_with_document(Source::new("ok.b9", shape(term::MAX_DEPTH)))
-                    .unwrap_or_else(|e| panic!("{e:?}"));
-            assert!(!print::print_document(&document).is_empty());
-            let vars = crate::eval::expand::BuildVars {
-                args: Vec::new(),
-                project_root: ".".into(),
-                build_dir: ".".into(),
-                build_date: "d".into(),
-                build_id: "i".into(),
-            };
-            let (_, diagnostics) = crate::eval::expand::expand(std::slice::from_ref(&file), &vars);
-            assert!(diagnostics.is_empty(), "{diagnostics:?}");
-            let errs = parse(Source::new("deep.b9", shape(term::MAX_DEPTH + 2))).unwrap_err();
-            assert_eq!(errs.len(), 1, "{errs:?}");
-            assert!(errs[0]
-                .message
-                .contains("nested too deeply (more than 200 levels)"));
-        }
     }
 
     #[test]

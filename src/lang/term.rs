@@ -4,8 +4,8 @@
 //! Redundant parentheses are dropped; comments stay attached to the terms they
 //! precede or follow, so the printer can put them back.
 
+use crate::diag::source::Span;
 use crate::lang::lexer::{Comment, Token, TokenKind, Tokens};
-use crate::lang::source::Span;
 
 /// The constructor whose string argument needs no parentheses.
 pub const YAML_OBJECT: &str = "YamlObject";

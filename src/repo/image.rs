@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
+use crate::diag::source::Source;
 use crate::lang::print::show_string;
-use crate::lang::source::Source;
 use crate::lang::syntax::{FileSystem, ImageType};
 use crate::lang::term::{parse_document, Term, TermKind};
 
