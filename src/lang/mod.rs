@@ -49,25 +49,13 @@ pub fn parse_with_document(source: SourceRef) -> Result<(BuildFile, Document), V
             })
             .collect::<Vec<_>>()
     })?;
+    let generator = decode::<Node<ArtifactGenerator>>(&document.term, &source)?;
     let mut diagnostics = Vec::new();
-    let generator = {
-        let mut cx = Cx {
-            source: &source,
-            diagnostics: &mut diagnostics,
-            owner_of: syntax::constructor_owner,
-        };
-        Node::<ArtifactGenerator>::from_term(&document.term, &mut cx)
-    };
-    match generator {
-        Some(generator) if diagnostics.is_empty() => {
-            check_yaml_literals(&source, &document.term, &mut diagnostics);
-            if diagnostics.is_empty() {
-                Ok((BuildFile { source, generator }, document))
-            } else {
-                Err(diagnostics)
-            }
-        }
-        _ => Err(diagnostics),
+    check_yaml_literals(&source, &document.term, &mut diagnostics);
+    if diagnostics.is_empty() {
+        Ok((BuildFile { source, generator }, document))
+    } else {
+        Err(diagnostics)
     }
 }
 
@@ -83,6 +71,22 @@ pub fn parse_file_with_document(path: &Path) -> Result<(BuildFile, Document), Ve
 
 fn read_build_file(path: &Path) -> Result<SourceRef, Vec<Diagnostic>> {
     crate::diag::read_source(path, "build file").map_err(|e| vec![e])
+}
+
+/// Decodes a term of `source` as a `T` of the typed syntax: the one way a
+/// Haskell term becomes a value (build files, and the `.b9si` fields that are
+/// syntax types). `Err` holds every problem found, located in `source`.
+pub fn decode<T: Syntax>(term: &term::Term, source: &SourceRef) -> Result<T, Vec<Diagnostic>> {
+    let mut diagnostics = Vec::new();
+    let mut cx = Cx {
+        source,
+        diagnostics: &mut diagnostics,
+        owner_of: syntax::constructor_owner,
+    };
+    match T::from_term(term, &mut cx) {
+        Some(value) if diagnostics.is_empty() => Ok(value),
+        _ => Err(diagnostics),
+    }
 }
 
 /// `YamlObject "..."` literals are parsed when the file is loaded, as the
@@ -137,12 +141,10 @@ mod tests {
             // The typed layer only: YAML literals here are random text.
             let source = Source::new("generated.b9", text.clone());
             let doc = term::parse_document(&text).map_err(|e| TestCaseError::fail(format!("{text}\n{e:?}")))?;
-            let mut diagnostics = Vec::new();
-            let typed = Node::<ArtifactGenerator>::from_term(&doc.term, &mut Cx { source: &source, diagnostics: &mut diagnostics, owner_of: syntax::constructor_owner });
-            let Some(typed) = typed else {
+            let typed = decode::<Node<ArtifactGenerator>>(&doc.term, &source).map_err(|diagnostics| {
                 let msgs: Vec<String> = diagnostics.iter().map(|d| d.to_string()).collect();
-                return Err(TestCaseError::fail(format!("{text}\n{}", msgs.join("\n"))));
-            };
+                TestCaseError::fail(format!("{text}\n{}", msgs.join("\n")))
+            })?;
             prop_assert_eq!(&typed.value, &generator, "{}", text);
             prop_assert_eq!(print::print_document(&doc), text);
         }

@@ -277,9 +277,9 @@ impl Syntax for bool {
         "Bool".into()
     }
     fn from_term(term: &Term, cx: &mut Cx<'_>) -> Option<Self> {
-        match &term.kind {
-            TermKind::Con { name, args, .. } if args.is_empty() && name == "True" => Some(true),
-            TermKind::Con { name, args, .. } if args.is_empty() && name == "False" => Some(false),
+        match term.as_nullary() {
+            Some("True") => Some(true),
+            Some("False") => Some(false),
             _ => {
                 cx.mismatch(term, "Bool");
                 None
@@ -300,8 +300,8 @@ impl<T: Syntax> Syntax for Vec<T> {
         format!("[{}]", T::type_name())
     }
     fn from_term(term: &Term, cx: &mut Cx<'_>) -> Option<Self> {
-        match &term.kind {
-            TermKind::List { items, .. } => {
+        match term.as_list() {
+            Some(items) => {
                 let converted: Vec<Option<T>> = items.iter().map(|t| T::from_term(t, cx)).collect();
                 converted.into_iter().collect()
             }
