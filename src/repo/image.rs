@@ -8,11 +8,12 @@
 
 use std::path::Path;
 
-use crate::diag::source::Source;
+use crate::diag::source::{Source, SourceRef};
 use crate::lang;
 use crate::lang::print::show_string;
 use crate::lang::syntax::{FileSystem, ImageType};
 use crate::lang::term::{parse_document, Term};
+use crate::lang::typed::Syntax;
 
 use super::RepoError;
 
@@ -180,24 +181,29 @@ impl SharedImage {
                 ));
             }
         }
-        let image_type = lang::decode::<ImageType>(&args[3], &source).map_err(|_| {
-            corrupt(
-                args[3].span.start,
-                format!(
-                    "expected an image type (Raw, QCow2, Vmdk), found {}",
-                    args[3].describe()
-                ),
-            )
-        })?;
-        let fs = lang::decode::<FileSystem>(&args[4], &source).map_err(|_| {
-            corrupt(
-                args[4].span.start,
-                format!(
-                    "expected a file system (NoFileSystem, Ext4, Ext4_64, ISO9660, VFAT), found {}",
-                    args[4].describe()
-                ),
-            )
-        })?;
+        // A syntax type read through the typed layer; any problem is one
+        // "expected ..." naming the allowed constructors.
+        fn syntax_field<T: Syntax>(
+            t: &Term,
+            source: &SourceRef,
+            expected: &str,
+        ) -> Result<T, (usize, String)> {
+            lang::decode::<T>(t, source).map_err(|_| {
+                (
+                    t.span.start,
+                    format!("expected {expected}, found {}", t.describe()),
+                )
+            })
+        }
+        let image_type =
+            syntax_field::<ImageType>(&args[3], &source, "an image type (Raw, QCow2, Vmdk)")
+                .map_err(|(at, m)| corrupt(at, m))?;
+        let fs = syntax_field::<FileSystem>(
+            &args[4],
+            &source,
+            "a file system (NoFileSystem, Ext4, Ext4_64, ISO9660, VFAT)",
+        )
+        .map_err(|(at, m)| corrupt(at, m))?;
         Ok(SharedImage {
             name,
             date,
