@@ -11,9 +11,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use b9::diag::source::Source;
 use b9::eval::check::{check, Dirs};
 use b9::eval::expand::{expand, BuildVars};
-use b9::lang::{parse, source::Source};
+use b9::lang::parse;
 
 const INSTANCES: usize = 10_000;
 

@@ -21,6 +21,7 @@ pub mod media;
 pub mod pipeline;
 pub mod repo;
 pub mod stale;
+pub mod text;
 pub mod timeouts;
 pub mod vm;
 pub mod wait;

@@ -6,10 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+use b9::diag::source::Source;
 use b9::diag::Diagnostic;
 use b9::eval::check::{check, dedupe, Dirs};
 use b9::eval::expand::{expand, BuildVars};
-use b9::lang::{self, print::print_document};
+use b9::lang::{self, print::print_document, term::MAX_DEPTH};
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/lang")
@@ -86,7 +87,7 @@ fn valid_files_check_clean_and_match_golden_layout() {
 
         // Idempotent, same meaning, same comments.
         let (again, again_doc) =
-            lang::parse_with_document(lang::source::Source::new("reformatted.b9", printed.clone()))
+            lang::parse_with_document(Source::new("reformatted.b9", printed.clone()))
                 .unwrap_or_else(|d| {
                     panic!("{}: reformatted text does not parse: {d:?}", path.display())
                 });
@@ -175,4 +176,44 @@ fn invalid_files_report_the_expected_problems() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Nesting up to the limit passes every recursive stage (typing,
+/// printing, expansion) on a test thread's small stack; one more level
+/// is a located error.
+#[test]
+fn nesting_up_to_the_limit_works_and_deeper_is_an_error() {
+    let lets = |n: usize| {
+        format!(
+            "Let [] {}[EmptyArtifact]{}",
+            "[Let [] ".repeat(n - 1),
+            "]".repeat(n - 1)
+        )
+    };
+    let asts = |n: usize| {
+        format!(
+            "Sources [FromContent \"u\" (RenderYamlObject {}ASTString \"a\"{})] [Artifact (IID \"x\") (CloudInit [CI_DIR] \"o\")]",
+            "(ASTArr [".repeat(n / 2 - 1),
+            "])".repeat(n / 2 - 1)
+        )
+    };
+    for shape in [lets, asts] {
+        let (file, document) = lang::parse_with_document(Source::new("ok.b9", shape(MAX_DEPTH)))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(!print_document(&document).is_empty());
+        let vars = BuildVars {
+            args: Vec::new(),
+            project_root: ".".into(),
+            build_dir: ".".into(),
+            build_date: "d".into(),
+            build_id: "i".into(),
+        };
+        let (_, diagnostics) = expand(std::slice::from_ref(&file), &vars);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let errs = lang::parse(Source::new("deep.b9", shape(MAX_DEPTH + 2))).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0]
+            .message
+            .contains("nested too deeply (more than 200 levels)"));
+    }
 }

@@ -2,7 +2,7 @@
 //! back to the same term. Only panics (and round-trip failures) fail.
 #![no_main]
 
-use b9::content::erlang;
+use b9::text::erlang;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

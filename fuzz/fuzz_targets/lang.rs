@@ -2,7 +2,8 @@
 //! the printout again; only panics (and unstable printing) fail.
 #![no_main]
 
-use b9::lang::{parse_with_document as parse, print::print_document, source::Source};
+use b9::diag::source::Source;
+use b9::lang::{parse_with_document as parse, print::print_document};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -19,8 +19,8 @@
 //! Every key remembers its file, its 1-based line and the byte span of its
 //! value, so errors can point at it. Sections keep the order of the file.
 
+use crate::diag::source::{SourceRef, Span};
 use crate::diag::Diagnostic;
-use crate::lang::source::{SourceRef, Span};
 
 /// The name of the section whose keys every other section inherits.
 pub const DEFAULT_SECTION: &str = "DEFAULT";
@@ -371,7 +371,7 @@ impl Ini {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::lang::source::Source;
+    use crate::diag::source::Source;
 
     fn parse(text: &str) -> Ini {
         match Ini::parse(&Source::new("t.conf", text)) {

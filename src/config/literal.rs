@@ -9,9 +9,9 @@
 use std::fmt;
 
 use crate::diag::did_you_mean;
+use crate::diag::source::Span;
 use crate::lang::print::show_string;
-use crate::lang::source::Span;
-use crate::lang::term::{parse_document, Term, TermKind};
+use crate::lang::term::{parse_document, Term};
 
 /// Why a value could not be read.
 #[derive(Clone, Debug, PartialEq)]
@@ -245,13 +245,6 @@ fn mismatch(text: &str, t: &Term, expected: &str) -> LitError {
     }
 }
 
-fn con(t: &Term) -> Option<(&str, &[Term])> {
-    match &t.kind {
-        TermKind::Con { name, args, .. } => Some((name.as_str(), args.as_slice())),
-        _ => None,
-    }
-}
-
 /// `Nothing` or `Just <x>`, with `inner` reading `x`.
 fn maybe<T>(
     text: &str,
@@ -259,26 +252,12 @@ fn maybe<T>(
     inner: impl Fn(&Term) -> Option<T>,
 ) -> Result<Option<T>, LitError> {
     let t = term(text, expected)?;
-    match con(&t) {
+    match t.as_con() {
         Some(("Nothing", [])) => Ok(None),
         Some(("Just", [x])) => inner(x)
             .map(Some)
             .ok_or_else(|| mismatch(text, x, expected)),
         _ => Err(mismatch(text, &t, expected)),
-    }
-}
-
-fn string_of(t: &Term) -> Option<String> {
-    match &t.kind {
-        TermKind::Str(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn int_of(t: &Term) -> Option<i64> {
-    match t.kind {
-        TermKind::Int(n) => i64::try_from(n).ok(),
-        _ => None,
     }
 }
 
@@ -305,33 +284,35 @@ pub fn show_bool(b: bool) -> &'static str {
 pub fn read_int(text: &str) -> Result<i64, LitError> {
     let expected = "an integer, e.g. 3600";
     let t = term(text, expected)?;
-    int_of(&t).ok_or_else(|| mismatch(text, &t, expected))
+    t.as_i64().ok_or_else(|| mismatch(text, &t, expected))
 }
 
 /// A non-negative integer (up to `u64::MAX`).
 pub fn read_non_negative(text: &str) -> Result<u64, LitError> {
     let expected = "a non-negative integer, e.g. 3600";
     let t = term(text, expected)?;
-    match t.kind {
-        TermKind::Int(n) => u64::try_from(n).map_err(|_| fail(text, expected)),
-        _ => Err(mismatch(text, &t, expected)),
+    match t.as_integer() {
+        Some(n) => u64::try_from(n).map_err(|_| fail(text, expected)),
+        None => Err(mismatch(text, &t, expected)),
     }
 }
 
 /// `Maybe FilePath` / `Maybe String`: `Nothing` or `Just "text"`.
 pub fn read_maybe_string(text: &str, what: &str) -> Result<Option<String>, LitError> {
-    maybe(text, &format!("Nothing or Just \"<{what}>\""), string_of)
+    maybe(text, &format!("Nothing or Just \"<{what}>\""), |t| {
+        t.as_str().map(str::to_string)
+    })
 }
 
 /// `Maybe Int`: `Nothing` or `Just 2`.
 pub fn read_maybe_int(text: &str) -> Result<Option<i64>, LitError> {
-    maybe(text, "Nothing or Just <integer>, e.g. Just 2", int_of)
+    maybe(text, "Nothing or Just <integer>, e.g. Just 2", Term::as_i64)
 }
 
 /// `Maybe LogLevel`: `Nothing` or `Just LogInfo` (and the other levels).
 pub fn read_maybe_log_level(text: &str) -> Result<Option<LogLevel>, LitError> {
     let expected = "Nothing or Just <level> (LogTrace, LogDebug, LogInfo, LogError, LogNothing)";
-    let level = |t: &Term| match con(t) {
+    let level = |t: &Term| match t.as_con() {
         Some((name, [])) => LogLevel::ALL
             .iter()
             .find(|(_, n)| *n == name)
@@ -352,9 +333,9 @@ pub fn read_maybe_log_level(text: &str) -> Result<Option<LogLevel>, LitError> {
 pub fn read_maybe_system_path(text: &str) -> Result<Option<SystemPath>, LitError> {
     let expected = "Nothing or Just (<Path|InHomeDir|InB9UserDir|InTempDir> \"<path>\")";
     let sp = |t: &Term| {
-        let (name, args) = con(t)?;
+        let (name, args) = t.as_con()?;
         let [arg] = args else { return None };
-        let p = string_of(arg)?;
+        let p = arg.as_str()?.to_string();
         Some(match name {
             "Path" => SystemPath::Path(p),
             "InHomeDir" => SystemPath::InHomeDir(p),
@@ -388,12 +369,16 @@ fn inner_con_name(text: &str, span: Span) -> Option<String> {
 pub fn read_string_list(text: &str) -> Result<Vec<String>, LitError> {
     let expected = "a list of strings, e.g. [\"64bit\", \"^metadata_csum\"]";
     let t = term(text, expected)?;
-    let TermKind::List { items, .. } = &t.kind else {
+    let Some(items) = t.as_list() else {
         return Err(mismatch(text, &t, expected));
     };
     items
         .iter()
-        .map(|i| string_of(i).ok_or_else(|| mismatch(text, i, "a string")))
+        .map(|i| {
+            i.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| mismatch(text, i, "a string"))
+        })
         .collect()
 }
 
@@ -401,12 +386,12 @@ pub fn read_string_list(text: &str) -> Result<Vec<String>, LitError> {
 pub fn read_capabilities(text: &str) -> Result<Vec<String>, LitError> {
     let expected = "a list of capabilities, e.g. [CAP_MKNOD,CAP_SYS_ADMIN]";
     let t = term(text, expected)?;
-    let TermKind::List { items, .. } = &t.kind else {
+    let Some(items) = t.as_list() else {
         return Err(mismatch(text, &t, expected));
     };
     let mut caps = Vec::new();
     for item in items {
-        match con(item) {
+        match item.as_con() {
             Some((name, [])) if CAPABILITIES.contains(&name) => caps.push(name.to_string()),
             Some((name, [])) => {
                 let mut e = mismatch(text, item, "a capability such as CAP_SYS_ADMIN");
@@ -426,16 +411,16 @@ pub fn read_capabilities(text: &str) -> Result<Vec<String>, LitError> {
 pub fn read_ram_size(text: &str) -> Result<RamSize, LitError> {
     let expected = "RamSize <n> KB|MB|GB or AutomaticRamSize";
     let t = term(text, expected)?;
-    let parsed = match con(&t) {
+    let parsed = match t.as_con() {
         Some(("AutomaticRamSize", [])) => Some(RamSize::Automatic),
         Some(("RamSize", [n, unit])) => {
-            let unit = match con(unit) {
+            let unit = match unit.as_con() {
                 Some(("KB", [])) => Some(SizeUnit::KB),
                 Some(("MB", [])) => Some(SizeUnit::MB),
                 Some(("GB", [])) => Some(SizeUnit::GB),
                 _ => None,
             };
-            int_of(n).zip(unit).map(|(n, u)| RamSize::Size(n, u))
+            n.as_i64().zip(unit).map(|(n, u)| RamSize::Size(n, u))
         }
         _ => None,
     };
@@ -450,7 +435,9 @@ pub fn read_plain(text: &str) -> Result<String, LitError> {
     }
     let expected = "a plain value or a quoted string";
     let t = term(text, expected)?;
-    string_of(&t).ok_or_else(|| mismatch(text, &t, expected))
+    t.as_str()
+        .map(str::to_string)
+        .ok_or_else(|| mismatch(text, &t, expected))
 }
 
 /// One of `choices` (compared case-insensitively), as a plain value.

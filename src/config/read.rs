@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::diag::{did_you_mean, Diagnostic};
-use crate::lang::source::{Source, SourceRef};
+use crate::diag::source::{Source, SourceRef};
 
 use super::ini::{Entry, Ini};
 use super::literal::{
@@ -52,7 +52,7 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Loaded, Vec<Diagnostic>> {
     let mut sources = Vec::new();
     let mut errors = Vec::new();
     for p in paths {
-        match crate::lang::source::read_source(p, "the configuration file") {
+        match crate::diag::read_source(p, "the configuration file") {
             Ok(source) => sources.push(source),
             Err(e) => errors.push(e),
         }
@@ -277,7 +277,7 @@ fn positive_u32(text: &str) -> Result<u32, LitError> {
         .ok_or_else(|| LitError {
             expected: "a positive integer".into(),
             found: format!("{text:?}"),
-            span: crate::lang::source::Span::new(0, text.len()),
+            span: crate::diag::source::Span::new(0, text.len()),
             notes: Vec::new(),
             hint: None,
         })
@@ -288,7 +288,7 @@ fn port(text: &str) -> Result<u16, LitError> {
     u16::try_from(n).map_err(|_| LitError {
         expected: "a port number (0-65535)".into(),
         found: format!("{text:?}"),
-        span: crate::lang::source::Span::new(0, text.len()),
+        span: crate::diag::source::Span::new(0, text.len()),
         notes: Vec::new(),
         hint: None,
     })
@@ -300,7 +300,7 @@ fn non_empty_plain(text: &str) -> Result<String, LitError> {
         return Err(LitError {
             expected: "a libvirt connection URI, e.g. qemu:///system".into(),
             found: "an empty value".into(),
-            span: crate::lang::source::Span::new(0, text.len()),
+            span: crate::diag::source::Span::new(0, text.len()),
             notes: Vec::new(),
             hint: None,
         });

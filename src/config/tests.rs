@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::diag::Diagnostic;
-use crate::lang::source::Source;
+use crate::diag::source::Source;
 use proptest::prelude::*;
 use std::path::Path;
 use std::path::PathBuf;

@@ -1,10 +1,10 @@
-//! Evaluating `AST` trees (SPEC §1.7) into YAML values or Erlang terms.
+//! The literal types of `AST` trees (YAML values, Erlang terms) and their
+//! operations; [`crate::content::render`] evaluates a tree with them.
 
-use crate::content::erlang::{self, ErlTerm};
 use crate::content::error::ContentError;
-use crate::content::render::Renderer;
-use crate::content::yaml::{self, Value};
-use crate::lang::syntax::{Ast, CloudConfigYaml, ErlangPropList, SimpleErlangTerm, YamlObject};
+use crate::lang::syntax::{CloudConfigYaml, ErlangPropList, SimpleErlangTerm, YamlObject};
+use crate::text::erlang::{self, ErlTerm};
+use crate::text::yaml::{self, Value};
 
 /// A literal type of `AST`, with the value type it evaluates to and that
 /// type's operations.
@@ -25,44 +25,6 @@ pub trait AstTarget {
     fn parse(text: &str, origin: &str) -> Result<Self::Value, ContentError>;
     /// `AST literal`.
     fn literal(&self) -> Result<Self::Value, ContentError>;
-}
-
-/// Evaluates an `AST` in the renderer's environment.
-pub fn eval_ast<A: AstTarget>(ast: &Ast<A>, r: &Renderer<'_>) -> Result<A::Value, ContentError> {
-    Ok(match ast {
-        Ast::ASTObj(entries) => {
-            let mut out = Vec::with_capacity(entries.len());
-            for e in entries.iter() {
-                out.push((e.0.value.clone(), eval_ast(&e.1, r)?));
-            }
-            A::object(out)
-        }
-        Ast::ASTArr(items) => {
-            let values: Result<Vec<_>, _> = items.iter().map(|i| eval_ast(i, r)).collect();
-            A::array(values?)
-        }
-        Ast::ASTMerge(items) => {
-            let mut values = items.iter().map(|i| eval_ast(i, r));
-            let first = values.next().ok_or(ContentError::EmptyMerge)??;
-            values.try_fold(first, |acc, v| Ok::<_, ContentError>(A::merge(acc, v?)))?
-        }
-        Ast::ASTEmbed(content) => {
-            let bytes = r.content(&content.value)?;
-            A::string(String::from_utf8_lossy(&bytes).into_owned())
-        }
-        Ast::ASTString(s) => A::string(s.value.clone()),
-        Ast::ASTInt(n) => A::int(n.value),
-        Ast::ASTParse(file) => {
-            let bytes = r.source_file(file)?;
-            let crate::lang::syntax::SourceFile::Source(_, path) = &file.value;
-            let origin = path.value.clone();
-            let text = String::from_utf8(bytes).map_err(|_| ContentError::NotText {
-                path: origin.clone().into(),
-            })?;
-            A::parse(&text, &origin)?
-        }
-        Ast::AST(literal) => literal.literal()?,
-    })
 }
 
 fn yaml_error(origin: &str, e: yaml::YamlError) -> ContentError {

@@ -1,9 +1,8 @@
-//! Generated file contents (SPEC §1.6, §1.7, §3): YAML and Erlang terms with
-//! their merge rules, templates, base64, downloads.
+//! Generated file contents: renders a build file's content sources (YAML and
+//! Erlang ASTs, templates, base64, downloads) to the bytes of one instance.
+//! The text formats themselves live in [`crate::text`].
 
 pub mod ast;
-pub mod erlang;
 pub mod error;
 pub mod render;
 pub mod url;
-pub mod yaml;

@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use crate::content::ast::eval_ast;
+use crate::content::ast::AstTarget;
 use crate::content::error::ContentError;
-use crate::content::{erlang, url, yaml};
+use crate::content::url;
+use crate::diag::source::Source;
 use crate::eval::env::Env;
-use crate::eval::template::{self, Piece};
-use crate::lang::source::Source;
-use crate::lang::syntax::{Content, SourceFile, SourceFileConversion};
+use crate::lang::syntax::{Ast, Content, SourceFile, SourceFileConversion};
+use crate::text::template::{self, Piece};
+use crate::text::{erlang, yaml};
 
 /// What rendering needs from the build: variables, where relative paths
 /// start, and the download time limit.
@@ -108,6 +109,44 @@ impl Renderer<'_> {
             }
         })
     }
+}
+
+/// Evaluates an `AST` in the renderer's environment.
+fn eval_ast<A: AstTarget>(ast: &Ast<A>, r: &Renderer<'_>) -> Result<A::Value, ContentError> {
+    Ok(match ast {
+        Ast::ASTObj(entries) => {
+            let mut out = Vec::with_capacity(entries.len());
+            for e in entries.iter() {
+                out.push((e.0.value.clone(), eval_ast(&e.1, r)?));
+            }
+            A::object(out)
+        }
+        Ast::ASTArr(items) => {
+            let values: Result<Vec<_>, _> = items.iter().map(|i| eval_ast(i, r)).collect();
+            A::array(values?)
+        }
+        Ast::ASTMerge(items) => {
+            let mut values = items.iter().map(|i| eval_ast(i, r));
+            let first = values.next().ok_or(ContentError::EmptyMerge)??;
+            values.try_fold(first, |acc, v| Ok::<_, ContentError>(A::merge(acc, v?)))?
+        }
+        Ast::ASTEmbed(content) => {
+            let bytes = r.content(&content.value)?;
+            A::string(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        Ast::ASTString(s) => A::string(s.value.clone()),
+        Ast::ASTInt(n) => A::int(n.value),
+        Ast::ASTParse(file) => {
+            let bytes = r.source_file(file)?;
+            let SourceFile::Source(_, path) = &file.value;
+            let origin = path.value.clone();
+            let text = String::from_utf8(bytes).map_err(|_| ContentError::NotText {
+                path: origin.clone().into(),
+            })?;
+            A::parse(&text, &origin)?
+        }
+        Ast::AST(literal) => literal.literal()?,
+    })
 }
 
 /// A Haskell lazy ByteString literal: each character truncated to 8 bits.

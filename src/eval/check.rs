@@ -10,28 +10,17 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
-use crate::content::{erlang, yaml};
+use crate::diag::source::{Source, SourceRef, Span};
 use crate::diag::{Diagnostic, Seen};
+pub use crate::eval::dirs::{normalize, Dirs};
 use crate::eval::env::Env;
 use crate::eval::expand::{Instance, WriterInput};
 use crate::eval::outputs::OutputRules;
 use crate::eval::subst::{undefined_variable, Interpolator};
-use crate::eval::template::{self, Piece, TemplateError};
-use crate::lang::source::{Source, SourceRef, Span};
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
-
-/// Where relative paths are resolved.
-#[derive(Clone, Debug)]
-pub struct Dirs {
-    /// The process working directory: source files, shares and outputs.
-    pub cwd: PathBuf,
-    /// `projectRoot`: `SourceImage` and `CopyOnWrite` images.
-    pub project_root: PathBuf,
-    /// Other directories no output may be or contain, with what they are
-    /// (the shared-image cache, the home directory): `eval::outputs`.
-    pub protected: Vec<(String, PathBuf)>,
-}
+use crate::text::template::{self, Piece, TemplateError};
+use crate::text::{erlang, yaml};
 
 /// Runs every static check over the instances and returns the problems found
 /// (errors and warnings), each reported once.
@@ -616,19 +605,4 @@ fn escapes(path: &str) -> bool {
         }
     }
     false
-}
-
-/// Removes `.` and resolves `..` without touching the file system.
-pub fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }

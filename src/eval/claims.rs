@@ -10,7 +10,7 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::lang::source::{SourceRef, Span};
+use crate::diag::source::{SourceRef, Span};
 
 /// The first claim of a path.
 struct Claim {
@@ -160,7 +160,7 @@ fn to_u32(n: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lang::source::Source;
+    use crate::diag::source::Source;
 
     #[test]
     fn second_claim_names_the_first() {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::lang::source::{SourceRef, Span};
+use crate::diag::source::{SourceRef, Span};
 
 /// Where a binding was made.
 #[derive(Clone, Debug)]

@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
+use crate::diag::source::{SourceRef, Span};
 use crate::diag::Diagnostic;
 use crate::eval::env::{Env, Origin};
 use crate::eval::subst::Interpolator;
-use crate::lang::source::{SourceRef, Span};
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
 use crate::lang::BuildFile;

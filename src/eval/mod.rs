@@ -3,9 +3,9 @@
 
 pub mod check;
 pub mod claims;
+pub mod dirs;
 pub mod env;
 pub mod expand;
 pub mod outputs;
 pub mod plan;
 pub mod subst;
-pub mod template;

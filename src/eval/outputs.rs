@@ -14,17 +14,17 @@ use std::ffi::OsString;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
+use crate::diag::source::{SourceRef, Span};
 use crate::diag::Diagnostic;
-use crate::eval::check::{normalize, Dirs};
 use crate::eval::claims::{self, Claims, PrehashedMap};
+use crate::eval::dirs::{normalize, Dirs};
 use crate::eval::expand::{Instance, WriterInput};
 use crate::eval::subst::Interpolator;
-use crate::lang::source::{SourceRef, Span};
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
 
 /// The output rules, fed one instance at a time with the other static
-/// checks (`eval::check::Checker`): what the instances seen so far read is
+/// checks (`eval::check`'s checker): what the instances seen so far read is
 /// guarded, and every output is checked against it; a path guarded after
 /// an output that is or contains it was accepted is reported at that output.
 pub struct OutputRules {

@@ -5,12 +5,12 @@
 //! (`FromString`, `ASTString`, keys, URLs, literals) and the post-fix script of
 //! `VmImagesWithFixup` are left as written.
 
+use crate::diag::source::{SourceRef, Span};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::eval::env::Env;
-use crate::eval::template::{self, Piece};
-use crate::lang::source::{SourceRef, Span};
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
+use crate::text::template::{self, Piece};
 
 /// Substitutes strings of one build file and collects the errors.
 pub struct Interpolator<'d> {

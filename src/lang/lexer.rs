@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use crate::lang::source::Span;
+use crate::diag::source::Span;
 
 /// The kinds of token.
 #[derive(Clone, Debug, PartialEq)]

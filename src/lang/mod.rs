@@ -6,15 +6,14 @@
 
 pub mod lexer;
 pub mod print;
-pub mod source;
 pub mod syntax;
 pub mod term;
 pub mod typed;
 
 use std::path::Path;
 
+use crate::diag::source::SourceRef;
 use crate::diag::Diagnostic;
-use source::SourceRef;
 use syntax::ArtifactGenerator;
 use term::Document;
 use typed::{Cx, Node, Syntax};
@@ -50,24 +49,13 @@ pub fn parse_with_document(source: SourceRef) -> Result<(BuildFile, Document), V
             })
             .collect::<Vec<_>>()
     })?;
+    let generator = decode::<Node<ArtifactGenerator>>(&document.term, &source)?;
     let mut diagnostics = Vec::new();
-    let generator = {
-        let mut cx = Cx {
-            source: &source,
-            diagnostics: &mut diagnostics,
-        };
-        Node::<ArtifactGenerator>::from_term(&document.term, &mut cx)
-    };
-    match generator {
-        Some(generator) if diagnostics.is_empty() => {
-            check_yaml_literals(&source, &document.term, &mut diagnostics);
-            if diagnostics.is_empty() {
-                Ok((BuildFile { source, generator }, document))
-            } else {
-                Err(diagnostics)
-            }
-        }
-        _ => Err(diagnostics),
+    check_yaml_literals(&source, &document.term, &mut diagnostics);
+    if diagnostics.is_empty() {
+        Ok((BuildFile { source, generator }, document))
+    } else {
+        Err(diagnostics)
     }
 }
 
@@ -82,7 +70,23 @@ pub fn parse_file_with_document(path: &Path) -> Result<(BuildFile, Document), Ve
 }
 
 fn read_build_file(path: &Path) -> Result<SourceRef, Vec<Diagnostic>> {
-    source::read_source(path, "build file").map_err(|e| vec![e])
+    crate::diag::read_source(path, "build file").map_err(|e| vec![e])
+}
+
+/// Decodes a term of `source` as a `T` of the typed syntax: the one way a
+/// Haskell term becomes a value (build files, and the `.b9si` fields that are
+/// syntax types). `Err` holds every problem found, located in `source`.
+pub fn decode<T: Syntax>(term: &term::Term, source: &SourceRef) -> Result<T, Vec<Diagnostic>> {
+    let mut diagnostics = Vec::new();
+    let mut cx = Cx {
+        source,
+        diagnostics: &mut diagnostics,
+        owner_of: syntax::constructor_owner,
+    };
+    match T::from_term(term, &mut cx) {
+        Some(value) if diagnostics.is_empty() => Ok(value),
+        _ => Err(diagnostics),
+    }
 }
 
 /// `YamlObject "..."` literals are parsed when the file is loaded, as the
@@ -93,7 +97,7 @@ fn check_yaml_literals(source: &SourceRef, term: &term::Term, out: &mut Vec<Diag
         TermKind::Con { name, args, .. } => {
             if let (true, [arg]) = (name == "YamlObject", args.as_slice()) {
                 if let TermKind::Str(text) = &arg.kind {
-                    if let Err(e) = crate::content::yaml::parse(text) {
+                    if let Err(e) = crate::text::yaml::parse(text) {
                         let d =
                             Diagnostic::error(format!("invalid YAML in `YamlObject` literal: {e}"));
                         out.push(d.at(source, arg.span));
@@ -116,8 +120,8 @@ fn check_yaml_literals(source: &SourceRef, term: &term::Term, out: &mut Vec<Diag
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diag::source::Source;
     use proptest::prelude::*;
-    use source::Source;
 
     fn print_generator(g: &ArtifactGenerator) -> String {
         print::print_document(&Document {
@@ -137,12 +141,10 @@ mod tests {
             // The typed layer only: YAML literals here are random text.
             let source = Source::new("generated.b9", text.clone());
             let doc = term::parse_document(&text).map_err(|e| TestCaseError::fail(format!("{text}\n{e:?}")))?;
-            let mut diagnostics = Vec::new();
-            let typed = Node::<ArtifactGenerator>::from_term(&doc.term, &mut Cx { source: &source, diagnostics: &mut diagnostics });
-            let Some(typed) = typed else {
+            let typed = decode::<Node<ArtifactGenerator>>(&doc.term, &source).map_err(|diagnostics| {
                 let msgs: Vec<String> = diagnostics.iter().map(|d| d.to_string()).collect();
-                return Err(TestCaseError::fail(format!("{text}\n{}", msgs.join("\n"))));
-            };
+                TestCaseError::fail(format!("{text}\n{}", msgs.join("\n")))
+            })?;
             prop_assert_eq!(&typed.value, &generator, "{}", text);
             prop_assert_eq!(print::print_document(&doc), text);
         }
@@ -193,47 +195,6 @@ mod tests {
             "{}",
             errs[3].message
         );
-    }
-
-    /// Nesting up to the limit passes every recursive stage (typing,
-    /// printing, expansion) on a test thread's small stack; one more level
-    /// is a located error.
-    #[test]
-    fn nesting_up_to_the_limit_works_and_deeper_is_an_error() {
-        let lets = |n: usize| {
-            format!(
-                "Let [] {}[EmptyArtifact]{}",
-                "[Let [] ".repeat(n - 1),
-                "]".repeat(n - 1)
-            )
-        };
-        let asts = |n: usize| {
-            format!(
-                "Sources [FromContent \"u\" (RenderYamlObject {}ASTString \"a\"{})] [Artifact (IID \"x\") (CloudInit [CI_DIR] \"o\")]",
-                "(ASTArr [".repeat(n / 2 - 1),
-                "])".repeat(n / 2 - 1)
-            )
-        };
-        for shape in [lets, asts] {
-            let (file, document) =
-                parse_with_document(Source::new("ok.b9", shape(term::MAX_DEPTH)))
-                    .unwrap_or_else(|e| panic!("{e:?}"));
-            assert!(!print::print_document(&document).is_empty());
-            let vars = crate::eval::expand::BuildVars {
-                args: Vec::new(),
-                project_root: ".".into(),
-                build_dir: ".".into(),
-                build_date: "d".into(),
-                build_id: "i".into(),
-            };
-            let (_, diagnostics) = crate::eval::expand::expand(std::slice::from_ref(&file), &vars);
-            assert!(diagnostics.is_empty(), "{diagnostics:?}");
-            let errs = parse(Source::new("deep.b9", shape(term::MAX_DEPTH + 2))).unwrap_err();
-            assert_eq!(errs.len(), 1, "{errs:?}");
-            assert!(errs[0]
-                .message
-                .contains("nested too deeply (more than 200 levels)"));
-        }
     }
 
     #[test]

@@ -196,7 +196,7 @@ impl Printer {
     fn record(
         &mut self,
         name: &str,
-        fields: &[(String, crate::lang::source::Span, Term)],
+        fields: &[(String, crate::diag::source::Span, Term)],
         closing: &[Comment],
         col: usize,
     ) {

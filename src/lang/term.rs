@@ -4,8 +4,8 @@
 //! Redundant parentheses are dropped; comments stay attached to the terms they
 //! precede or follow, so the printer can put them back.
 
+use crate::diag::source::Span;
 use crate::lang::lexer::{Comment, Token, TokenKind, Tokens};
-use crate::lang::source::Span;
 
 /// The constructor whose string argument needs no parentheses.
 pub const YAML_OBJECT: &str = "YamlObject";
@@ -84,6 +84,57 @@ impl Term {
             span: Span::default(),
             leading: Vec::new(),
             trailing: Vec::new(),
+        }
+    }
+
+    /// `Name arg ...`: the constructor name and its arguments.
+    pub fn as_con(&self) -> Option<(&str, &[Term])> {
+        match &self.kind {
+            TermKind::Con { name, args, .. } => Some((name.as_str(), args.as_slice())),
+            _ => None,
+        }
+    }
+
+    /// A constructor without arguments (`True`, `Raw`): its name.
+    pub fn as_nullary(&self) -> Option<&str> {
+        self.as_con()
+            .and_then(|(name, args)| args.is_empty().then_some(name))
+    }
+
+    /// `con "text"` for the constructor `con`: the text.
+    pub fn as_wrapped_str(&self, con: &str) -> Option<&str> {
+        match self.as_con()? {
+            (name, [arg]) if name == con => arg.as_str(),
+            _ => None,
+        }
+    }
+
+    /// A string literal's text.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            TermKind::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// An integer literal.
+    pub fn as_integer(&self) -> Option<i128> {
+        match self.kind {
+            TermKind::Int(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// An integer literal that fits in an `i64`.
+    pub fn as_i64(&self) -> Option<i64> {
+        self.as_integer().and_then(|n| i64::try_from(n).ok())
+    }
+
+    /// A list's elements.
+    pub fn as_list(&self) -> Option<&[Term]> {
+        match &self.kind {
+            TermKind::List { items, .. } => Some(items),
+            _ => None,
         }
     }
 

@@ -9,8 +9,8 @@
 use std::fmt;
 use std::ops::Deref;
 
+use crate::diag::source::{SourceRef, Span};
 use crate::diag::{did_you_mean, Diagnostic};
-use crate::lang::source::{SourceRef, Span};
 use crate::lang::term::{Term, TermKind};
 
 /// A value with the span of the term it was read from.
@@ -68,6 +68,9 @@ pub struct Cx<'a> {
     pub source: &'a SourceRef,
     /// Problems found so far.
     pub diagnostics: &'a mut Vec<Diagnostic>,
+    /// Which type a constructor name belongs to, if any (for "found `X`,
+    /// which is a `T`" messages); the syntax that defines the types supplies it.
+    pub owner_of: fn(&str) -> Option<&'static str>,
 }
 
 impl Cx<'_> {
@@ -274,9 +277,9 @@ impl Syntax for bool {
         "Bool".into()
     }
     fn from_term(term: &Term, cx: &mut Cx<'_>) -> Option<Self> {
-        match &term.kind {
-            TermKind::Con { name, args, .. } if args.is_empty() && name == "True" => Some(true),
-            TermKind::Con { name, args, .. } if args.is_empty() && name == "False" => Some(false),
+        match term.as_nullary() {
+            Some("True") => Some(true),
+            Some("False") => Some(false),
             _ => {
                 cx.mismatch(term, "Bool");
                 None
@@ -297,8 +300,8 @@ impl<T: Syntax> Syntax for Vec<T> {
         format!("[{}]", T::type_name())
     }
     fn from_term(term: &Term, cx: &mut Cx<'_>) -> Option<Self> {
-        match &term.kind {
-            TermKind::List { items, .. } => {
+        match term.as_list() {
+            Some(items) => {
                 let converted: Vec<Option<T>> = items.iter().map(|t| T::from_term(t, cx)).collect();
                 converted.into_iter().collect()
             }
@@ -418,7 +421,7 @@ pub fn match_constructor<'t>(
         }
     };
     let Some(spec) = specs.iter().find(|s| s.name == name.as_str()) else {
-        let owner = crate::lang::syntax::constructor_owner(name);
+        let owner = (cx.owner_of)(name);
         let message = match owner {
             Some(owner) => format!("expected `{type_name}`, found `{name}`, which is a `{owner}`"),
             None => format!("unknown constructor `{name}`"),
@@ -453,10 +456,7 @@ pub fn match_constructor<'t>(
         .with_note(format!("expected: {}", spec.signature()));
         if args.len() > arity {
             let sibling = args[arity..].iter().find_map(|a| match &a.kind {
-                TermKind::Con { name: n, .. }
-                    if crate::lang::syntax::constructor_owner(n)
-                        == crate::lang::syntax::constructor_owner(name) =>
-                {
+                TermKind::Con { name: n, .. } if (cx.owner_of)(n) == (cx.owner_of)(name) => {
                     Some(n.clone())
                 }
                 _ => None,

@@ -8,10 +8,12 @@
 
 use std::path::Path;
 
+use crate::diag::source::{Source, SourceRef};
+use crate::lang;
 use crate::lang::print::show_string;
-use crate::lang::source::Source;
 use crate::lang::syntax::{FileSystem, ImageType};
-use crate::lang::term::{parse_document, Term, TermKind};
+use crate::lang::term::{parse_document, Term};
+use crate::lang::typed::Syntax;
 
 use super::RepoError;
 
@@ -139,8 +141,8 @@ impl SharedImage {
             None => corrupt(0, "cannot parse".into()),
         })?;
         let term = &doc.term;
-        let args = match &term.kind {
-            TermKind::Con { name, args, .. } if name == "SharedImage" => args,
+        let args = match term.as_con() {
+            Some(("SharedImage", args)) => args,
             _ => {
                 return Err(corrupt(
                     term.span.start,
@@ -158,21 +160,12 @@ impl SharedImage {
             ));
         }
         let wrapped = |t: &Term, con: &str| -> Result<String, RepoError> {
-            if let TermKind::Con { name, args, .. } = &t.kind {
-                if name == con {
-                    if let [Term {
-                        kind: TermKind::Str(s),
-                        ..
-                    }] = args.as_slice()
-                    {
-                        return Ok(s.clone());
-                    }
-                }
-            }
-            Err(corrupt(
-                t.span.start,
-                format!("expected `{con} \"...\"`, found {}", t.describe()),
-            ))
+            t.as_wrapped_str(con).map(str::to_string).ok_or_else(|| {
+                corrupt(
+                    t.span.start,
+                    format!("expected `{con} \"...\"`, found {}", t.describe()),
+                )
+            })
         };
         let name = wrapped(&args[0], "SharedImageName")?;
         let date = wrapped(&args[1], "SharedImageDate")?;
@@ -188,40 +181,29 @@ impl SharedImage {
                 ));
             }
         }
-        let nullary = |t: &Term| match &t.kind {
-            TermKind::Con { name, args, .. } if args.is_empty() => Some(name.clone()),
-            _ => None,
-        };
-        let image_type = match nullary(&args[3]).as_deref() {
-            Some("Raw") => ImageType::Raw,
-            Some("QCow2") => ImageType::QCow2,
-            Some("Vmdk") => ImageType::Vmdk,
-            _ => {
-                return Err(corrupt(
-                    args[3].span.start,
-                    format!(
-                        "expected an image type (Raw, QCow2, Vmdk), found {}",
-                        args[3].describe()
-                    ),
-                ))
-            }
-        };
-        let fs = match nullary(&args[4]).as_deref() {
-            Some("NoFileSystem") => FileSystem::NoFileSystem,
-            Some("Ext4") => FileSystem::Ext4,
-            Some("Ext4_64") => FileSystem::Ext4_64,
-            Some("ISO9660") => FileSystem::ISO9660,
-            Some("VFAT") => FileSystem::VFAT,
-            _ => {
-                return Err(corrupt(
-                    args[4].span.start,
-                    format!(
-                    "expected a file system (NoFileSystem, Ext4, Ext4_64, ISO9660, VFAT), found {}",
-                    args[4].describe()
-                ),
-                ))
-            }
-        };
+        // A syntax type read through the typed layer; any problem is one
+        // "expected ..." naming the allowed constructors.
+        fn syntax_field<T: Syntax>(
+            t: &Term,
+            source: &SourceRef,
+            expected: &str,
+        ) -> Result<T, (usize, String)> {
+            lang::decode::<T>(t, source).map_err(|_| {
+                (
+                    t.span.start,
+                    format!("expected {expected}, found {}", t.describe()),
+                )
+            })
+        }
+        let image_type =
+            syntax_field::<ImageType>(&args[3], &source, "an image type (Raw, QCow2, Vmdk)")
+                .map_err(|(at, m)| corrupt(at, m))?;
+        let fs = syntax_field::<FileSystem>(
+            &args[4],
+            &source,
+            "a file system (NoFileSystem, Ext4, Ext4_64, ISO9660, VFAT)",
+        )
+        .map_err(|(at, m)| corrupt(at, m))?;
         Ok(SharedImage {
             name,
             date,

@@ -5,9 +5,13 @@
 //! through [`Diagnostic`], so `b9 check` can print all problems of a run in one
 //! consistent format.
 
+pub mod source;
+
 use std::fmt;
 
-use crate::lang::source::{LineCol, SourceRef, Span};
+use std::path::Path;
+
+use source::{LineCol, Source, SourceRef, Span};
 
 /// How bad a diagnostic is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,11 +250,39 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
+/// Reads the text file `path`, called `what` in messages ("build file").
+/// Bytes that are not UTF-8 are an error at the line and column of the
+/// first of them.
+// The error is one `Diagnostic`, as callers report it; not on a hot path.
+#[allow(clippy::result_large_err)]
+pub fn read_source(path: &Path, what: &str) -> Result<SourceRef, Diagnostic> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Diagnostic::error(format!("cannot read {what} {}: {e}", path.display())))?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(Source::new(path, text)),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let byte = e.as_bytes()[at];
+            // The valid prefix is unchanged by the lossy conversion, so `at`
+            // is where the replacement character stands.
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let source = Source::new(path, text);
+            Err(
+                Diagnostic::error(format!("{what} {} is not valid UTF-8", path.display()))
+                    .at(
+                        &source,
+                        Span::new(at, at + char::REPLACEMENT_CHARACTER.len_utf8()),
+                    )
+                    .with_label(format!("byte 0x{byte:02x} is not UTF-8 here"))
+                    .with_hint("save the file as UTF-8"),
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lang::source::Source;
-
     #[test]
     fn renders_position_line_and_marker() {
         let src = Source::new("a.b9", "Artifact (IID \"x\")\n  (VmImage [] NoVmScript)\n");
@@ -303,5 +335,23 @@ mod tests {
         assert_eq!(did_you_mean("VmImage", names), Some("VmImages"));
         assert_eq!(did_you_mean("cloudinit", names), Some("CloudInit"));
         assert_eq!(did_you_mean("Banana", names), None);
+    }
+
+    #[test]
+    fn invalid_utf8_is_located_at_its_first_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.b9");
+        std::fs::write(&path, b"Artifact\n  (IID \"\xc3\xa9\xff\") EmptyArtifact\n").unwrap();
+        let e = read_source(&path, "build file").unwrap_err();
+        assert_eq!(e.position(), Some(format!("{}:2:10", path.display())));
+        let shown = e.to_string();
+        assert!(shown.contains("is not valid UTF-8"), "{shown}");
+        assert!(shown.contains("byte 0xff is not UTF-8 here"), "{shown}");
+        let e = read_source(dir.path(), "build file").unwrap_err();
+        assert!(
+            e.message.contains("cannot read build file"),
+            "{}",
+            e.message
+        );
     }
 }
