@@ -5,8 +5,8 @@ use crate::cli::{Failure, EXIT_BUILD};
 use crate::diag::Diagnostic;
 use crate::disk::CreateOptions;
 use crate::eval::expand::Instance;
-use crate::pipeline::vm_images::ImageSettings;
 use crate::pipeline::run::{self as pipeline, BuildSettings};
+use crate::pipeline::vm_images::ImageSettings;
 use crate::vm::launch::LazyLauncher;
 
 /// Builds the instances; a failed artifact fails the command with exit code 1.

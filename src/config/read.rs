@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::diag::{did_you_mean, Diagnostic};
 use crate::diag::source::{Source, SourceRef};
+use crate::diag::{did_you_mean, Diagnostic};
 
 use super::ini::{Entry, Ini};
 use super::literal::{

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::diag::Diagnostic;
 use crate::diag::source::Source;
+use crate::diag::Diagnostic;
 use proptest::prelude::*;
 use std::path::Path;
 use std::path::PathBuf;

@@ -13,8 +13,8 @@ use crate::eval::expand::Instance;
 use crate::lang::syntax::{ArtifactAssembly, CloudInitType};
 use crate::media::{self, MediaOptions};
 use crate::pipeline::error::BuildError;
-use crate::pipeline::vm_images::{self, GuestAccess, ImageSettings};
 use crate::pipeline::output::{self, Staged};
+use crate::pipeline::vm_images::{self, GuestAccess, ImageSettings};
 use crate::pipeline::workdir::BuildDir;
 use crate::vm::launch::LazyLauncher;
 
