@@ -96,7 +96,7 @@ pub fn open(g: &GlobalArgs) -> Result<Session, Vec<Diagnostic>> {
     let mut protected = vec![
         (
             "the shared-image cache".to_string(),
-            crate::repo::cache_root(&config, &b9_dir),
+            crate::repo::cache_root(config.repository_cache.as_ref(), &b9_dir),
         ),
         ("the b9 directory".to_string(), b9_dir.clone()),
     ];
@@ -156,7 +156,7 @@ fn vm_settings_of(config: &config::B9Config, timeouts: Timeouts) -> VmSettings {
 impl Session {
     /// The shared-image cache root (`repository_cache`, default `~/.b9/repo-cache`).
     pub fn cache_root(&self) -> PathBuf {
-        crate::repo::cache_root(&self.config, &self.b9_dir)
+        crate::repo::cache_root(self.config.repository_cache.as_ref(), &self.b9_dir)
     }
 
     /// `<projectRoot>/BUILD-<buildId>`.

@@ -20,7 +20,7 @@ pub use shared_image::{
     haskell_show_string, image_extension, is_safe_component, SharedImage, INFO_EXTENSION,
 };
 
-use crate::config::{B9Config, SystemPath};
+use crate::config::SystemPath;
 
 /// What went wrong in a repository operation.
 #[derive(Debug, thiserror::Error)]
@@ -90,10 +90,11 @@ impl fmt::Display for RepoWarning {
     }
 }
 
-/// The cache root: `repository_cache` resolved against `b9_dir` (`~/.b9`),
-/// or `<b9_dir>/repo-cache` when unset (the original's `defaultRepositoryCache`).
-pub fn cache_root(config: &B9Config, b9_dir: &Path) -> PathBuf {
-    match &config.repository_cache {
+/// The cache root: the configured `repository_cache` resolved against
+/// `b9_dir` (`~/.b9`), or `<b9_dir>/repo-cache` when unset (the original's
+/// `defaultRepositoryCache`).
+pub fn cache_root(repository_cache: Option<&SystemPath>, b9_dir: &Path) -> PathBuf {
+    match repository_cache {
         Some(sp) => sp.resolve(b9_dir),
         None => SystemPath::InB9UserDir("repo-cache".into()).resolve(b9_dir),
     }
@@ -165,17 +166,13 @@ mod tests {
 
     #[test]
     fn default_cache_root() {
-        let mut cfg = B9Config {
-            repository_cache: None,
-            ..B9Config::default()
-        };
         assert_eq!(
-            cache_root(&cfg, Path::new("/h/.b9")),
+            cache_root(None, Path::new("/h/.b9")),
             PathBuf::from("/h/.b9/repo-cache")
         );
-        cfg.repository_cache = Some(SystemPath::Path("/var/cache/b9".into()));
+        let configured = SystemPath::Path("/var/cache/b9".into());
         assert_eq!(
-            cache_root(&cfg, Path::new("/h/.b9")),
+            cache_root(Some(&configured), Path::new("/h/.b9")),
             PathBuf::from("/var/cache/b9")
         );
     }
