@@ -1,4 +1,4 @@
-//! The local shared-image repository (SPEC Part B §8, Part A `.b9si` compatibility).
+//! The local shared-image repository (docs/COMPATIBILITY.md#repository, #promises).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;

@@ -1,4 +1,4 @@
-//! Command-line definitions (SPEC §9): the original's global options and
+//! Command-line definitions (docs/COMPATIBILITY.md#cli): the original's global options and
 //! commands, plus `check`, `show` and `completions`.
 
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Global options (SPEC §9.2). Each overrides the configuration only when given.
+/// Global options (docs/COMPATIBILITY.md#global-options). Each overrides the configuration only when given.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Configuration file; repeat to merge several (later ones win).

@@ -1,5 +1,5 @@
 //! A reader and writer for INI documents with the semantics of Haskell's
-//! `ConfigFile` package, as the original b9 uses it (SPEC Part B §10.2).
+//! `ConfigFile` package, as the original b9 uses it (docs/COMPATIBILITY.md#config-syntax).
 //!
 //! * `[section]` headers; section names are case-sensitive.
 //! * `key: value` or `key = value`; the key is trimmed and lower-cased, the

@@ -150,7 +150,7 @@ pub enum RamSize {
     Automatic,
 }
 
-/// The capability names accepted in `guest_capabilities` (SPEC §10.4).
+/// The capability names accepted in `guest_capabilities` (docs/COMPATIBILITY.md#config-backends).
 pub const CAPABILITIES: &[&str] = &[
     "CAP_MKNOD",
     "CAP_AUDIT_CONTROL",

@@ -1,4 +1,4 @@
-//! Finding the configuration file(s) (SPEC Part B §10.1).
+//! Finding the configuration file(s) (docs/COMPATIBILITY.md#config-files).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -59,7 +59,7 @@ pub fn versioned_candidates(path: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Finds the configuration to load (SPEC §10.1), for the `-c` paths given
+/// Finds the configuration to load (docs/COMPATIBILITY.md#config-files), for the `-c` paths given
 /// (`config_args`, in order) and the b9 directory `b9_dir` (`~/.b9`).
 ///
 /// * No `-c`: the first of `b9.conf.4.0.0`, `b9.conf.4.0`, `b9.conf.4`,

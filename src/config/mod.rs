@@ -1,4 +1,4 @@
-//! `b9.conf`: INI sections with Haskell-literal values (SPEC Part B §10).
+//! `b9.conf`: INI sections with Haskell-literal values (docs/COMPATIBILITY.md#config).
 //!
 //! * [`locate`] finds the file(s) to load (with version suffixes, several
 //!   `-c`, and creation of `~/.b9/b9.conf` from the defaults).

@@ -186,7 +186,7 @@ pub(super) fn default_ext4_attributes() -> Vec<String> {
 }
 
 /// CLI flags that override the configuration; each applies only when given
-/// (SPEC Part A: "a flag overrides the config only when given").
+/// (docs/COMPATIBILITY.md#differences: "a flag overrides the configuration only when given").
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Overrides {
     /// `-v` (`Trace`) / `-q` (`Error`).

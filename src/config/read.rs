@@ -34,7 +34,7 @@ pub struct Loaded {
 impl Loaded {
     /// The text to write back after changing the configuration (`add-repo`):
     /// `config` rendered and merged over the document read, so sections and
-    /// keys this b9 does not know survive (SPEC §10.6).
+    /// keys this b9 does not know survive (docs/COMPATIBILITY.md#config-write).
     pub fn render_updated(&self, config: &B9Config) -> String {
         let mut doc = self.document.clone();
         doc.merge(config.to_ini_document());

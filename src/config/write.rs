@@ -141,7 +141,7 @@ fn show_plain(s: &str) -> String {
     }
 }
 
-/// The default `b9.conf` text (SPEC §10.3 plus `[vm]` and `[libvirt]`),
+/// The default `b9.conf` text (docs/COMPATIBILITY.md#config-global plus `[vm]` and `[libvirt]`),
 /// sections and keys in alphabetical order. Loading it gives
 /// [`B9Config::default`].
 pub fn render_default() -> String {

@@ -1,4 +1,4 @@
-//! Rendering `Content` (SPEC §1.6) to bytes in an instance's environment.
+//! Rendering `Content` (docs/COMPATIBILITY.md#ast) to bytes in an instance's environment.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Disk images in Rust, in-process: raw, qcow2 and vmdk reading and writing,
 //! conversion, container resize, MBR/GPT partition extraction and ext4
-//! creation (SPEC §1.8, §6).
+//! creation (docs/IMAGES.md#formats, docs/COMPATIBILITY.md#disk-images).
 
 pub mod capability;
 pub mod convert;

@@ -1,4 +1,4 @@
-//! Generator expansion (SPEC §1.1, §2.3, §2.4): `Let`, `LetX`, `Each`, `EachT`,
+//! Generator expansion (docs/COMPATIBILITY.md#generators, #scoping, #builtins): `Let`, `LetX`, `Each`, `EachT`,
 //! `Sources`, `Artifact`, `EmptyArtifact` into a list of artifact instances,
 //! depth-first in document order, with every generator-level string
 //! interpolated in the instance's environment.
@@ -13,7 +13,7 @@ use crate::lang::syntax::*;
 use crate::lang::typed::Node;
 use crate::lang::BuildFile;
 
-/// The built-in variables of one build (SPEC §2.4).
+/// The built-in variables of one build (docs/COMPATIBILITY.md#builtins).
 #[derive(Clone, Debug)]
 pub struct BuildVars {
     /// Positional arguments after `--`, bound as `arg_1`...
@@ -60,7 +60,7 @@ pub struct Instance {
     pub assembly: Node<ArtifactAssembly>,
 }
 
-/// One file an instance generates (SPEC §3.5): sources flattened, with
+/// One file an instance generates (docs/COMPATIBILITY.md#generated-files): sources flattened, with
 /// `FromDirectory` and `IntoDirectory` applied.
 #[derive(Clone, Debug)]
 pub struct Writer {

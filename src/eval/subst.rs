@@ -1,4 +1,5 @@
-//! Interpolation of the strings SPEC §2.2 names, over the typed syntax.
+//! Interpolation of the strings named in docs/COMPATIBILITY.md#substitution,
+//! over the typed syntax.
 //!
 //! Generator-level strings (ids, paths, names, mount points, script words) are
 //! substituted here, once per artifact instance. Content-level strings

@@ -1,5 +1,5 @@
 //! The typed build language: every type and constructor of the original b9's
-//! EDSL (SPEC Part B §1), with the original's constructor names.
+//! EDSL (docs/COMPATIBILITY.md#language), with the original's constructor names.
 //!
 //! Field types wrap every value in a [`Node`] so errors found later (during
 //! evaluation and checks) can point at the text that caused them.
@@ -14,7 +14,7 @@ pub type FilePath = Node<String>;
 pub type List<T> = Node<Vec<Node<T>>>;
 
 syntax_enum! {
-    /// The root of a build file: a generator of artifact instances (§1.1).
+    /// The root of a build file: a generator of artifact instances (docs/COMPATIBILITY.md#generators).
     pub enum ArtifactGenerator = "ArtifactGenerator".into();
     {
         /// Adds sources for every artifact in the body.
@@ -35,7 +35,7 @@ syntax_enum! {
 }
 
 syntax_enum! {
-    /// The name of an artifact instance (§1.2).
+    /// The name of an artifact instance (docs/COMPATIBILITY.md#generators).
     pub enum InstanceId = "InstanceId".into();
     {
         /// The id text (interpolated).
@@ -44,7 +44,7 @@ syntax_enum! {
 }
 
 syntax_enum! {
-    /// What an artifact produces (§1.3).
+    /// What an artifact produces (docs/COMPATIBILITY.md#generators).
     pub enum ArtifactAssembly = "ArtifactAssembly".into();
     {
         /// Cloud-init media from the generated files.
@@ -57,7 +57,7 @@ syntax_enum! {
 }
 
 syntax_enum! {
-    /// A cloud-init output kind (§1.4).
+    /// A cloud-init output kind (docs/COMPATIBILITY.md#cloud-init).
     pub enum CloudInitType = "CloudInitType".into();
     {
         /// `<base>.iso`
@@ -70,7 +70,7 @@ syntax_enum! {
 }
 
 syntax_enum! {
-    /// A file generated into the instance directory (§1.5).
+    /// A file generated into the instance directory (docs/COMPATIBILITY.md#sources).
     pub enum ArtifactSource = "ArtifactSource".into();
     {
         /// Copies a file.
@@ -107,7 +107,7 @@ syntax_enum! {
 }
 
 syntax_enum! {
-    /// Generated file contents (§1.6).
+    /// Generated file contents (docs/COMPATIBILITY.md#ast).
     pub enum Content = "Content".into();
     {
         /// An Erlang term (sys.config).
@@ -132,7 +132,7 @@ syntax_enum! {
 }
 
 syntax_enum! {
-    /// Structured content for YAML or Erlang (§1.7).
+    /// Structured content for YAML or Erlang (docs/COMPATIBILITY.md#ast).
     pub enum Ast<A> = format!("AST Content {}", A::type_name());
     {
         /// A mapping / proplist.
@@ -273,7 +273,7 @@ syntax_enum! {
 }
 
 syntax_enum! {
-    /// One disk image of a `VmImages` build (§1.8).
+    /// One disk image of a `VmImages` build (docs/COMPATIBILITY.md#image-types).
     pub enum ImageTarget = "ImageTarget".into();
     {
         /// Destination, source, mount point.
@@ -412,7 +412,7 @@ syntax_enum! {
 }
 
 syntax_enum! {
-    /// The script of a `VmImages` build (§1.9).
+    /// The script of a `VmImages` build (docs/COMPATIBILITY.md#script-types).
     pub enum VmScript = "VmScript".into();
     {
         /// Architecture, shared directories, script.

@@ -1,7 +1,7 @@
-//! Cloud-init media (SPEC §3.6): ISO9660, VFAT and directory outputs of an
+//! Cloud-init media (docs/COMPATIBILITY.md#cloud-init): ISO9660, VFAT and directory outputs of an
 //! instance directory tree.
 //!
-//! Every writer takes the **whole** tree (subdirectories included, SPEC A.2),
+//! Every writer takes the **whole** tree (subdirectories included, docs/COMPATIBILITY.md#differences),
 //! keeps file modes where the medium can hold them, and is reproducible: the
 //! same tree content and the same [`MediaOptions::timestamp`] give the same
 //! bytes, whatever the files' own time stamps, the clock or the order in which

@@ -203,7 +203,7 @@ impl LocalRepo {
     /// then removed when it is on another file system) under a temporary
     /// name, the `.b9si` written likewise, then both are renamed into place
     /// (image first) under the exclusive lock. With `max = Some(n)` only the
-    /// newest `n` versions of that name are kept afterwards (SPEC §8.5; the
+    /// newest `n` versions of that name are kept afterwards (docs/COMPATIBILITY.md#revision-limit; the
     /// removed versions are returned). `n < 1` is an error, reported before
     /// anything is touched. On failure the source file is put back when
     /// possible and no temporary file is left behind.
@@ -293,7 +293,7 @@ impl LocalRepo {
 
     /// Keeps the newest `keep` versions of `name` and deletes the `.b9si`
     /// and then the image of every older one; returns the deleted versions.
-    /// `keep < 1` is an error (SPEC §8.5). Broken `.b9si` files are left alone.
+    /// `keep < 1` is an error (docs/COMPATIBILITY.md#revision-limit). Broken `.b9si` files are left alone.
     pub fn prune(&self, name: &str, keep: i64) -> Result<Vec<SharedImage>, RepoError> {
         check_limit(keep)?;
         let _lock = self.lock(true)?;

@@ -1,5 +1,5 @@
 //! The shared-image repository: versions of named disk images with their
-//! `.b9si` metadata, kept in a local cache (SPEC Part B §8).
+//! `.b9si` metadata, kept in a local cache (docs/COMPATIBILITY.md#repository).
 //!
 //! Layout (compatible with the original b9): below the cache root
 //! ([`cache_root`], default `~/.b9/repo-cache`) the local images live in
@@ -50,7 +50,7 @@ pub enum RepoError {
     /// No version of the named image is in the cache.
     #[error("Nothing found for shared image `{0}` in the local cache (pull it from a remote repository first)")]
     NotFound(String),
-    /// A revision limit below 1 (SPEC §8.5) or a negative `clean-local` limit.
+    /// A revision limit below 1 (docs/COMPATIBILITY.md#revision-limit) or a negative `clean-local` limit.
     #[error("invalid max_cached_shared_images `{0}`: {1}")]
     InvalidLimit(i64, &'static str),
     /// A name or build id that cannot be part of a file name.

@@ -1,4 +1,4 @@
-//! Remote repositories (SPEC §8.4): push a cached version, pull the
+//! Remote repositories (docs/COMPATIBILITY.md#remotes): push a cached version, pull the
 //! metadata of a remote into `<cache>/remote-repos/<id>/b9_shared_images/`,
 //! pull the newest version of a name into the local cache. Everything goes
 //! over SSH/SFTP from Rust (`repo::ssh`); uploads and downloads use temporary

@@ -1,4 +1,4 @@
-//! `${var}` templates (SPEC §2.1): `$name`, `${name}`, `$$` for a literal `$`.
+//! `${var}` templates (docs/COMPATIBILITY.md#templates): `$name`, `${name}`, `$$` for a literal `$`.
 //!
 //! A name starts with a lower-case letter or `_` and goes on with letters,
 //! digits, `_` or `'`. Anything else after `$` is a syntax error. Substitution

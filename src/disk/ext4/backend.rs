@@ -1,7 +1,7 @@
 //! The ext4 writer behind a small interface, so fstool (the only user of
 //! which is this file) can be replaced without touching the rest of b9.
 //!
-//! fstool 0.5.2 is pinned. Settings that matter (see CRATES.md §2.1):
+//! fstool 0.5.2 is pinned. Settings that matter (see docs/IMAGES.md#ext4):
 //! `inode_size = 256`; `log_groups_per_flex` only through fstool's own
 //! `default_log_groups_per_flex` (flex_bg below 16 groups is broken there);
 //! `prezeroed = true` on a freshly truncated file keeps the image sparse.

@@ -1,5 +1,5 @@
 //! ext4 file systems for `EmptyImage`: creation and population from a host
-//! directory (SPEC Part B §6.3, §10.3 `ext4_attributes`).
+//! directory (docs/IMAGES.md#ext4; `ext4_attributes`: docs/COMPATIBILITY.md#config-global).
 //!
 //! The image is written in-process (no `mkfs.ext4`), reproducibly: the UUID,
 //! the directory hash seed and every time stamp the writer invents derive

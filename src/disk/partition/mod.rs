@@ -1,8 +1,8 @@
 //! MBR and GPT partition tables: finding partition n of an image.
 //!
 //! `SourceImage img (Partition n) resize` takes one partition out of an
-//! image (SPEC Part A: MBR primaries 1-4 and GPT entries 1-128, detected
-//! from the image; Part B §6.4 for the original's MBR-only behaviour).
+//! image (docs/IMAGES.md#partitions: MBR primaries 1-4 and GPT entries 1-128, detected
+//! from the image; docs/COMPATIBILITY.md#differences for the original's MBR-only behaviour).
 //! [`find`] locates the partition and [`PartitionReader`] presents it as a
 //! whole disk, so it can be converted without copying the rest of the image.
 //!

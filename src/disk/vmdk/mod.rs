@@ -1,8 +1,8 @@
 //! VMDK: monolithicSparse and streamOptimized, written and read in-project
-//! (no crate writes VMDK; CRATES.md §3 item 2).
+//! (no crate writes VMDK; docs/IMAGES.md#vmdk).
 //!
 //! * [`create`] writes what `qemu-img convert -O vmdk -o adapter_type=lsilogic`
-//!   writes (SPEC §6.7): monolithicSparse with qemu's layout, header flags and
+//!   writes (docs/IMAGES.md#vmdk): monolithicSparse with qemu's layout, header flags and
 //!   descriptor, or a VMware-style streamOptimized stream (deflated grains
 //!   with markers, grain tables and directory at the end, footer and
 //!   end-of-stream marker). Output is reproducible: the CID is a hash of the

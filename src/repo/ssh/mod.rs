@@ -1,6 +1,6 @@
 //! SSH/SFTP file transport for remote shared-image repositories.
 //!
-//! The original b9 runs `ssh` and `rsync` (SPEC Part B §8.4); this module talks
+//! The original b9 runs `ssh` and `rsync` (docs/COMPATIBILITY.md#remotes); this module talks
 //! SSH and SFTP itself (`russh` + `russh-sftp`) so no external process is run.
 //! The rest of b9 is synchronous, so [`Session`] owns a current-thread tokio
 //! runtime and every method blocks until its operation has finished.

@@ -18,7 +18,7 @@ impl ErlTerm {
         }
     }
 
-    /// The structural order of SPEC §3.4 (the original's derived `Ord`):
+    /// The structural order of docs/COMPATIBILITY.md#erlang-merge (the original's derived `Ord`):
     /// String < Float < Integer < Atom < Char < Binary < List < Tuple, then
     /// the contents (strings by code point, lists and tuples
     /// lexicographically). It is a total order: `-0.0` equals `0.0`, and NaN
@@ -52,7 +52,7 @@ impl ErlTerm {
 }
 
 /// Merges two terms like the original's `ErlangPropList` semigroup
-/// (SPEC §3.4), used by `ASTMerge`:
+/// (docs/COMPATIBILITY.md#erlang-merge), used by `ASTMerge`:
 ///
 /// * list + list: both are split into pairs (2-tuples) and non-pairs; the
 ///   pairs are sorted by key ([`ErlTerm::structural_cmp`], stable) and

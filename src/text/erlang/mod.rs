@@ -1,4 +1,4 @@
-//! Erlang terms as text (SPEC §3.3, §3.4): parser, printer and proplist merge.
+//! Erlang terms as text (docs/COMPATIBILITY.md#erlang-terms, #erlang-merge): parser, printer and proplist merge.
 //!
 //! The supported subset is the one of the original b9 (`ErlTerms.hs`): strings,
 //! floats, integers, atoms, chars, binaries (`<<>>` or `<<"string">>` only),
@@ -35,7 +35,7 @@
 //!
 //! # Merge
 //!
-//! [`merge`] is the `ErlangPropList` semigroup of SPEC §3.4.
+//! [`merge`] is the `ErlangPropList` semigroup of docs/COMPATIBILITY.md#erlang-merge.
 
 mod merge;
 mod parse;
@@ -47,7 +47,7 @@ pub use merge::merge;
 pub use parse::{parse, ErlError, MAX_DEPTH};
 pub use print::render;
 
-/// An Erlang term (SPEC §3.3 subset).
+/// An Erlang term (the subset in docs/COMPATIBILITY.md#erlang-terms).
 #[derive(Clone, Debug, PartialEq)]
 pub enum ErlTerm {
     /// A string `"..."` (a list of characters in Erlang).

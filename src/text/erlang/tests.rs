@@ -550,7 +550,7 @@ fn merges_sys_config_proplists() {
         "[{sasl, [{errlog_type, error}]},\n {kernel,\n  [{inet_dist_listen_min, 9000},\n   \
          {logger_level, info},\n   {inet_dist_listen_max, 9200}]},\n {ssl, []}]."
     );
-    // Equal keys with scalar values become a list of both (SPEC §3.4).
+    // Equal keys with scalar values become a list of both (docs/COMPATIBILITY.md#erlang-merge).
     assert_eq!(
         m(
             "[{kernel, [{inet_dist_listen_min, 9000}]}].",

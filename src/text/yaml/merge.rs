@@ -2,7 +2,7 @@
 
 use super::Value;
 
-/// Merges two YAML values (SPEC §3.1), rules checked in this order:
+/// Merges two YAML values (docs/COMPATIBILITY.md#yaml-merge), rules checked in this order:
 ///
 /// 1. mapping + mapping: union of keys; keys in both are merged recursively;
 ///    `a`'s keys in `a`'s order, then `b`-only keys in `b`'s order;

@@ -1,7 +1,7 @@
-//! YAML values (SPEC §3.1, §3.2): parsing, the merge rules and rendering.
+//! YAML values (docs/COMPATIBILITY.md#yaml-merge, #cloud-config): parsing, the merge rules and rendering.
 //!
 //! Values are [`serde_norway::Value`]s; mappings keep insertion order, so keys
-//! come out in source order (SPEC Part A: first occurrence, deterministic).
+//! come out in source order (first occurrence, deterministic: docs/COMPATIBILITY.md#differences).
 //!
 //! # Reading
 //!
@@ -40,5 +40,5 @@ pub use parse::{parse, parse_cloud_config, YamlError};
 pub use print::{render, render_cloud_config};
 pub use serde_norway::Value;
 
-/// The header line of a cloud-config document (SPEC §3.2).
+/// The header line of a cloud-config document (docs/COMPATIBILITY.md#cloud-config).
 pub const CLOUD_CONFIG_HEADER: &str = "#cloud-config\n";

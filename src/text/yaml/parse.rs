@@ -86,7 +86,7 @@ pub fn parse(text: &str) -> Result<Value, YamlError> {
 }
 
 /// Parses a cloud-config document: a leading `#cloud-config\n` (exactly those
-/// 14 characters) is stripped first (SPEC §3.2).
+/// 14 characters) is stripped first (docs/COMPATIBILITY.md#cloud-config).
 ///
 /// Since that line is a YAML comment, the text is parsed whole, which gives the
 /// same value and keeps error positions relative to `text` as given.

@@ -26,7 +26,7 @@ pub fn render(v: &Value) -> String {
 }
 
 /// Renders `v` as a cloud-config document: `"#cloud-config\n"`, an empty line,
-/// the YAML text and one more newline (SPEC §3.2).
+/// the YAML text and one more newline (docs/COMPATIBILITY.md#cloud-config).
 pub fn render_cloud_config(v: &Value) -> String {
     let body = render(v);
     let mut out = String::with_capacity(body.len() + CLOUD_CONFIG_HEADER.len() + 2);

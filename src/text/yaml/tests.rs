@@ -139,7 +139,7 @@ fn more_than_one_document_is_an_error() {
     assert!(parse("a: 1\n---\nb: 2\n").is_err());
 }
 
-// --- cloud-config (§3.2) ---
+// --- cloud-config (docs/COMPATIBILITY.md#cloud-config) ---
 
 #[test]
 fn cloud_config_header_is_stripped() {
@@ -178,7 +178,7 @@ fn cloud_config_documents_merge_lists() {
     );
 }
 
-// --- merge (§3.1) ---
+// --- merge (docs/COMPATIBILITY.md#yaml-merge) ---
 
 #[test]
 fn merge_objects() {
