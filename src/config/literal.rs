@@ -11,6 +11,7 @@ use std::fmt;
 use crate::diag::did_you_mean;
 use crate::diag::source::Span;
 use crate::lang::print::show_string;
+use crate::lang::syntax::SizeUnit;
 use crate::lang::term::{parse_document, Term};
 
 /// Why a value could not be read.
@@ -130,19 +131,9 @@ impl SystemPath {
     }
 }
 
-/// A size unit of `RamSize` (binary multiples).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SizeUnit {
-    /// 1024 bytes.
-    KB,
-    /// 1024 KB.
-    MB,
-    /// 1024 MB.
-    GB,
-}
-
-/// The guest memory of a container section (`RamSize` of the original).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The guest memory of a container section (`RamSize` of the original); its
+/// unit is the build language's `SizeUnit` (the same constructors).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RamSize {
     /// `RamSize n unit`.
     Size(i64, SizeUnit),

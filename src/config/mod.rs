@@ -28,7 +28,7 @@ mod probe;
 mod read;
 mod write;
 
-pub use literal::{LogLevel, RamSize, SizeUnit, SystemPath};
+pub use literal::{LogLevel, RamSize, SystemPath};
 pub use locate::{default_b9_dir, locate, versioned_candidates, Located};
 pub use model::{Accel, B9Config, Backend, LibvirtConfig, Overrides, RemoteRepo, VmConfig};
 pub use probe::{running_kernel_release, VmPaths, OSRELEASE_PATH};

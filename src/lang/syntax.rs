@@ -523,3 +523,13 @@ pub fn constructor_owner(name: &str) -> Option<&'static str> {
         .find(|(_, specs)| specs.iter().any(|s| s.name == name))
         .map(|(ty, _)| *ty)
 }
+
+// `SizeUnit` also sizes guest memory in `b9.conf` (`RamSize`), which is
+// hashed into the build id.
+impl Eq for SizeUnit {}
+
+impl std::hash::Hash for SizeUnit {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+    }
+}
