@@ -29,6 +29,13 @@ fn line_of(d: &Diagnostic) -> usize {
     d.location.as_ref().map_or(0, |l| l.line_col().line)
 }
 
+/// Each error's line and message.
+fn located(errs: &[Diagnostic]) -> Vec<(usize, &str)> {
+    errs.iter()
+        .map(|d| (line_of(d), d.message.as_str()))
+        .collect()
+}
+
 #[test]
 fn default_file_loads_as_the_default_config() {
     let text = render_default();
@@ -181,10 +188,7 @@ fn bad_bool_names_file_line_key_and_form() {
 fn every_error_is_reported() {
     let text = "[global]\nbuild_dir_root: \"/x\"\nkeep_temp_dirs: False\nlog_file: Nothing\nrepository: tilia\nrepository_cache: Just (InB9UsrDir \"c\")\nverbosity: Just LogInfo\n[vm]\nmemory_mb: lots\naccel: kmv\n";
     let errs = load_err(text);
-    let got: Vec<(usize, &str)> = errs
-        .iter()
-        .map(|d| (line_of(d), d.message.as_str()))
-        .collect();
+    let got = located(&errs);
     assert_eq!(got.len(), 6, "{got:#?}");
     assert_eq!(got[0].0, 2);
     assert!(got[0]
@@ -331,10 +335,7 @@ fn vm_and_libvirt_sections() {
     let errs = load_err(&format!(
         "{MINIMAL}[vm]\ncpus: 0\nbackend: lxc\n[libvirt]\nconnection:\n"
     ));
-    let got: Vec<(usize, &str)> = errs
-        .iter()
-        .map(|d| (line_of(d), d.message.as_str()))
-        .collect();
+    let got = located(&errs);
     assert_eq!(
         got,
         [
@@ -381,10 +382,7 @@ fn repo_sections() {
     let errs = load_err(&format!(
         "{MINIMAL}[x-repo]\nremote_path: /r\nssh_remote_port: twenty\n"
     ));
-    let got: Vec<(usize, &str)> = errs
-        .iter()
-        .map(|d| (line_of(d), d.message.as_str()))
-        .collect();
+    let got = located(&errs);
     assert_eq!(
         got,
         [
