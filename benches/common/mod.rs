@@ -54,7 +54,7 @@ pub fn best_pair(
 pub fn report(name: &str, b9: Duration, tool: &str, other: Duration, target: f64) {
     let ratio = b9.as_secs_f64() / other.as_secs_f64();
     println!(
-        "{name:16} b9 {:7.3} s   {tool} {:7.3} s   b9/{tool} = {ratio:.2} ({})",
+        "{name:20} b9 {:7.3} s   {tool} {:7.3} s   b9/{tool} = {ratio:.2} ({})",
         b9.as_secs_f64(),
         other.as_secs_f64(),
         if ratio <= target { "met" } else { "MISSED" }

@@ -151,7 +151,7 @@ pub fn resize_file(path: &Path, size: u64, opts: &CreateOptions) -> Result<(), D
             let sub = vmdk::subformat_of(path)?;
             let result =
                 convert_file(path, &tmp, Target::Vmdk(sub), Some(size), opts).and_then(|_| {
-                    std::fs::rename(&tmp, path).map_err(|source| DiskError::Io {
+                    crate::replace::replace_file(&tmp, path).map_err(|source| DiskError::Io {
                         op: "cannot replace",
                         path: path.to_path_buf(),
                         source,

@@ -228,7 +228,7 @@ fn commit_one(s: &Staged) -> Result<(), BuildError> {
         source: e,
     };
     if !s.directory {
-        return fs::rename(&s.tmp, &s.target).map_err(into_place);
+        return crate::replace::replace_file(&s.tmp, &s.target).map_err(into_place);
     }
     mark(&s.tmp, &s.target)?;
     if fs::symlink_metadata(&s.target).is_err() {
