@@ -134,6 +134,16 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Guards a host path the instance reads against the outputs
+    /// (`eval::outputs`).
+    fn reads(&mut self, what: &str, path: &Path) {
+        let mut found = Vec::new();
+        self.rules.guard(what, path, &mut found);
+        for d in found {
+            self.push(d);
+        }
+    }
+
     /// Classifies a host file, once per path; its contents are read only
     /// when `need_text` (source files can be large binaries).
     fn file(&mut self, path: &Path, need_text: bool) -> &FileState {
@@ -178,6 +188,7 @@ impl<'a> Checker<'a> {
             return;
         }
         let resolved = self.dirs.cwd.join(&path.value);
+        self.reads("the source file", &resolved);
         let need_text = expand || syntax.is_some();
         let state = match self.file(&resolved, need_text) {
             FileState::Unreadable(why) => Err(why.clone()),
@@ -380,7 +391,10 @@ impl<'a> Checker<'a> {
                 if let SharedDirectory::SharedDirectory(dir, _)
                 | SharedDirectory::SharedDirectoryRO(dir, _) = &s.value
                 {
-                    self.file_name(inst, dir, "shared directory");
+                    if self.file_name(inst, dir, "shared directory") {
+                        let resolved = self.dirs.cwd.join(&dir.value);
+                        self.reads("the shared directory", &resolved);
+                    }
                 }
             }
             if roots.is_empty() && mounted > 0 && runs_something(body) {
@@ -458,6 +472,7 @@ impl<'a> Checker<'a> {
             return Some(fs.value.clone());
         }
         let resolved = self.dirs.project_root.join(&path.value);
+        self.reads("the source image", &resolved);
         // Images are untrusted input: a regular file whose backing files
         // and extents stay in its directory (without blocking on a FIFO).
         if let Err(e) = crate::disk::open::check_source(&resolved) {

@@ -18,8 +18,7 @@ use crate::diag::source::{SourceRef, Span};
 use crate::diag::Diagnostic;
 use crate::eval::claims::{self, Claims, PrehashedMap};
 use crate::eval::dirs::{normalize, Dirs};
-use crate::eval::expand::{Instance, WriterInput};
-use crate::eval::subst::Interpolator;
+use crate::eval::expand::Instance;
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
 
@@ -66,9 +65,6 @@ impl OutputRules {
         {
             self.guard("the build file", &dirs.cwd.join(inst.source.name()), out);
             self.last_file = Some(inst.source.clone());
-        }
-        for (what, path) in read_paths(inst, dirs) {
-            self.guard(what, &path, out);
         }
         self.accepted.start_instance(&inst.id.value);
         for o in output_paths(inst, out) {
@@ -122,9 +118,11 @@ impl OutputRules {
         }
     }
 
-    /// Guards `path` (`what` says what it is); an output accepted earlier
-    /// that is or contains it is reported, at that output.
-    fn guard(&mut self, what: &str, path: &Path, out: &mut Vec<Diagnostic>) {
+    /// Guards `path` (`what` says what it is: "the source file"...); an
+    /// output accepted earlier that is or contains it is reported, at that
+    /// output. The checks guard every host path an instance reads as they
+    /// meet it, before [`Self::instance`] checks its outputs.
+    pub fn guard(&mut self, what: &str, path: &Path, out: &mut Vec<Diagnostic>) {
         for form in self.guarded.add(&mut self.r, what, path) {
             for a in form.ancestors() {
                 if let Some(first) = self.accepted.find(a) {
@@ -277,90 +275,6 @@ fn output_paths(inst: &Instance, out: &mut Vec<Diagnostic>) -> Vec<OutputPath> {
         }
     }
     paths
-}
-
-/// Host paths the build reads: source files, source images, shared directories.
-fn read_paths(inst: &Instance, dirs: &Dirs) -> Vec<(&'static str, PathBuf)> {
-    let mut reads = Vec::new();
-    for w in &inst.writers {
-        match &w.input {
-            WriterInput::File { path, .. } => {
-                reads.push(("the source file", dirs.cwd.join(&path.value)))
-            }
-            WriterInput::Content(c) => content_files(inst, &c.value, &mut |p| {
-                reads.push(("the source file", dirs.cwd.join(p)))
-            }),
-        }
-    }
-    if let ArtifactAssembly::VmImages(targets, script)
-    | ArtifactAssembly::VmImagesWithFixup(targets, script, _) = &inst.assembly.value
-    {
-        for t in targets.iter() {
-            let ImageTarget::ImageTarget(_, source, _) = &t.value;
-            if let ImageSource::SourceImage(image, ..) | ImageSource::CopyOnWrite(image) =
-                &source.value
-            {
-                let Image::Image(path, _, _) = &image.value;
-                reads.push(("the source image", dirs.project_root.join(&path.value)));
-            }
-        }
-        if let VmScript::VmScript(_, shares, _) = &script.value {
-            for s in shares.iter() {
-                if let SharedDirectory::SharedDirectory(p, _)
-                | SharedDirectory::SharedDirectoryRO(p, _) = &s.value
-                {
-                    reads.push(("the shared directory", dirs.cwd.join(&p.value)));
-                }
-            }
-        }
-    }
-    reads
-}
-
-/// Calls `f` with every host file a content reads.
-fn content_files(inst: &Instance, c: &Content, f: &mut dyn FnMut(&str)) {
-    match c {
-        Content::RenderErlang(ast) => ast_files(inst, &ast.value, f),
-        Content::RenderYamlObject(ast) => ast_files(inst, &ast.value, f),
-        Content::RenderCloudConfig(ast) => ast_files(inst, &ast.value, f),
-        Content::FromTextFile(file) => f(&source_path(inst, file)),
-        Content::RenderBase64BinaryFile(path) => f(&path.value),
-        Content::FromByteString(_)
-        | Content::FromString(_)
-        | Content::RenderBase64Binary(_)
-        | Content::FromURL(_) => {}
-    }
-}
-
-fn ast_files<A>(inst: &Instance, ast: &Ast<A>, f: &mut dyn FnMut(&str)) {
-    match ast {
-        Ast::ASTObj(entries) => {
-            for e in entries.iter() {
-                ast_files(inst, &e.1.value, f);
-            }
-        }
-        Ast::ASTArr(items) | Ast::ASTMerge(items) => {
-            for i in items.iter() {
-                ast_files(inst, &i.value, f);
-            }
-        }
-        Ast::ASTEmbed(content) => content_files(inst, &content.value, f),
-        Ast::ASTParse(file) => f(&source_path(inst, file)),
-        Ast::ASTString(_) | Ast::ASTInt(_) | Ast::AST(_) => {}
-    }
-}
-
-/// A source file's path interpolated as the build does (interpolation
-/// errors are reported by `eval::check`).
-fn source_path(inst: &Instance, file: &Node<SourceFile>) -> String {
-    let SourceFile::Source(_, path) = &file.value;
-    let mut ignored = Vec::new();
-    Interpolator {
-        source: inst.source.clone(),
-        diagnostics: &mut ignored,
-    }
-    .string(path, &inst.env)
-    .value
 }
 
 /// Paths are keyed by their bytes (normalised paths have one spelling),

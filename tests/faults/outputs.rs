@@ -121,6 +121,10 @@ fn outputs_over_the_project_are_refused_by_check_and_build() {
             "contains the output",
         ),
         (
+            "Let [] [Artifact (IID \"img\") (VmImages [ImageTarget Transient (EmptyImage \"x\" Ext4 Raw (ImageSize 4 MB)) (MountPoint \"/\")] (VmScript X86_64 [SharedDirectoryRO \"src\" (MountPoint \"/mnt\")] NoOP)), Artifact (IID \"a\") (CloudInit [CI_DIR] \"src\")]\n".to_string(),
+            "the shared directory",
+        ),
+        (
             // A later artifact reads a file inside an earlier one's output.
             "Let [] [Artifact (IID \"a\") (CloudInit [CI_DIR] \"src\"), Sources [FromFile \"x\" (Source NoConversion \"src/hello.txt\")] [Artifact (IID \"b\") (CloudInit [CI_ISO] \"out/b\")]]\n".to_string(),
             "contains the source file",
