@@ -34,11 +34,17 @@ pub fn sweep(dir: &Path, pid_of: impl Fn(&str) -> Option<i32>) {
         }
         let path = entry.path();
         tracing::debug!("removing {} (left by b9 process {pid})", path.display());
-        let _ = if meta.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
+        let _ = remove_entry(&path);
+    }
+}
+
+/// Removes `path`: a directory with everything in it, else the file (a
+/// symbolic link itself, never what it points to).
+pub fn remove_entry(path: &Path) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
     }
 }
 

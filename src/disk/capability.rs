@@ -73,7 +73,7 @@ pub struct CreateOptions {
 }
 
 /// What marks the temporary name of an output being written.
-const STAGING_MARK: &str = ".b9-tmp-";
+pub const STAGING_MARK: &str = ".b9-tmp-";
 
 /// A fresh temporary name for `target`, beside it (same file system):
 /// `.<name>.b9-tmp-<pid>.<n>`, unique per process and per call, so two

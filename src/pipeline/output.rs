@@ -34,8 +34,6 @@ pub struct Staged {
 
 /// What marks an old directory output moved aside while it is replaced.
 const OLD_MARK: &str = ".b9-old-";
-/// What marks the temporary name of an output (as `disk::capability::staging_path`).
-const TMP_MARK: &str = ".b9-tmp-";
 /// What ends the name of an output's lock file.
 const LOCK_SUFFIX: &str = ".b9-lock";
 /// The first line of a directory output's marker.
@@ -62,7 +60,9 @@ fn staged(target: &Path, directory: bool) -> Result<Staged, BuildError> {
     fs::create_dir_all(parent).map_err(BuildError::io("create", parent))?;
     // Checked before the lock is taken too: a refused destination gets no lock file.
     replaceable(target, directory)?;
-    crate::stale::sweep(parent, leftover_pid);
+    // Old copies and locks of killed b9 processes; `staging_path` sweeps
+    // their temporaries.
+    crate::stale::sweep(parent, |name| crate::stale::pid_after(name, ".", OLD_MARK));
     sweep_locks(parent);
     let lock_path = beside(target, LOCK_SUFFIX);
     let lock =
@@ -80,12 +80,6 @@ fn staged(target: &Path, directory: bool) -> Result<Staged, BuildError> {
         directory,
         _lock: lock,
     })
-}
-
-/// The PID in the name of an output's temporary or old copy.
-fn leftover_pid(name: &str) -> Option<i32> {
-    crate::stale::pid_after(name, ".", TMP_MARK)
-        .or_else(|| crate::stale::pid_after(name, ".", OLD_MARK))
 }
 
 /// Removes the output lock files in `dir` that no process holds (their
@@ -252,11 +246,7 @@ pub fn discard(staged: Vec<Staged>) {
 }
 
 fn discard_path(p: &Path) {
-    if p.is_dir() && !p.is_symlink() {
-        let _ = fs::remove_dir_all(p);
-    } else {
-        let _ = fs::remove_file(p);
-    }
+    let _ = crate::stale::remove_entry(p);
 }
 
 #[cfg(test)]

@@ -56,12 +56,7 @@ impl BuildDir {
             std::fs::read_dir(path).map_err(BuildError::io("read the build directory", path))?;
         for e in entries.flatten().filter(|e| e.file_name() != OWNER) {
             let p = e.path();
-            let removed = if p.is_dir() && !p.is_symlink() {
-                std::fs::remove_dir_all(&p)
-            } else {
-                std::fs::remove_file(&p)
-            };
-            removed.map_err(BuildError::io("empty", &p))?;
+            crate::stale::remove_entry(&p).map_err(BuildError::io("empty", &p))?;
         }
         Ok(BuildDir {
             path: path.to_path_buf(),
@@ -84,8 +79,7 @@ impl BuildDir {
                 owner.release_keeping_record();
             }
             return;
-        } else if failed && has_console_log(&self.path) {
-            remove_all_but_console_logs(&self.path);
+        } else if failed && remove_all_but_console_logs(&self.path) {
             tracing::info!(
                 "build directory removed but for the console logs of its virtual machines: {}",
                 self.path.display()
@@ -113,12 +107,6 @@ fn reusable(path: &Path) -> bool {
     }
 }
 
-fn has_console_log(dir: &Path) -> bool {
-    walkdir(dir)
-        .iter()
-        .any(|p| p.file_name().is_some_and(|n| n == CONSOLE_LOG))
-}
-
 /// Every path under `dir`, parents before children.
 fn walkdir(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -139,22 +127,24 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Removes everything under `dir` except files named `console.log` (and
-/// the directories holding them) and the owner record.
-fn remove_all_but_console_logs(dir: &Path) {
+/// the directories holding them) and the owner record; returns whether a
+/// console log was kept.
+fn remove_all_but_console_logs(dir: &Path) -> bool {
+    let mut kept = false;
     for p in walkdir(dir).iter().rev() {
-        let keep = p
-            .file_name()
-            .is_some_and(|n| n == CONSOLE_LOG || n == OWNER);
-        if keep {
-            continue;
-        }
-        if p.is_dir() && !p.is_symlink() {
-            // Fails while it still holds a console log: it stays.
-            let _ = std::fs::remove_dir(p);
-        } else {
-            let _ = std::fs::remove_file(p);
+        match p.file_name() {
+            Some(n) if n == CONSOLE_LOG => kept = true,
+            Some(n) if n == OWNER => {}
+            // A directory still holding a console log stays.
+            _ if p.is_dir() && !p.is_symlink() => {
+                let _ = std::fs::remove_dir(p);
+            }
+            _ => {
+                let _ = std::fs::remove_file(p);
+            }
         }
     }
+    kept
 }
 
 /// Removes the build directories under `root` that killed b9 processes of
