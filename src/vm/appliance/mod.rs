@@ -149,20 +149,14 @@ pub enum ApplianceError {
         what: String,
     },
     /// `$B9_AGENT` or [`ApplianceSource::agent`] names a missing file.
-    #[error("agent {} not found; build it with `cargo build --bin b9-agent` or set B9_AGENT", .path.display())]
+    #[error("agent {} not found; build it with `cargo build -p b9-agent` or set B9_AGENT", .path.display())]
     AgentNotFound {
         /// The path looked at.
         path: PathBuf,
     },
     /// No `b9-agent` next to the running executable.
-    #[error("b9-agent not found next to {} nor in its parent directory; build it with `cargo build --bin b9-agent` or set B9_AGENT", .exe.display())]
-    AgentNotLocated {
-        /// The running executable.
-        exe: PathBuf,
-    },
-    /// The running executable's path is unknown.
-    #[error("cannot find the running executable to look for b9-agent next to it; set B9_AGENT")]
-    CurrentExe(#[source] std::io::Error),
+    #[error("{0}; build the workspace (`cargo build`) or set B9_AGENT")]
+    AgentNotLocated(#[source] crate::vm::sibling::SiblingError),
     /// The agent or one of its libraries is not a readable ELF file.
     #[error("{}: {what}", .path.display())]
     BadElf {
@@ -275,9 +269,8 @@ pub fn prepare(src: &ApplianceSource, cache_dir: &Path) -> Result<Appliance, App
     })
 }
 
-/// The b9-agent binary: `$B9_AGENT` if set, else `b9-agent` next to the
-/// running executable, or in its parent directory (integration-test
-/// binaries live in `target/<profile>/deps/`).
+/// The b9-agent binary: `$B9_AGENT` if set, else the companion program
+/// `b9-agent` next to b9 (`vm/sibling.rs`).
 pub fn agent_binary() -> Result<PathBuf, ApplianceError> {
     if let Some(path) = std::env::var_os("B9_AGENT") {
         let path = PathBuf::from(path);
@@ -287,13 +280,7 @@ pub fn agent_binary() -> Result<PathBuf, ApplianceError> {
             Err(ApplianceError::AgentNotFound { path })
         };
     }
-    let exe = std::env::current_exe().map_err(ApplianceError::CurrentExe)?;
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join("b9-agent"))
-        .find(|p| p.is_file())
-        .ok_or(ApplianceError::AgentNotLocated { exe })
+    crate::vm::sibling::program("b9-agent").map_err(ApplianceError::AgentNotLocated)
 }
 
 /// Everything that goes into the initramfs.
