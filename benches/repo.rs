@@ -22,7 +22,7 @@ use b9::lang::syntax::{FileSystem, ImageType};
 use b9::repo::{LocalRepo, SharedImage, IMAGES_DIR};
 
 mod common;
-use common::{best_pair, make_sparse, report, time};
+use common::{alternate, make_sparse, report, time};
 
 /// The target for b9/scp.
 const TARGET: f64 = 1.2;
@@ -111,7 +111,7 @@ fn run(full: bool) -> Result<(), String> {
         data >> 20
     );
     // Each run writes new files: nobody pays for replacing old ones.
-    let (b9_up, scp_up) = best_pair(
+    let upload = alternate(
         runs,
         || {
             empty_dir(&b9_remote)?;
@@ -127,12 +127,12 @@ fn run(full: bool) -> Result<(), String> {
             )
         },
     )?;
-    report("upload", b9_up, "scp", scp_up, TARGET);
+    report("upload", &upload, "scp", TARGET);
 
     let cached = local.image_path(&img);
     let remote_image = b9_remote.join(img.image_file_name());
     let remote_info = b9_remote.join(img.info_file_name());
-    let (b9_down, scp_down) = best_pair(
+    let download = alternate(
         runs,
         || {
             empty_dir(&local.images_dir())?;
@@ -148,7 +148,7 @@ fn run(full: bool) -> Result<(), String> {
             )
         },
     )?;
-    report("download", b9_down, "scp", scp_down, TARGET);
+    report("download", &download, "scp", TARGET);
 
     // Both did the whole work.
     for (a, b) in [

@@ -1,5 +1,6 @@
-//! What every benchmark shares: timing a command, the best of alternating
-//! runs of two commands, the ratio line, and a sparse input image.
+//! What every benchmark shares: timing a command, alternating runs of two
+//! commands with their best and median times, the ratio line, and a sparse
+//! input image.
 
 #![allow(dead_code)]
 
@@ -24,15 +25,49 @@ pub fn time(cmd: &mut Command) -> Result<Duration, String> {
     Ok(t)
 }
 
-/// The best of `n` alternating runs of two commands (so both meet the same
-/// machine state: page cache, write-back, other load).
-pub fn best_pair(
+/// The times of alternating runs of two commands `a` and `b`.
+pub struct Rounds {
+    a: Vec<Duration>,
+    b: Vec<Duration>,
+}
+
+impl Rounds {
+    /// The shortest time of each command.
+    pub fn best(&self) -> (Duration, Duration) {
+        (least(&self.a), least(&self.b))
+    }
+
+    /// The median time of each command.
+    pub fn median(&self) -> (Duration, Duration) {
+        (middle(&self.a), middle(&self.b))
+    }
+}
+
+fn least(times: &[Duration]) -> Duration {
+    times.iter().copied().min().unwrap_or(Duration::MAX)
+}
+
+fn middle(times: &[Duration]) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    sorted
+        .get(sorted.len() / 2)
+        .copied()
+        .unwrap_or(Duration::MAX)
+}
+
+/// `n` alternating runs of two commands (so both meet the same machine
+/// state: page cache, write-back, other load).
+pub fn alternate(
     n: usize,
     mut a: impl FnMut() -> Result<Duration, String>,
     mut b: impl FnMut() -> Result<Duration, String>,
-) -> Result<(Duration, Duration), String> {
+) -> Result<Rounds, String> {
     let verbose = std::env::var_os("B9_BENCH_VERBOSE").is_some();
-    let (mut best_a, mut best_b) = (Duration::MAX, Duration::MAX);
+    let mut rounds = Rounds {
+        a: Vec::with_capacity(n),
+        b: Vec::with_capacity(n),
+    };
     for _ in 0..n {
         let ta = a()?;
         let tb = b()?;
@@ -43,18 +78,22 @@ pub fn best_pair(
                 tb.as_secs_f64()
             );
         }
-        best_a = best_a.min(ta);
-        best_b = best_b.min(tb);
+        rounds.a.push(ta);
+        rounds.b.push(tb);
     }
-    Ok((best_a, best_b))
+    Ok(rounds)
 }
 
-/// Prints one comparison: both times, the ratio b9/`tool`, and whether it
-/// is within `target`.
-pub fn report(name: &str, b9: Duration, tool: &str, other: Duration, target: f64) {
+/// Prints one comparison: the best times of b9 and `tool`, the ratio
+/// b9/`tool` of the best and of the median times, and whether the best
+/// ratio is within `target`.
+pub fn report(name: &str, rounds: &Rounds, tool: &str, target: f64) {
+    let (b9, other) = rounds.best();
+    let (b9_median, other_median) = rounds.median();
     let ratio = b9.as_secs_f64() / other.as_secs_f64();
+    let median = b9_median.as_secs_f64() / other_median.as_secs_f64();
     println!(
-        "{name:20} b9 {:7.3} s   {tool} {:7.3} s   b9/{tool} = {ratio:.2} ({})",
+        "{name:24} b9 {:7.3} s   {tool} {:7.3} s   b9/{tool} = {ratio:.2} best, {median:.2} median ({})",
         b9.as_secs_f64(),
         other.as_secs_f64(),
         if ratio <= target { "met" } else { "MISSED" }
