@@ -307,3 +307,58 @@ fn add_repo_writes_a_repo_section_and_keeps_the_rest() {
     ]);
     assert_eq!(missing.status.code(), Some(2));
 }
+
+const UNSUBSTITUTED: &str = r#"Let [("host", "web-1")]
+  [ Sources [ FromContent "meta-data" (FromString "instance-id: ${host}\n") ]
+      [ Artifact (IID "${host}") (CloudInit [CI_DIR] "out/${host}") ] ]
+"#;
+
+#[test]
+fn check_and_build_warn_about_a_bound_variable_that_is_not_substituted() {
+    let r = Run::new();
+    r.write("seed.b9", UNSUBSTITUTED);
+    let warning = r#"warning: `${host}` in `FromString` text is not substituted
+  --> seed.b9:2:65
+  |
+2 |   [ Sources [ FromContent "meta-data" (FromString "instance-id: ${host}\n") ]
+  |                                                                 ^^^^^^^ written as is, although `host` is bound (to "web-1" in `web-1`)
+  = hint: `FromString` text is written as is; put the text in a file and use `FromTextFile (Source ExpandVariables "FILE")`, whose contents are substituted
+"#;
+    let out = r.b9(&["check", "-f", "seed.b9"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains(warning), "{err}");
+    assert_eq!(err.matches("warning:").count(), 1, "{err}");
+    assert_eq!(
+        text(&out.stdout),
+        "ok: 1 artifact instance in 1 build file\n"
+    );
+    // `b9 build` checks first and prints the same warning, then builds.
+    let out = r.b9(&["build", "-f", "seed.b9"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(warning), "{}", text(&out.stderr));
+    let seed = std::fs::read_to_string(r.dir.join("out/web-1/meta-data")).unwrap();
+    assert_eq!(
+        seed, "instance-id: ${host}\n",
+        "FromString is written as is"
+    );
+}
+
+#[test]
+fn shell_syntax_and_unbound_names_in_unsubstituted_strings_do_not_warn() {
+    let r = Run::new();
+    r.write(
+        "seed.b9",
+        &UNSUBSTITUTED.replace(
+            "instance-id: ${host}",
+            "id: $$host $(hostname) ${HOST} $other",
+        ),
+    );
+    let out = r.b9(&["check", "-f", "seed.b9"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+}

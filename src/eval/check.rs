@@ -129,6 +129,7 @@ impl<'a> Checker<'a> {
         self.assembly(inst);
         let mut found = Vec::new();
         self.rules.instance(inst, self.dirs, &mut found);
+        crate::eval::unsubstituted::instance(inst, &mut found);
         for d in found {
             self.push(d);
         }
