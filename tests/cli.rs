@@ -362,3 +362,37 @@ fn shell_syntax_and_unbound_names_in_unsubstituted_strings_do_not_warn() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn text_after_the_final_dot_of_an_erlang_file_is_ignored_with_a_warning() {
+    let r = Run::new();
+    r.write(
+        "app.b9",
+        r#"Sources [FromContent "sys.config" (RenderErlang (ASTParse (Source NoConversion "sys.config")))]
+  [Artifact (IID "app") (CloudInit [CI_DIR] "out/app")]
+"#,
+    );
+    r.write("sys.config", "[{kernel, []}].\n% the end\nold stuff\n");
+    let warning = format!(
+        "warning: text after the final `.` of this Erlang term is ignored
+  --> {}:3:1
+  |
+3 | old stuff
+  | ^^^^^^^^^ ignored
+  = note: in artifact instance `app`
+  = hint: end the file at the `.`, or comment this out with `%`
+",
+        r.dir.join("sys.config").display()
+    );
+    let out = r.b9(&["check", "-f", "app.b9"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&warning),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = r.b9(&["build", "-f", "app.b9"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(r.dir.join("out/app/sys.config")).unwrap();
+    assert_eq!(written, "[{kernel, []}].");
+}
