@@ -396,3 +396,20 @@ fn text_after_the_final_dot_of_an_erlang_file_is_ignored_with_a_warning() {
     let written = std::fs::read_to_string(r.dir.join("out/app/sys.config")).unwrap();
     assert_eq!(written, "[{kernel, []}].");
 }
+
+#[test]
+fn a_config_value_without_just_gets_the_wrapped_value_as_hint() {
+    let r = Run::new();
+    r.write(
+        "good.b9",
+        "Artifact (IID \"x\") (CloudInit [CI_DIR] \"out/x\")\n",
+    );
+    let conf = r.write("b9.conf", "[global]\nrepository_cache: InB9UserDir \"x\"\n");
+    let out = r.b9(&["-c", conf.to_str().unwrap(), "check", "-f", "good.b9"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("= hint: did you mean `Just (InB9UserDir \"x\")`?"),
+        "{err}"
+    );
+    assert!(err.contains("b9.conf:2:19"), "{err}");
+}
