@@ -110,8 +110,10 @@ fn upload_and_download_50_mib() {
     let dir = fx.remote_dir();
     s.mkdir_p(&dir).unwrap();
     let mut calls = 0;
-    s.upload(&fx.path("big"), &format!("{dir}/big"), &mut |_, _| calls += 1)
-        .unwrap();
+    s.upload(&fx.path("big"), &format!("{dir}/big"), &mut |_, _| {
+        calls += 1
+    })
+    .unwrap();
     assert!(calls >= 1);
     assert_eq!(std::fs::read(format!("{dir}/big")).unwrap(), data);
     s.download(&format!("{dir}/big"), &fx.path("big.back"), &mut |_, _| {})
@@ -820,4 +822,33 @@ fn push_and_pull_show_no_progress_when_stderr_is_not_a_terminal() {
     let err = stderr_of(&out);
     ok(out);
     assert!(!err.contains("pulling") && !err.contains('\r'), "{err:?}");
+}
+
+#[test]
+fn push_shows_progress_on_a_terminal_but_not_with_q() {
+    let f = Fixture::new();
+    cache_image(&f, "big", "b1", &pattern(32 << 20));
+    // `script` runs b9 on a pseudo-terminal and records what it printed.
+    let on_tty = |args: &str| {
+        let cmd = format!("{} {args}", env!("CARGO_BIN_EXE_b9"));
+        let b9 = b9_cmd(&f, "home", "id_ed25519", &[]);
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .current_dir(f.dir.path())
+            .envs(b9.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = on_tty("-r farm push big");
+    assert!(shown.contains("pushing big"), "{shown:?}");
+    assert!(shown.contains("MiB"), "{shown:?}");
+    let quiet = on_tty("-q -r farm push big");
+    assert!(!quiet.contains("pushing big"), "{quiet:?}");
+    assert!(quiet.contains("pushed big"), "{quiet:?}");
 }

@@ -5,8 +5,8 @@ use std::io::Write;
 
 use crate::cli::session::Session;
 use crate::cli::{fail, usage, Failure};
-use crate::config::RemoteRepo;
 use crate::config::LogLevel;
+use crate::config::RemoteRepo;
 use crate::progress::Transfer;
 use crate::repo::{remote, render_list, LocalRepo};
 
