@@ -19,6 +19,7 @@ pub mod lang;
 pub mod lock;
 pub mod media;
 pub mod pipeline;
+pub mod progress;
 pub mod replace;
 pub mod repo;
 pub mod stale;

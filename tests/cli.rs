@@ -307,3 +307,109 @@ fn add_repo_writes_a_repo_section_and_keeps_the_rest() {
     ]);
     assert_eq!(missing.status.code(), Some(2));
 }
+
+const UNSUBSTITUTED: &str = r#"Let [("host", "web-1")]
+  [ Sources [ FromContent "meta-data" (FromString "instance-id: ${host}\n") ]
+      [ Artifact (IID "${host}") (CloudInit [CI_DIR] "out/${host}") ] ]
+"#;
+
+#[test]
+fn check_and_build_warn_about_a_bound_variable_that_is_not_substituted() {
+    let r = Run::new();
+    r.write("seed.b9", UNSUBSTITUTED);
+    let warning = r#"warning: `${host}` in `FromString` text is not substituted
+  --> seed.b9:2:65
+  |
+2 |   [ Sources [ FromContent "meta-data" (FromString "instance-id: ${host}\n") ]
+  |                                                                 ^^^^^^^ written as is, although `host` is bound (to "web-1" in `web-1`)
+  = hint: `FromString` text is written as is; put the text in a file and use `FromTextFile (Source ExpandVariables "FILE")`, whose contents are substituted
+"#;
+    let out = r.b9(&["check", "-f", "seed.b9"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains(warning), "{err}");
+    assert_eq!(err.matches("warning:").count(), 1, "{err}");
+    assert_eq!(
+        text(&out.stdout),
+        "ok: 1 artifact instance in 1 build file\n"
+    );
+    // `b9 build` checks first and prints the same warning, then builds.
+    let out = r.b9(&["build", "-f", "seed.b9"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(warning), "{}", text(&out.stderr));
+    let seed = std::fs::read_to_string(r.dir.join("out/web-1/meta-data")).unwrap();
+    assert_eq!(
+        seed, "instance-id: ${host}\n",
+        "FromString is written as is"
+    );
+}
+
+#[test]
+fn shell_syntax_and_unbound_names_in_unsubstituted_strings_do_not_warn() {
+    let r = Run::new();
+    r.write(
+        "seed.b9",
+        &UNSUBSTITUTED.replace(
+            "instance-id: ${host}",
+            "id: $$host $(hostname) ${HOST} $other",
+        ),
+    );
+    let out = r.b9(&["check", "-f", "seed.b9"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn text_after_the_final_dot_of_an_erlang_file_is_ignored_with_a_warning() {
+    let r = Run::new();
+    r.write(
+        "app.b9",
+        r#"Sources [FromContent "sys.config" (RenderErlang (ASTParse (Source NoConversion "sys.config")))]
+  [Artifact (IID "app") (CloudInit [CI_DIR] "out/app")]
+"#,
+    );
+    r.write("sys.config", "[{kernel, []}].\n% the end\nold stuff\n");
+    let warning = format!(
+        "warning: text after the final `.` of this Erlang term is ignored
+  --> {}:3:1
+  |
+3 | old stuff
+  | ^^^^^^^^^ ignored
+  = note: in artifact instance `app`
+  = hint: end the file at the `.`, or comment this out with `%`
+",
+        r.dir.join("sys.config").display()
+    );
+    let out = r.b9(&["check", "-f", "app.b9"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&warning),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = r.b9(&["build", "-f", "app.b9"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(r.dir.join("out/app/sys.config")).unwrap();
+    assert_eq!(written, "[{kernel, []}].");
+}
+
+#[test]
+fn a_config_value_without_just_gets_the_wrapped_value_as_hint() {
+    let r = Run::new();
+    r.write(
+        "good.b9",
+        "Artifact (IID \"x\") (CloudInit [CI_DIR] \"out/x\")\n",
+    );
+    let conf = r.write("b9.conf", "[global]\nrepository_cache: InB9UserDir \"x\"\n");
+    let out = r.b9(&["-c", conf.to_str().unwrap(), "check", "-f", "good.b9"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("= hint: did you mean `Just (InB9UserDir \"x\")`?"),
+        "{err}"
+    );
+    assert!(err.contains("b9.conf:2:19"), "{err}");
+}

@@ -62,17 +62,17 @@ fn round_trip_mkdir_upload_list_download() {
         let local = fx.path(name);
         std::fs::write(&local, &data).unwrap();
         let mut calls = Vec::new();
-        s.upload(&local, &format!("{dir}/{name}"), &mut |n| calls.push(n))
+        s.upload(&local, &format!("{dir}/{name}"), &mut |n, _| calls.push(n))
             .unwrap();
         assert_eq!(calls.last().copied(), Some(len as u64));
         let back = fx.path(&format!("{name}.back"));
-        s.download(&format!("{dir}/{name}"), &back, &mut |_| {})
+        s.download(&format!("{dir}/{name}"), &back, &mut |_, _| {})
             .unwrap();
         assert_eq!(std::fs::read(&back).unwrap(), data, "{name}");
     }
     // Upload over an existing file replaces it.
     std::fs::write(fx.path("small"), b"new").unwrap();
-    s.upload(&fx.path("small"), &format!("{dir}/small"), &mut |_| {})
+    s.upload(&fx.path("small"), &format!("{dir}/small"), &mut |_, _| {})
         .unwrap();
     assert_eq!(std::fs::read(format!("{dir}/small")).unwrap(), b"new");
 
@@ -94,7 +94,7 @@ fn round_trip_mkdir_upload_list_download() {
     let e = s.remove(&format!("{dir}/small")).unwrap_err();
     assert!(e.to_string().starts_with("remote path "), "{e}");
     let e = s
-        .download(&format!("{dir}/nope"), &fx.path("nope"), &mut |_| {})
+        .download(&format!("{dir}/nope"), &fx.path("nope"), &mut |_, _| {})
         .unwrap_err();
     assert!(e.to_string().contains("/nope"), "{e}");
     assert!(!fx.path("nope").exists());
@@ -110,11 +110,13 @@ fn upload_and_download_50_mib() {
     let dir = fx.remote_dir();
     s.mkdir_p(&dir).unwrap();
     let mut calls = 0;
-    s.upload(&fx.path("big"), &format!("{dir}/big"), &mut |_| calls += 1)
-        .unwrap();
+    s.upload(&fx.path("big"), &format!("{dir}/big"), &mut |_, _| {
+        calls += 1
+    })
+    .unwrap();
     assert!(calls >= 1);
     assert_eq!(std::fs::read(format!("{dir}/big")).unwrap(), data);
-    s.download(&format!("{dir}/big"), &fx.path("big.back"), &mut |_| {})
+    s.download(&format!("{dir}/big"), &fx.path("big.back"), &mut |_, _| {})
         .unwrap();
     assert_eq!(std::fs::read(fx.path("big.back")).unwrap(), data);
     // No temporary names left behind.
@@ -153,7 +155,7 @@ fn interrupted_upload_leaves_no_final_file() {
     let target = format!("{dir}/big");
     let mut killed = false;
     let err = s
-        .upload(&fx.path("big"), &target, &mut |n| {
+        .upload(&fx.path("big"), &target, &mut |n, _| {
             if !killed && n < 50 << 20 {
                 killed = true;
                 fx.sshd.kill_connections();
@@ -755,4 +757,98 @@ fn two_b9_processes_pull_into_one_cache() {
             "remote-repos/farm/b9_shared_images/base-os_0005.b9si",
         ]
     );
+}
+
+/// Checks what a transfer's progress callback received: increasing byte
+/// counts that end at the file size, with the size as total throughout.
+fn assert_progress(calls: &[(u64, u64)], size: u64) {
+    assert!(!calls.is_empty(), "no progress reported");
+    assert!(
+        calls.windows(2).all(|w| w[0].0 <= w[1].0),
+        "not increasing: {calls:?}"
+    );
+    assert_eq!(calls.last().map(|c| c.0), Some(size), "{calls:?}");
+    assert!(calls.iter().all(|c| c.1 == size), "{calls:?}");
+}
+
+#[test]
+fn push_and_pull_report_the_image_bytes_as_they_go() {
+    let f = Fixture::new();
+    let data = pattern(9 << 20);
+    let img = cache_image(&f, "big", "b1", &data);
+    let repo = b9::config::RemoteRepo {
+        id: "farm".into(),
+        remote_path: f.remote_dir(),
+        ssh_priv_key_file: f.path("id_ed25519"),
+        ssh_remote_host: "127.0.0.1".into(),
+        ssh_remote_port: f.remote().port,
+        ssh_remote_user: "root".into(),
+    };
+    let local = LocalRepo::open(&f.path("cache")).unwrap();
+    let b9_dir = f.path("b9");
+    let mut calls = Vec::new();
+    b9::repo::remote::push(&local, &repo, &b9_dir, "big", &mut |d, t| {
+        calls.push((d, t))
+    })
+    .unwrap();
+    assert_progress(&calls, data.len() as u64);
+    // A fresh cache pulls it back.
+    let fresh = LocalRepo::open(&f.path("cache2")).unwrap();
+    let mut calls = Vec::new();
+    let pulled = b9::repo::remote::pull_image(
+        &fresh,
+        &f.path("cache2"),
+        std::slice::from_ref(&repo),
+        &b9_dir,
+        "big",
+        None,
+        &mut |d, t| calls.push((d, t)),
+    )
+    .unwrap();
+    assert_eq!(pulled.build_id, img.build_id);
+    assert_progress(&calls, data.len() as u64);
+}
+
+#[test]
+fn push_and_pull_show_no_progress_when_stderr_is_not_a_terminal() {
+    let f = Fixture::new();
+    cache_image(&f, "big", "b1", &pattern(9 << 20));
+    let out = b9_with_repo(&f, &["-r", "farm", "push", "big"]);
+    let err = stderr_of(&out);
+    ok(out);
+    assert!(!err.contains("pushing") && !err.contains('\r'), "{err:?}");
+    std::fs::remove_dir_all(f.path("cache")).unwrap();
+    let out = b9_with_repo(&f, &["-r", "farm", "pull", "big"]);
+    let err = stderr_of(&out);
+    ok(out);
+    assert!(!err.contains("pulling") && !err.contains('\r'), "{err:?}");
+}
+
+#[test]
+fn push_shows_progress_on_a_terminal_but_not_with_q() {
+    let f = Fixture::new();
+    cache_image(&f, "big", "b1", &pattern(32 << 20));
+    // `script` runs b9 on a pseudo-terminal and records what it printed.
+    let on_tty = |args: &str| {
+        let cmd = format!("{} {args}", env!("CARGO_BIN_EXE_b9"));
+        let b9 = b9_cmd(&f, "home", "id_ed25519", &[]);
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .current_dir(f.dir.path())
+            .envs(b9.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = on_tty("-r farm push big");
+    assert!(shown.contains("pushing big"), "{shown:?}");
+    assert!(shown.contains("MiB"), "{shown:?}");
+    let quiet = on_tty("-q -r farm push big");
+    assert!(!quiet.contains("pushing big"), "{quiet:?}");
+    assert!(quiet.contains("pushed big"), "{quiet:?}");
 }

@@ -5,7 +5,9 @@ use std::io::Write;
 
 use crate::cli::session::Session;
 use crate::cli::{fail, usage, Failure};
+use crate::config::LogLevel;
 use crate::config::RemoteRepo;
+use crate::progress::Transfer;
 use crate::repo::{remote, render_list, LocalRepo};
 
 fn open(session: &Session) -> Result<LocalRepo, Failure> {
@@ -72,6 +74,15 @@ pub fn list_remote(session: &Session, id: &str, out: &mut impl Write) -> Result<
     out.write_all(text.as_bytes()).map_err(fail)
 }
 
+/// Whether transfers show a progress bar (on a terminal): not with `-q`
+/// (or a configured verbosity of errors only or nothing).
+fn show_progress(session: &Session) -> bool {
+    !matches!(
+        session.config.verbosity,
+        Some(LogLevel::Error | LogLevel::Off)
+    )
+}
+
 /// `b9 push NAME`: upload the newest cached version to the selected repository.
 pub fn push(session: &Session, name: &str, out: &mut impl Write) -> Result<(), Failure> {
     let Some(id) = &session.config.repository else {
@@ -82,7 +93,12 @@ pub fn push(session: &Session, name: &str, out: &mut impl Write) -> Result<(), F
     let repos = selected(session)?;
     let local = open(session)?;
     for repo in &repos {
-        let img = remote::push(&local, repo, &session.b9_dir, name).map_err(fail)?;
+        let mut bar = Transfer::new(format!("pushing {name}"), show_progress(session));
+        let img = remote::push(&local, repo, &session.b9_dir, name, &mut |done, total| {
+            bar.update(done, total)
+        })
+        .map_err(fail)?;
+        drop(bar);
         writeln!(out, "pushed {} {} to `{id}`", img.name, img.build_id).map_err(fail)?;
     }
     Ok(())
@@ -104,8 +120,18 @@ pub fn pull(session: &Session, name: Option<&str>, out: &mut impl Write) -> Resu
         Some(name) => {
             let local = open(session)?;
             let max = session.config.max_cached_shared_images;
-            let img = remote::pull_image(&local, &cache, &repos, &session.b9_dir, name, max)
-                .map_err(fail)?;
+            let mut bar = Transfer::new(format!("pulling {name}"), show_progress(session));
+            let img = remote::pull_image(
+                &local,
+                &cache,
+                &repos,
+                &session.b9_dir,
+                name,
+                max,
+                &mut |done, total| bar.update(done, total),
+            )
+            .map_err(fail)?;
+            drop(bar);
             writeln!(out, "pulled {} {} ({})", img.name, img.build_id, img.date).map_err(fail)?;
         }
     }

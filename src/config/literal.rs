@@ -248,7 +248,21 @@ fn maybe<T>(
         Some(("Just", [x])) => inner(x)
             .map(Some)
             .ok_or_else(|| mismatch(text, x, expected)),
-        _ => Err(mismatch(text, &t, expected)),
+        _ => {
+            let mut e = mismatch(text, &t, expected);
+            // A value written without its `Just`: suggest it wrapped.
+            if inner(&t).is_some() {
+                let written = text.trim();
+                let applied = t.as_con().is_some_and(|(_, args)| !args.is_empty());
+                let wrapped = if applied && !written.starts_with('(') {
+                    format!("Just ({written})")
+                } else {
+                    format!("Just {written}")
+                };
+                e.hint = Some(format!("did you mean `{wrapped}`?"));
+            }
+            Err(e)
+        }
     }
 }
 
@@ -312,7 +326,10 @@ pub fn read_maybe_log_level(text: &str) -> Result<Option<LogLevel>, LitError> {
     };
     maybe(text, expected, level).map_err(|mut e| {
         let names = LogLevel::ALL.iter().map(|(_, n)| *n);
-        if let Some(guess) = inner_con_name(text, e.span).and_then(|w| did_you_mean(&w, names)) {
+        if let Some(guess) = inner_con_name(text, e.span)
+            .filter(|_| e.hint.is_none())
+            .and_then(|w| did_you_mean(&w, names))
+        {
             e.hint = Some(format!("did you mean `{guess}`?"));
         }
         e
@@ -336,8 +353,9 @@ pub fn read_maybe_system_path(text: &str) -> Result<Option<SystemPath>, LitError
         })
     };
     maybe(text, expected, sp).map_err(|mut e| {
-        if let Some(guess) =
-            inner_con_name(text, e.span).and_then(|w| did_you_mean(&w, SystemPath::CONSTRUCTORS))
+        if let Some(guess) = inner_con_name(text, e.span)
+            .filter(|_| e.hint.is_none())
+            .and_then(|w| did_you_mean(&w, SystemPath::CONSTRUCTORS))
         {
             e.hint = Some(format!("did you mean `{guess}`?"));
         }
@@ -561,6 +579,34 @@ mod tests {
         assert_eq!(read_maybe_system_path("Nothing"), Ok(None));
         let e = read_maybe_system_path("Just (InB9UsrDir \"x\")").unwrap_err();
         assert_eq!(e.hint.as_deref(), Some("did you mean `InB9UserDir`?"));
+        // Written without `Just`: the value wrapped, not its own name.
+        let e = read_maybe_system_path("InB9UserDir \"x\"").unwrap_err();
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("did you mean `Just (InB9UserDir \"x\")`?")
+        );
+        let e = read_maybe_system_path("(Path \"/x\")").unwrap_err();
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("did you mean `Just (Path \"/x\")`?")
+        );
+        let e = read_maybe_system_path("InB9UsrDir \"x\"").unwrap_err();
+        assert_eq!(e.hint.as_deref(), Some("did you mean `InB9UserDir`?"));
+        assert_eq!(
+            read_maybe_int("2").unwrap_err().hint.as_deref(),
+            Some("did you mean `Just 2`?")
+        );
+        assert_eq!(
+            read_maybe_log_level("LogInfo").unwrap_err().hint.as_deref(),
+            Some("did you mean `Just LogInfo`?")
+        );
+        assert_eq!(
+            read_maybe_string("\"/tmp\"", "path")
+                .unwrap_err()
+                .hint
+                .as_deref(),
+            Some("did you mean `Just \"/tmp\"`?")
+        );
         let sp = SystemPath::InB9UserDir("repo-cache".into());
         assert_eq!(sp.to_haskell(), "InB9UserDir \"repo-cache\"");
         assert_eq!(

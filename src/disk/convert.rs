@@ -2,7 +2,6 @@
 //! data is read and written, so the output stays sparse; reading and writing
 //! overlap on two threads; a progress bar shows on a terminal.
 
-use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
@@ -62,7 +61,7 @@ pub fn copy(
         })
         .collect();
     let total: u64 = extents.iter().map(|e| e.len).sum();
-    let bar = progress_bar(total, label);
+    let bar = crate::progress::bar(total, label);
     let mut writer = writer;
     let (full_tx, full_rx) = sync_channel::<Chunk>(QUEUE);
     let (free_tx, free_rx) = sync_channel::<Vec<u8>>(QUEUE + 2);
@@ -188,20 +187,6 @@ pub fn is_zero(b: &[u8]) -> bool {
         }
         acc == 0 && words.remainder().iter().all(|&x| x == 0)
     })
-}
-
-fn progress_bar(total: u64, label: &str) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(label.to_string());
-    bar
 }
 
 #[cfg(test)]

@@ -129,6 +129,7 @@ impl<'a> Checker<'a> {
         self.assembly(inst);
         let mut found = Vec::new();
         self.rules.instance(inst, self.dirs, &mut found);
+        crate::eval::unsubstituted::instance(inst, &mut found);
         for d in found {
             self.push(d);
         }
@@ -232,8 +233,14 @@ impl<'a> Checker<'a> {
                     self.error(inst, path.span, d);
                 }
             }
-            Some(Syntax::Erlang) => {
-                if let Err(e) = erlang::parse(&expanded) {
+            Some(Syntax::Erlang) => match erlang::parse_document(&expanded) {
+                Ok((_, Some(trailing))) => {
+                    let d = ignored_after_final_dot(&src, &expanded, trailing.offset)
+                        .with_note(in_instance(inst));
+                    self.push(d);
+                }
+                Ok((_, None)) => {}
+                Err(e) => {
                     let d = Diagnostic::error(format!(
                         "invalid Erlang term in {} at line {}, column {}: {}",
                         resolved.display(),
@@ -243,7 +250,7 @@ impl<'a> Checker<'a> {
                     ));
                     self.error(inst, path.span, d);
                 }
-            }
+            },
             None => {}
         }
     }
@@ -570,6 +577,27 @@ fn fs_name(fs: &FileSystem) -> &'static str {
 
 /// The note naming the instance a problem was found in (control characters
 /// in its id escaped, not printed).
+/// The warning for text after the final `.` of an Erlang file, which is
+/// ignored as the original did (docs/COMPATIBILITY.md#erlang-terms). Located
+/// in the file when the text after the point is as written there (always
+/// without `ExpandVariables`), else in the expanded text.
+fn ignored_after_final_dot(file: &SourceRef, expanded: &str, offset: usize) -> Diagnostic {
+    let tail = expanded.get(offset..).unwrap_or("");
+    let d = Diagnostic::warning("text after the final `.` of this Erlang term is ignored")
+        .with_label("ignored")
+        .with_hint("end the file at the `.`, or comment this out with `%`");
+    match file.text().strip_suffix(tail) {
+        Some(head) => d.at(file, Span::new(head.len(), file.text().len())),
+        None => {
+            let name = format!("{} (expanded)", file.name().display());
+            d.at(
+                &Source::new(name, expanded),
+                Span::new(offset, expanded.len()),
+            )
+        }
+    }
+}
+
 fn in_instance(inst: &Instance) -> String {
     let id = &inst.id.value;
     if id.chars().any(char::is_control) {

@@ -9,3 +9,4 @@ pub mod expand;
 pub mod outputs;
 pub mod plan;
 pub mod subst;
+pub mod unsubstituted;

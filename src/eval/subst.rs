@@ -51,20 +51,8 @@ impl Interpolator<'_> {
         })
     }
 
-    /// The span of bytes `start..end` of a string literal's value, when the
-    /// literal holds no escapes; else the whole literal.
     fn inner_span(&self, s: &Node<String>, start: usize, end: usize) -> Span {
-        let written = self
-            .source
-            .text()
-            .get(s.span.start..s.span.end)
-            .unwrap_or("");
-        let quoted = written.strip_prefix('"').and_then(|w| w.strip_suffix('"'));
-        if quoted == Some(s.value.as_str()) {
-            Span::new(s.span.start + 1 + start, s.span.start + 1 + end)
-        } else {
-            s.span
-        }
+        inner_span(&self.source, s, start, end)
     }
 
     fn list<T>(
@@ -193,6 +181,30 @@ impl Interpolator<'_> {
                 fixup.clone(),
             ),
         })
+    }
+}
+
+/// The span of bytes `start..end` of a string literal's value in `source`.
+/// In a literal with escapes, the same text is looked for in the written
+/// literal (the n-th occurrence for the n-th, when both hold it equally
+/// often); failing that, the whole literal.
+pub fn inner_span(source: &SourceRef, s: &Node<String>, start: usize, end: usize) -> Span {
+    let written = source.text().get(s.span.start..s.span.end).unwrap_or("");
+    let Some(quoted) = written.strip_prefix('"').and_then(|w| w.strip_suffix('"')) else {
+        return s.span;
+    };
+    let at = |i: usize| Span::new(s.span.start + 1 + i, s.span.start + 1 + i + (end - start));
+    if quoted == s.value {
+        return at(start);
+    }
+    let Some(piece) = s.value.get(start..end).filter(|p| !p.is_empty()) else {
+        return s.span;
+    };
+    let in_value: Vec<usize> = s.value.match_indices(piece).map(|(i, _)| i).collect();
+    let in_written: Vec<usize> = quoted.match_indices(piece).map(|(i, _)| i).collect();
+    match in_value.iter().position(|&i| i == start) {
+        Some(nth) if in_value.len() == in_written.len() => at(in_written[nth]),
+        _ => s.span,
     }
 }
 

@@ -46,29 +46,30 @@ pub fn metadata_dir(cache_root: &Path, id: &str) -> PathBuf {
 
 /// Uploads the newest cached version of `name`: the image first, then its
 /// `.b9si`, each renamed into place on the server only when complete.
+/// `progress(bytes_done, image_size)` follows the image's upload.
 pub fn push(
     local: &LocalRepo,
     repo: &RemoteRepo,
     b9_dir: &Path,
     name: &str,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<SharedImage, String> {
     let img = local.require_latest(name).map_err(|e| e.to_string())?;
     let session = Session::connect(&remote_of(repo, b9_dir)).map_err(|e| e.to_string())?;
     let dir = remote_dir(repo);
     session.mkdir_p(&dir).map_err(|e| e.to_string())?;
-    let mut progress = |_done: u64| {};
     session
         .upload(
             &local.image_path(&img),
             &format!("{dir}/{}", img.image_file_name()),
-            &mut progress,
+            progress,
         )
         .map_err(|e| e.to_string())?;
     session
         .upload(
             &local.info_path(&img),
             &format!("{dir}/{}", img.info_file_name()),
-            &mut progress,
+            &mut |_, _| {},
         )
         .map_err(|e| e.to_string())?;
     let _ = session.close();
@@ -127,7 +128,7 @@ fn pull_metadata_with(
     let fetched = std::fs::create_dir(&fresh)
         .map_err(|e| format!("cannot create {}: {e}", fresh.display()))
         .and_then(|()| {
-            let mut progress = |_done: u64| {};
+            let mut progress = |_, _| {};
             let suffix = format!(".{INFO_EXTENSION}");
             for e in entries
                 .iter()
@@ -236,6 +237,7 @@ fn read_metadata_unlocked(dir: &Path) -> Vec<SharedImage> {
 
 /// Pulls the newest version of `name` found among `repos` (their metadata
 /// is pulled first) into the local cache, applying the cache limit.
+/// `progress(bytes_done, image_size)` follows the image's download.
 pub fn pull_image(
     local: &LocalRepo,
     cache_root: &Path,
@@ -243,6 +245,7 @@ pub fn pull_image(
     b9_dir: &Path,
     name: &str,
     max: Option<i64>,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<SharedImage, String> {
     local.sweep_leftovers();
     // One connection per repository; the one holding the best version is
@@ -275,12 +278,11 @@ pub fn pull_image(
         ));
     };
     let file = local.download_path(&img);
-    let mut progress = |_done: u64| {};
     let result = session
         .download(
             &format!("{}/{}", remote_dir(repo), img.image_file_name()),
             &file,
-            &mut progress,
+            progress,
         )
         .map_err(|e| e.to_string())
         .and_then(|()| local.share(&img, &file, max).map_err(|e| e.to_string()));

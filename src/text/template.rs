@@ -139,6 +139,37 @@ pub fn is_name(name: &str) -> bool {
     chars.next().is_some_and(starts_name) && chars.all(continues_name)
 }
 
+/// The variable references of a text read leniently, as `(name, start, end)`
+/// byte ranges of `$name` / `${name}`: `$$` and anything after `$` that is
+/// not a reference (`$(`, `${1}`, `${a:-b}`) are skipped instead of being
+/// errors. For texts b9 does not substitute (`eval::unsubstituted`).
+pub fn references(text: &str) -> Vec<(&str, usize, usize)> {
+    let mut found = Vec::new();
+    let mut i = 0;
+    while let Some(k) = text[i..].find('$') {
+        let at = i + k;
+        let after = &text[at + 1..];
+        i = at + 1;
+        if after.starts_with('$') {
+            i += 1;
+        } else if let Some(braced) = after.strip_prefix('{') {
+            if let Some(close) = braced.find('}').filter(|&c| is_name(&braced[..c])) {
+                found.push((&braced[..close], at, at + close + 3));
+                i = at + close + 3;
+            }
+        } else if after.starts_with(starts_name) {
+            let len = after
+                .char_indices()
+                .skip(1)
+                .find(|&(_, c)| !continues_name(c))
+                .map_or(after.len(), |(j, _)| j);
+            found.push((&after[..len], at, at + 1 + len));
+            i = at + 1 + len;
+        }
+    }
+    found
+}
+
 /// Joins the pieces, looking each variable up with `lookup`; the first
 /// unknown variable is returned as `Err` with its piece.
 pub fn render<'p, 'v>(
@@ -178,6 +209,14 @@ mod tests {
         assert_eq!(expand("$a'b!").as_deref(), Ok("q!"));
         assert_eq!(expand("${x_1}").as_deref(), Ok("$y"), "single pass");
         assert_eq!(expand("grüße $host").as_deref(), Ok("grüße web"));
+    }
+
+    #[test]
+    fn lenient_references() {
+        let refs = references("$host ${a'b}x $$host $(id) ${1} ${a:-b} $ $");
+        assert_eq!(refs, vec![("host", 0, 5), ("a'b", 6, 12)]);
+        assert_eq!(references("grüße $x_1."), vec![("x_1", 8, 12)]);
+        assert_eq!(references("${host"), vec![]);
     }
 
     #[test]

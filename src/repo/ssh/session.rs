@@ -218,13 +218,13 @@ impl Session {
 
     /// Uploads to `<remote>.b9-part-<random>` then renames over `remote` when
     /// complete (a broken transfer never leaves a truncated file under the
-    /// final name). Calls `progress(bytes_done)` at most ~10 times a second,
-    /// and once at the end.
+    /// final name). Calls `progress(bytes_done, file_size)` at most ~10 times
+    /// a second, and once at the end.
     pub fn upload(
         &self,
         local: &Path,
         remote: &str,
-        progress: &mut dyn FnMut(u64),
+        progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(), SshError> {
         let mut file = File::open(local).map_err(|e| local_err(local, e))?;
         let part = format!("{remote}.b9-part-{}", random_suffix());
@@ -249,12 +249,14 @@ impl Session {
 
     /// Downloads to a local temp name next to `local`
     /// (`<local>.b9-part-<random>`), renamed to `local` when complete. Calls
-    /// `progress(bytes_done)` at most ~10 times a second, and once at the end.
+    /// `progress(bytes_done, file_size)` at most ~10 times a second, and once
+    /// at the end (the size is 0 when the server does not say it, until the
+    /// last call).
     pub fn download(
         &self,
         remote: &str,
         local: &Path,
-        progress: &mut dyn FnMut(u64),
+        progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(), SshError> {
         let mut name = local.as_os_str().to_owned();
         name.push(format!(".b9-part-{}", random_suffix()));

@@ -21,7 +21,8 @@ pub(super) fn is_eof(e: &SftpError) -> bool {
 
 /// Rate-limits progress callbacks.
 pub(super) struct Progress<'a> {
-    f: &'a mut dyn FnMut(u64),
+    f: &'a mut dyn FnMut(u64, u64),
+    total: u64,
     last: Option<Instant>,
 }
 
@@ -33,8 +34,13 @@ impl Progress<'_> {
             .is_none_or(|t| now.duration_since(t) >= PROGRESS_INTERVAL)
         {
             self.last = Some(now);
-            (self.f)(done);
+            (self.f)(done, self.total);
         }
+    }
+
+    /// The last call, with the bytes transferred in all.
+    fn end(&mut self, done: u64) {
+        (self.f)(done, self.total.max(done));
     }
 }
 
@@ -60,8 +66,9 @@ pub(super) async fn upload_async(
     local: &Path,
     part: &str,
     remote: &str,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), SshError> {
+    let total = file.metadata().map_or(0, |m| m.len());
     let handle = sftp
         .open(
             part,
@@ -73,6 +80,7 @@ pub(super) async fn upload_async(
         .handle;
     let mut progress = Progress {
         f: progress,
+        total,
         last: None,
     };
     let mut inflight: VecDeque<WriteReq> = VecDeque::with_capacity(IN_FLIGHT);
@@ -113,7 +121,7 @@ pub(super) async fn upload_async(
     written?;
     closed.map_err(|e| remote_err(part, e))?;
     rename_over(sftp, part, remote).await?;
-    (progress.f)(done);
+    progress.end(done);
     Ok(())
 }
 
@@ -179,7 +187,7 @@ pub(super) async fn download_async(
     remote: &str,
     file: &mut File,
     part: &Path,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), SshError> {
     let handle = sftp
         .open(remote, OpenFlags::READ, FileAttributes::default())
@@ -192,6 +200,7 @@ pub(super) async fn download_async(
     };
     let mut progress = Progress {
         f: progress,
+        total: size,
         last: None,
     };
     let mut inflight: VecDeque<(u64, u32, ReadReq)> = VecDeque::with_capacity(IN_FLIGHT);
@@ -256,7 +265,7 @@ pub(super) async fn download_async(
     let _ = sftp.close(handle).await;
     result?;
     file.flush().map_err(|e| local_err(part, e))?;
-    (progress.f)(done);
+    progress.end(done);
     Ok(())
 }
 

@@ -14,8 +14,6 @@
 //! * Whitespace (and comments) between a top-level scalar and the final `.` is
 //!   accepted (`ok .`); the original rejects it.
 //! * Whitespace before the `>>` of a binary is accepted (`<<"a" >>`).
-//! * After the final `.` only whitespace and comments may follow; the original
-//!   silently ignores anything there.
 //! * Integers must fit in an `i128` and floats must be finite; the original
 //!   has unbounded integers and reads `1.0e999` as infinity.
 //! * `.5` (no digit before the point) is an error with a hint; the original
@@ -23,7 +21,9 @@
 //! * Nesting of lists and tuples deeper than [`MAX_DEPTH`] is an error; the
 //!   parser itself uses no recursion.
 //!
-//! Like the original, one trailing comma inside a list or tuple is accepted
+//! Like the original, anything after the final `.` is ignored
+//! ([`parse_document`] says where it starts, so `b9 check` can warn), one
+//! trailing comma inside a list or tuple is accepted
 //! (`[a,]` is `[a]`), unquoted atoms start with any lower-case letter and go
 //! on with letters, digits, `@` and `_` (Unicode letters included, as Parsec's
 //! `lower`/`alphaNum` do), and an unknown escape such as `\z` is an error.
@@ -44,7 +44,7 @@ mod print;
 mod tests;
 
 pub use merge::merge;
-pub use parse::{parse, ErlError, MAX_DEPTH};
+pub use parse::{parse, parse_document, ErlError, Trailing, MAX_DEPTH};
 pub use print::render;
 
 /// An Erlang term (the subset in docs/COMPATIBILITY.md#erlang-terms).

@@ -33,11 +33,24 @@ impl fmt::Display for ErlError {
 
 impl std::error::Error for ErlError {}
 
+/// Text after the final `.` of a term file: the original b9 ignored it, so
+/// b9 does too, and says where it starts (docs/COMPATIBILITY.md#erlang-terms).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trailing {
+    /// Byte offset of its first character in the input.
+    pub offset: usize,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (counted in characters).
+    pub column: usize,
+}
+
 /// Parses a whole Erlang term file: optional leading whitespace, one term,
-/// `.`, optional trailing whitespace (`%` comments count as whitespace).
+/// `.`; whatever follows the `.` besides whitespace and `%` comments is
+/// ignored and returned as [`Trailing`].
 ///
 /// Never panics; the nesting of lists and tuples is limited to [`MAX_DEPTH`].
-pub fn parse(text: &str) -> Result<ErlTerm, ErlError> {
+pub fn parse_document(text: &str) -> Result<(ErlTerm, Option<Trailing>), ErlError> {
     let mut p = Parser { src: text, pos: 0 };
     p.skip_ws();
     let term = p.term()?;
@@ -46,13 +59,20 @@ pub fn parse(text: &str) -> Result<ErlTerm, ErlError> {
         return Err(p.expected_here("'.' after the term"));
     }
     p.skip_ws();
-    if p.pos < p.src.len() {
-        return Err(p.error_here(format!(
-            "unexpected {} after the final '.'",
-            p.describe_next()
-        )));
-    }
-    Ok(term)
+    let trailing = (p.pos < p.src.len()).then(|| {
+        let at = p.error_here(String::new());
+        Trailing {
+            offset: at.offset,
+            line: at.line,
+            column: at.column,
+        }
+    });
+    Ok((term, trailing))
+}
+
+/// [`parse_document`] without the trailing text.
+pub fn parse(text: &str) -> Result<ErlTerm, ErlError> {
+    parse_document(text).map(|(term, _)| term)
 }
 
 /// Which kind of sequence a parser stack frame is collecting.

@@ -204,10 +204,6 @@ fn errors_name_position_and_expectation() {
     let e = err("'abc");
     assert!(e.message.contains("unterminated atom"), "{}", e.message);
 
-    let e = err("ok. extra");
-    assert_eq!((e.offset, e.line, e.column), (4, 1, 5));
-    assert!(e.message.contains("after the final '.'"), "{}", e.message);
-
     let e = err("[\"\u{e9}\\z\"].");
     assert_eq!((e.offset, e.line, e.column), (4, 1, 4));
     assert!(e.message.contains("unknown escape"), "{}", e.message);
@@ -622,4 +618,20 @@ proptest! {
             prop_assert_eq!(parse(&render(&term)), Ok(term));
         }
     }
+}
+
+#[test]
+fn text_after_the_final_dot_is_ignored_and_located() {
+    let (term, trailing) = parse_document("[ok].\n% done\n  extra {\n").unwrap();
+    assert_eq!(term, ErlTerm::List(vec![ErlTerm::Atom("ok".into())]));
+    assert_eq!(
+        trailing,
+        Some(Trailing {
+            offset: 15,
+            line: 3,
+            column: 3
+        })
+    );
+    assert_eq!(parse("ok. extra").unwrap(), ErlTerm::Atom("ok".into()));
+    assert_eq!(parse_document("ok. % only a comment\n").unwrap().1, None);
 }
