@@ -4,5 +4,6 @@
 
 pub mod ast;
 pub mod error;
+pub mod located;
 pub mod render;
 pub mod url;
