@@ -201,8 +201,14 @@ pub fn merge(a: Located, b: Located) -> Located {
             Shape::Scalar(Value::String(sa))
         }
         (sa, sb) => Shape::Seq(vec![
-            Located { at: a.at, shape: sa },
-            Located { at: b.at, shape: sb },
+            Located {
+                at: a.at,
+                shape: sa,
+            },
+            Located {
+                at: b.at,
+                shape: sb,
+            },
         ]),
     };
     Located { at, shape }
@@ -263,7 +269,15 @@ mod tests {
 
     #[test]
     fn merge_agrees_with_the_yaml_merge_on_every_rule() {
-        let texts = ["{a: 1, b: [x]}", "[1, 2]", "s", "5", "~", "{b: [y], c: 2}", "t"];
+        let texts = [
+            "{a: 1, b: [x]}",
+            "[1, 2]",
+            "s",
+            "5",
+            "~",
+            "{b: [y], c: 2}",
+            "t",
+        ];
         for x in texts {
             for y in texts {
                 let (a, _) = from(x);

@@ -6,4 +6,5 @@ pub mod ast;
 pub mod error;
 pub mod located;
 pub mod render;
+pub mod schema;
 pub mod url;

@@ -67,7 +67,10 @@ struct Open {
 enum Inside {
     Seq(Vec<Place>),
     /// The entries, and a key read whose value has not come yet.
-    Map(Vec<(String, (usize, usize), Place)>, Option<(String, (usize, usize))>),
+    Map(
+        Vec<(String, (usize, usize), Place)>,
+        Option<(String, (usize, usize))>,
+    ),
 }
 
 impl Open {
