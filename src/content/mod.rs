@@ -3,6 +3,8 @@
 //! The text formats themselves live in [`crate::text`].
 
 pub mod ast;
+pub mod cloud_config;
+pub mod cloud_keys;
 pub mod error;
 pub mod located;
 pub mod render;

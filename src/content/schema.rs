@@ -68,6 +68,9 @@ pub struct Violation {
     pub message: String,
     /// What to do about it, when there is something to say.
     pub hint: Option<String>,
+    /// The path ends at a mapping key that is itself the problem (a key the
+    /// mapping does not take), rather than at a wrong value.
+    pub on_key: bool,
 }
 
 /// The schema of the cloud-init installed on this host: the first
@@ -288,6 +291,7 @@ impl CloudSchema {
             path: path.clone(),
             message,
             hint,
+            on_key: false,
         };
         match e.kind() {
             ValidationErrorKind::Type { kind } => out.push(violation(
@@ -328,6 +332,7 @@ impl CloudSchema {
                         message: format!("{at} does not take the key `{key}`"),
                         path: p,
                         hint: Some(hint),
+                        on_key: true,
                     });
                 }
             }
@@ -439,6 +444,7 @@ impl CloudSchema {
             path: path.to_vec(),
             message,
             hint: None,
+            on_key: false,
         });
     }
 }
