@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
+use crate::content::cloud_config::CloudConfigCheck;
 use crate::diag::Diagnostic;
 use crate::eval::{check, expand, plan};
 use args::{BuildFiles, Cli, Command};
@@ -216,7 +217,10 @@ fn evaluate_into(
     }
     report(&session.warnings);
     let parsed = session::parse_all(files)?;
-    let mut checker = checks.then(|| check::Checker::new(&session.dirs));
+    // The cloud-configs of `CloudInit` artifacts against cloud-init's schema
+    // (compiled once a run, when the first one is met).
+    let mut cloud = CloudConfigCheck::new(session.config.cloud_init.schema.clone());
+    let mut checker = checks.then(|| check::Checker::new(&session.dirs).with_check(&mut cloud));
     let mut count = 0usize;
     let mut diagnostics = expand::expand_into(&parsed, &session.vars(&files.args), &mut |inst| {
         count += 1;
@@ -228,6 +232,9 @@ fn evaluate_into(
     tracing::debug!("expanded into {count} artifact instances");
     if let Some(c) = checker {
         diagnostics.extend(c.finish());
+    }
+    if let Some(note) = cloud.skipped_note() {
+        eprintln!("{note}");
     }
     let diagnostics = check::dedupe(diagnostics);
     if diagnostics.iter().any(Diagnostic::is_error) {

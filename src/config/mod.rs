@@ -30,7 +30,9 @@ mod write;
 
 pub use literal::{LogLevel, RamSize, SystemPath};
 pub use locate::{default_b9_dir, locate, versioned_candidates, Located};
-pub use model::{Accel, B9Config, Backend, LibvirtConfig, Overrides, RemoteRepo, VmConfig};
+pub use model::{
+    Accel, B9Config, Backend, CloudInitConfig, LibvirtConfig, Overrides, RemoteRepo, VmConfig,
+};
 pub use probe::{running_kernel_release, VmPaths, OSRELEASE_PATH};
 pub use read::{from_document, load, load_files, load_sources, parse_str, Loaded};
 pub use write::render_default;
@@ -45,6 +47,8 @@ pub const GLOBAL: &str = "global";
 pub const VM: &str = "vm";
 /// The section of the libvirt options (new in this b9).
 pub const LIBVIRT: &str = "libvirt";
+/// The section of the cloud-config checks (new in this b9).
+pub const CLOUD_INIT: &str = "cloud-init";
 /// The suffix of remote repository sections (`[<id>-repo]`).
 pub const REPO_SUFFIX: &str = "-repo";
 /// Sections of container backends of the original that this b9 does not

@@ -99,6 +99,14 @@ impl Default for LibvirtConfig {
     }
 }
 
+/// `[cloud-init]`: how cloud-configs are checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CloudInitConfig {
+    /// `schema`: cloud-init's `schema-cloud-config-v1.json`; `None` = the one
+    /// of the cloud-init installed on the host, if any.
+    pub schema: Option<PathBuf>,
+}
+
 /// A `[<id>-repo]` section: a remote repository reached over SSH.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteRepo {
@@ -150,6 +158,8 @@ pub struct B9Config {
     pub vm: VmConfig,
     /// `[libvirt]`.
     pub libvirt: LibvirtConfig,
+    /// `[cloud-init]`.
+    pub cloud_init: CloudInitConfig,
     /// The `[<id>-repo]` sections, sorted by id.
     pub repos: Vec<RemoteRepo>,
     /// Sections of backends this b9 does not have that were present, in file
@@ -175,6 +185,7 @@ impl Default for B9Config {
             trusted_image_dirs: Vec::new(),
             vm: VmConfig::default(),
             libvirt: LibvirtConfig::default(),
+            cloud_init: CloudInitConfig::default(),
             repos: Vec::new(),
             unused_sections: Vec::new(),
         }

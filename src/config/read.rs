@@ -15,7 +15,8 @@ use super::literal::{
 use super::locate::Located;
 use super::model::default_ext4_attributes;
 use super::{
-    Accel, B9Config, Backend, RemoteRepo, GLOBAL, LIBVIRT, REPO_SUFFIX, UNUSED_BACKEND_SECTIONS, VM,
+    Accel, B9Config, Backend, RemoteRepo, CLOUD_INIT, GLOBAL, LIBVIRT, REPO_SUFFIX,
+    UNUSED_BACKEND_SECTIONS, VM,
 };
 
 /// A loaded configuration with its warnings and the merged document.
@@ -142,6 +143,7 @@ const VM_KEYS: [&str; 7] = [
     "qemu_binary",
 ];
 const LIBVIRT_KEYS: [&str; 2] = ["connection", "network"];
+const CLOUD_INIT_KEYS: [&str; 1] = ["schema"];
 const REPO_KEYS: [&str; 5] = [
     "remote_path",
     "ssh_priv_key_file",
@@ -437,6 +439,13 @@ pub fn from_document(
         r.unknown_keys(LIBVIRT, &LIBVIRT_KEYS);
     }
 
+    if doc.has_section(CLOUD_INIT) {
+        if let Some(v) = r.get(CLOUD_INIT, "schema", optional_path) {
+            c.cloud_init.schema = v;
+        }
+        r.unknown_keys(CLOUD_INIT, &CLOUD_INIT_KEYS);
+    }
+
     for name in doc.section_names() {
         if let Some(id) = name.strip_suffix(REPO_SUFFIX) {
             if let Some(repo) = read_repo(&mut r, name, id) {
@@ -447,7 +456,7 @@ pub fn from_document(
             c.unused_sections.push(name.to_string());
             let w = unused_section_warning(doc, name);
             r.warnings.push(w);
-        } else if ![GLOBAL, VM, LIBVIRT].contains(&name) {
+        } else if ![GLOBAL, VM, LIBVIRT, CLOUD_INIT].contains(&name) {
             r.warnings.push(unknown_section_warning(doc, name));
         }
     }
@@ -511,7 +520,7 @@ fn unknown_section_warning(doc: &Ini, name: &str) -> Diagnostic {
         name,
         Diagnostic::warning(format!("unknown section [{name}], ignored")),
     );
-    let mut known = vec![GLOBAL, VM, LIBVIRT];
+    let mut known = vec![GLOBAL, VM, LIBVIRT, CLOUD_INIT];
     known.extend(UNUSED_BACKEND_SECTIONS);
     if let Some(g) = did_you_mean(name, known) {
         d = d.with_hint(format!("did you mean [{g}]?"));

@@ -100,6 +100,22 @@ fn trusted_image_dirs_are_read_and_written_back() {
     assert_eq!(load_ok(&c.to_ini()).config, c);
 }
 
+#[test]
+fn cloud_init_schema_is_read_and_written_back_only_when_set() {
+    assert_eq!(load_ok(MINIMAL).config.cloud_init.schema, None);
+    assert!(!B9Config::default().to_ini().contains("[cloud-init]"));
+    let text = format!("{MINIMAL}[cloud-init]\nschema: /opt/ci/schema v1.json\nschem: x\n");
+    let loaded = load_ok(&text);
+    let c = loaded.config;
+    assert_eq!(
+        c.cloud_init.schema.as_deref(),
+        Some(std::path::Path::new("/opt/ci/schema v1.json"))
+    );
+    assert_eq!(load_ok(&c.to_ini()).config, c);
+    let warned: Vec<String> = loaded.warnings.iter().map(|d| d.message.clone()).collect();
+    assert_eq!(warned, ["unknown key `schem` in [cloud-init], ignored"]);
+}
+
 const README: &str = "[global]
 build_dir_root: Just \"/home/sven/tmp\"
 environment_vars: []
@@ -536,6 +552,9 @@ fn round_trip_of_a_full_config() {
             connection: "qemu+ssh://h/system".into(),
             network: Some("default".into()),
         },
+        cloud_init: CloudInitConfig {
+            schema: Some("/opt/schema \"v1\".json".into()),
+        },
         repos: vec![RemoteRepo {
             id: "zeta".into(),
             remote_path: "/srv/b9".into(),
@@ -605,6 +624,7 @@ prop_compose! {
         vm in (0..2u8, 0..3u8, proptest::option::of(any_text()), proptest::option::of(any_text()),
                1..u32::MAX, 1..u32::MAX, proptest::option::of(any_text())),
         libvirt in (any_text(), proptest::option::of(any_text())),
+        schema in proptest::option::of(any_text()),
         repos in proptest::collection::btree_map("[a-z][a-z0-9]{0,6}", repo(), 0..3),
     ) -> B9Config {
         let (build_dir_root, keep_temp_dirs, log_file, max_cached_shared_images, repository,
@@ -636,6 +656,7 @@ prop_compose! {
                 connection: non_empty(libvirt.0),
                 network: libvirt.1.map(non_empty),
             },
+            cloud_init: CloudInitConfig { schema: schema.map(non_empty).map(PathBuf::from) },
             repos: repos.into_iter().map(|(id, r)| RemoteRepo { id, ..r }).collect(),
             unused_sections: vec![],
         }

@@ -6,11 +6,12 @@ use crate::lang::print::show_string;
 
 use super::ini::Ini;
 use super::literal::{show_bool, show_maybe_string, show_string_list};
-use super::{B9Config, GLOBAL, LIBVIRT, REPO_SUFFIX, VM};
+use super::{B9Config, CLOUD_INIT, GLOBAL, LIBVIRT, REPO_SUFFIX, VM};
 
 impl B9Config {
     /// The configuration as an INI document (sections `[global]`, `[vm]`,
-    /// `[libvirt]` and the repositories; not the unused backend sections).
+    /// `[libvirt]`, `[cloud-init]` when set, and the repositories; not the
+    /// unused backend sections).
     pub fn to_ini_document(&self) -> Ini {
         let mut ini = Ini::new();
         let path = |p: &Option<PathBuf>| {
@@ -92,6 +93,11 @@ impl B9Config {
                 .as_deref()
                 .map_or_else(String::new, show_plain),
         );
+
+        // Only when set: the rendered configuration feeds the build id.
+        if let Some(schema) = &self.cloud_init.schema {
+            ini.set(CLOUD_INIT, "schema", show_plain(&schema.to_string_lossy()));
+        }
 
         for r in &self.repos {
             let s = format!("{}{REPO_SUFFIX}", r.id);

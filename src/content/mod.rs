@@ -3,6 +3,10 @@
 //! The text formats themselves live in [`crate::text`].
 
 pub mod ast;
+pub mod cloud_config;
+pub mod cloud_keys;
 pub mod error;
+pub mod located;
 pub mod render;
+pub mod schema;
 pub mod url;

@@ -38,6 +38,14 @@ pub fn dedupe(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
     diagnostics.into_iter().filter(|d| seen.first(d)).collect()
 }
 
+/// A check of whole instances defined above `eval` (the cloud-config
+/// checks, `content::cloud_config`), run by the [`Checker`] on every
+/// instance; its problems are deduplicated with the others.
+pub trait InstanceCheck {
+    /// Checks one instance; problems go to `out`.
+    fn instance(&mut self, inst: &Instance, dirs: &Dirs, out: &mut Vec<Diagnostic>);
+}
+
 /// A host file as the checks see it.
 enum FileState {
     /// A readable regular file whose contents were not needed.
@@ -59,6 +67,8 @@ pub struct Checker<'a> {
     /// Where outputs may go, and that no two artifacts write one
     /// (`docs/OUTPUTS.md`).
     rules: OutputRules,
+    /// A further check, from a layer above.
+    extra: Option<&'a mut dyn InstanceCheck>,
     out: Vec<Diagnostic>,
     seen: Seen,
 }
@@ -78,9 +88,16 @@ impl<'a> Checker<'a> {
             files: HashMap::new(),
             templates: HashMap::new(),
             rules: OutputRules::new(dirs),
+            extra: None,
             out: Vec::new(),
             seen: Seen::default(),
         }
+    }
+
+    /// Runs `extra` on every instance too.
+    pub fn with_check(mut self, extra: &'a mut dyn InstanceCheck) -> Checker<'a> {
+        self.extra = Some(extra);
+        self
     }
 
     /// The problems found, in the order found, each once.
@@ -130,6 +147,9 @@ impl<'a> Checker<'a> {
         let mut found = Vec::new();
         self.rules.instance(inst, self.dirs, &mut found);
         crate::eval::unsubstituted::instance(inst, &mut found);
+        if let Some(extra) = &mut self.extra {
+            extra.instance(inst, self.dirs, &mut found);
+        }
         for d in found {
             self.push(d);
         }

@@ -29,6 +29,7 @@
 //! and always reads back as the same value: `parse(&render(v)) == Ok(v)` for every
 //! value without nested tags.
 
+pub mod locate;
 mod merge;
 mod parse;
 mod print;
