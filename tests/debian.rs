@@ -150,15 +150,28 @@ impl Qemu {
     }
 }
 
-/// What the console must show: the host name from meta-data in the login
-/// prompt and in the runcmd line, the runcmd marker from user-data, and the
-/// line of the unit the script enabled.
+/// Time the console gets, after cloud-init said it finished, to show the
+/// rest (the login prompt, the unit's line) before the boot fails.
+const AFTER_CLOUD_INIT: Duration = Duration::from_secs(30);
+
+/// What the console must show: cloud-init's last line naming the NoCloud
+/// seed (the second disk), the host name from meta-data in the login prompt
+/// and in the runcmd line, the runcmd marker from user-data, and the line of
+/// the unit the script enabled.
 fn expected() -> Vec<String> {
     vec![
+        "Datasource DataSourceNoCloud [seed=/dev/vdb]".to_string(),
         format!("B9-DEBIAN-USER-DATA {HOST} host={HOST}"),
         format!("{HOST} login:"),
         "B9-DEBIAN-SERVICE: hello from b9's example unit".to_string(),
     ]
+}
+
+/// Whether cloud-init's final stage is over (its "finished at" line).
+fn cloud_init_finished(console: &str) -> bool {
+    console
+        .lines()
+        .any(|l| l.contains("Cloud-init v. ") && l.contains(" finished at "))
 }
 
 fn missing(console: &str) -> Vec<String> {
@@ -168,16 +181,25 @@ fn missing(console: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits until every boot's console shows everything expected.
+/// Waits until every boot's console shows everything expected; fails when
+/// QEMU ends, the time is up, or cloud-init finished a while ago without it.
 fn wait_for_consoles(vms: &mut [Qemu]) {
     let deadline = Instant::now() + BOOT_LIMIT;
+    let mut finished: Vec<Option<Instant>> = vec![None; vms.len()];
     loop {
         let mut done = true;
-        for vm in vms.iter_mut() {
-            if missing(&vm.console()).is_empty() {
+        for (vm, finished) in vms.iter_mut().zip(finished.iter_mut()) {
+            let console = vm.console();
+            if missing(&console).is_empty() {
                 continue;
             }
             done = false;
+            if cloud_init_finished(&console) {
+                let since = *finished.get_or_insert_with(Instant::now);
+                if since.elapsed() > AFTER_CLOUD_INIT {
+                    vm.fail("cloud-init finished without it");
+                }
+            }
             if let Some(status) = vm.child.try_wait().unwrap() {
                 let mut err = String::new();
                 if let Some(mut e) = vm.child.stderr.take() {
