@@ -37,7 +37,12 @@ fn debian_fixture() -> (PathBuf, PathBuf) {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(out.status.success(), "{} failed:\n{}", script.display(), text(&out));
+    assert!(
+        out.status.success(),
+        "{} failed:\n{}",
+        script.display(),
+        text(&out)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let get = |key: &str| -> PathBuf {
         stdout
@@ -74,9 +79,17 @@ fn dump_boot_file(raw: &Path, prefix: &str, dir: &Path) -> PathBuf {
     let out = dir.join(names[0]);
     ok(
         "debugfs",
-        &["-R", &format!("dump /boot/{} {}", names[0], s(&out)), &s(raw)],
+        &[
+            "-R",
+            &format!("dump /boot/{} {}", names[0], s(&out)),
+            &s(raw),
+        ],
     );
-    assert!(std::fs::metadata(&out).unwrap().len() > 0, "{} is empty", out.display());
+    assert!(
+        std::fs::metadata(&out).unwrap().len() > 0,
+        "{} is empty",
+        out.display()
+    );
     out
 }
 
@@ -102,7 +115,17 @@ impl Qemu {
         let overlay = dir.join(format!("boot-{name}.qcow2"));
         ok(
             "qemu-img",
-            &["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", &s(disk), &s(&overlay)],
+            &[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "qcow2",
+                "-b",
+                &s(disk),
+                &s(&overlay),
+            ],
         );
         let console = dir.join(format!("console-{name}.log"));
         let child = Command::new("qemu-system-x86_64")
@@ -224,7 +247,9 @@ fn check_image(raw: &Path, online: bool) {
     e2fsck_clean(raw);
     let passwd = debugfs_cat(raw, "/etc/passwd");
     assert!(
-        passwd.lines().any(|l| l.starts_with("demo:") && l.ends_with(":/home/demo:/bin/bash")),
+        passwd
+            .lines()
+            .any(|l| l.starts_with("demo:") && l.ends_with(":/home/demo:/bin/bash")),
         "useradd's user missing:\n{passwd}"
     );
     let status = debugfs_cat(raw, "/var/lib/dpkg/status");
@@ -244,10 +269,11 @@ fn check_image(raw: &Path, online: bool) {
         raw,
         "/etc/systemd/system/multi-user.target.wants/b9-hello.service",
     );
-    assert!(wants.contains("Type: symlink"), "systemctl enable made no link:\n{wants}");
     assert!(
-        debugfs_cat(raw, "/etc/systemd/system/b9-hello.service").contains("B9-DEBIAN-SERVICE")
+        wants.contains("Type: symlink"),
+        "systemctl enable made no link:\n{wants}"
     );
+    assert!(debugfs_cat(raw, "/etc/systemd/system/b9-hello.service").contains("B9-DEBIAN-SERVICE"));
     assert_eq!(
         debugfs_cat(raw, "/etc/motd"),
         format!("Welcome to {HOST}: Debian customised by b9.\n")
@@ -266,7 +292,14 @@ fn a_debian_system_customised_by_b9_boots_and_reads_its_seeds() {
     std::fs::create_dir_all(p.p("out")).unwrap();
 
     let out = p.b9(&[
-        "image", "create", "--fs", "ext4", "--size", "2G", "--from-dir", &s(&rootfs),
+        "image",
+        "create",
+        "--fs",
+        "ext4",
+        "--size",
+        "2G",
+        "--from-dir",
+        &s(&rootfs),
         "out/debian-root.raw",
     ]);
     assert!(out.status.success(), "image create: {}", text(&out));
@@ -274,7 +307,10 @@ fn a_debian_system_customised_by_b9_boots_and_reads_its_seeds() {
     let log = text(&out);
     assert!(out.status.success(), "b9 build: {log}");
     if !online {
-        assert!(log.contains("no network interface: apt-get skipped"), "{log}");
+        assert!(
+            log.contains("no network interface: apt-get skipped"),
+            "{log}"
+        );
     }
     no_vm_left(&p);
 
