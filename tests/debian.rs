@@ -159,8 +159,8 @@ impl Qemu {
         String::from_utf8_lossy(&std::fs::read(&self.console).unwrap_or_default()).into_owned()
     }
 
-    /// Fails with the console's tail: QEMU ended, or the time is up.
-    fn fail(&mut self, why: &str) -> ! {
+    /// Fails saying why and what is missing, with the console's tail.
+    fn fail(&self, why: &str) -> ! {
         let console = self.console();
         let lines: Vec<&str> = console.lines().collect();
         let tail = lines[lines.len().saturating_sub(40)..].join("\n");
