@@ -37,6 +37,7 @@
 
 mod backend;
 mod device;
+mod empty;
 mod features;
 mod geometry;
 mod populate;
@@ -71,6 +72,9 @@ pub struct Ext4Spec<'a> {
 /// the file may be left half-written; callers write to a temporary path.
 pub fn create(path: &Path, spec: &Ext4Spec<'_>) -> Result<(), DiskError> {
     let params = params(spec)?;
+    if spec.populate_from.is_none() && params.features.metadata_csum {
+        return empty::create(path, &params);
+    }
     let mut builder = backend::format(path, &params)?;
     if let Some(dir) = spec.populate_from {
         populate::populate(builder.as_mut(), dir, params.time)?;
