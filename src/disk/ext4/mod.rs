@@ -90,7 +90,7 @@ pub struct Capacity {
     /// Blocks in the file system.
     pub blocks_count: u64,
     /// Blocks left for file data, directories and xattr blocks (metadata,
-    /// journal, root directory and lost+found taken off).
+    /// journal and its extent tree, root directory and lost+found taken off).
     pub free_blocks: u64,
     /// Inodes left for new objects.
     pub free_inodes: u64,
@@ -101,16 +101,13 @@ pub struct Capacity {
 pub fn capacity(size: u64) -> Result<Capacity, DiskError> {
     let f = features::parse(&[])?;
     let g = geometry::plan(size, f.bit64, f.sparse_super)?;
-    let overhead = geometry::overhead_blocks(&g, f.bit64, f.sparse_super);
-    // Root directory and lost+found (16 KiB, 12 KiB with 1 KiB blocks).
-    let dirs = 1 + 16384 / u64::from(g.block_size);
-    let blocks = u64::from(g.blocks_count);
+    // The empty formatter's own plan: what it writes is what is promised.
+    let plan = empty::plan::Plan::new(&g, &f)?;
     Ok(Capacity {
         block_size: g.block_size,
-        blocks_count: blocks,
-        free_blocks: blocks.saturating_sub(overhead + dirs),
-        // Inodes 1-10 are reserved, 11 is lost+found.
-        free_inodes: u64::from(g.inodes_count).saturating_sub(11),
+        blocks_count: u64::from(g.blocks_count),
+        free_blocks: plan.total_free_blocks(),
+        free_inodes: plan.total_free_inodes(),
     })
 }
 
