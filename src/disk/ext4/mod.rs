@@ -13,7 +13,9 @@
 //! reserved blocks, the journal sized by `ext2fs_default_journal_size`, a
 //! last block group too small to be useful is left out. Sizes from 2 MiB to
 //! just under 16 TiB (2^32 blocks of 4 KiB). The image file is sparse: only
-//! metadata is written.
+//! metadata is written. An empty file system with `metadata_csum` is
+//! written by `empty` with lazy block groups, the rest through the
+//! `backend`'s `Builder` (docs/IMAGES.md#ext4).
 //!
 //! # Features
 //! The default set (`ext4_attributes: []`) is `has_journal ext_attr

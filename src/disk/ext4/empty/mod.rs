@@ -174,7 +174,7 @@ fn prefix_bitmap(used: u32, len: u32, block_size: u32) -> Vec<u8> {
 fn set_bits(bm: &mut [u8], from: u32, to: u32) {
     let mut bit = from;
     while bit < to {
-        if bit % 8 == 0 && bit + 8 <= to {
+        if bit.is_multiple_of(8) && bit + 8 <= to {
             bm[(bit / 8) as usize] = 0xff;
             bit += 8;
         } else {
