@@ -111,8 +111,11 @@ pub(crate) fn plan(size: u64, bit64: bool, sparse_super: bool) -> Result<Geometr
         if has_super(last, sparse_super) {
             overhead += 1 + desc_blocks;
         }
-        if groups > 1 && rem != 0 && rem < overhead + 50 {
-            // Like mke2fs: drop a last group too small to be useful.
+        // Like mke2fs: drop a last group too small to be useful. Also a
+        // partial last group whose nominal end lies past block 2^32 - 1
+        // (just under 16 TiB): group ends are 32-bit block numbers.
+        let past_32_bits = first_data_block + groups * per_group > u64::from(u32::MAX);
+        if groups > 1 && rem != 0 && (rem < overhead + 50 || past_32_bits) {
             blocks -= rem;
             continue;
         }
@@ -194,6 +197,16 @@ mod tests {
         // 512 MiB + 40 blocks: the 40-block tail cannot hold a group.
         let g = plan(512 * MIB + 40 * 4096, false, true).ok();
         assert_eq!(g.map(|g| (g.blocks_count, g.groups)), Some((131072, 4)));
+    }
+
+    #[test]
+    fn last_group_ends_within_32_bits() {
+        // 2^32 - 256 blocks: the partial last group would end past 2^32 - 1.
+        let g = plan((16 << 40) - MIB, false, true).ok();
+        assert_eq!(
+            g.map(|g| (g.blocks_count, g.groups)),
+            Some((u32::MAX - 32767, 131071))
+        );
     }
 
     #[test]
