@@ -27,9 +27,6 @@ pub(crate) struct ImageFile {
     /// Whether a write to the image failed (fstool's errors do not say
     /// which file an I/O error came from when it copies a host file in).
     write_failed: bool,
-    /// Whether every block not yet written reads as zero (a file just
-    /// created or truncated, not a block device).
-    fresh: bool,
 }
 
 impl ImageFile {
@@ -55,7 +52,6 @@ impl ImageFile {
                 size,
                 pos: 0,
                 write_failed: false,
-                fresh: false,
             });
         }
         let file = OpenOptions::new()
@@ -70,14 +66,7 @@ impl ImageFile {
             size,
             pos: 0,
             write_failed: false,
-            fresh: true,
         })
-    }
-
-    /// True when the image is a file this device just created or
-    /// truncated: what was not written reads as zeros.
-    pub(crate) fn reads_as_zero(&self) -> bool {
-        self.fresh
     }
 
     /// True once a write to the image failed.

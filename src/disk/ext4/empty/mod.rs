@@ -87,16 +87,14 @@ fn write(
     let mut gdt = vec![0u8; l.gdt_blocks as usize * bs as usize];
     let block_bitmap_bytes = (l.blocks_per_group / 8) as usize;
     let mut last_bitmap: Option<((u32, u32), Vec<u8>, u32)> = None;
-    let zeroed = dev.reads_as_zero();
     for g in 0..plan.groups() {
         let gl = &l.groups[g as usize];
         let first = g == 0;
-        let mut flags = 0;
-        if zeroed {
-            // The image file was just created and is sparse: every inode
-            // table reads as zeros, nothing for the kernel to zero.
-            flags |= BG_INODE_ZEROED;
-        }
+        // The image file was just created (truncated) and is sparse, so
+        // every inode table reads as zeros and the kernel has nothing to
+        // zero lazily. A block device must read as zeros too, as for the
+        // populating writer (the agent zeroes its scratch disk).
+        let mut flags = BG_INODE_ZEROED;
         if !first {
             flags |= BG_INODE_UNINIT;
         }
