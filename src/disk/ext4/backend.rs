@@ -228,7 +228,7 @@ fn set_journal_uuid(
 /// (0 below 16 groups), lowered until the flex units are all complete:
 /// fstool 0.5.2 mis-packs a partial last unit (e2fsck: "Block bitmap
 /// differences"), so e.g. 40 groups get units of 8 and 37 groups none.
-fn flex_log(groups: u32) -> u8 {
+pub(crate) fn flex_log(groups: u32) -> u8 {
     let mut log = FormatOpts::default_log_groups_per_flex(groups);
     while log > 0 && !groups.is_multiple_of(1u32 << log) {
         log -= 1;
@@ -245,7 +245,8 @@ struct FstoolBuilder {
     changed: bool,
 }
 
-fn fs_error(path: &Path, e: fstool::Error) -> DiskError {
+/// A DiskError for fstool's error `e` while writing the image `path`.
+pub(crate) fn fs_error(path: &Path, e: fstool::Error) -> DiskError {
     if crate::interrupt::pending() {
         return DiskError::Interrupted;
     }

@@ -111,8 +111,11 @@ pub(crate) fn plan(size: u64, bit64: bool, sparse_super: bool) -> Result<Geometr
         if has_super(last, sparse_super) {
             overhead += 1 + desc_blocks;
         }
-        if groups > 1 && rem != 0 && rem < overhead + 50 {
-            // Like mke2fs: drop a last group too small to be useful.
+        // Like mke2fs: drop a last group too small to be useful. Also a
+        // partial last group whose nominal end lies past block 2^32 - 1
+        // (just under 16 TiB): group ends are 32-bit block numbers.
+        let past_32_bits = first_data_block + groups * per_group > u64::from(u32::MAX);
+        if groups > 1 && rem != 0 && (rem < overhead + 50 || past_32_bits) {
             blocks -= rem;
             continue;
         }
@@ -135,26 +138,6 @@ pub(crate) fn plan(size: u64, bit64: bool, sparse_super: bool) -> Result<Geometr
             groups: u32::try_from(groups).unwrap_or(u32::MAX),
         });
     }
-}
-
-/// Blocks of `g` taken by metadata (superblocks and descriptor copies,
-/// bitmaps, inode tables, the boot block) and the journal: what is left
-/// for files is `blocks_count` minus this (minus root and lost+found).
-pub(crate) fn overhead_blocks(g: &Geometry, bit64: bool, sparse_super: bool) -> u64 {
-    let bs = u64::from(g.block_size);
-    let groups = u64::from(g.groups);
-    let desc_size: u64 = if bit64 { 64 } else { 32 };
-    let desc_blocks = (groups * desc_size).div_ceil(bs);
-    let ipg = u64::from(g.inodes_count) / groups.max(1);
-    let itable_blocks = (ipg * u64::from(INODE_SIZE)).div_ceil(bs);
-    let supers = (0..g.groups)
-        .filter(|&i| has_super(i, sparse_super))
-        .count() as u64;
-    let first_data_block = u64::from(g.block_size == 1024);
-    first_data_block
-        + groups * (2 + itable_blocks)
-        + supers * (1 + desc_blocks)
-        + u64::from(g.journal_blocks)
 }
 
 #[cfg(test)]
@@ -217,21 +200,20 @@ mod tests {
     }
 
     #[test]
+    fn last_group_ends_within_32_bits() {
+        // 2^32 - 256 blocks: the partial last group would end past 2^32 - 1.
+        let g = plan((16 << 40) - MIB, false, true).ok();
+        assert_eq!(
+            g.map(|g| (g.blocks_count, g.groups)),
+            Some((u32::MAX - 32767, 131071))
+        );
+    }
+
+    #[test]
     fn backup_groups() {
         let with: Vec<u32> = (0..50).filter(|&g| has_super(g, true)).collect();
         assert_eq!(with, vec![0, 1, 3, 5, 7, 9, 25, 27, 49]);
         assert!(has_super(4, false));
-    }
-
-    #[test]
-    fn overhead_of_64_mib() {
-        // 8 groups of 2048 inodes (512 itable blocks), supers in 0 1 3 5 7,
-        // one descriptor block, 4096 journal blocks, the boot block:
-        // 1 + 8 * 514 + 5 * 2 + 4096 = 8219. (`mke2fs -O ^resize_inode`
-        // leaves 57304 of 65536 blocks free: 8232 used, root and
-        // lost+found included.)
-        let g = plan(64 * MIB, false, true).ok();
-        assert_eq!(g.map(|g| overhead_blocks(&g, false, true)), Some(8219));
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! reserved blocks, the journal sized by `ext2fs_default_journal_size`, a
 //! last block group too small to be useful is left out. Sizes from 2 MiB to
 //! just under 16 TiB (2^32 blocks of 4 KiB). The image file is sparse: only
-//! metadata is written.
+//! metadata is written. An empty file system with `metadata_csum` is
+//! written by `empty` with lazy block groups, the rest through the
+//! `backend`'s `Builder` (docs/IMAGES.md#ext4).
 //!
 //! # Features
 //! The default set (`ext4_attributes: []`) is `has_journal ext_attr
@@ -37,6 +39,7 @@
 
 mod backend;
 mod device;
+mod empty;
 mod features;
 mod geometry;
 mod populate;
@@ -71,6 +74,9 @@ pub struct Ext4Spec<'a> {
 /// the file may be left half-written; callers write to a temporary path.
 pub fn create(path: &Path, spec: &Ext4Spec<'_>) -> Result<(), DiskError> {
     let params = params(spec)?;
+    if spec.populate_from.is_none() && params.features.metadata_csum {
+        return empty::create(path, &params);
+    }
     let mut builder = backend::format(path, &params)?;
     if let Some(dir) = spec.populate_from {
         populate::populate(builder.as_mut(), dir, params.time)?;
@@ -86,7 +92,7 @@ pub struct Capacity {
     /// Blocks in the file system.
     pub blocks_count: u64,
     /// Blocks left for file data, directories and xattr blocks (metadata,
-    /// journal, root directory and lost+found taken off).
+    /// journal and its extent tree, root directory and lost+found taken off).
     pub free_blocks: u64,
     /// Inodes left for new objects.
     pub free_inodes: u64,
@@ -97,16 +103,13 @@ pub struct Capacity {
 pub fn capacity(size: u64) -> Result<Capacity, DiskError> {
     let f = features::parse(&[])?;
     let g = geometry::plan(size, f.bit64, f.sparse_super)?;
-    let overhead = geometry::overhead_blocks(&g, f.bit64, f.sparse_super);
-    // Root directory and lost+found (16 KiB, 12 KiB with 1 KiB blocks).
-    let dirs = 1 + 16384 / u64::from(g.block_size);
-    let blocks = u64::from(g.blocks_count);
+    // The empty formatter's own plan: what it writes is what is promised.
+    let plan = empty::plan::Plan::new(&g, &f)?;
     Ok(Capacity {
         block_size: g.block_size,
-        blocks_count: blocks,
-        free_blocks: blocks.saturating_sub(overhead + dirs),
-        // Inodes 1-10 are reserved, 11 is lost+found.
-        free_inodes: u64::from(g.inodes_count).saturating_sub(11),
+        blocks_count: u64::from(g.blocks_count),
+        free_blocks: plan.total_free_blocks(),
+        free_inodes: plan.total_free_inodes(),
     })
 }
 
