@@ -351,7 +351,7 @@ fn shell_syntax_and_unbound_names_in_unsubstituted_strings_do_not_warn() {
         "seed.b9",
         &UNSUBSTITUTED.replace(
             "instance-id: ${host}",
-            "id: $$host $(hostname) ${HOST} $other",
+            "instance-id: i-1\\nid: $$host $(hostname) ${HOST} $other",
         ),
     );
     let out = r.b9(&["check", "-f", "seed.b9"]);

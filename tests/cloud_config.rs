@@ -319,3 +319,63 @@ fn b9_agrees_with_cloud_init_on_accept_and_reject() {
         );
     }
 }
+
+#[test]
+fn literal_user_data_and_broken_yaml_are_checked_and_a_seed_needs_meta_data() {
+    if !cloud_init() {
+        return;
+    }
+    let p = Project::new();
+    p.write(
+        "ci/broken.yaml",
+        "#cloud-config\nruncmd:\n  - [ls\nfqdn: x\n",
+    );
+    p.write(
+        "t.b9",
+        "Sources\n  [ FromContent \"user-data\" (FromString \"#cloud-config\\nruncmd: 5\\n\") ]\n  [ Artifact (IID \"a\") (CloudInit [CI_DIR] \"out/a\")\n  , Artifact (IID \"b\") (CloudInit [CI_DIR] \"out/b\")\n  ]\n",
+    );
+    let out = p.b9(&["check", "-f", "t.b9"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let found = diagnostics(&stderr);
+    let literal = |at: &str| {
+        (
+            "error: invalid cloud-config: `runcmd` must be a list, found the integer 5".to_string(),
+            at.to_string(),
+        )
+    };
+    let no_meta = |at: &str| {
+        (
+            "warning: NoCloud seed without `meta-data`".to_string(),
+            at.to_string(),
+        )
+    };
+    // The same error of both instances is reported once, at the `FromString`.
+    assert_eq!(
+        found,
+        [
+            literal("t.b9:2:29"),
+            no_meta("t.b9:3:24"),
+            no_meta("t.b9:4:24")
+        ],
+        "{stderr}"
+    );
+
+    // A `#cloud-config` file that is not YAML: located where the YAML reader stops.
+    p.write(
+        "u.b9",
+        &build_file("      , FromContent \"user-data\" (FromTextFile (Source NoConversion \"ci/broken.yaml\"))\n"),
+    );
+    let out = p.b9(&["check", "-f", "u.b9"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let found = diagnostics(&stderr);
+    let yaml = p.dir.join("ci/broken.yaml").display().to_string();
+    assert!(
+        found.iter().any(
+            |(m, at)| m.starts_with("error: invalid cloud-config: not YAML")
+                && at.starts_with(&format!("{yaml}:"))
+        ),
+        "{found:?}\n{stderr}"
+    );
+}

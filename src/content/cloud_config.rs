@@ -287,19 +287,53 @@ impl CloudConfigCheck {
         })
     }
 
-    /// The cloud-config a `user-data` writer produces, if it is one.
-    fn user_data(&mut self, inst: &Instance, dirs: &Dirs, input: &WriterInput) -> Option<Located> {
+    /// The cloud-config a `user-data` writer produces, if it is one; a
+    /// `#cloud-config` text that is not YAML is reported in `out`.
+    fn user_data(
+        &mut self,
+        inst: &Instance,
+        dirs: &Dirs,
+        input: &WriterInput,
+        out: &mut Vec<Diagnostic>,
+    ) -> Option<Located> {
         let text = match input {
             WriterInput::Content(c) => match &c.value {
                 Content::RenderCloudConfig(ast) => return self.ast(inst, dirs, ast),
                 Content::FromTextFile(file) => self.source_file(inst, dirs, &file.value)?,
+                // Literal content (`FromString`, ...): located at its node.
+                other if offline(other) => {
+                    let bytes = renderer(inst, dirs).content(other).ok()?;
+                    let text = String::from_utf8(bytes).ok()?;
+                    let at = Location {
+                        source: inst.source.clone(),
+                        span: c.span,
+                    };
+                    if !text.starts_with(CLOUD_CONFIG_START) {
+                        return None;
+                    }
+                    return match yaml::parse_cloud_config(&text) {
+                        Ok(value) => Some(Located::whole(value, &at)),
+                        Err(e) => {
+                            out.push(not_yaml(inst, &e).at(&at.source, at.span));
+                            None
+                        }
+                    };
+                }
                 _ => return None,
             },
             WriterInput::File { path, expand } => {
                 self.read(inst, &dirs.cwd.join(&path.value), *expand)?
             }
         };
-        if !text.text.starts_with("#cloud-config") {
+        if !text.text.starts_with(CLOUD_CONFIG_START) {
+            return None;
+        }
+        if let Err(e) = yaml::parse_cloud_config(&text.text) {
+            let offset = e
+                .line
+                .map_or(0, |l| line_offset(&text.text, l, e.column.unwrap_or(1)));
+            let at = text.origin(offset);
+            out.push(not_yaml(inst, &e).at(&text.source, Span::new(at, at)));
             return None;
         }
         CloudConfigCheck::yaml(&text)
@@ -418,14 +452,50 @@ impl InstanceCheck for CloudConfigCheck {
                 .find(|w| is_top_level(&w.output.value, name))
         };
         if let Some(w) = last("user-data") {
-            if let Some(doc) = self.user_data(inst, dirs, &w.input) {
+            if let Some(doc) = self.user_data(inst, dirs, &w.input, out) {
                 self.validate(inst, &doc, out);
             }
         }
-        if let Some(w) = last("meta-data") {
-            out.extend(self.meta_data(inst, dirs, &w.input));
+        match last("meta-data") {
+            Some(w) => out.extend(self.meta_data(inst, dirs, &w.input)),
+            None => out.push(
+                Diagnostic::warning("NoCloud seed without `meta-data`")
+                    .at(&inst.source, inst.assembly.span)
+                    .with_label("this cloud-init artifact")
+                    .with_note(format!(
+                        "artifact instance `{}`: cloud-init's NoCloud data source only takes a seed with a `meta-data` file",
+                        inst.id.value
+                    ))
+                    .with_hint("add `FromContent \"meta-data\" (FromTextFile (Source ExpandVariables \"meta-data.in\"))` with `instance-id: ${instance_id}`"),
+            ),
         }
     }
+}
+
+/// How cloud-init recognises a cloud-config among user-data formats.
+const CLOUD_CONFIG_START: &str = "#cloud-config";
+
+/// The error for a `#cloud-config` user-data that cloud-init cannot read.
+fn not_yaml(inst: &Instance, e: &yaml::YamlError) -> Diagnostic {
+    Diagnostic::error(format!("invalid cloud-config: not YAML: {}", e.message)).with_note(format!(
+        "in the `user-data` of artifact instance `{}`",
+        inst.id.value
+    ))
+}
+
+/// The byte offset of 1-based `line` and `column` (in characters) in `text`.
+fn line_offset(text: &str, line: usize, column: usize) -> usize {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let rest = &text[start.min(text.len())..];
+    start
+        + rest
+            .char_indices()
+            .nth(column.saturating_sub(1))
+            .map_or(rest.len(), |(i, _)| i)
 }
 
 /// Whether `output` names `name` at the top of the instance directory.
