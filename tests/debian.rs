@@ -32,26 +32,8 @@ const BOOT_LIMIT: Duration = Duration::from_secs(600);
 
 /// The fixture's root file system directory and its .deb directory.
 fn debian_fixture() -> (PathBuf, PathBuf) {
-    let script = repo().join("fixtures/debian-rootfs");
-    let out = Command::new(&script)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{} failed:\n{}",
-        script.display(),
-        text(&out)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let get = |key: &str| -> PathBuf {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .map(PathBuf::from)
-            .unwrap_or_else(|| panic!("{} printed no {key}=:\n{stdout}", script.display()))
-    };
-    (get("DEBIAN_ROOTFS"), get("DEBIAN_DEBS"))
+    let printed = common::fixture::run("debian-rootfs");
+    (printed.get("DEBIAN_ROOTFS"), printed.get("DEBIAN_DEBS"))
 }
 
 /// Copies `examples/debian.b9` and `examples/debian/` into the project.

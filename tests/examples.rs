@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
+mod common;
+use common::fixture::copy_tree;
+
 use b9::eval::expand::{expand, BuildVars};
 use b9::lang::syntax::ArtifactAssembly;
 
@@ -18,19 +21,6 @@ struct Examples {
     _tmp: tempfile::TempDir,
     home: PathBuf,
     dir: PathBuf,
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 impl Examples {

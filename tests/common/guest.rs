@@ -7,8 +7,7 @@
 //! If the script fails, the test fails with its output: these tests are
 //! not skipped.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// Where the fixture's files are.
@@ -29,27 +28,8 @@ pub fn guest() -> &'static Guest {
 }
 
 fn fetch() -> Guest {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/guest-kernel");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{} failed ({}):\n{}{}",
-        script.display(),
-        out.status,
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let get = |key: &str| -> PathBuf {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .map(PathBuf::from)
-            .unwrap_or_else(|| panic!("{} printed no {key}=:\n{stdout}", script.display()))
-    };
+    let printed = super::fixture::run("guest-kernel");
+    let get = |key: &str| printed.get(key);
     Guest {
         kernel: get("KERNEL"),
         modules: get("MODULES"),
