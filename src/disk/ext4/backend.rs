@@ -471,12 +471,7 @@ impl Builder for FstoolBuilder {
         } else {
             self.write_superblocks()
         };
-        written.map_err(|e| fs_error(&self.path, e))?;
-        self.dev.commit().map_err(|source| DiskError::Io {
-            op: "cannot write ext4 image",
-            path: self.path.clone(),
-            source,
-        })
+        written.map_err(|e| fs_error(&self.path, e))
     }
 }
 

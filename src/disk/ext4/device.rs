@@ -4,8 +4,9 @@
 //! `fdatasync`s after each formatting stage (five times for an empty file
 //! system). This device reads and writes positionally (one system call
 //! each), punches holes for zeroed ranges so the image stays sparse, and
-//! defers durability: `sync` is a no-op while the file system is written;
-//! [`ImageFile::commit`] flushes once when it is complete, as mkfs does.
+//! leaves durability to the output policy (docs/OUTPUTS.md#durability):
+//! `sync` is a no-op, and nothing is flushed at the end either, like every
+//! other output b9 writes (mkfs.ext4 does `fsync`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -78,11 +79,6 @@ impl ImageFile {
     fn failed<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
         self.write_failed |= r.is_err();
         r
-    }
-
-    /// Makes everything written durable: one `fdatasync`.
-    pub(crate) fn commit(&self) -> io::Result<()> {
-        self.file.sync_data()
     }
 
     fn check(&self, offset: u64, len: u64) -> fstool::Result<()> {
@@ -235,7 +231,6 @@ mod tests {
         let mut f = ImageFile::create(&path, 1 << 20).unwrap();
         f.write_at(0, &[0xaa; 1 << 20]).unwrap();
         f.zero_range(4096, 65536).unwrap();
-        f.commit().unwrap();
         let data = std::fs::read(&path).unwrap();
         assert_eq!(data.len(), 1 << 20);
         assert!(data[4096..69632].iter().all(|&b| b == 0));

@@ -50,12 +50,7 @@ pub(crate) fn create(path: &Path, params: &Params) -> Result<(), DiskError> {
     for (i, word) in objects.journal_backup.iter().enumerate() {
         sb.raw[0x10C + 4 * i..0x110 + 4 * i].copy_from_slice(&word.to_le_bytes());
     }
-    write(&mut dev, &plan, &sb, seed, &objects).map_err(|e| fs_error(path, e))?;
-    dev.commit().map_err(|source| DiskError::Io {
-        op: "cannot write ext4 image",
-        path: path.to_path_buf(),
-        source,
-    })
+    write(&mut dev, &plan, &sb, seed, &objects).map_err(|e| fs_error(path, e))
 }
 
 /// Writes every block of the file system, the primary superblock last.
