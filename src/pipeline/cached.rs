@@ -369,7 +369,7 @@ pub fn store(
     let started = std::time::Instant::now();
     match slot.store(&out) {
         Ok(()) => tracing::info!(
-            "guest step stored in the step cache ({:.1} s)",
+            "guest step stored in the step cache ({:.2} s)",
             started.elapsed().as_secs_f64()
         ),
         Err(e) => tracing::warn!("step cache: cannot store the step: {e}"),
