@@ -23,6 +23,7 @@ pub mod progress;
 pub mod replace;
 pub mod repo;
 pub mod stale;
+pub mod stepcache;
 pub mod text;
 pub mod timeouts;
 pub mod vm;

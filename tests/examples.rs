@@ -174,6 +174,7 @@ fn guest_script_example_seed_holds_the_host_name() {
             cache_root: ex.dir.join("cache"),
             max_cached: None,
             timeouts,
+            step_cache: None,
         },
         keep_build_dir: false,
         jobs: 1,

@@ -92,7 +92,14 @@ pub enum Command {
     /// Print the version.
     Version,
     /// Build every artifact of the build files.
-    Build(BuildFiles),
+    Build {
+        /// The build files and arguments.
+        #[command(flatten)]
+        files: BuildFiles,
+        /// Run every guest step, taking nothing from the step cache and storing nothing.
+        #[arg(long)]
+        no_cache: bool,
+    },
     /// Check build files completely (syntax, variables, sources, images) without building.
     Check(BuildFiles),
     /// Print the expanded build plan: each instance, its files, inputs and outputs.
@@ -157,6 +164,12 @@ pub enum Command {
     },
     /// Remove cached shared images, keeping the newest `max_cached_shared_images` of each name.
     CleanLocal,
+    /// The step cache of guest steps: list, clean.
+    Cache {
+        /// The cache command.
+        #[command(subcommand)]
+        command: crate::cli::cache::CacheCommand,
+    },
     /// Disk images: info, convert, create, extract-partition.
     Image {
         /// The image command.

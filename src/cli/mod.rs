@@ -5,6 +5,7 @@
 
 pub mod args;
 mod build;
+pub mod cache;
 pub mod image;
 pub(crate) mod reformat;
 mod repo;
@@ -151,12 +152,13 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             image::run(command, &cli.global.config, started, out)
         }
         Command::Reformat { files, .. } => reformat::reformat(files, out).map_err(Failure::from),
-        Command::Build(files) => {
+        Command::Build { files, no_cache } => {
             let session = session::open(&cli.global)?;
             let (instances, warnings) = evaluate(&session, files, true)?;
             report(&warnings);
-            build::build(&session, &instances)
+            build::build(&session, &instances, *no_cache)
         }
+        Command::Cache { command } => cache::run(command, out),
         Command::Check(files) => {
             let session = session::open(&cli.global)?;
             // Each instance is checked and dropped: none is kept.
@@ -178,14 +180,18 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             let (instances, warnings) = evaluate(&session, files, false)?;
             report(&warnings);
             let entries = plan::plan(&instances, &session.build_id);
+            let steps = cache::show(&session, &instances);
             let text = if *json {
-                let value =
-                    serde_json::json!({ "build_id": session.build_id, "instances": entries });
+                let value = serde_json::json!({
+                    "build_id": session.build_id,
+                    "instances": entries,
+                    "step_cache": steps.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                });
                 serde_json::to_string_pretty(&value)
                     .map(|s| s + "\n")
                     .unwrap_or_default()
             } else {
-                plan::render_text(&entries)
+                plan::render_text(&entries) + &cache::render_show(&steps)
             };
             out.write_all(text.as_bytes()).map_err(io)
         }

@@ -65,6 +65,10 @@ pub struct VmConfig {
     pub cpus: u32,
     /// `qemu_binary`: `None` = `qemu-system-x86_64` from `PATH`.
     pub qemu_binary: Option<PathBuf>,
+    /// `step_cache`: take unchanged guest steps from the step cache (default `True`).
+    pub step_cache: bool,
+    /// `step_cache_max_gb`: the step cache's size limit in GiB (default 20).
+    pub step_cache_max_gb: u32,
 }
 
 impl Default for VmConfig {
@@ -77,6 +81,8 @@ impl Default for VmConfig {
             memory_mb: 1024,
             cpus: 2,
             qemu_binary: None,
+            step_cache: true,
+            step_cache_max_gb: 20,
         }
     }
 }

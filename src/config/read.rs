@@ -133,7 +133,7 @@ const LEGACY_GLOBAL_KEYS: [&str; 4] = [
     "interactive",
 ];
 
-const VM_KEYS: [&str; 7] = [
+const VM_KEYS: [&str; 9] = [
     "accel",
     "backend",
     "cpus",
@@ -141,6 +141,8 @@ const VM_KEYS: [&str; 7] = [
     "memory_mb",
     "modules_dir",
     "qemu_binary",
+    "step_cache",
+    "step_cache_max_gb",
 ];
 const LIBVIRT_KEYS: [&str; 2] = ["connection", "network"];
 const CLOUD_INIT_KEYS: [&str; 1] = ["schema"];
@@ -425,6 +427,12 @@ pub fn from_document(
         }
         if let Some(v) = r.get(VM, "qemu_binary", optional_path) {
             vm.qemu_binary = v;
+        }
+        if let Some(v) = r.get(VM, "step_cache", read_bool) {
+            vm.step_cache = v;
+        }
+        if let Some(v) = r.get(VM, "step_cache_max_gb", positive_u32) {
+            vm.step_cache_max_gb = v;
         }
         r.unknown_keys(VM, &VM_KEYS);
     }

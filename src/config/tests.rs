@@ -327,7 +327,7 @@ fn unknown_keys_and_sections_warn() {
 #[test]
 fn vm_and_libvirt_sections() {
     let text = format!(
-        "{MINIMAL}[vm]\nbackend: Libvirt\naccel: tcg\nkernel: /boot/k\nmodules_dir: \"/lib/m x\"\nmemory_mb: 2048\ncpus: 8\nqemu_binary: /opt/qemu\n[libvirt]\nconnection: qemu:///session\nnetwork: default\n"
+        "{MINIMAL}[vm]\nbackend: Libvirt\naccel: tcg\nkernel: /boot/k\nmodules_dir: \"/lib/m x\"\nmemory_mb: 2048\ncpus: 8\nqemu_binary: /opt/qemu\nstep_cache: False\nstep_cache_max_gb: 5\n[libvirt]\nconnection: qemu:///session\nnetwork: default\n"
     );
     let c = load_ok(&text).config;
     assert_eq!(
@@ -340,6 +340,8 @@ fn vm_and_libvirt_sections() {
             memory_mb: 2048,
             cpus: 8,
             qemu_binary: Some("/opt/qemu".into()),
+            step_cache: false,
+            step_cache_max_gb: 5,
         }
     );
     assert_eq!(c.libvirt.connection, "qemu:///session");
@@ -547,6 +549,8 @@ fn round_trip_of_a_full_config() {
             memory_mb: 4096,
             cpus: 1,
             qemu_binary: None,
+            step_cache: false,
+            step_cache_max_gb: 3,
         },
         libvirt: LibvirtConfig {
             connection: "qemu+ssh://h/system".into(),
@@ -651,6 +655,7 @@ prop_compose! {
                 memory_mb: vm.4,
                 cpus: vm.5,
                 qemu_binary: vm.6.map(non_empty).map(PathBuf::from),
+                ..VmConfig::default()
             },
             libvirt: LibvirtConfig {
                 connection: non_empty(libvirt.0),

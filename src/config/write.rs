@@ -6,7 +6,7 @@ use crate::lang::print::show_string;
 
 use super::ini::Ini;
 use super::literal::{show_bool, show_maybe_string, show_string_list};
-use super::{B9Config, CLOUD_INIT, GLOBAL, LIBVIRT, REPO_SUFFIX, VM};
+use super::{B9Config, VmConfig, CLOUD_INIT, GLOBAL, LIBVIRT, REPO_SUFFIX, VM};
 
 impl B9Config {
     /// The configuration as an INI document (sections `[global]`, `[vm]`,
@@ -83,6 +83,18 @@ impl B9Config {
         ini.set(VM, "memory_mb", self.vm.memory_mb.to_string());
         ini.set(VM, "cpus", self.vm.cpus.to_string());
         ini.set(VM, "qemu_binary", opt_path(&self.vm.qemu_binary));
+        // Only when not the default: the rendered configuration feeds the build id.
+        let default = VmConfig::default();
+        if self.vm.step_cache != default.step_cache {
+            ini.set(VM, "step_cache", show_bool(self.vm.step_cache));
+        }
+        if self.vm.step_cache_max_gb != default.step_cache_max_gb {
+            ini.set(
+                VM,
+                "step_cache_max_gb",
+                self.vm.step_cache_max_gb.to_string(),
+            );
+        }
 
         ini.set(LIBVIRT, "connection", show_plain(&self.libvirt.connection));
         ini.set(

@@ -78,6 +78,9 @@ pub enum BuildError {
     /// The appliance could not be prepared.
     #[error(transparent)]
     Appliance(#[from] Arc<LaunchError>),
+    /// A step cache entry could not be restored.
+    #[error("step cache: {0}")]
+    StepCache(#[from] crate::stepcache::CacheError),
     /// The appliance run failed.
     #[error("{source}\n(console log: {})", console_log.display())]
     Vm {

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use crate::disk::{self, CreateOptions, Format};
 use crate::lang::syntax::*;
-use crate::lang::typed::Node;
 use crate::pipeline::error::BuildError;
 use crate::pipeline::script::flatten;
 use crate::pipeline::vm_images::{bytes, Built};
@@ -68,7 +67,8 @@ pub fn request(
 }
 
 /// Boots the appliance with the build images, runs the script and the
-/// file-system resizes, and swaps shrunk file systems in.
+/// file-system resizes, and swaps shrunk file systems in; returns the
+/// output lines as they were logged.
 pub fn run(
     launcher: &Launcher,
     mut request: RunRequest,
@@ -76,16 +76,12 @@ pub fn run(
     images: &mut [GuestImage<'_>],
     dirs: &GuestDirs<'_>,
     create: &CreateOptions,
-) -> Result<(), BuildError> {
-    let shares = match script {
-        VmScript::VmScript(_, shares, _) => &shares.value[..],
-        VmScript::NoVmScript => &[][..],
-    };
+) -> Result<Vec<String>, BuildError> {
     attach_disks(images, &mut request, dirs.dir, create)?;
     if !request.commands.is_empty() && !request.has_root() {
         return Err(BuildError::NoRoot);
     }
-    attach_shares(shares, dirs, &mut request)?;
+    attach_shares(script, dirs, &mut request)?;
     tracing::info!(
         "starting the appliance ({}) with {} disk(s), {} command(s)",
         launcher.hypervisor_name(),
@@ -104,7 +100,7 @@ pub fn run(
     for r in report.resized.iter().filter(|r| r.on_scratch) {
         swap_in(images, &r.serial, r.bytes, dirs.dir)?;
     }
-    Ok(())
+    Ok(events.logged)
 }
 
 /// The serial of build image `i` and of its scratch disk.
@@ -209,22 +205,61 @@ fn attach_disks(
     Ok(())
 }
 
-/// Shares the script's directories over 9p (`NotMounted` ones are skipped;
-/// missing host directories are created).
+/// A shared directory of a script as the guest gets it.
+pub struct ShareDir<'a> {
+    /// Its position in the script's share list (the 9p tag's number).
+    pub index: usize,
+    /// The host directory (not yet canonical).
+    pub path: PathBuf,
+    /// The guest's mount point.
+    pub mount_point: &'a str,
+    /// Read-only for the guest.
+    pub read_only: bool,
+}
+
+/// The script's shared directories that are mounted (`NotMounted` ones are
+/// skipped), with their host directories.
+pub fn share_dirs<'a>(script: &'a VmScript, dirs: &GuestDirs<'_>) -> Vec<ShareDir<'a>> {
+    let shares = match script {
+        VmScript::VmScript(_, shares, _) => &shares.value[..],
+        VmScript::NoVmScript => &[][..],
+    };
+    shares
+        .iter()
+        .enumerate()
+        .filter_map(|(index, share)| {
+            let (path, mount, read_only) = match &share.value {
+                SharedDirectory::SharedDirectory(p, m) => (dirs.cwd.join(&p.value), m, false),
+                SharedDirectory::SharedDirectoryRO(p, m) => (dirs.cwd.join(&p.value), m, true),
+                SharedDirectory::SharedSources(m) => (dirs.sources.to_path_buf(), m, true),
+            };
+            let MountPoint::MountPoint(mp) = &mount.value else {
+                return None;
+            };
+            Some(ShareDir {
+                index,
+                path,
+                mount_point: &mp.value,
+                read_only,
+            })
+        })
+        .collect()
+}
+
+/// Shares the script's directories over 9p (missing host directories are
+/// created).
 fn attach_shares(
-    shares: &[Node<SharedDirectory>],
+    script: &VmScript,
     dirs: &GuestDirs<'_>,
     request: &mut RunRequest,
 ) -> Result<(), BuildError> {
-    for (i, share) in shares.iter().enumerate() {
-        let (path, mount, read_only) = match &share.value {
-            SharedDirectory::SharedDirectory(p, m) => (dirs.cwd.join(&p.value), m, false),
-            SharedDirectory::SharedDirectoryRO(p, m) => (dirs.cwd.join(&p.value), m, true),
-            SharedDirectory::SharedSources(m) => (dirs.sources.to_path_buf(), m, true),
-        };
-        let MountPoint::MountPoint(mp) = &mount.value else {
-            continue;
-        };
+    for ShareDir {
+        index,
+        path,
+        mount_point,
+        read_only,
+    } in share_dirs(script, dirs)
+    {
         std::fs::create_dir_all(&path)
             .and_then(|()| path.canonicalize())
             .map_err(BuildError::io("share", &path))
@@ -232,10 +267,10 @@ fn attach_shares(
                 request.shares.push(RunShare {
                     share: VmShare {
                         path,
-                        tag: format!("b9s{i}"),
+                        tag: format!("b9s{index}"),
                         read_only,
                     },
-                    mount_point: mp.value.clone(),
+                    mount_point: mount_point.to_string(),
                 });
             })?;
     }
@@ -272,12 +307,14 @@ fn swap_in(
 }
 
 /// Logs the script's progress and output line by line (inside the
-/// instance's span, so every line carries the instance id) and keeps the
-/// last lines for the error message.
+/// instance's span, so every line carries the instance id), keeps the
+/// last lines for the error message and every logged line for the step
+/// cache.
 struct LogEvents<'a> {
     commands: &'a [GuestCommand],
     partial: [Vec<u8>; 2],
     tail: VecDeque<String>,
+    logged: Vec<String>,
 }
 
 impl<'a> LogEvents<'a> {
@@ -286,15 +323,22 @@ impl<'a> LogEvents<'a> {
             commands,
             partial: [Vec::new(), Vec::new()],
             tail: VecDeque::new(),
+            logged: Vec::new(),
         }
+    }
+
+    /// Logs a line at info level and keeps it.
+    fn info(&mut self, line: String) {
+        tracing::info!("{line}");
+        self.logged.push(line);
     }
 
     fn line(&mut self, kind: Kind, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches('\r');
         match kind {
-            Kind::Stderr => tracing::info!("! {text}"),
-            _ => tracing::info!("> {text}"),
+            Kind::Stderr => self.info(format!("! {text}")),
+            _ => self.info(format!("> {text}")),
         }
         if self.tail.len() == OUTPUT_TAIL {
             self.tail.pop_front();
@@ -346,7 +390,7 @@ impl Events for LogEvents<'_> {
     fn started(&mut self, index: usize) {
         self.tail.clear();
         if let Some(c) = self.commands.get(index) {
-            tracing::info!("RUN {}", c.line);
+            self.info(format!("RUN {}", c.line));
         }
     }
 
@@ -365,10 +409,10 @@ impl Events for LogEvents<'_> {
             Some(c) if status != 0 && c.ignore_errors => " (ignored)",
             _ => "",
         };
-        tracing::info!(
+        self.info(format!(
             "exit status {status}{how} after {:.1} s",
             millis as f64 / 1000.0
-        );
+        ));
     }
 
     fn log(&mut self, line: &str) {

@@ -3,6 +3,7 @@
 //! VM run requests ([`script`], [`guest`]), image artifacts, atomic outputs,
 //! and why an artifact failed ([`error::BuildError`]).
 
+pub mod cached;
 pub mod error;
 pub mod guest;
 pub mod id;

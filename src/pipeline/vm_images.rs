@@ -16,12 +16,14 @@ use crate::disk::{self, CreateOptions, DiskError, Format, Target};
 use crate::eval::expand::Instance;
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
+use crate::pipeline::cached;
 use crate::pipeline::error::BuildError;
 use crate::pipeline::guest::{self, GuestDirs, GuestImage};
 use crate::pipeline::output::{self, Staged};
 use crate::pipeline::postfix;
 use crate::pipeline::script::flatten;
 use crate::repo::{LocalRepo, SharedImage};
+use crate::stepcache::{Claim, StepCache};
 use crate::timeouts::Timeouts;
 use crate::vm::launch::LazyLauncher;
 
@@ -48,6 +50,8 @@ pub struct ImageSettings {
     pub max_cached: Option<i64>,
     /// The time limits (downloads, post-fix scripts).
     pub timeouts: Timeouts,
+    /// The step cache; `None` runs every guest step.
+    pub step_cache: Option<StepCache>,
 }
 
 /// What an artifact's images export: files staged next to their
@@ -111,11 +115,38 @@ pub fn assemble(
     };
     let dir = s.build_dir.join("images").join(&inst.id.value);
     std::fs::create_dir_all(&dir).map_err(BuildError::io("create", &dir))?;
-    let mut built = Vec::new();
-    for (i, t) in targets.iter().enumerate() {
-        let ImageTarget::ImageTarget(_, source, _) = &t.value;
-        built.push(build_image(&dir, i, source, s)?);
-    }
+    let dirs = GuestDirs {
+        dir: &dir,
+        cwd: &s.cwd,
+        sources: guest.sources,
+    };
+    let inputs = cached::KeyInputs {
+        images: s,
+        vm: guest.launcher.settings(),
+        sources: guest.sources,
+    };
+    let claim = s
+        .step_cache
+        .as_ref()
+        .and_then(|c| cached::claim(inst, c, &inputs));
+    let (mut built, slot) = match claim {
+        Some(Claim::Hit(hit)) => (
+            cached::restore(&hit, targets, &script.value, &dir, &dirs, s)?,
+            None,
+        ),
+        claim => {
+            let mut built = Vec::new();
+            for (i, t) in targets.iter().enumerate() {
+                let ImageTarget::ImageTarget(_, source, _) = &t.value;
+                built.push(build_image(&dir, i, source, s)?);
+            }
+            let slot = match claim {
+                Some(Claim::Miss(slot)) => Some(slot),
+                _ => None,
+            };
+            (built, Some(slot))
+        }
+    };
     let mut images: Vec<GuestImage<'_>> = targets
         .iter()
         .zip(built.iter_mut())
@@ -129,14 +160,16 @@ pub fn assemble(
             }
         })
         .collect();
-    let dirs = GuestDirs {
-        dir: &dir,
-        cwd: &s.cwd,
-        sources: guest.sources,
-    };
-    if let Some(request) = guest::request(&inst.id.value, &script.value, &images, &dirs) {
+    // `slot` is `None` after a hit: the step's result is in place.
+    let request = slot.and_then(|slot| {
+        Some((
+            slot,
+            guest::request(&inst.id.value, &script.value, &images, &dirs)?,
+        ))
+    });
+    if let Some((slot, request)) = request {
         let launcher = guest.launcher.get()?;
-        guest::run(
+        let output = guest::run(
             launcher,
             request,
             &script.value,
@@ -144,6 +177,9 @@ pub fn assemble(
             &dirs,
             &s.create,
         )?;
+        if let Some(slot) = slot {
+            cached::store(slot, &inst.id.value, &images, &script.value, &dirs, output);
+        }
     }
     drop(images);
     let fixup = fixup.map(|f| flatten(&f.value)).unwrap_or_default();

@@ -256,6 +256,11 @@ impl LazyLauncher {
         }
     }
 
+    /// The VM settings.
+    pub fn settings(&self) -> &VmSettings {
+        &self.settings
+    }
+
     /// The launcher, prepared the first time.
     pub fn get(&self) -> Result<&Launcher, Arc<LaunchError>> {
         self.cell

@@ -102,6 +102,8 @@ impl Project {
             .args(args)
             .current_dir(&self.path)
             .env("HOME", self.p("home"))
+            // The step cache is under the project's home.
+            .env_remove("XDG_CACHE_HOME")
             .env("B9_CACHE_DIR", repo().join("target/vm-test-cache"));
         c
     }

