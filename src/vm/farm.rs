@@ -114,6 +114,9 @@ impl Farm {
         loop {
             let index = self.acquire(&tried)?;
             let host = &self.hosts[index];
+            if self.hosts.len() > 1 {
+                tracing::info!("running on libvirt host {}", host.name);
+            }
             let result = run(host);
             self.release(index);
             let lost = match &result {

@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod companion;
+pub mod farm;
 pub mod guest;
 pub mod project;
