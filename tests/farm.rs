@@ -179,3 +179,20 @@ fn a_missing_pool_names_the_host_and_the_command_that_makes_it() {
     assert!(log.contains(&h.a), "{log}");
     assert!(log.contains("pool-define-as nope dir"), "{log}");
 }
+
+#[test]
+fn b9_farm_shows_each_host() {
+    let h = hosts();
+    let down = h.a.replace(":2229/", ":1/");
+    let p = ClientProject::new(&format!("hosts: {} {} {down}\n", h.a, h.b));
+    let out = p.command(&["farm"]).output().unwrap();
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    for uri in [&h.a, &h.b] {
+        assert!(shown.contains(&format!("{uri}: reachable")), "{shown}");
+    }
+    assert!(shown.contains(&format!("{down}: unreachable")), "{shown}");
+    assert!(shown.contains("libvirt 9."), "{shown}");
+    assert!(shown.contains("pool b9: "), "{shown}");
+    assert!(shown.contains("b9 domains running: 0"), "{shown}");
+}

@@ -19,7 +19,7 @@ use super::xml::Placement;
 use super::{unexpected, Helper, Libvirt, LibvirtVm};
 use crate::vm::backend::{Hypervisor, Vm, VmError, VmSpec, VmState};
 use b9_protocol::agent::PORT_NAME;
-use b9_protocol::libvirt::{Relay, Reply, Request, Stage};
+use b9_protocol::libvirt::{HostInfo, Relay, Reply, Request, Stage};
 
 /// One libvirt host reached over its remote protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,6 +211,20 @@ fn utf8(path: &Path) -> Result<String, VmError> {
     path.to_str()
         .map(String::from)
         .ok_or_else(|| VmError::Start(format!("libvirt needs UTF-8 paths: {}", path.display())))
+}
+
+/// What `b9 farm` shows of the host of `uri` (with its pool `pool`).
+pub fn describe(uri: &str, pool: &str) -> Result<HostInfo, VmError> {
+    let mut helper = Helper::spawn()?;
+    let request = Request::Host {
+        uri: uri.to_string(),
+        pool: pool.to_string(),
+    };
+    match helper.call(&request)? {
+        Reply::Host(info) => Ok(info),
+        Reply::Failed { message, .. } => Err(VmError::HostLost(message)),
+        other => Err(VmError::Start(unexpected(&other))),
+    }
 }
 
 impl Hypervisor for RemoteLibvirt {
