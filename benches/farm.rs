@@ -94,7 +94,13 @@ fn bench() -> Result<(), String> {
         || time(&mut as_client(upload_b9.clone())),
         || time(&mut as_client(upload_virsh.clone())),
     )?;
-    report("upload 1 GiB sparse (500 MiB data)", &up, "virsh vol-upload --sparse", TARGET);
+    let what = format!("{} MiB sparse ({} MiB data)", size >> 20, data >> 20);
+    report(
+        &format!("upload {what}"),
+        &up,
+        "virsh vol-upload --sparse",
+        TARGET,
+    );
     // One volume downloaded by both.
     time(&mut as_client(b9(&[
         pool.clone(),
@@ -111,8 +117,16 @@ fn bench() -> Result<(), String> {
         || time(&mut as_client(download_b9.clone())),
         || time(&mut as_client(download_virsh.clone())),
     )?;
-    report("download 1 GiB sparse (500 MiB data)", &down, "virsh vol-download --sparse", TARGET);
-    time(&mut as_client(b9(&[pool, r#"{"Delete":{"name":"bench-src"}}"#.to_string()])))?;
+    report(
+        &format!("download {what}"),
+        &down,
+        "virsh vol-download --sparse",
+        TARGET,
+    );
+    time(&mut as_client(b9(&[
+        pool,
+        r#"{"Delete":{"name":"bench-src"}}"#.to_string(),
+    ])))?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
