@@ -53,6 +53,7 @@ fn single(name: &str, script: &str) -> String {
 
 #[test]
 fn a_build_on_a_remote_host_with_shares_and_outputs() {
+    let _one_at_a_time = exclusive();
     let h = hosts();
     let p = ClientProject::new(&format!("connection: {}\n", h.a));
     assert!(
@@ -101,6 +102,7 @@ fn a_build_on_a_remote_host_with_shares_and_outputs() {
 
 #[test]
 fn artifacts_spread_over_both_hosts_and_a_down_host_is_skipped() {
+    let _one_at_a_time = exclusive();
     let h = hosts();
     // Port 1: nothing listens, the host is down.
     let down = h.a.replace(":2229/", ":1/");
@@ -132,6 +134,7 @@ fn artifacts_spread_over_both_hosts_and_a_down_host_is_skipped() {
 
 #[test]
 fn a_failing_script_and_ctrl_c_leave_nothing_on_the_hosts() {
+    let _one_at_a_time = exclusive();
     let h = hosts();
     let p = ClientProject::new(&format!("connection: {}\n", h.b));
     let out = p.build("fail.b9", &single("bad", r#"(Run "false" [])"#));
@@ -171,6 +174,7 @@ fn a_failing_script_and_ctrl_c_leave_nothing_on_the_hosts() {
 
 #[test]
 fn a_missing_pool_names_the_host_and_the_command_that_makes_it() {
+    let _one_at_a_time = exclusive();
     let h = hosts();
     let p = ClientProject::new(&format!("connection: {}\npool: nope\n", h.a));
     let out = p.build("one.b9", &single("one", r#"(Run "true" [])"#));
@@ -182,6 +186,7 @@ fn a_missing_pool_names_the_host_and_the_command_that_makes_it() {
 
 #[test]
 fn b9_farm_shows_each_host() {
+    let _one_at_a_time = exclusive();
     let h = hosts();
     let down = h.a.replace(":2229/", ":1/");
     let p = ClientProject::new(&format!("hosts: {} {} {down}\n", h.a, h.b));

@@ -27,6 +27,13 @@ pub struct Hosts {
     pub modules: PathBuf,
 }
 
+/// Held by each test for its whole run: the tests share the two hosts
+/// and check that nothing is left on them, so they run one at a time.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The fixture, set up on first use.
 pub fn hosts() -> &'static Hosts {
     static HOSTS: OnceLock<Hosts> = OnceLock::new();
