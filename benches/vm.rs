@@ -35,6 +35,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // like the tests: fail loudly
 
 #[allow(dead_code)]
+#[path = "../tests/common/fixture.rs"]
+mod fixture;
+#[allow(dead_code)]
 #[path = "../tests/common/guest.rs"]
 mod guest;
 

@@ -451,6 +451,7 @@ fn helper_with_domain(fx: &Fixture) -> std::process::Child {
     let start = wire::Request::Start {
         uri: libvirt::DEFAULT_URI.into(),
         xml: Libvirt::default().domain_xml(&fx.spec).unwrap(),
+        relay: None,
     };
     wire::send(helper.stdin.as_mut().unwrap(), &start).unwrap();
     let mut from = BufReader::new(helper.stdout.take().unwrap());

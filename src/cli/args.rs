@@ -133,6 +133,9 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Show each libvirt host of `[libvirt] hosts` (or `connection`): reachable, versions, CPUs, memory, KVM, pool space, b9 domains running.
+    #[command(alias = "hosts")]
+    Farm,
     /// List the shared images in the local cache (or, with -r, a remote's, as of the last pull).
     List,
     /// Upload the newest cached version of a shared image to the selected repository (-r).

@@ -6,6 +6,7 @@
 pub mod args;
 mod build;
 pub mod cache;
+mod farm;
 pub mod image;
 pub(crate) mod reformat;
 mod repo;
@@ -124,6 +125,7 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             None => repo::list(&session::open(&cli.global)?, out),
         },
         Command::Run { image, command } => run::run(&session::open(&cli.global)?, image, command),
+        Command::Farm => farm::show(&session::open(&cli.global)?, out).map_err(io),
         Command::Push { name } => repo::push(&session::open(&cli.global)?, name, out),
         Command::Pull { name } => repo::pull(&session::open(&cli.global)?, name.as_deref(), out),
         Command::CleanRemote => repo::clean_remote(&session::open(&cli.global)?, out),

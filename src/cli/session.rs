@@ -134,6 +134,9 @@ fn vm_settings_of(config: &config::B9Config, timeouts: Timeouts) -> VmSettings {
             },
             config::Backend::Libvirt => HypervisorSettings::Libvirt {
                 connection: config.libvirt.connection.clone(),
+                hosts: config.libvirt.hosts.clone(),
+                pool: config.libvirt.pool.clone(),
+                vms_per_host: config.libvirt.vms_per_host,
             },
         },
         accel: match config.vm.accel {

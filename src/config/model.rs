@@ -94,6 +94,13 @@ pub struct LibvirtConfig {
     pub connection: String,
     /// `network`: the libvirt network; `None` = no network interface.
     pub network: Option<String>,
+    /// `hosts`: a farm's connection URIs (whitespace-separated); when
+    /// any, `connection` is unused.
+    pub hosts: Vec<String>,
+    /// `pool`: the storage pool on each remote host (default `b9`).
+    pub pool: String,
+    /// `vms_per_host`: build VMs at once per host (default 1).
+    pub vms_per_host: u32,
 }
 
 impl Default for LibvirtConfig {
@@ -101,6 +108,9 @@ impl Default for LibvirtConfig {
         LibvirtConfig {
             connection: "qemu:///system".into(),
             network: None,
+            hosts: Vec::new(),
+            pool: "b9".into(),
+            vms_per_host: 1,
         }
     }
 }

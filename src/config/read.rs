@@ -144,7 +144,7 @@ const VM_KEYS: [&str; 9] = [
     "step_cache",
     "step_cache_max_gb",
 ];
-const LIBVIRT_KEYS: [&str; 2] = ["connection", "network"];
+const LIBVIRT_KEYS: [&str; 5] = ["connection", "network", "hosts", "pool", "vms_per_host"];
 const CLOUD_INIT_KEYS: [&str; 1] = ["schema"];
 const REPO_KEYS: [&str; 5] = [
     "remote_path",
@@ -443,6 +443,15 @@ pub fn from_document(
         }
         if let Some(v) = r.get(LIBVIRT, "network", network) {
             c.libvirt.network = v;
+        }
+        if let Some(v) = r.get(LIBVIRT, "hosts", read_plain) {
+            c.libvirt.hosts = v.split_whitespace().map(String::from).collect();
+        }
+        if let Some(v) = r.get(LIBVIRT, "pool", non_empty_plain) {
+            c.libvirt.pool = v;
+        }
+        if let Some(v) = r.get(LIBVIRT, "vms_per_host", positive_u32) {
+            c.libvirt.vms_per_host = v;
         }
         r.unknown_keys(LIBVIRT, &LIBVIRT_KEYS);
     }

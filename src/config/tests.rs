@@ -555,6 +555,9 @@ fn round_trip_of_a_full_config() {
         libvirt: LibvirtConfig {
             connection: "qemu+ssh://h/system".into(),
             network: Some("default".into()),
+            hosts: vec!["qemu+ssh://b@a/system".into(), "qemu+tls://b/system".into()],
+            pool: "farm".into(),
+            vms_per_host: 3,
         },
         cloud_init: CloudInitConfig {
             schema: Some("/opt/schema \"v1\".json".into()),
@@ -660,6 +663,7 @@ prop_compose! {
             libvirt: LibvirtConfig {
                 connection: non_empty(libvirt.0),
                 network: libvirt.1.map(non_empty),
+                ..LibvirtConfig::default()
             },
             cloud_init: CloudInitConfig { schema: schema.map(non_empty).map(PathBuf::from) },
             repos: repos.into_iter().map(|(id, r)| RemoteRepo { id, ..r }).collect(),

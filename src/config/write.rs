@@ -105,6 +105,20 @@ impl B9Config {
                 .as_deref()
                 .map_or_else(String::new, show_plain),
         );
+        // Only when set: the rendered configuration feeds the build id.
+        if !self.libvirt.hosts.is_empty() {
+            ini.set(LIBVIRT, "hosts", show_plain(&self.libvirt.hosts.join(" ")));
+        }
+        if self.libvirt.pool != "b9" {
+            ini.set(LIBVIRT, "pool", show_plain(&self.libvirt.pool));
+        }
+        if self.libvirt.vms_per_host != 1 {
+            ini.set(
+                LIBVIRT,
+                "vms_per_host",
+                self.libvirt.vms_per_host.to_string(),
+            );
+        }
 
         // Only when set: the rendered configuration feeds the build id.
         if let Some(schema) = &self.cloud_init.schema {

@@ -112,6 +112,10 @@ pub enum VmError {
     /// A companion program is missing.
     #[error(transparent)]
     Sibling(#[from] crate::vm::sibling::SiblingError),
+    /// A libvirt host cannot be reached, or went away (a farm moves on to
+    /// another host).
+    #[error("{0}")]
+    HostLost(String),
     /// The libvirt helper went away.
     #[error("lost the libvirt helper ({0})")]
     LostHelper(String),
@@ -140,6 +144,11 @@ pub trait Vm: Send {
     /// Stops the VM at once (idempotent) and waits up to `grace` for it to
     /// be gone.
     fn stop(&mut self, grace: Duration) -> Result<(), VmError>;
+    /// After a successful run, once stopped: brings what the VM wrote back
+    /// to b9's files (a remote host's volumes); nothing for a local VM.
+    fn collect(&mut self) -> Result<(), VmError> {
+        Ok(())
+    }
 }
 
 /// A way to run VMs.

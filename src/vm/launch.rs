@@ -1,16 +1,18 @@
 //! Everything around a run that does not depend on the job: the appliance
-//! (built once per kernel and cached), the backend chosen in b9.conf, the
-//! accelerator (`auto` probed once per host and remembered), and short
-//! socket paths.
+//! (built once per kernel and cached), the backend chosen in b9.conf (one
+//! host, or a farm of libvirt hosts: `vm::farm`), the accelerator (`auto`
+//! probed once per host and remembered), and short socket paths.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::diag::Diagnostic;
 use crate::vm::appliance::{self, Appliance, ApplianceError, ApplianceSource};
 use crate::vm::backend::{Accelerator, Hypervisor, VmError, VmSpec};
-use crate::vm::libvirt::Libvirt;
+use crate::vm::farm::{Farm, Host};
+use crate::vm::libvirt::remote::{self, RemoteLibvirt};
+use crate::vm::libvirt::{shares, Libvirt};
 use crate::vm::qemu::Qemu;
 use crate::vm::request::RunRequest;
 use crate::vm::run::{self, Events, Limits, Report, RunError};
@@ -31,19 +33,18 @@ const MAX_SOCKET_PATH: usize = 100;
 
 /// Starts appliance runs with the configured backend.
 pub struct Launcher {
-    hypervisor: Box<dyn Hypervisor + Send>,
+    farm: Farm,
     appliance: Appliance,
     memory_mb: u32,
     cpus: u32,
     timeout: Option<Duration>,
-    accel: Mutex<AccelChoice>,
     cache_dir: PathBuf,
     network: Option<Network>,
 }
 
 /// The accelerator, as far as it is known.
 #[derive(Clone, Copy, Debug)]
-enum AccelChoice {
+pub(crate) enum AccelChoice {
     Fixed(Accelerator),
     /// `auto` and not yet probed on this host.
     Probe,
@@ -74,20 +75,11 @@ impl Launcher {
             agent: appliance::agent_binary()?,
         };
         let appliance = appliance::prepare(&source, &cache_dir.join("appliance"))?;
-        let hypervisor: Box<dyn Hypervisor + Send> = match &settings.hypervisor {
-            HypervisorSettings::Qemu { binary } => Box::new(Qemu {
-                binary: binary.clone(),
-            }),
-            HypervisorSettings::Libvirt { connection } => Box::new(Libvirt {
-                uri: connection.clone(),
-                network: settings.network.clone(),
-            }),
-        };
-        let accel = match settings.accel {
+        let accel_of = |name: &str, remote: bool| match settings.accel {
             Some(a) => AccelChoice::Fixed(a),
-            None => remembered(&cache_dir).map_or_else(
+            None => remembered(&cache_dir, name).map_or_else(
                 || {
-                    if kvm_usable() {
+                    if remote || kvm_usable() {
                         AccelChoice::Probe
                     } else {
                         AccelChoice::Fixed(Accelerator::Tcg)
@@ -95,6 +87,65 @@ impl Launcher {
                 },
                 AccelChoice::Fixed,
             ),
+        };
+        let hosts = match &settings.hypervisor {
+            HypervisorSettings::Qemu { binary } => vec![Host::new(
+                Box::new(Qemu {
+                    binary: binary.clone(),
+                }),
+                "qemu",
+                false,
+                accel_of("accel", false),
+                "accel".into(),
+                1,
+            )],
+            HypervisorSettings::Libvirt {
+                connection,
+                hosts,
+                pool,
+                vms_per_host,
+            } => {
+                let uris = if hosts.is_empty() {
+                    std::slice::from_ref(connection)
+                } else {
+                    hosts.as_slice()
+                };
+                uris.iter()
+                    .map(|uri| {
+                        let libvirt = Libvirt {
+                            uri: uri.clone(),
+                            network: settings.network.clone(),
+                        };
+                        let is_remote = remote::is_remote(uri) || !hosts.is_empty();
+                        let file = if is_remote {
+                            format!("accel-{}", short_hash(uri))
+                        } else {
+                            "accel".to_string()
+                        };
+                        let hypervisor: Box<dyn Hypervisor + Send> = if is_remote {
+                            Box::new(RemoteLibvirt {
+                                libvirt,
+                                pool: pool.clone(),
+                            })
+                        } else {
+                            Box::new(libvirt)
+                        };
+                        let slots = if hosts.is_empty() {
+                            usize::MAX
+                        } else {
+                            *vms_per_host as usize
+                        };
+                        Host::new(
+                            hypervisor,
+                            uri,
+                            is_remote,
+                            accel_of(&file, is_remote),
+                            file,
+                            slots,
+                        )
+                    })
+                    .collect()
+            }
         };
         let network = settings
             .network
@@ -115,12 +166,11 @@ impl Launcher {
                 },
             });
         Ok(Launcher {
-            hypervisor,
+            farm: Farm::new(hosts),
             appliance,
             memory_mb: settings.memory_mb,
             cpus: settings.cpus,
             timeout: settings.timeouts.limit,
-            accel: Mutex::new(accel),
             cache_dir,
             network,
         })
@@ -128,34 +178,58 @@ impl Launcher {
 
     /// The hypervisor's name.
     pub fn hypervisor_name(&self) -> &'static str {
-        self.hypervisor.name()
+        self.farm.name()
     }
 
     /// Boots the appliance with what `request` attaches, runs its job and
-    /// stops the VM.
+    /// stops the VM: on a host of the farm with a free place; a host that
+    /// cannot be reached is skipped, one lost during the run gets the run
+    /// retried once on another host.
     pub fn run(&self, request: &RunRequest, events: &mut dyn Events) -> Result<Report, RunError> {
+        self.farm.run(|host| self.run_on(host, request, events))
+    }
+
+    /// A run on `host`.
+    fn run_on(
+        &self,
+        host: &Host,
+        request: &RunRequest,
+        events: &mut dyn Events,
+    ) -> Result<Report, RunError> {
         let runtime = RuntimeDir::create()?;
-        let choice = *self.accel.lock().unwrap_or_else(|p| p.into_inner());
+        let lowered = if host.remote {
+            let dir = request.console_log.parent().unwrap_or(&runtime.0);
+            Some(shares::lower(request, dir)?)
+        } else {
+            None
+        };
+        let request = lowered.as_ref().map_or(request, |l| &l.request);
+        let choice = host.accel();
         let (accel, hello) = match choice {
             AccelChoice::Fixed(a) => (a, HELLO),
             AccelChoice::Probe => (Accelerator::Kvm, KVM_PROBE),
         };
-        let (result, booted) = self.attempt(request, events, &runtime.0, accel, hello);
-        match choice {
+        let (result, booted) = self.attempt(host, request, events, &runtime.0, accel, hello);
+        let result = match choice {
             AccelChoice::Probe if booted => {
-                self.remember(Accelerator::Kvm);
+                self.remember(host, Accelerator::Kvm);
                 result
             }
             AccelChoice::Probe if !matches!(result, Err(RunError::Interrupted)) => {
-                self.fall_back(result, request, events, &runtime.0)
+                self.fall_back(host, result, request, events, &runtime.0)
             }
             _ => result,
+        };
+        if let (Some(lowered), Ok(_)) = (&lowered, &result) {
+            lowered.write_back()?;
         }
+        result
     }
 
     /// One boot with `accel`; also tells whether the agent said hello.
     fn attempt(
         &self,
+        host: &Host,
         request: &RunRequest,
         events: &mut dyn Events,
         runtime: &Path,
@@ -169,7 +243,7 @@ impl Launcher {
         };
         let mut booted = false;
         let result = run::run(
-            self.hypervisor.as_ref(),
+            host.hypervisor.as_ref(),
             &spec,
             &request.job(self.network.clone()),
             &limits,
@@ -183,6 +257,7 @@ impl Launcher {
     /// reruns under TCG, and remembers TCG for this host once TCG boots.
     fn fall_back(
         &self,
+        host: &Host,
         failed: Result<Report, RunError>,
         request: &RunRequest,
         events: &mut dyn Events,
@@ -191,25 +266,27 @@ impl Launcher {
         if let Err(e) = &failed {
             tracing::warn!("KVM did not bring the appliance up ({e}); trying TCG");
         }
-        let (result, booted) = self.attempt(request, events, runtime, Accelerator::Tcg, HELLO);
+        let (result, booted) =
+            self.attempt(host, request, events, runtime, Accelerator::Tcg, HELLO);
         if booted {
             tracing::warn!(
-                "using TCG on this host from now on (remembered in {})",
+                "using TCG on {} from now on (remembered in {})",
+                host.name,
                 self.cache_dir.display()
             );
-            self.remember(Accelerator::Tcg);
+            self.remember(host, Accelerator::Tcg);
         }
         result
     }
 
-    fn remember(&self, accel: Accelerator) {
-        *self.accel.lock().unwrap_or_else(|p| p.into_inner()) = AccelChoice::Fixed(accel);
+    fn remember(&self, host: &Host, accel: Accelerator) {
+        host.set_accel(AccelChoice::Fixed(accel));
         let word = match accel {
             Accelerator::Kvm => "kvm",
             Accelerator::Tcg => "tcg",
         };
         let _ = std::fs::create_dir_all(&self.cache_dir);
-        if let Err(e) = std::fs::write(self.cache_dir.join("accel"), word) {
+        if let Err(e) = std::fs::write(self.cache_dir.join(&host.accel_file), word) {
             tracing::warn!("cannot remember the accelerator: {e}");
         }
     }
@@ -276,12 +353,18 @@ impl std::fmt::Debug for LazyLauncher {
     }
 }
 
-/// The accelerator a previous probe chose on this host.
-fn remembered(cache_dir: &Path) -> Option<Accelerator> {
-    match std::fs::read_to_string(cache_dir.join("accel"))
-        .ok()?
-        .trim()
-    {
+/// 16 hex digits of a hash of `text` (a host's URI in file names).
+fn short_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The accelerator a previous probe chose on a host (remembered in `file`).
+fn remembered(cache_dir: &Path, file: &str) -> Option<Accelerator> {
+    match std::fs::read_to_string(cache_dir.join(file)).ok()?.trim() {
         "kvm" => Some(Accelerator::Kvm),
         "tcg" => Some(Accelerator::Tcg),
         _ => None,

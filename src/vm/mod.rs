@@ -8,6 +8,7 @@
 
 pub mod appliance;
 pub mod backend;
+mod farm;
 pub mod interactive;
 pub mod launch;
 pub mod libvirt;

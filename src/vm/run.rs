@@ -134,6 +134,10 @@ pub fn run(
     if let Err(e) = vm.stop(STOP_GRACE) {
         tracing::warn!("stopping the VM: {e}");
     }
+    let result = match result {
+        Ok(report) => vm.collect().map(|()| report).map_err(RunError::Start),
+        failed => failed,
+    };
     drop(vm);
     let _ = std::fs::remove_file(&spec.agent_socket);
     result

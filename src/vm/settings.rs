@@ -19,6 +19,12 @@ pub enum HypervisorSettings {
     Libvirt {
         /// The libvirt connection URI.
         connection: String,
+        /// A farm's connection URIs; when any, `connection` is unused.
+        hosts: Vec<String>,
+        /// The storage pool on each remote host.
+        pool: String,
+        /// VMs at once per host.
+        vms_per_host: u32,
     },
 }
 

@@ -7,6 +7,12 @@
 //! message per line, a request answered by exactly one reply. The helper
 //! destroys its domain when its stdin closes (b9 ended, however it ended),
 //! and libvirt destroys it when the helper's connection closes.
+//!
+//! Version 2 adds the remote path (docs/PROTOCOL.md#helper-remote): storage
+//! volumes on a named pool (sparse upload and download, delete, list), and
+//! a domain whose agent channel and console the helper relays over the
+//! connection (`virDomainOpenChannel`, `virDomainOpenConsole`), so nothing
+//! but libvirt's own transport joins b9 and a remote host.
 
 use std::io::{BufRead, Write};
 
@@ -14,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The version of these messages; b9 and the helper must agree on it.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The helper's executable name, found next to b9's.
 pub const HELPER: &str = "b9-libvirt";
@@ -28,11 +34,89 @@ pub enum Request {
         uri: String,
         /// The domain XML.
         xml: String,
+        /// Relay the agent channel and the console (the remote path);
+        /// `None`: the XML names local files for both.
+        relay: Option<Relay>,
+    },
+    /// Connect to `uri` (kept for the requests that follow) and check that
+    /// the storage pool `pool` exists and is active.
+    Pool {
+        /// The libvirt connection URI.
+        uri: String,
+        /// The pool's name.
+        pool: String,
+    },
+    /// Copy the local file `path` into the volume `name` of the pool,
+    /// holes kept (only data extents cross the connection). With `keep`, a
+    /// volume of that name already there is reused as it is (the
+    /// appliance); without, one there is replaced.
+    Upload {
+        /// The volume's name.
+        name: String,
+        /// The local file.
+        path: String,
+        /// Reuse an existing volume of that name.
+        keep: bool,
+    },
+    /// Copy the volume `name` into the local file `path` (created or
+    /// truncated), holes kept.
+    Download {
+        /// The volume's name.
+        name: String,
+        /// The local file.
+        path: String,
+    },
+    /// Delete the volume `name` (done when it does not exist).
+    Delete {
+        /// The volume's name.
+        name: String,
+    },
+    /// The names of the pool's volumes.
+    Volumes,
+    /// What `b9 farm` shows of the host of `uri`.
+    Host {
+        /// The libvirt connection URI.
+        uri: String,
+        /// The storage pool b9 uses there.
+        pool: String,
     },
     /// Report the domain's state.
     State,
     /// Destroy the domain (done when it is already gone).
     Stop,
+}
+
+/// Where the helper relays a remote domain's agent channel and console.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relay {
+    /// A unix socket the helper listens on (in b9's private run
+    /// directory); b9's agent client connects to it as to a local VM's.
+    pub agent_socket: String,
+    /// The virtio-serial port's name.
+    pub port: String,
+    /// The local file the console's output is appended to.
+    pub console_log: String,
+}
+
+/// A host as `b9 farm` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// libvirt's version on the host (`major.minor.micro`).
+    pub libvirt: String,
+    /// The hypervisor's (QEMU's) version.
+    pub qemu: String,
+    /// CPUs.
+    pub cpus: u32,
+    /// Memory in KiB.
+    pub memory_kib: u64,
+    /// Free memory in bytes.
+    pub free_bytes: u64,
+    /// The host offers KVM domains.
+    pub kvm: bool,
+    /// The pool's capacity and free space in bytes; `None` when missing.
+    pub pool: Option<(u64, u64)>,
+    /// Names of the b9 domains running.
+    pub domains: Vec<String>,
 }
 
 /// The helper's reply.
@@ -44,6 +128,14 @@ pub enum Reply {
     State(DomainState),
     /// The domain is destroyed or was gone.
     Stopped,
+    /// Done (`Pool`, `Download`, `Delete`).
+    Done,
+    /// The volume is there; its path on the host.
+    Volume(String),
+    /// The pool's volumes.
+    Volumes(Vec<String>),
+    /// The host's description.
+    Host(HostInfo),
     /// The request failed.
     Failed {
         /// What failed.
@@ -73,6 +165,10 @@ pub enum Stage {
     Create,
     /// Destroying the domain.
     Destroy,
+    /// The storage pool is missing or inactive.
+    Pool,
+    /// A volume operation or transfer.
+    Volume,
     /// The request itself (unknown, out of order).
     Protocol,
 }
@@ -107,6 +203,11 @@ mod tests {
         let start = Request::Start {
             uri: "qemu:///system".into(),
             xml: "<domain>\n  <name>a\"b</name>\n</domain>".into(),
+            relay: Some(Relay {
+                agent_socket: "/r/agent.sock".into(),
+                port: "org.b9.agent.0".into(),
+                console_log: "/b/console.log".into(),
+            }),
         };
         send(&mut buf, &start).unwrap();
         send(

@@ -40,6 +40,7 @@
 mod backend;
 mod device;
 mod empty;
+mod extract;
 mod features;
 mod geometry;
 mod populate;
@@ -49,6 +50,8 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::disk::DiskError;
+
+pub use extract::extract;
 
 /// What to create.
 #[derive(Clone, Copy, Debug)]

@@ -12,6 +12,8 @@
 //! The domain is created with libvirt's auto-destroy flag and the helper
 //! destroys it when b9 goes away, so none outlives b9, even a killed one.
 
+pub mod remote;
+pub mod shares;
 mod xml;
 
 use std::io::BufReader;
@@ -54,33 +56,9 @@ impl Hypervisor for Libvirt {
 
     fn start(&self, spec: &VmSpec) -> Result<Box<dyn Vm>, VmError> {
         let xml = self.domain_xml(spec)?;
-        remove_if_exists(&spec.agent_socket)?;
         let mut helper = Helper::spawn()?;
         tracing::debug!("creating libvirt domain on {}:\n{xml}", self.uri);
-        let start = Request::Start {
-            uri: self.uri.clone(),
-            xml,
-        };
-        match helper.call(&start)? {
-            Reply::Started => {}
-            Reply::Failed {
-                stage: Stage::Connect,
-                message,
-            } => {
-                return Err(VmError::Start(format!(
-                    "cannot connect to libvirt at {}: {message}\nhint: is libvirtd running? \
-                     Start it with `virtlogd -d; libvirtd -d` (or your service manager)",
-                    self.uri
-                )))
-            }
-            Reply::Failed { message, .. } => {
-                return Err(VmError::Start(format!(
-                    "libvirt at {} cannot start the domain {}: {message}",
-                    self.uri, spec.name
-                )))
-            }
-            other => return Err(VmError::Start(unexpected(&other))),
-        }
+        self.create(&mut helper, spec, xml, None)?;
         let vm = LibvirtVm {
             helper,
             uri: self.uri.clone(),
@@ -88,6 +66,40 @@ impl Hypervisor for Libvirt {
         };
         vm.check_agent_socket()?;
         Ok(Box::new(vm))
+    }
+}
+
+impl Libvirt {
+    /// Has `helper` create the domain `xml` of `spec` (relayed with `relay`).
+    fn create(
+        &self,
+        helper: &mut Helper,
+        spec: &VmSpec,
+        xml: String,
+        relay: Option<wire::Relay>,
+    ) -> Result<(), VmError> {
+        remove_if_exists(&spec.agent_socket)?;
+        let start = Request::Start {
+            uri: self.uri.clone(),
+            xml,
+            relay,
+        };
+        match helper.call(&start)? {
+            Reply::Started => Ok(()),
+            Reply::Failed {
+                stage: Stage::Connect,
+                message,
+            } => Err(VmError::Start(format!(
+                "cannot connect to libvirt at {}: {message}\nhint: is libvirtd running? \
+                 Start it with `virtlogd -d; libvirtd -d` (or your service manager)",
+                self.uri
+            ))),
+            Reply::Failed { message, .. } => Err(VmError::Start(format!(
+                "libvirt at {} cannot start the domain {}: {message}",
+                self.uri, spec.name
+            ))),
+            other => Err(VmError::Start(unexpected(&other))),
+        }
     }
 }
 

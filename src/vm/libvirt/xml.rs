@@ -1,5 +1,8 @@
 //! The domain XML for a [`VmSpec`]: `xml-templates/domain.xml` with its
-//! `{{KEY}}` placeholders filled in, every value escaped.
+//! `{{KEY}}` placeholders filled in, every value escaped. A local domain
+//! names local files (kernel, disks, agent socket, console log); a remote
+//! one names the volumes b9 uploaded ([`Placement::Remote`]), and its agent
+//! channel and console are opened over the connection (docs/PROTOCOL.md#helper-remote).
 
 use std::path::Path;
 
@@ -11,29 +14,75 @@ use b9_protocol::agent::PORT_NAME;
 /// The domain template, with `{{KEY}}` placeholders.
 const DOMAIN_TEMPLATE: &str = include_str!("../../../xml-templates/domain.xml");
 
+/// Where the domain's files are.
+#[derive(Clone, Copy, Debug)]
+pub enum Placement<'a> {
+    /// On this machine: the spec's paths.
+    Local,
+    /// On a remote host: volumes of `pool`.
+    Remote {
+        /// The storage pool.
+        pool: &'a str,
+        /// The kernel volume's path on the host.
+        kernel: &'a str,
+        /// The initramfs volume's path on the host.
+        initrd: &'a str,
+        /// The volume of each of the spec's disks, in order.
+        volumes: &'a [String],
+    },
+}
+
 impl Libvirt {
-    /// The domain XML for `spec` on this connection.
+    /// The domain XML for `spec` on this (local) connection.
     pub fn domain_xml(&self, spec: &VmSpec) -> Result<String, VmError> {
+        self.domain_xml_at(spec, Placement::Local)
+    }
+
+    /// The domain XML for `spec` with its files at `placement`.
+    pub fn domain_xml_at(
+        &self,
+        spec: &VmSpec,
+        placement: Placement<'_>,
+    ) -> Result<String, VmError> {
         let interface = self.interface_xml(spec.network)?;
-        let uid = rustix::process::getuid().as_raw().to_string();
-        let gid = rustix::process::getgid().as_raw().to_string();
+        let (kernel, initrd, disks, channel, console, seclabel) = match placement {
+            Placement::Local => (
+                path(&spec.kernel)?,
+                path(&spec.initrd)?,
+                disks_xml(&spec.disks)?,
+                local_channel_xml(&spec.agent_socket)?,
+                local_console_xml(&spec.console_log)?,
+                seclabel_xml(),
+            ),
+            Placement::Remote {
+                pool,
+                kernel,
+                initrd,
+                volumes,
+            } => (
+                text(kernel),
+                text(initrd),
+                volume_disks_xml(&spec.disks, pool, volumes)?,
+                remote_channel_xml(),
+                REMOTE_CONSOLE_XML.to_string(),
+                String::new(),
+            ),
+        };
         let values = [
             ("DOMAIN_TYPE", raw(domain_type(spec.accel))),
             ("NAME", text(&spec.name)),
             ("MEMORY_MB", raw(&spec.memory_mb.to_string())),
             ("CPUS", raw(&spec.cpus.to_string())),
-            ("KERNEL", path(&spec.kernel)?),
-            ("INITRD", path(&spec.initrd)?),
+            ("KERNEL", kernel),
+            ("INITRD", initrd),
             ("CMDLINE", text(&spec.cmdline)),
             ("CPU_XML", raw(cpu_xml(spec.accel))),
-            ("DISKS_XML", disks_xml(&spec.disks)?),
+            ("DISKS_XML", disks),
             ("SHARES_XML", shares_xml(&spec.shares)?),
-            ("AGENT_SOCKET", path(&spec.agent_socket)?),
-            ("AGENT_PORT", text(PORT_NAME)),
-            ("CONSOLE_LOG", path(&spec.console_log)?),
+            ("CHANNEL_XML", channel),
+            ("CONSOLE_XML", console),
             ("INTERFACE_XML", interface),
-            ("UID", raw(&uid)),
-            ("GID", raw(&gid)),
+            ("SECLABEL_XML", seclabel),
         ];
         render(DOMAIN_TEMPLATE, &values)
     }
@@ -54,6 +103,51 @@ impl Libvirt {
             )),
         }
     }
+}
+
+/// The agent's port on a local unix socket b9 connects to.
+fn local_channel_xml(socket: &Path) -> Result<String, VmError> {
+    Ok(format!(
+        "    <channel type='unix'>\n      <source mode='bind' path='{}'/>\n      \
+         <target type='virtio' name='{}'/>\n    </channel>",
+        path(socket)?,
+        escape_xml(PORT_NAME)
+    ))
+}
+
+/// The agent's port on a socket libvirt places itself, opened by
+/// `virDomainOpenChannel`.
+fn remote_channel_xml() -> String {
+    format!(
+        "    <channel type='unix'>\n      <source mode='bind'/>\n      \
+         <target type='virtio' name='{}'/>\n    </channel>",
+        escape_xml(PORT_NAME)
+    )
+}
+
+/// The serial console written to a local file.
+fn local_console_xml(log: &Path) -> Result<String, VmError> {
+    Ok(format!(
+        "    <serial type='file'>\n      <source path='{}'/>\n      \
+         <target port='0'/>\n    </serial>",
+        path(log)?
+    ))
+}
+
+/// The serial console on a pty, opened by `virDomainOpenConsole`.
+const REMOTE_CONSOLE_XML: &str =
+    "    <serial type='pty'>\n      <target port='0'/>\n    </serial>\n    \
+     <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>";
+
+/// QEMU as the calling user, without relabelling (build directories
+/// under 0700 parents).
+fn seclabel_xml() -> String {
+    format!(
+        "  <seclabel type='static' model='dac' relabel='no'>\n    \
+         <label>+{}:+{}</label>\n  </seclabel>",
+        rustix::process::getuid().as_raw(),
+        rustix::process::getgid().as_raw()
+    )
 }
 
 /// `type='kvm'` or `type='qemu'` (TCG).
@@ -99,6 +193,38 @@ fn disk_xml(index: usize, disk: &VmDisk) -> Result<String, VmError> {
         target = virtio_disk_name(index),
         serial = escape_xml(&disk.serial),
     ))
+}
+
+/// The `<disk>` elements of volumes of `pool`, `vda`, `vdb`...
+fn volume_disks_xml(disks: &[VmDisk], pool: &str, volumes: &[String]) -> Result<String, VmError> {
+    if disks.len() != volumes.len() {
+        return Err(VmError::Start(format!(
+            "{} disks but {} volumes",
+            disks.len(),
+            volumes.len()
+        )));
+    }
+    let mut out = String::new();
+    for (index, (disk, volume)) in disks.iter().zip(volumes).enumerate() {
+        let read_only = if disk.read_only {
+            "      <readonly/>\n"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "    <disk type='volume' device='disk'>\n      \
+             <driver name='qemu' type='{format}' cache='writeback'/>\n      \
+             <source pool='{pool}' volume='{volume}'/>\n      \
+             <target dev='{target}' bus='virtio'/>\n      \
+             <serial>{serial}</serial>\n{read_only}    </disk>\n",
+            format = format_name(disk.format),
+            pool = escape_xml(pool),
+            volume = escape_xml(volume),
+            target = virtio_disk_name(index),
+            serial = escape_xml(&disk.serial),
+        ));
+    }
+    Ok(out)
 }
 
 /// libvirt's name for an image format.
@@ -248,6 +374,33 @@ mod tests {
             assert!(xml.contains(part), "{part:?} missing in\n{xml}");
         }
         assert!(!xml.contains("<interface"));
+    }
+
+    #[test]
+    fn remote_domain_names_volumes_and_opens_channel_and_console() {
+        let mut spec = spec();
+        spec.shares.clear();
+        let volumes = ["b9-c-1-0".to_string()];
+        let placement = Placement::Remote {
+            pool: "b9",
+            kernel: "/pool/b9-appliance-k",
+            initrd: "/pool/b9-appliance-i",
+            volumes: &volumes,
+        };
+        let xml = Libvirt::default().domain_xml_at(&spec, placement).unwrap();
+        for part in [
+            "<kernel>/pool/b9-appliance-k</kernel>",
+            "<disk type='volume' device='disk'>",
+            "<source pool='b9' volume='b9-c-1-0'/>",
+            "<serial>b9-root</serial>\n      <readonly/>",
+            "<source mode='bind'/>",
+            "<console type='pty'>",
+        ] {
+            assert!(xml.contains(part), "{part:?} missing in\n{xml}");
+        }
+        for local in ["/b/", "/r/agent.sock", "seclabel", "/k/vmlinuz"] {
+            assert!(!xml.contains(local), "{local:?} in\n{xml}");
+        }
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! Storage volumes on the named pool: sparse upload and download (only
+//! data extents cross the connection, holes are sent as their length, as
+//! `virsh vol-upload --sparse` does), create, delete, list.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+
+use virt::connect::Connect;
+use virt::enumutil::Enum;
+use virt::error::{Error, ErrorNumber};
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+use virt::stream::Stream;
+use virt::sys;
+
+/// Bytes per stream message (libvirt's limit is 256 KiB per packet).
+const CHUNK: usize = 256 * 1024;
+
+/// A volume operation's failure, in words.
+pub type Failure = String;
+
+/// The volume `name`, if the pool has it.
+fn lookup(pool: &StoragePool, name: &str) -> Result<Option<StorageVol>, Failure> {
+    match pool.lookup_storage_vol_by_name(name) {
+        Ok(vol) => Ok(Some(vol)),
+        Err(e) if matches!(e.code(), Enum::Known(ErrorNumber::NoStorageVolume)) => Ok(None),
+        Err(e) => Err(format!("cannot look up volume {name}: {}", e.message())),
+    }
+}
+
+/// Copies `path` into the volume `name` (created with the file's size);
+/// with `keep`, an existing volume is reused untouched. Returns the
+/// volume's path on the host.
+pub fn upload(
+    conn: &Connect,
+    pool: &StoragePool,
+    name: &str,
+    path: &str,
+    keep: bool,
+) -> Result<String, Failure> {
+    if let Some(vol) = lookup(pool, name)? {
+        if keep {
+            return vol_path(&vol);
+        }
+        vol.delete(0)
+            .map_err(|e| format!("cannot replace volume {name}: {}", e.message()))?;
+    }
+    let file = File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
+    let size = file
+        .metadata()
+        .map_err(|e| format!("cannot read {path}: {e}"))?
+        .len();
+    let xml = format!(
+        "<volume><name>{}</name><capacity unit='bytes'>{size}</capacity>\
+         <allocation unit='bytes'>0</allocation><target><format type='raw'/></target></volume>",
+        escape(name)
+    );
+    let vol = StorageVol::create_xml(pool, &xml, 0)
+        .map_err(|e| format!("cannot create volume {name}: {}", e.message()))?;
+    let sent = send(conn, &vol, &file, size);
+    if let Err(e) = sent {
+        let _ = vol.delete(0);
+        return Err(format!("cannot upload {path} into volume {name}: {e}"));
+    }
+    vol_path(&vol)
+}
+
+/// The volume's path on its host.
+fn vol_path(vol: &StorageVol) -> Result<String, Failure> {
+    vol.path()
+        .map_err(|e| format!("cannot get a volume's path: {}", e.message()))
+}
+
+/// Sends the file's data extents and holes over an upload stream.
+fn send(conn: &Connect, vol: &StorageVol, file: &File, size: u64) -> Result<(), String> {
+    let stream = Stream::new(conn, 0).map_err(|e| e.message().to_string())?;
+    vol.upload(&stream, 0, size, sys::VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
+        .map_err(|e| e.message().to_string())?;
+    let result = send_extents(&stream, file, size);
+    match result {
+        Ok(()) => stream.finish().map_err(|e| e.message().to_string()),
+        Err(e) => {
+            let _ = stream.abort();
+            Err(e)
+        }
+    }
+}
+
+fn send_extents(stream: &Stream, file: &File, size: u64) -> Result<(), String> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut offset = 0u64;
+    while offset < size {
+        let data = seek(file, offset, libc::SEEK_DATA)?
+            .unwrap_or(size)
+            .min(size);
+        if data > offset {
+            send_hole(stream, data - offset)?;
+            offset = data;
+            continue;
+        }
+        let end = seek(file, offset, libc::SEEK_HOLE)?
+            .unwrap_or(size)
+            .min(size);
+        while offset < end {
+            let n = usize::try_from(end - offset).map_or(CHUNK, |left| left.min(CHUNK));
+            file.read_exact_at(&mut buf[..n], offset)
+                .map_err(|e| format!("read: {e}"))?;
+            send_all(stream, &buf[..n])?;
+            offset += n as u64;
+        }
+    }
+    Ok(())
+}
+
+/// `lseek` with `SEEK_DATA`/`SEEK_HOLE`; `None` past the last data (ENXIO).
+fn seek(file: &File, offset: u64, whence: i32) -> Result<Option<u64>, String> {
+    let at = i64::try_from(offset).map_err(|_| "offset too large".to_string())?;
+    // SAFETY: lseek on a descriptor `file` owns; it touches no memory.
+    let got = unsafe { libc::lseek(file.as_raw_fd(), at, whence) };
+    if got >= 0 {
+        return Ok(Some(got as u64));
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ENXIO) {
+        Ok(None)
+    } else {
+        Err(format!("seek: {err}"))
+    }
+}
+
+fn send_all(stream: &Stream, mut data: &[u8]) -> Result<(), String> {
+    while !data.is_empty() {
+        let n = stream.send(data).map_err(|e| e.message().to_string())?;
+        let n = usize::try_from(n).map_err(|_| "stream send failed".to_string())?;
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+fn send_hole(stream: &Stream, length: u64) -> Result<(), String> {
+    let length = i64::try_from(length).map_err(|_| "hole too large".to_string())?;
+    // SAFETY: the stream pointer is valid while `stream` lives.
+    let rc = unsafe { sys::virStreamSendHole(stream.as_ptr(), length, 0) };
+    if rc < 0 {
+        return Err(Error::last_error().message().to_string());
+    }
+    Ok(())
+}
+
+/// Copies the volume `name` into `path` (created or truncated), holes
+/// kept as holes.
+pub fn download(conn: &Connect, pool: &StoragePool, name: &str, path: &str) -> Result<(), Failure> {
+    let vol = lookup(pool, name)?.ok_or_else(|| format!("no volume {name}"))?;
+    let mut file = File::create(path).map_err(|e| format!("cannot create {path}: {e}"))?;
+    let fail = |e: String| format!("cannot download volume {name} into {path}: {e}");
+    let stream = Stream::new(conn, 0).map_err(|e| fail(e.message().to_string()))?;
+    vol.download(&stream, 0, 0, sys::VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
+        .map_err(|e| fail(e.message().to_string()))?;
+    match receive(&stream, &mut file) {
+        Ok(()) => stream.finish().map_err(|e| fail(e.message().to_string())),
+        Err(e) => {
+            let _ = stream.abort();
+            Err(fail(e))
+        }
+    }
+}
+
+fn receive(stream: &Stream, file: &mut File) -> Result<(), String> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut offset = 0u64;
+    loop {
+        // SAFETY: `buf` is valid for `buf.len()` bytes; the stream pointer
+        // is valid while `stream` lives.
+        let got = unsafe {
+            sys::virStreamRecvFlags(
+                stream.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                sys::VIR_STREAM_RECV_STOP_AT_HOLE,
+            )
+        };
+        match got {
+            0 => break,
+            -3 => {
+                let mut length = 0i64;
+                // SAFETY: `length` outlives the call; the pointer is valid.
+                let rc = unsafe { sys::virStreamRecvHole(stream.as_ptr(), &mut length, 0) };
+                if rc < 0 {
+                    return Err(Error::last_error().message().to_string());
+                }
+                offset += u64::try_from(length).map_err(|_| "negative hole".to_string())?;
+            }
+            n if n > 0 => {
+                let n = n as usize;
+                file.write_all_at(&buf[..n], offset)
+                    .map_err(|e| format!("write: {e}"))?;
+                offset += n as u64;
+            }
+            _ => return Err(Error::last_error().message().to_string()),
+        }
+    }
+    file.set_len(offset).map_err(|e| format!("truncate: {e}"))?;
+    file.flush().map_err(|e| e.to_string())
+}
+
+/// Deletes the volume `name`; a missing one is fine.
+pub fn delete(pool: &StoragePool, name: &str) -> Result<(), Failure> {
+    match lookup(pool, name)? {
+        Some(vol) => vol
+            .delete(0)
+            .map_err(|e| format!("cannot delete volume {name}: {}", e.message())),
+        None => Ok(()),
+    }
+}
+
+/// The pool's volume names (refreshed first, so files made meanwhile count).
+pub fn list(pool: &StoragePool) -> Result<Vec<String>, Failure> {
+    let _ = pool.refresh(0);
+    pool.list_volumes()
+        .map_err(|e| format!("cannot list the pool's volumes: {}", e.message()))
+}
+
+/// Escapes XML's special characters in a name.
+fn escape(value: &str) -> String {
+    value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&apos;")
+}

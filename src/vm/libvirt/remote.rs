@@ -1,0 +1,377 @@
+//! The remote path (docs/PROTOCOL.md#helper-remote): a libvirt host that
+//! shares no file system with b9. Everything reaches it through the
+//! helper's connection: the appliance as volumes `b9-appliance-<key>-*`
+//! uploaded once per host and reused, each disk uploaded into a volume
+//! named with this client and b9's PID (`b9-<client>-<pid>-<n>`), written
+//! disks downloaded back after a successful run, every run volume deleted
+//! when the run ends whatever the outcome; volumes of gone b9 processes of
+//! this client are swept before a run. The agent channel and the console
+//! are relayed by the helper.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::xml::Placement;
+use super::{unexpected, Helper, Libvirt, LibvirtVm};
+use crate::vm::backend::{Hypervisor, Vm, VmError, VmSpec, VmState};
+use b9_protocol::agent::PORT_NAME;
+use b9_protocol::libvirt::{HostInfo, Relay, Reply, Request, Stage};
+
+/// One libvirt host reached over its remote protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteLibvirt {
+    /// The domain settings (URI, network).
+    pub libvirt: Libvirt,
+    /// The storage pool b9 uses there.
+    pub pool: String,
+}
+
+/// Whether `uri` names another machine (`scheme://host/...`); local
+/// URIs (`qemu:///system`, `qemu+unix:///session`) have no host.
+pub fn is_remote(uri: &str) -> bool {
+    uri.split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(""))
+        .is_some_and(|host| !host.is_empty())
+}
+
+/// This machine, as volume names carry it: 8 hex digits of a hash of its
+/// host name and machine id.
+pub fn client_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let mut hash = Sha256::new();
+        for file in ["/proc/sys/kernel/hostname", "/etc/machine-id"] {
+            hash.update(std::fs::read(file).unwrap_or_default());
+        }
+        hash.finalize()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    })
+}
+
+/// The prefix of this client's run volumes.
+fn client_prefix() -> String {
+    format!("b9-{}-", client_id())
+}
+
+/// A fresh volume name of this process.
+fn run_volume() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}{}-{}",
+        client_prefix(),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The PID in one of this client's volume names.
+fn volume_pid(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix(&client_prefix())?;
+    rest.split('-').next()?.parse().ok()
+}
+
+impl RemoteLibvirt {
+    /// Connects the helper and opens the pool; a missing pool is named
+    /// with the command that creates it.
+    fn open(&self, helper: &mut Helper) -> Result<(), VmError> {
+        let request = Request::Pool {
+            uri: self.libvirt.uri.clone(),
+            pool: self.pool.clone(),
+        };
+        match helper.call(&request)? {
+            Reply::Done => Ok(()),
+            Reply::Failed {
+                stage: Stage::Connect,
+                message,
+            } => Err(VmError::HostLost(format!(
+                "cannot connect to libvirt at {}: {message}",
+                self.libvirt.uri
+            ))),
+            Reply::Failed {
+                stage: Stage::Pool,
+                message,
+            } => Err(VmError::Start(format!(
+                "libvirt at {} has no usable storage pool '{pool}': {message}\n\
+                 hint: its administrator creates it with `virsh -c {uri} pool-define-as {pool} \
+                 dir --target /var/lib/b9-pool && virsh -c {uri} pool-build {pool} && \
+                 virsh -c {uri} pool-start {pool} && virsh -c {uri} pool-autostart {pool}`",
+                self.libvirt.uri,
+                pool = self.pool,
+                uri = self.libvirt.uri,
+            ))),
+            other => Err(self.failure("open the pool", other)),
+        }
+    }
+
+    /// Deletes this client's volumes whose b9 process is gone.
+    fn sweep(&self, helper: &mut Helper) -> Result<(), VmError> {
+        let names = match helper.call(&Request::Volumes)? {
+            Reply::Volumes(names) => names,
+            other => return Err(self.failure("list volumes", other)),
+        };
+        for name in names {
+            if volume_pid(&name).is_some_and(crate::stale::is_gone) {
+                tracing::debug!(
+                    "deleting volume {name} on {} (its b9 is gone)",
+                    self.libvirt.uri
+                );
+                delete(helper, &name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads `path` as volume `name`; its path on the host.
+    fn upload(
+        &self,
+        helper: &mut Helper,
+        name: &str,
+        path: &Path,
+        keep: bool,
+    ) -> Result<String, VmError> {
+        let request = Request::Upload {
+            name: name.to_string(),
+            path: utf8(path)?,
+            keep,
+        };
+        match helper.call(&request)? {
+            Reply::Volume(at) => Ok(at),
+            other => Err(self.failure("upload", other)),
+        }
+    }
+
+    /// The appliance's volumes (uploaded when missing); their host paths.
+    fn appliance(&self, helper: &mut Helper, spec: &VmSpec) -> Result<(String, String), VmError> {
+        // One upload per host at a time in this process: a second run
+        // waits and then finds the volume there.
+        static UPLOADING: Mutex<()> = Mutex::new(());
+        let _guard = UPLOADING.lock().unwrap_or_else(|p| p.into_inner());
+        let key = appliance_key(&spec.initrd);
+        let kernel = self.upload(
+            helper,
+            &format!("b9-appliance-{key}-kernel"),
+            &spec.kernel,
+            true,
+        )?;
+        let initrd = self.upload(
+            helper,
+            &format!("b9-appliance-{key}-initrd"),
+            &spec.initrd,
+            true,
+        )?;
+        Ok((kernel, initrd))
+    }
+
+    fn failure(&self, what: &str, reply: Reply) -> VmError {
+        match reply {
+            Reply::Failed { message, .. } => VmError::Start(format!(
+                "libvirt at {} cannot {what}: {message}",
+                self.libvirt.uri
+            )),
+            other => VmError::Start(unexpected(&other)),
+        }
+    }
+}
+
+/// The appliance's cache key (its initramfs is `appliance-<key>.img`), or
+/// a hash of the initramfs's path when it is named otherwise.
+fn appliance_key(initrd: &Path) -> String {
+    let stem = initrd
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match stem.strip_prefix("appliance-") {
+        Some(key) if !key.is_empty() => key.chars().take(32).collect(),
+        _ => {
+            let hash = Sha256::digest(initrd.as_os_str().as_encoded_bytes());
+            hash[..16].iter().map(|b| format!("{b:02x}")).collect()
+        }
+    }
+}
+
+/// Deletes a volume, warning on failure.
+fn delete(helper: &mut Helper, name: &str) {
+    match helper.call(&Request::Delete {
+        name: name.to_string(),
+    }) {
+        Ok(Reply::Done) => {}
+        Ok(other) => tracing::warn!("cannot delete volume {name}: {other:?}"),
+        Err(e) => tracing::warn!("cannot delete volume {name}: {e}"),
+    }
+}
+
+/// A path as the helper takes it.
+fn utf8(path: &Path) -> Result<String, VmError> {
+    path.to_str()
+        .map(String::from)
+        .ok_or_else(|| VmError::Start(format!("libvirt needs UTF-8 paths: {}", path.display())))
+}
+
+/// What `b9 farm` shows of the host of `uri` (with its pool `pool`).
+pub fn describe(uri: &str, pool: &str) -> Result<HostInfo, VmError> {
+    let mut helper = Helper::spawn()?;
+    let request = Request::Host {
+        uri: uri.to_string(),
+        pool: pool.to_string(),
+    };
+    match helper.call(&request)? {
+        Reply::Host(info) => Ok(info),
+        Reply::Failed { message, .. } => Err(VmError::HostLost(message)),
+        other => Err(VmError::Start(unexpected(&other))),
+    }
+}
+
+impl Hypervisor for RemoteLibvirt {
+    fn name(&self) -> &'static str {
+        "libvirt"
+    }
+
+    fn start(&self, spec: &VmSpec) -> Result<Box<dyn Vm>, VmError> {
+        if !spec.shares.is_empty() {
+            return Err(VmError::Start(format!(
+                "libvirt at {} shares no file system with b9: shares must be images",
+                self.libvirt.uri
+            )));
+        }
+        let mut helper = Helper::spawn()?;
+        self.open(&mut helper)?;
+        self.sweep(&mut helper)?;
+        let (kernel, initrd) = self.appliance(&mut helper, spec)?;
+        let mut volumes = Vec::new();
+        let mut disks = Vec::new();
+        for disk in &spec.disks {
+            let name = run_volume();
+            // Recorded before the upload: a half-made volume is deleted too.
+            disks.push(RunVolume {
+                name: name.clone(),
+                local: disk.path.clone(),
+                written: !disk.read_only && !disk.serial.starts_with(super::shares::DISCARDED),
+            });
+            if let Err(e) = self.upload(&mut helper, &name, &disk.path, false) {
+                cleanup(&mut helper, &disks);
+                return Err(e);
+            }
+            volumes.push(name);
+        }
+        let placement = Placement::Remote {
+            pool: &self.pool,
+            kernel: &kernel,
+            initrd: &initrd,
+            volumes: &volumes,
+        };
+        let started = self.libvirt.domain_xml_at(spec, placement).and_then(|xml| {
+            tracing::debug!("creating libvirt domain on {}:\n{xml}", self.libvirt.uri);
+            let relay = Relay {
+                agent_socket: utf8(&spec.agent_socket)?,
+                port: PORT_NAME.to_string(),
+                console_log: utf8(&spec.console_log)?,
+            };
+            self.libvirt.create(&mut helper, spec, xml, Some(relay))
+        });
+        if let Err(e) = started {
+            cleanup(&mut helper, &disks);
+            return Err(e);
+        }
+        let vm = RemoteVm {
+            inner: LibvirtVm {
+                helper,
+                uri: self.libvirt.uri.clone(),
+                agent_socket: spec.agent_socket.clone(),
+            },
+            disks,
+        };
+        vm.inner.check_agent_socket()?;
+        Ok(Box::new(vm))
+    }
+}
+
+/// A disk's volume for one run.
+struct RunVolume {
+    name: String,
+    local: std::path::PathBuf,
+    /// Attached writable: downloaded back after a successful run.
+    written: bool,
+}
+
+/// Deletes the run's volumes.
+fn cleanup(helper: &mut Helper, disks: &[RunVolume]) {
+    for disk in disks {
+        delete(helper, &disk.name);
+    }
+}
+
+/// A remote domain and the volumes of its run.
+struct RemoteVm {
+    inner: LibvirtVm,
+    disks: Vec<RunVolume>,
+}
+
+impl Vm for RemoteVm {
+    fn state(&mut self) -> VmState {
+        self.inner.state()
+    }
+
+    fn stop(&mut self, grace: Duration) -> Result<(), VmError> {
+        self.inner.stop(grace)
+    }
+
+    fn collect(&mut self) -> Result<(), VmError> {
+        for disk in self.disks.iter().filter(|d| d.written) {
+            let request = Request::Download {
+                name: disk.name.clone(),
+                path: utf8(&disk.local)?,
+            };
+            match self.inner.helper.call(&request)? {
+                Reply::Done => {}
+                Reply::Failed { message, .. } => {
+                    return Err(VmError::Start(format!(
+                        "libvirt at {} cannot download the build image {}: {message}",
+                        self.inner.uri,
+                        disk.local.display()
+                    )))
+                }
+                other => return Err(VmError::Start(unexpected(&other))),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RemoteVm {
+    fn drop(&mut self) {
+        if let Err(e) = self.inner.stop(Duration::ZERO) {
+            tracing::warn!("{e}");
+        }
+        cleanup(&mut self.inner.helper, &self.disks);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_uris_have_a_host() {
+        assert!(!is_remote("qemu:///system"));
+        assert!(!is_remote("qemu:///session"));
+        assert!(!is_remote("qemu+unix:///system?socket=/x"));
+        assert!(is_remote("qemu+ssh://b@host-a/system"));
+        assert!(is_remote(
+            "qemu+ssh://u@127.0.0.1:22/session?keyfile=/k&no_verify=1"
+        ));
+        assert!(is_remote("qemu+tls://host/system"));
+    }
+
+    #[test]
+    fn volume_names_carry_client_and_pid() {
+        let name = run_volume();
+        assert_eq!(volume_pid(&name), Some(std::process::id() as i32));
+        assert_eq!(volume_pid("b9-appliance-abc-kernel"), None);
+    }
+}

@@ -1,0 +1,203 @@
+//! libvirt build farms (issue 14) for real on one machine: two hosts that
+//! share nothing with b9 (`fixtures/libvirt-hosts`: session libvirtds of
+//! two users reached over `qemu+ssh`), b9 running as a third user in a
+//! 0700 home. Builds under TCG; outputs checked with qemu-img, e2fsck and
+//! debugfs; afterwards neither host has a domain or build volume left.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+mod common;
+
+use common::farm::*;
+use common::project::{as_raw, debugfs_cat, debugfs_stat, e2fsck_clean, ok, s, sha, text};
+
+/// `tests/vm.rs`'s full script: RO and RW shares, `In`, `As`, qcow2 and
+/// vmdk outputs.
+const FULL_SCRIPT: &str = r#"
+Artifact (IID "full")
+  (VmImages
+     [ ImageTarget (LocalFile (Image "out/root.qcow2" QCow2 Ext4) KeepSize)
+         (SourceImage (Image "root.raw" Raw Ext4) NoPT KeepSize) (MountPoint "/")
+     , ImageTarget (LocalFile (Image "out/data.vmdk" Vmdk Ext4) KeepSize)
+         (EmptyImage "data" Ext4 Raw (ImageSize 32 MB)) (MountPoint "/data")
+     ]
+     (VmScript X86_64
+        [ SharedDirectoryRO "ro" (MountPoint "/mnt/ro")
+        , SharedDirectory "rw" (MountPoint "/mnt/rw")
+        ]
+        (Begin
+           [ Run "cp" ["/mnt/ro/input.txt", "/data/copied.txt"]
+           , In "/data" [Run "pwd" [">", "where.txt"]]
+           , As "builder" [Run "id" ["-u", ">", "/tmp/uid"]]
+           , Run "cp" ["/tmp/uid", "/data/"]
+           , As "builder" [In "/home/builder" [Run "touch" ["mine"]]]
+           , Run "echo" ["written by the guest", ">", "/mnt/rw/out.txt"]
+           , IgnoreErrors True [Run "touch" ["/mnt/ro/forbidden"]]
+           ])))
+"#;
+
+/// One artifact `NAME` whose script is `script`, with a raw output.
+fn single(name: &str, script: &str) -> String {
+    format!(
+        r#"Artifact (IID "{name}")
+  (VmImages
+     [ ImageTarget (LocalFile (Image "out/{name}.raw" Raw Ext4) KeepSize)
+         (SourceImage (Image "root.raw" Raw Ext4) NoPT KeepSize) (MountPoint "/")
+     ]
+     (VmScript X86_64 [] {script}))"#
+    )
+}
+
+#[test]
+fn a_build_on_a_remote_host_with_shares_and_outputs() {
+    let _one_at_a_time = exclusive();
+    let h = hosts();
+    let p = ClientProject::new(&format!("connection: {}\n", h.a));
+    assert!(
+        !readable_by("b9hosta", &p.path),
+        "the host can read b9's files"
+    );
+    std::fs::create_dir_all(p.p("ro")).unwrap();
+    std::fs::create_dir_all(p.p("rw")).unwrap();
+    std::fs::write(p.p("ro/input.txt"), "from the host\n").unwrap();
+    let before = sha(&p.p("root.raw"));
+    let out = p.build("full.b9", FULL_SCRIPT);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(
+        sha(&p.p("root.raw")),
+        before,
+        "the source image is unchanged"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.p("rw/out.txt")).unwrap(),
+        "written by the guest\n",
+        "the RW share is written back"
+    );
+    assert!(
+        !p.p("ro/forbidden").exists(),
+        "the RO share stays read-only"
+    );
+    for img in ["out/root.qcow2", "out/data.vmdk"] {
+        ok("qemu-img", &["check", &s(&p.p(img))]);
+    }
+    let data = as_raw(&p.p("out/data.vmdk"));
+    e2fsck_clean(&data);
+    assert_eq!(debugfs_cat(&data, "/copied.txt"), "from the host\n");
+    assert_eq!(debugfs_cat(&data, "/where.txt"), "/data\n");
+    assert_eq!(debugfs_cat(&data, "/uid"), "1000\n");
+    let root = as_raw(&p.p("out/root.qcow2"));
+    e2fsck_clean(&root);
+    assert!(debugfs_stat(&root, "/home/builder/mine").contains("User:  1000"));
+    let volumes = virsh(&h.a, &["vol-list", "b9"]);
+    assert!(
+        volumes.contains("b9-appliance-"),
+        "the appliance stays: {volumes}"
+    );
+    nothing_left();
+}
+
+#[test]
+fn artifacts_spread_over_both_hosts_and_a_down_host_is_skipped() {
+    let _one_at_a_time = exclusive();
+    let h = hosts();
+    // Port 1: nothing listens, the host is down.
+    let down = h.a.replace(":2229/", ":1/");
+    let p = ClientProject::new(&format!("hosts: {down} {} {}\nvms_per_host: 1\n", h.a, h.b));
+    let artifacts: Vec<String> = (0..4)
+        .map(|i| single(&format!("a{i}"), r#"(Run "touch" ["/built"])"#))
+        .collect();
+    let build = format!("Let [] [{}]", artifacts.join(",\n"));
+    let out = p.build("many.b9", &build);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains(&format!("skipping libvirt host {down}")),
+        "{log}"
+    );
+    for uri in [&h.a, &h.b] {
+        assert!(
+            log.contains(&format!("running on libvirt host {uri}")),
+            "{log}"
+        );
+    }
+    for i in 0..4 {
+        let raw = p.p(&format!("out/a{i}.raw"));
+        e2fsck_clean(&raw);
+        assert!(debugfs_stat(&raw, "/built").contains("Type: regular"));
+    }
+    nothing_left();
+}
+
+#[test]
+fn a_failing_script_and_ctrl_c_leave_nothing_on_the_hosts() {
+    let _one_at_a_time = exclusive();
+    let h = hosts();
+    let p = ClientProject::new(&format!("connection: {}\n", h.b));
+    let out = p.build("fail.b9", &single("bad", r#"(Run "false" [])"#));
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("false"), "{log}");
+    assert!(!p.p("out/bad.raw").exists());
+    nothing_left();
+
+    std::fs::write(p.p("slow.b9"), single("slow", r#"(Run "sleep" ["600"])"#)).unwrap();
+    p.chown();
+    let mut child = p
+        .command(&["build", "-f", "slow.b9"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("RUN sleep") {
+            break;
+        }
+    }
+    ok("kill", &["-INT", &child.id().to_string()]);
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(1), "{log}");
+    assert!(log.contains("interrupted"), "{log}");
+    nothing_left();
+}
+
+#[test]
+fn a_missing_pool_names_the_host_and_the_command_that_makes_it() {
+    let _one_at_a_time = exclusive();
+    let h = hosts();
+    let p = ClientProject::new(&format!("connection: {}\npool: nope\n", h.a));
+    let out = p.build("one.b9", &single("one", r#"(Run "true" [])"#));
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains(&h.a), "{log}");
+    assert!(log.contains("pool-define-as nope dir"), "{log}");
+}
+
+#[test]
+fn b9_farm_shows_each_host() {
+    let _one_at_a_time = exclusive();
+    let h = hosts();
+    let down = h.a.replace(":2229/", ":1/");
+    let p = ClientProject::new(&format!("hosts: {} {} {down}\n", h.a, h.b));
+    let out = p.command(&["farm"]).output().unwrap();
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    for uri in [&h.a, &h.b] {
+        assert!(shown.contains(&format!("{uri}: reachable")), "{shown}");
+    }
+    assert!(shown.contains(&format!("{down}: unreachable")), "{shown}");
+    assert!(shown.contains("libvirt 9."), "{shown}");
+    assert!(shown.contains("pool b9: "), "{shown}");
+    assert!(shown.contains("b9 domains running: 0"), "{shown}");
+}
