@@ -39,6 +39,7 @@ fn run(n: usize) -> Result<(), String> {
         "ci/setup.sh",
         "#!/bin/sh\nset -e\necho configuring ${host}\n",
     )?;
+    write("ci/host.yaml", "fqdn: ${host}.example.org\n")?;
     write("ci/motd", "Welcome.\n")?;
     let mut hosts = String::new();
     for i in 0..n {
@@ -52,7 +53,8 @@ fn run(n: usize) -> Result<(), String> {
   , FromContent "user-data"
       (RenderCloudConfig
          (ASTMerge [ ASTParse (Source NoConversion "ci/base.yaml")
-                   , ASTObj [("fqdn", ASTString "${{host}}.example.org"), ("runcmd", ASTArr [ASTString "touch /ok"])] ]))
+                   , ASTParse (Source ExpandVariables "ci/host.yaml")
+                   , ASTObj [("runcmd", ASTArr [ASTString "touch /ok"])] ]))
   , SetPermissions 7 5 5 [ FromFile "scripts/setup.sh" (Source ExpandVariables "ci/setup.sh") ]
   , IntoDirectory "etc" [ FromFile "motd" (Source NoConversion "ci/motd") ]
   ]

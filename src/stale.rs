@@ -5,8 +5,10 @@
 //! whose process is gone. Only the calling user's entries are touched.
 //! Build directories record their owner inside (`build::workdir`).
 
+use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use rustix::process::{test_kill_process, Pid};
 
@@ -35,6 +37,20 @@ pub fn sweep(dir: &Path, pid_of: impl Fn(&str) -> Option<i32>) {
         let path = entry.path();
         tracing::debug!("removing {} (left by b9 process {pid})", path.display());
         let _ = remove_entry(&path);
+    }
+}
+
+/// Whether this process has not yet swept `dir` for the leftovers `what`
+/// names (and notes that it now does). Leftovers of gone processes are
+/// removed once per directory and process, not before every output: a
+/// build of 1,000 outputs in one directory read it 3,000 times. What a
+/// process killed later leaves there, the next b9 removes.
+pub fn first_sweep(dir: &Path, what: &'static str) -> bool {
+    static SWEPT: OnceLock<Mutex<HashSet<(PathBuf, &'static str)>>> = OnceLock::new();
+    let swept = SWEPT.get_or_init(Default::default);
+    match swept.lock() {
+        Ok(mut set) => set.insert((dir.to_path_buf(), what)),
+        Err(_) => true,
     }
 }
 
@@ -67,6 +83,16 @@ pub fn pid_after(name: &str, prefix: &str, marker: &str) -> Option<i32> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_directory_is_swept_once_per_kind_of_leftover() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        assert!(first_sweep(&a, ".x-"));
+        assert!(!first_sweep(&a, ".x-"), "a second output in `a`: no sweep");
+        assert!(first_sweep(&a, ".y-"), "another kind of leftover");
+        assert!(first_sweep(&b, ".x-"), "another directory");
+    }
 
     #[test]
     fn pids_are_found_after_their_marker() {

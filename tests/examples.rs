@@ -32,6 +32,9 @@ impl Examples {
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"),
             &dir,
         );
+        // `scripts/example` leaves its outputs in `examples/out` (ignored by
+        // git): start without them, as a fresh clone does.
+        let _ = std::fs::remove_dir_all(dir.join("out"));
         std::fs::create_dir_all(&home).unwrap();
         std::fs::write(
             dir.join("test.conf"),

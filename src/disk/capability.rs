@@ -79,7 +79,8 @@ pub const STAGING_MARK: &str = ".b9-tmp-";
 /// `.<name>.b9-tmp-<pid>.<n>`, unique per process and per call, so two
 /// writers of one output (in one process or two) never share a file; the
 /// last rename wins. Leftovers in that directory of b9 processes that are
-/// gone (killed while writing) are removed first.
+/// gone (killed while writing) are removed first (once per directory and
+/// process: [`crate::stale::first_sweep`]).
 pub fn staging_path(target: &Path) -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = target
@@ -90,7 +91,9 @@ pub fn staging_path(target: &Path) -> PathBuf {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    crate::stale::sweep(dir, |n| crate::stale::pid_after(n, ".", STAGING_MARK));
+    if crate::stale::first_sweep(dir, STAGING_MARK) {
+        crate::stale::sweep(dir, |n| crate::stale::pid_after(n, ".", STAGING_MARK));
+    }
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     target.with_file_name(format!(".{name}{STAGING_MARK}{}.{n}", std::process::id()))
 }

@@ -62,8 +62,10 @@ fn staged(target: &Path, directory: bool) -> Result<Staged, BuildError> {
     replaceable(target, directory)?;
     // Old copies and locks of killed b9 processes; `staging_path` sweeps
     // their temporaries.
-    crate::stale::sweep(parent, |name| crate::stale::pid_after(name, ".", OLD_MARK));
-    sweep_locks(parent);
+    if crate::stale::first_sweep(parent, OLD_MARK) {
+        crate::stale::sweep(parent, |name| crate::stale::pid_after(name, ".", OLD_MARK));
+        sweep_locks(parent);
+    }
     let lock_path = beside(target, LOCK_SUFFIX);
     let lock =
         OwnerLock::acquire(&lock_path, false, "writing").map_err(|error| BuildError::Lock {
