@@ -147,7 +147,7 @@ fn a_failing_script_and_ctrl_c_leave_nothing_on_the_hosts() {
     std::fs::write(p.p("slow.b9"), single("slow", r#"(Run "sleep" ["600"])"#)).unwrap();
     p.chown();
     let mut child = p
-        .command(&["build", "-f", "slow.b9"])
+        .command(&["build", "--no-cache", "-f", "slow.b9"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -169,6 +169,100 @@ fn a_failing_script_and_ctrl_c_leave_nothing_on_the_hosts() {
     }
     assert_eq!(child.wait().unwrap().code(), Some(1), "{log}");
     assert!(log.contains("interrupted"), "{log}");
+    nothing_left();
+}
+
+/// Builds `build` in `p` and cuts the connections to the host a run is
+/// on each time a run there reaches `RUN sleep`, `cuts` times; the log.
+fn build_cutting_hosts(p: &ClientProject, build: &str, cuts: usize) -> (Option<i32>, String) {
+    std::fs::write(p.p("lost.b9"), build).unwrap();
+    p.chown();
+    let mut child = p
+        .command(&["build", "--no-cache", "-f", "lost.b9"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    let mut on = String::new();
+    let mut cut = 0;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some((_, uri)) = line.split_once("running on libvirt host ") {
+            on = uri.trim().to_string();
+        }
+        if line.contains("RUN sleep") && cut < cuts {
+            assert!(cut_connections(host_user(&on)) > 0, "no connection to {on}");
+            cut += 1;
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    assert_eq!(cut, cuts, "the runs never reached `RUN sleep`:\n{log}");
+    (child.wait().unwrap().code(), log)
+}
+
+/// An artifact that sleeps a little (time to cut its host) and then
+/// marks its root.
+fn sleeper() -> String {
+    single(
+        "lost",
+        r#"(Begin [Run "sleep" ["5"], Run "touch" ["/built"]])"#,
+    )
+}
+
+#[test]
+fn a_host_lost_during_a_run_gets_the_artifact_retried_on_the_other() {
+    let _one_at_a_time = exclusive();
+    let h = hosts();
+    let p = ClientProject::new(&format!("hosts: {} {}\n", h.a, h.b));
+    let before = sha(&p.p("root.raw"));
+    let (code, log) = build_cutting_hosts(&p, &sleeper(), 1);
+    assert_eq!(code, Some(0), "{log}");
+    let lost = log
+        .lines()
+        .find_map(|l| l.split_once("lost libvirt host ")?.1.split_once(' '))
+        .map(|(uri, _)| uri.to_string())
+        .unwrap_or_else(|| panic!("no host lost:\n{log}"));
+    let other = if lost == h.a { &h.b } else { &h.a };
+    assert!(
+        log.contains(&format!("running on libvirt host {other}")),
+        "{log}"
+    );
+    let raw = p.p("out/lost.raw");
+    e2fsck_clean(&raw);
+    assert!(debugfs_stat(&raw, "/built").contains("Type: regular"));
+    assert_eq!(
+        sha(&p.p("root.raw")),
+        before,
+        "the source image is unchanged"
+    );
+    nothing_left();
+}
+
+#[test]
+fn both_hosts_lost_fails_the_build_naming_the_host_and_cause() {
+    let _one_at_a_time = exclusive();
+    let h = hosts();
+    let p = ClientProject::new(&format!("hosts: {} {}\n", h.a, h.b));
+    let (code, log) = build_cutting_hosts(&p, &sleeper(), 2);
+    assert_eq!(code, Some(1), "{log}");
+    let second = log
+        .lines()
+        .filter_map(|l| {
+            l.split_once("running on libvirt host ")
+                .map(|(_, u)| u.trim())
+        })
+        .nth(1)
+        .unwrap_or_else(|| panic!("not retried:\n{log}"))
+        .to_string();
+    assert!(
+        log.contains(&format!(
+            "lost libvirt host {second} during the retried run: lost the connection to libvirt"
+        )),
+        "{log}"
+    );
+    assert!(!p.p("out/lost.raw").exists());
     nothing_left();
 }
 

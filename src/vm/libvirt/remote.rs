@@ -10,7 +10,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -20,6 +20,10 @@ use super::{unexpected, Helper, Libvirt, LibvirtVm};
 use crate::vm::backend::{Hypervisor, Vm, VmError, VmSpec, VmState};
 use b9_protocol::agent::PORT_NAME;
 use b9_protocol::libvirt::{HostInfo, Relay, Reply, Request, Stage};
+
+/// How long deleting a lost run's volumes over a fresh connection may take
+/// before b9 leaves them to the next run's sweep.
+const RECONNECT: Duration = Duration::from_secs(30);
 
 /// One libvirt host reached over its remote protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,7 +258,7 @@ impl Hypervisor for RemoteLibvirt {
                 written: !disk.read_only && !disk.serial.starts_with(super::shares::DISCARDED),
             });
             if let Err(e) = self.upload(&mut helper, &name, &disk.path, false) {
-                cleanup(&mut helper, &disks);
+                self.cleanup(&mut helper, &disks);
                 return Err(e);
             }
             volumes.push(name);
@@ -275,10 +279,11 @@ impl Hypervisor for RemoteLibvirt {
             self.libvirt.create(&mut helper, spec, xml, Some(relay))
         });
         if let Err(e) = started {
-            cleanup(&mut helper, &disks);
+            self.cleanup(&mut helper, &disks);
             return Err(e);
         }
         let vm = RemoteVm {
+            host: self.clone(),
             inner: LibvirtVm {
                 helper,
                 uri: self.libvirt.uri.clone(),
@@ -299,15 +304,61 @@ struct RunVolume {
     written: bool,
 }
 
-/// Deletes the run's volumes.
-fn cleanup(helper: &mut Helper, disks: &[RunVolume]) {
-    for disk in disks {
-        delete(helper, &disk.name);
+impl RemoteLibvirt {
+    /// Deletes the run's volumes; those the connection could not delete
+    /// (the host was lost: often only b9's connection to it) once more over
+    /// a fresh connection.
+    fn cleanup(&self, helper: &mut Helper, disks: &[RunVolume]) {
+        let left: Vec<String> = disks
+            .iter()
+            .filter(|disk| {
+                let request = Request::Delete {
+                    name: disk.name.clone(),
+                };
+                !matches!(helper.call(&request), Ok(Reply::Done))
+            })
+            .map(|disk| disk.name.clone())
+            .collect();
+        if !left.is_empty() {
+            self.delete_afresh(left);
+        }
+    }
+
+    /// Deletes `names` over a new connection, waiting at most [`RECONNECT`]
+    /// (a host that is really down is left to the sweep of the next run).
+    fn delete_afresh(&self, names: Vec<String>) {
+        let host = self.clone();
+        let listed = names.join(", ");
+        let (done, result) = mpsc::channel();
+        std::thread::spawn(move || {
+            let deleted = Helper::spawn().and_then(|mut helper| {
+                host.open(&mut helper)?;
+                for name in &names {
+                    let request = Request::Delete { name: name.clone() };
+                    match helper.call(&request)? {
+                        Reply::Done => {}
+                        other => return Err(host.failure("delete a volume", other)),
+                    }
+                }
+                Ok(())
+            });
+            let _ = done.send(deleted);
+        });
+        let why = match result.recv_timeout(RECONNECT) {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} s", RECONNECT.as_secs()),
+        };
+        tracing::warn!(
+            "volumes {listed} are left on {} (the next run from this client deletes them): {why}",
+            self.libvirt.uri
+        );
     }
 }
 
 /// A remote domain and the volumes of its run.
 struct RemoteVm {
+    host: RemoteLibvirt,
     inner: LibvirtVm,
     disks: Vec<RunVolume>,
 }
@@ -348,7 +399,7 @@ impl Drop for RemoteVm {
         if let Err(e) = self.inner.stop(Duration::ZERO) {
             tracing::warn!("{e}");
         }
-        cleanup(&mut self.inner.helper, &self.disks);
+        self.host.cleanup(&mut self.inner.helper, &self.disks);
     }
 }
 
