@@ -266,6 +266,64 @@ fn both_hosts_lost_fails_the_build_naming_the_host_and_cause() {
     nothing_left();
 }
 
+/// `Let [] [...]` of `n` artifacts `PREFIX0..` that mark their root.
+fn several(prefix: &str, n: usize) -> String {
+    let artifacts: Vec<String> = (0..n)
+        .map(|i| single(&format!("{prefix}{i}"), r#"(Run "touch" ["/built"])"#))
+        .collect();
+    format!("Let [] [{}]", artifacts.join(",\n"))
+}
+
+/// How many times the log says KVM was probed on `uri`.
+fn probes(log: &str, uri: &str) -> usize {
+    log.matches(&format!("probing KVM on {uri}\n")).count()
+}
+
+#[test]
+fn accel_auto_is_probed_once_per_host_and_remembered() {
+    let _one_at_a_time = exclusive();
+    let h = hosts();
+    let p = ClientProject::new(&format!("hosts: {}\nvms_per_host: 2\n", h.a));
+    let auto = |libvirt: &str| {
+        let conf = std::fs::read_to_string(p.p("b9.conf")).unwrap();
+        let conf = conf.replace("accel: tcg", "accel: auto");
+        let (head, _) = conf.split_once("[libvirt]\n").unwrap();
+        std::fs::write(p.p("b9.conf"), format!("{head}[libvirt]\n{libvirt}")).unwrap();
+    };
+    auto(&format!("hosts: {}\nvms_per_host: 2\n", h.a));
+    let cache = h.home.join(".cache/b9");
+    for entry in std::fs::read_dir(&cache).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("accel") {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    // Two runs at once on one host: one probes, the other waits for it.
+    let out = p.build("two.b9", &several("k", 2));
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(probes(&log, &h.a), 1, "{log}");
+    assert!(
+        log.contains(&format!("using TCG on {} from now on", h.a)),
+        "{log}"
+    );
+    // The answer is the first host's only: the second is probed once.
+    auto(&format!("hosts: {} {}\nvms_per_host: 2\n", h.a, h.b));
+    let out = p.build("four.b9", &several("m", 4));
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(probes(&log, &h.a), 0, "{log}");
+    assert_eq!(probes(&log, &h.b), 1, "{log}");
+    assert!(
+        log.contains(&format!("running on libvirt host {}", h.b)),
+        "{log}"
+    );
+    for i in 0..4 {
+        let raw = p.p(&format!("out/m{i}.raw"));
+        assert!(debugfs_stat(&raw, "/built").contains("Type: regular"));
+    }
+    nothing_left();
+}
+
 #[test]
 fn a_missing_pool_names_the_host_and_the_command_that_makes_it() {
     let _one_at_a_time = exclusive();

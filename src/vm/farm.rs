@@ -27,6 +27,9 @@ pub(crate) struct Host {
     /// The file in b9's cache that remembers its accelerator.
     pub accel_file: String,
     accel: Mutex<AccelChoice>,
+    /// Held by the one run probing the accelerator; the others wait for
+    /// its answer (`auto` is probed once per host).
+    probing: Mutex<()>,
     slots: usize,
 }
 
@@ -46,12 +49,26 @@ impl Host {
             remote,
             accel_file,
             accel: Mutex::new(accel),
+            probing: Mutex::new(()),
             slots: slots.max(1),
         }
     }
 
-    /// The accelerator as far as known on this host.
-    pub fn accel(&self) -> AccelChoice {
+    /// The accelerator as far as known on this host. When it is still to
+    /// be probed, also the guard that makes this run the host's only probe:
+    /// a run that comes meanwhile waits here for the probe's answer.
+    pub fn accel(&self) -> (AccelChoice, Option<MutexGuard<'_, ()>>) {
+        if let AccelChoice::Fixed(a) = self.known() {
+            return (AccelChoice::Fixed(a), None);
+        }
+        let guard = self.probing.lock().unwrap_or_else(|p| p.into_inner());
+        match self.known() {
+            AccelChoice::Fixed(a) => (AccelChoice::Fixed(a), None),
+            AccelChoice::Probe => (AccelChoice::Probe, Some(guard)),
+        }
+    }
+
+    fn known(&self) -> AccelChoice {
         *self.accel.lock().unwrap_or_else(|p| p.into_inner())
     }
 

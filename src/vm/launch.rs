@@ -204,10 +204,13 @@ impl Launcher {
             None
         };
         let request = lowered.as_ref().map_or(request, |l| &l.request);
-        let choice = host.accel();
+        let (choice, _probing) = host.accel();
         let (accel, hello) = match choice {
             AccelChoice::Fixed(a) => (a, HELLO),
-            AccelChoice::Probe => (Accelerator::Kvm, KVM_PROBE),
+            AccelChoice::Probe => {
+                tracing::info!("probing KVM on {}", host.name);
+                (Accelerator::Kvm, KVM_PROBE)
+            }
         };
         let (result, booted) = self.attempt(host, request, events, &runtime.0, accel, hello);
         let result = match choice {
@@ -264,7 +267,10 @@ impl Launcher {
         runtime: &Path,
     ) -> Result<Report, RunError> {
         if let Err(e) = &failed {
-            tracing::warn!("KVM did not bring the appliance up ({e}); trying TCG");
+            tracing::warn!(
+                "KVM did not bring the appliance up on {} ({e}); trying TCG",
+                host.name
+            );
         }
         let (result, booted) =
             self.attempt(host, request, events, runtime, Accelerator::Tcg, HELLO);
