@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use super::xml::Placement;
 use super::{unexpected, Helper, Libvirt, LibvirtVm};
 use crate::vm::backend::{Hypervisor, Vm, VmError, VmSpec, VmState};
+use crate::vm::farm::Capacity;
 use b9_protocol::agent::PORT_NAME;
 use b9_protocol::libvirt::{HostInfo, Relay, Reply, Request, Stage};
 
@@ -229,6 +230,16 @@ pub fn describe(uri: &str, pool: &str) -> Result<HostInfo, VmError> {
         Reply::Failed { message, .. } => Err(VmError::HostLost(message)),
         other => Err(VmError::Start(unexpected(&other))),
     }
+}
+
+/// The CPUs and free memory of the host of `uri` (`virNodeGetInfo`,
+/// `virNodeGetFreeMemory`); an unreachable host is [`VmError::HostLost`].
+pub(crate) fn capacity(uri: &str, pool: &str) -> Result<Capacity, VmError> {
+    let info = describe(uri, pool)?;
+    Ok(Capacity {
+        cpus: info.cpus.into(),
+        memory: info.free_bytes,
+    })
 }
 
 impl Hypervisor for RemoteLibvirt {
