@@ -325,6 +325,35 @@ fn accel_auto_is_probed_once_per_host_and_remembered() {
 }
 
 #[test]
+fn a_copy_on_write_image_builds_on_a_remote_host() {
+    let _one_at_a_time = exclusive();
+    let h = hosts();
+    let p = ClientProject::new(&format!("connection: {}\n", h.a));
+    let before = sha(&p.p("root.raw"));
+    let out = p.build(
+        "cow.b9",
+        r#"Artifact (IID "cow")
+  (VmImages
+     [ ImageTarget (LocalFile (Image "out/cow.qcow2" QCow2 Ext4) KeepSize)
+         (CopyOnWrite (Image "root.raw" Raw Ext4)) (MountPoint "/")
+     ]
+     (VmScript X86_64 [] (Run "touch" ["/built"])))"#,
+    );
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    ok("qemu-img", &["check", &s(&p.p("out/cow.qcow2"))]);
+    let root = as_raw(&p.p("out/cow.qcow2"));
+    e2fsck_clean(&root);
+    assert!(debugfs_stat(&root, "/built").contains("Type: regular"));
+    assert_eq!(
+        sha(&p.p("root.raw")),
+        before,
+        "the backing image is unchanged"
+    );
+    nothing_left();
+}
+
+#[test]
 fn a_missing_pool_names_the_host_and_the_command_that_makes_it() {
     let _one_at_a_time = exclusive();
     let h = hosts();

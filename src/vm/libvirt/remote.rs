@@ -2,7 +2,8 @@
 //! shares no file system with b9. Everything reaches it through the
 //! helper's connection: the appliance as volumes `b9-appliance-<key>-*`
 //! uploaded once per host and reused, each disk uploaded into a volume
-//! named with this client and b9's PID (`b9-<client>-<pid>-<n>`), written
+//! named with this client and b9's PID (`b9-<client>-<pid>-<n>`; an
+//! overlay's backing image in one more, `backing`), written
 //! disks downloaded back after a successful run, every run volume deleted
 //! when the run ends whatever the outcome; volumes of gone b9 processes of
 //! this client are swept before a run. The agent channel and the console
@@ -16,8 +17,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::xml::Placement;
-use super::{unexpected, Helper, Libvirt, LibvirtVm};
-use crate::vm::backend::{Hypervisor, Vm, VmError, VmSpec, VmState};
+use super::{backing, unexpected, Helper, Libvirt, LibvirtVm};
+use crate::vm::backend::{Hypervisor, Vm, VmDisk, VmError, VmSpec, VmState};
 use crate::vm::farm::Capacity;
 use b9_protocol::agent::PORT_NAME;
 use b9_protocol::libvirt::{HostInfo, Relay, Reply, Request, Stage};
@@ -151,6 +152,46 @@ impl RemoteLibvirt {
         }
     }
 
+    /// Uploads a disk of the run (and the backing image of an overlay)
+    /// into run volumes recorded in `disks`; the disk's volume name.
+    fn upload_disk(
+        &self,
+        helper: &mut Helper,
+        disk: &VmDisk,
+        disks: &mut Vec<RunVolume>,
+    ) -> Result<String, VmError> {
+        let backing = backing::of(&disk.path, disk.format)?;
+        let remote_backing = match &backing {
+            Some((_, file)) => {
+                let name = run_volume();
+                // Recorded before the upload: a half-made volume is deleted too.
+                disks.push(RunVolume {
+                    name: name.clone(),
+                    local: file.clone(),
+                    written: false,
+                    backing: None,
+                });
+                Some(self.upload(helper, &name, file, false)?)
+            }
+            None => None,
+        };
+        let name = run_volume();
+        disks.push(RunVolume {
+            name: name.clone(),
+            local: disk.path.clone(),
+            written: !disk.read_only && !disk.serial.starts_with(super::shares::DISCARDED),
+            backing: backing.as_ref().map(|(local, _)| local.clone()),
+        });
+        let (Some((local, _)), Some(remote)) = (&backing, &remote_backing) else {
+            self.upload(helper, &name, &disk.path, false)?;
+            return Ok(name);
+        };
+        backing::point(&disk.path, remote)?;
+        let uploaded = self.upload(helper, &name, &disk.path, false);
+        backing::point(&disk.path, local)?;
+        uploaded.map(|_| name)
+    }
+
     /// The appliance's volumes (uploaded when missing); their host paths.
     fn appliance(&self, helper: &mut Helper, spec: &VmSpec) -> Result<(String, String), VmError> {
         // One upload per host at a time in this process: a second run
@@ -261,18 +302,13 @@ impl Hypervisor for RemoteLibvirt {
         let mut volumes = Vec::new();
         let mut disks = Vec::new();
         for disk in &spec.disks {
-            let name = run_volume();
-            // Recorded before the upload: a half-made volume is deleted too.
-            disks.push(RunVolume {
-                name: name.clone(),
-                local: disk.path.clone(),
-                written: !disk.read_only && !disk.serial.starts_with(super::shares::DISCARDED),
-            });
-            if let Err(e) = self.upload(&mut helper, &name, &disk.path, false) {
-                self.cleanup(&mut helper, &disks);
-                return Err(e);
+            match self.upload_disk(&mut helper, disk, &mut disks) {
+                Ok(name) => volumes.push(name),
+                Err(e) => {
+                    self.cleanup(&mut helper, &disks);
+                    return Err(e);
+                }
             }
-            volumes.push(name);
         }
         let placement = Placement::Remote {
             pool: &self.pool,
@@ -313,6 +349,8 @@ struct RunVolume {
     local: std::path::PathBuf,
     /// Attached writable: downloaded back after a successful run.
     written: bool,
+    /// An overlay's local backing file name, named again after the download.
+    backing: Option<String>,
 }
 
 impl RemoteLibvirt {
@@ -390,7 +428,11 @@ impl Vm for RemoteVm {
                 path: utf8(&disk.local)?,
             };
             match self.inner.helper.call(&request)? {
-                Reply::Done => {}
+                Reply::Done => {
+                    if let Some(name) = &disk.backing {
+                        backing::point(&disk.local, name)?;
+                    }
+                }
                 Reply::Failed { message, .. } => {
                     return Err(VmError::Start(format!(
                         "libvirt at {} cannot download the build image {}: {message}",
