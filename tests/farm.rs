@@ -354,6 +354,88 @@ fn a_copy_on_write_image_builds_on_a_remote_host() {
 }
 
 #[test]
+fn two_b9_processes_uploading_the_appliance_at_once_both_build() {
+    let _one_at_a_time = exclusive();
+    let h = hosts();
+    for volume in appliance_volumes(&h.a) {
+        virsh(&h.a, &["vol-delete", "--pool", "b9", &volume]);
+    }
+    let projects: Vec<ClientProject> = (0..2)
+        .map(|_| ClientProject::new(&format!("connection: {}\n", h.a)))
+        .collect();
+    let children: Vec<_> = projects
+        .iter()
+        .map(|p| {
+            std::fs::write(p.p("one.b9"), single("one", r#"(Run "touch" ["/built"])"#)).unwrap();
+            p.chown();
+            p.command(&["build", "--no-cache", "-f", "one.b9"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (p, child) in projects.iter().zip(children) {
+        let out = child.wait_with_output().unwrap();
+        let log = text(&out);
+        assert!(out.status.success(), "{log}");
+        assert!(debugfs_stat(&p.p("out/one.raw"), "/built").contains("Type: regular"));
+    }
+    let complete = complete_appliance(&projects[0]);
+    // A half-uploaded appliance (its uploader killed, or still at it): the
+    // right names and sizes, no content. Never used: the build replaces it.
+    for volume in appliance_volumes(&h.a) {
+        virsh(&h.a, &["vol-delete", "--pool", "b9", &volume]);
+    }
+    for (volume, size) in &complete {
+        virsh(&h.a, &["vol-create-as", "b9", volume, &size.to_string()]);
+    }
+    let out = projects[1].build("one.b9", &single("one", r#"(Run "touch" ["/built"])"#));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(complete_appliance(&projects[0]), complete);
+    nothing_left();
+}
+
+/// The appliance's kernel and initramfs volumes on the first host, checked
+/// byte for byte against the client's appliance cache; with their sizes.
+fn complete_appliance(p: &ClientProject) -> Vec<(String, u64)> {
+    let h = hosts();
+    let volumes = appliance_volumes(&h.a);
+    let cache = h.home.join(".cache/b9/appliance");
+    let mut found = Vec::new();
+    for part in ["kernel", "initrd"] {
+        let volume = volumes
+            .iter()
+            .find(|v| v.ends_with(&format!("-{part}")))
+            .unwrap_or_else(|| panic!("no appliance {part} on the host: {volumes:?}"));
+        let copy = p.p(&format!("{part}.check"));
+        let out = as_client("virsh")
+            .args([
+                "-c",
+                &h.a,
+                "vol-download",
+                "--pool",
+                "b9",
+                volume,
+                &s(&copy),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let got = sha(&copy);
+        assert!(
+            std::fs::read_dir(&cache)
+                .unwrap()
+                .any(|f| sha(&f.unwrap().path()) == got),
+            "the {part} volume {volume} is not the client's appliance"
+        );
+        found.push((volume.clone(), std::fs::metadata(&copy).unwrap().len()));
+        std::fs::remove_file(&copy).unwrap();
+    }
+    found
+}
+
+#[test]
 fn a_missing_pool_names_the_host_and_the_command_that_makes_it() {
     let _one_at_a_time = exclusive();
     let h = hosts();

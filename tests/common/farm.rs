@@ -99,6 +99,17 @@ pub fn leftovers(uri: &str) -> (Vec<String>, Vec<String>) {
     (domains, volumes)
 }
 
+/// The appliance's volumes on a host (`b9-appliance-*`).
+pub fn appliance_volumes(uri: &str) -> Vec<String> {
+    virsh(uri, &["vol-list", "b9"])
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|v| v.starts_with("b9-appliance-"))
+        .map(String::from)
+        .collect()
+}
+
 /// Neither host has a domain or a build volume left.
 pub fn nothing_left() {
     let h = hosts();

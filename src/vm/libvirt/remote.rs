@@ -134,20 +134,49 @@ impl RemoteLibvirt {
     }
 
     /// Uploads `path` as volume `name`; its path on the host.
-    fn upload(
+    fn upload(&self, helper: &mut Helper, name: &str, path: &Path) -> Result<String, VmError> {
+        let request = Request::Upload {
+            name: name.to_string(),
+            path: utf8(path)?,
+        };
+        match helper.call(&request)? {
+            Reply::Volume(at) => Ok(at),
+            other => Err(self.failure("upload", other)),
+        }
+    }
+
+    /// The shared volume `name` holding `path` (uploaded when missing,
+    /// used only once complete); while another b9 uploads it, this run
+    /// uploads its own copy into a run volume recorded in `disks`. Its
+    /// path on the host.
+    fn shared(
         &self,
         helper: &mut Helper,
         name: &str,
         path: &Path,
-        keep: bool,
+        disks: &mut Vec<RunVolume>,
     ) -> Result<String, VmError> {
-        let request = Request::Upload {
+        let request = Request::Shared {
             name: name.to_string(),
             path: utf8(path)?,
-            keep,
+            owner: format!("{}{}", client_prefix(), std::process::id()),
         };
         match helper.call(&request)? {
             Reply::Volume(at) => Ok(at),
+            Reply::Busy => {
+                tracing::info!(
+                    "another b9 is uploading {name} to {}; this run uploads its own copy",
+                    self.libvirt.uri
+                );
+                let own = run_volume();
+                disks.push(RunVolume {
+                    name: own.clone(),
+                    local: path.to_path_buf(),
+                    written: false,
+                    backing: None,
+                });
+                self.upload(helper, &own, path)
+            }
             other => Err(self.failure("upload", other)),
         }
     }
@@ -171,7 +200,7 @@ impl RemoteLibvirt {
                     written: false,
                     backing: None,
                 });
-                Some(self.upload(helper, &name, file, false)?)
+                Some(self.upload(helper, &name, file)?)
             }
             None => None,
         };
@@ -183,34 +212,31 @@ impl RemoteLibvirt {
             backing: backing.as_ref().map(|(local, _)| local.clone()),
         });
         let (Some((local, _)), Some(remote)) = (&backing, &remote_backing) else {
-            self.upload(helper, &name, &disk.path, false)?;
+            self.upload(helper, &name, &disk.path)?;
             return Ok(name);
         };
         backing::point(&disk.path, remote)?;
-        let uploaded = self.upload(helper, &name, &disk.path, false);
+        let uploaded = self.upload(helper, &name, &disk.path);
         backing::point(&disk.path, local)?;
         uploaded.map(|_| name)
     }
 
     /// The appliance's volumes (uploaded when missing); their host paths.
-    fn appliance(&self, helper: &mut Helper, spec: &VmSpec) -> Result<(String, String), VmError> {
+    fn appliance(
+        &self,
+        helper: &mut Helper,
+        spec: &VmSpec,
+        disks: &mut Vec<RunVolume>,
+    ) -> Result<(String, String), VmError> {
         // One upload per host at a time in this process: a second run
         // waits and then finds the volume there.
         static UPLOADING: Mutex<()> = Mutex::new(());
         let _guard = UPLOADING.lock().unwrap_or_else(|p| p.into_inner());
         let key = appliance_key(&spec.initrd);
-        let kernel = self.upload(
-            helper,
-            &format!("b9-appliance-{key}-kernel"),
-            &spec.kernel,
-            true,
-        )?;
-        let initrd = self.upload(
-            helper,
-            &format!("b9-appliance-{key}-initrd"),
-            &spec.initrd,
-            true,
-        )?;
+        let kernel = format!("b9-appliance-{key}-kernel");
+        let kernel = self.shared(helper, &kernel, &spec.kernel, disks)?;
+        let initrd = format!("b9-appliance-{key}-initrd");
+        let initrd = self.shared(helper, &initrd, &spec.initrd, disks)?;
         Ok((kernel, initrd))
     }
 
@@ -298,9 +324,15 @@ impl Hypervisor for RemoteLibvirt {
         let mut helper = Helper::spawn()?;
         self.open(&mut helper)?;
         self.sweep(&mut helper)?;
-        let (kernel, initrd) = self.appliance(&mut helper, spec)?;
-        let mut volumes = Vec::new();
         let mut disks = Vec::new();
+        let (kernel, initrd) = match self.appliance(&mut helper, spec, &mut disks) {
+            Ok(paths) => paths,
+            Err(e) => {
+                self.cleanup(&mut helper, &disks);
+                return Err(e);
+            }
+        };
+        let mut volumes = Vec::new();
         for disk in &spec.disks {
             match self.upload_disk(&mut helper, disk, &mut disks) {
                 Ok(name) => volumes.push(name),
