@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Stdio;
 
 mod common;
@@ -433,6 +433,32 @@ fn complete_appliance(p: &ClientProject) -> Vec<(String, u64)> {
         std::fs::remove_file(&copy).unwrap();
     }
     found
+}
+
+#[test]
+fn a_guest_on_a_remote_host_reaches_the_host_over_user_networking() {
+    let _one_at_a_time = exclusive();
+    let h = hosts();
+    // The host side of user networking (10.0.2.2) is the host's loopback:
+    // this machine's, where the test serves one file.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = stream
+                .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 19\r\n\r\nfrom the host side\n");
+        }
+    });
+    let p = ClientProject::new(&format!("connection: {}\nnetwork: user\n", h.a));
+    let script = format!(r#"(Run "wget" ["-O", "/got", "http://10.0.2.2:{port}/file"])"#);
+    let out = p.build("net.b9", &single("net", &script));
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    let raw = p.p("out/net.raw");
+    assert_eq!(debugfs_cat(&raw, "/got"), "from the host side\n");
+    nothing_left();
 }
 
 #[test]

@@ -14,6 +14,11 @@ use b9_protocol::agent::PORT_NAME;
 /// The domain template, with `{{KEY}}` placeholders.
 const DOMAIN_TEMPLATE: &str = include_str!("../../../xml-templates/domain.xml");
 
+/// The `network` value for user-mode networking (`<interface
+/// type='user'>`: NAT through the host, no libvirt network needed, what a
+/// session libvirt offers); any other value names a libvirt network.
+pub const USER_NETWORK: &str = "user";
+
 /// Where the domain's files are.
 #[derive(Clone, Copy, Debug)]
 pub enum Placement<'a> {
@@ -91,6 +96,11 @@ impl Libvirt {
     fn interface_xml(&self, network: bool) -> Result<String, VmError> {
         match (network, &self.network) {
             (false, _) => Ok(String::new()),
+            (true, Some(name)) if name == USER_NETWORK => Ok(
+                "    <interface type='user'>\n      <model type='virtio'/>\n      \
+                 <rom enabled='no'/>\n    </interface>"
+                    .to_string(),
+            ),
             (true, Some(name)) => Ok(format!(
                 "    <interface type='network'>\n      <source network='{}'/>\n      \
                  <model type='virtio'/>\n      <rom enabled='no'/>\n    </interface>",
@@ -418,6 +428,13 @@ mod tests {
         };
         let xml = libvirt.domain_xml(&spec).unwrap();
         assert!(xml.contains("<source network='default'/>"), "{xml}");
+        let user = Libvirt {
+            network: Some(USER_NETWORK.into()),
+            ..Libvirt::default()
+        };
+        let xml = user.domain_xml(&spec).unwrap();
+        assert!(xml.contains("<interface type='user'>"), "{xml}");
+        assert!(!xml.contains("<source network="), "{xml}");
     }
 
     #[test]
