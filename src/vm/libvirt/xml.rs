@@ -57,7 +57,11 @@ impl Libvirt {
                 disks_xml(&spec.disks)?,
                 local_channel_xml(&spec.agent_socket)?,
                 local_console_xml(&spec.console_log)?,
-                seclabel_xml(),
+                if is_session(&self.uri) {
+                    String::new()
+                } else {
+                    seclabel_xml()
+                },
             ),
             Placement::Remote {
                 pool,
@@ -148,6 +152,14 @@ fn local_console_xml(log: &Path) -> Result<String, VmError> {
 const REMOTE_CONSOLE_XML: &str =
     "    <serial type='pty'>\n      <target port='0'/>\n    </serial>\n    \
      <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>";
+
+/// A session daemon's URI (`qemu:///session`): its QEMU runs as the
+/// calling user already, and it has no DAC security driver.
+fn is_session(uri: &str) -> bool {
+    uri.split('?')
+        .next()
+        .is_some_and(|u| u.trim_end_matches('/').ends_with("/session"))
+}
 
 /// QEMU as the calling user, without relabelling (build directories
 /// under 0700 parents).
@@ -435,6 +447,21 @@ mod tests {
         let xml = user.domain_xml(&spec).unwrap();
         assert!(xml.contains("<interface type='user'>"), "{xml}");
         assert!(!xml.contains("<source network="), "{xml}");
+    }
+
+    #[test]
+    fn a_session_domain_has_no_seclabel() {
+        let system = Libvirt::default().domain_xml(&spec()).unwrap();
+        assert!(
+            system.contains("<seclabel type='static' model='dac'"),
+            "{system}"
+        );
+        let session = Libvirt {
+            uri: "qemu:///session".into(),
+            ..Libvirt::default()
+        };
+        let xml = session.domain_xml(&spec()).unwrap();
+        assert!(!xml.contains("<seclabel"), "{xml}");
     }
 
     #[test]
