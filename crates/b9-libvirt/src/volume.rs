@@ -101,14 +101,17 @@ pub fn shared(
     // Twice: a dead upload's volume is deleted, then the name taken.
     for _ in 0..2 {
         if lookup(pool, &done)?.is_some() {
-            if let Some(vol) = lookup(pool, name)? {
-                return vol_path(&vol).map(Some);
+            match lookup(pool, name)? {
+                Some(vol) => return vol_path(&vol).map(Some),
+                // The volume was deleted by hand: its marker must not
+                // vouch for the next upload while it runs.
+                None => delete(pool, &done)?,
             }
         }
         // The lock goes first, so a volume without marker and without lock
         // is a dead upload's (an uploader makes the marker, then drops it).
-        ensure(pool, &lock)?;
         let (file, size) = open(path)?;
+        ensure(pool, &lock)?;
         match create(pool, name, size) {
             Ok(vol) => {
                 let made = fill(conn, &vol, name, path, &file, size).and_then(|at| {
