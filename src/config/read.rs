@@ -298,11 +298,25 @@ fn port(text: &str) -> Result<u16, LitError> {
     })
 }
 
-fn non_empty_plain(text: &str) -> Result<String, LitError> {
+/// `connection` of `[libvirt]`.
+fn connection_uri(text: &str) -> Result<String, LitError> {
+    non_empty_plain(text, "a libvirt connection URI, e.g. qemu:///system")
+}
+
+/// `pool` of `[libvirt]`.
+fn pool_name(text: &str) -> Result<String, LitError> {
+    non_empty_plain(
+        text,
+        "the name of a storage pool on each libvirt host, e.g. b9",
+    )
+}
+
+/// A plain value that is not empty, described as `expected`.
+fn non_empty_plain(text: &str, expected: &str) -> Result<String, LitError> {
     let s = read_plain(text)?;
     if s.is_empty() {
         return Err(LitError {
-            expected: "a libvirt connection URI, e.g. qemu:///system".into(),
+            expected: expected.into(),
             found: "an empty value".into(),
             span: crate::diag::source::Span::new(0, text.len()),
             notes: Vec::new(),
@@ -438,7 +452,7 @@ pub fn from_document(
     }
 
     if doc.has_section(LIBVIRT) {
-        if let Some(v) = r.get(LIBVIRT, "connection", non_empty_plain) {
+        if let Some(v) = r.get(LIBVIRT, "connection", connection_uri) {
             c.libvirt.connection = v;
         }
         if let Some(v) = r.get(LIBVIRT, "network", network) {
@@ -447,7 +461,7 @@ pub fn from_document(
         if let Some(v) = r.get(LIBVIRT, "hosts", read_plain) {
             c.libvirt.hosts = v.split_whitespace().map(String::from).collect();
         }
-        if let Some(v) = r.get(LIBVIRT, "pool", non_empty_plain) {
+        if let Some(v) = r.get(LIBVIRT, "pool", pool_name) {
             c.libvirt.pool = v;
         }
         if let Some(v) = r.get(LIBVIRT, "vms_per_host", positive_u32) {

@@ -351,7 +351,7 @@ fn vm_and_libvirt_sections() {
         assert_eq!(c.libvirt.network.as_deref(), want, "{net}");
     }
     let errs = load_err(&format!(
-        "{MINIMAL}[vm]\ncpus: 0\nbackend: lxc\n[libvirt]\nconnection:\n"
+        "{MINIMAL}[vm]\ncpus: 0\nbackend: lxc\n[libvirt]\nconnection:\npool:\n"
     ));
     let got = located(&errs);
     assert_eq!(
@@ -360,6 +360,7 @@ fn vm_and_libvirt_sections() {
             (11, "key `backend` in [vm]: expected one of qemu, libvirt, found \"lxc\""),
             (10, "key `cpus` in [vm]: expected a positive integer, found \"0\""),
             (13, "key `connection` in [libvirt]: expected a libvirt connection URI, e.g. qemu:///system, found an empty value"),
+            (14, "key `pool` in [libvirt]: expected the name of a storage pool on each libvirt host, e.g. b9, found an empty value"),
         ]
     );
 }

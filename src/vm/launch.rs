@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::diag::Diagnostic;
 use crate::vm::appliance::{self, Appliance, ApplianceError, ApplianceSource};
 use crate::vm::backend::{Accelerator, Hypervisor, VmError, VmSpec};
-use crate::vm::farm::{Farm, Host};
+use crate::vm::farm::{Capacity, Farm, Host};
 use crate::vm::libvirt::remote::{self, RemoteLibvirt};
 use crate::vm::libvirt::{shares, Libvirt};
 use crate::vm::qemu::Qemu;
@@ -124,7 +124,7 @@ impl Launcher {
                         };
                         let hypervisor: Box<dyn Hypervisor + Send> = if is_remote {
                             Box::new(RemoteLibvirt {
-                                libvirt,
+                                libvirt: libvirt.clone(),
                                 pool: pool.clone(),
                             })
                         } else {
@@ -135,14 +135,16 @@ impl Launcher {
                         } else {
                             *vms_per_host as usize
                         };
+                        let (uri, pool) = (uri.clone(), pool.clone());
                         Host::new(
                             hypervisor,
-                            uri,
+                            &uri,
                             is_remote,
                             accel_of(&file, is_remote),
                             file,
                             slots,
                         )
+                        .with_capacity(Box::new(move || remote::capacity(&uri, &pool)))
                     })
                     .collect()
             }
@@ -166,7 +168,13 @@ impl Launcher {
                 },
             });
         Ok(Launcher {
-            farm: Farm::new(hosts),
+            farm: Farm::new(
+                hosts,
+                Capacity {
+                    cpus: settings.cpus.into(),
+                    memory: u64::from(settings.memory_mb) << 20,
+                },
+            ),
             appliance,
             memory_mb: settings.memory_mb,
             cpus: settings.cpus,
@@ -204,10 +212,13 @@ impl Launcher {
             None
         };
         let request = lowered.as_ref().map_or(request, |l| &l.request);
-        let choice = host.accel();
+        let (choice, _probing) = host.accel();
         let (accel, hello) = match choice {
             AccelChoice::Fixed(a) => (a, HELLO),
-            AccelChoice::Probe => (Accelerator::Kvm, KVM_PROBE),
+            AccelChoice::Probe => {
+                tracing::info!("probing KVM on {}", host.name);
+                (Accelerator::Kvm, KVM_PROBE)
+            }
         };
         let (result, booted) = self.attempt(host, request, events, &runtime.0, accel, hello);
         let result = match choice {
@@ -264,7 +275,10 @@ impl Launcher {
         runtime: &Path,
     ) -> Result<Report, RunError> {
         if let Err(e) = &failed {
-            tracing::warn!("KVM did not bring the appliance up ({e}); trying TCG");
+            tracing::warn!(
+                "KVM did not bring the appliance up on {} ({e}); trying TCG",
+                host.name
+            );
         }
         let (result, booted) =
             self.attempt(host, request, events, runtime, Accelerator::Tcg, HELLO);

@@ -99,6 +99,17 @@ pub fn leftovers(uri: &str) -> (Vec<String>, Vec<String>) {
     (domains, volumes)
 }
 
+/// The appliance's volumes on a host (`b9-appliance-*`).
+pub fn appliance_volumes(uri: &str) -> Vec<String> {
+    virsh(uri, &["vol-list", "b9"])
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|v| v.starts_with("b9-appliance-"))
+        .map(String::from)
+        .collect()
+}
+
 /// Neither host has a domain or a build volume left.
 pub fn nothing_left() {
     let h = hosts();
@@ -172,11 +183,14 @@ impl ClientProject {
         c
     }
 
-    /// Writes `text` to `file` and builds it.
+    /// Writes `text` to `file` and builds it, every guest step run (a
+    /// step cache hit would boot nothing on the hosts).
     pub fn build(&self, file: &str, text: &str) -> Output {
         std::fs::write(self.p(file), text).unwrap();
         self.chown();
-        self.command(&["build", "-f", file]).output().unwrap()
+        self.command(&["build", "--no-cache", "-f", file])
+            .output()
+            .unwrap()
     }
 }
 
@@ -195,4 +209,33 @@ pub fn readable_by(user: &str, path: &Path) -> bool {
         .unwrap()
         .status
         .success()
+}
+
+/// The fixture user behind host `uri`.
+pub fn host_user(uri: &str) -> &'static str {
+    if uri == hosts().a {
+        "b9hosta"
+    } else {
+        "b9hostb"
+    }
+}
+
+/// Cuts every SSH connection to `user` (kills its sshd session
+/// processes, by PID): the host is lost to b9, its libvirtd keeps
+/// running and sees the connections close. How many were cut.
+pub fn cut_connections(user: &str) -> usize {
+    let out = std::process::Command::new("pgrep")
+        .args(["-u", user, "-x", "sshd"])
+        .output()
+        .unwrap();
+    let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    for pid in &pids {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", pid])
+            .status();
+    }
+    pids.len()
 }

@@ -73,8 +73,14 @@ fn handle(held: &mut Held, request: Request) -> Reply {
     let answer = match request {
         Request::Start { uri, xml, relay } => start(held, &uri, &xml, relay.as_ref()),
         Request::Pool { uri, pool } => open_pool(held, &uri, &pool).map(|_| Reply::Done),
-        Request::Upload { name, path, keep } => with_pool(held, |conn, pool| {
-            volume::upload(conn, pool, &name, &path, keep).map(Reply::Volume)
+        Request::Upload { name, path } => with_pool(held, |conn, pool| {
+            volume::upload(conn, pool, &name, &path).map(Reply::Volume)
+        }),
+        Request::Shared { name, path, owner } => with_pool(held, |conn, pool| {
+            volume::shared(conn, pool, &name, &path, &owner).map(|found| match found {
+                Some(at) => Reply::Volume(at),
+                None => Reply::Busy,
+            })
         }),
         Request::Download { name, path } => with_pool(held, |conn, pool| {
             volume::download(conn, pool, &name, &path).map(|()| Reply::Done)

@@ -1,6 +1,7 @@
 //! Storage volumes on the named pool: sparse upload and download (only
 //! data extents cross the connection, holes are sent as their length, as
-//! `virsh vol-upload --sparse` does), create, delete, list.
+//! `virsh vol-upload --sparse` does), volumes shared by every b9 and used
+//! only once complete, create, delete, list.
 
 use std::fs::File;
 use std::io::Write;
@@ -30,41 +31,125 @@ fn lookup(pool: &StoragePool, name: &str) -> Result<Option<StorageVol>, Failure>
     }
 }
 
-/// Copies `path` into the volume `name` (created with the file's size);
-/// with `keep`, an existing volume is reused untouched. Returns the
-/// volume's path on the host.
+/// Copies `path` into the volume `name` (created with the file's size,
+/// replacing one of that name). Returns the volume's path on the host.
 pub fn upload(
     conn: &Connect,
     pool: &StoragePool,
     name: &str,
     path: &str,
-    keep: bool,
 ) -> Result<String, Failure> {
     if let Some(vol) = lookup(pool, name)? {
-        if keep {
-            return vol_path(&vol);
-        }
         vol.delete(0)
             .map_err(|e| format!("cannot replace volume {name}: {}", e.message()))?;
     }
+    let (file, size) = open(path)?;
+    let vol = create(pool, name, size)
+        .map_err(|e| format!("cannot create volume {name}: {}", e.message()))?;
+    fill(conn, &vol, name, path, &file, size)
+}
+
+/// Opens a local file; with its size.
+fn open(path: &str) -> Result<(File, u64), Failure> {
     let file = File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
     let size = file
         .metadata()
         .map_err(|e| format!("cannot read {path}: {e}"))?
         .len();
+    Ok((file, size))
+}
+
+/// Creates the raw volume `name` of `size` bytes; fails when it exists.
+fn create(pool: &StoragePool, name: &str, size: u64) -> Result<StorageVol, Error> {
     let xml = format!(
         "<volume><name>{}</name><capacity unit='bytes'>{size}</capacity>\
          <allocation unit='bytes'>0</allocation><target><format type='raw'/></target></volume>",
         escape(name)
     );
-    let vol = StorageVol::create_xml(pool, &xml, 0)
-        .map_err(|e| format!("cannot create volume {name}: {}", e.message()))?;
-    let sent = send(conn, &vol, &file, size);
-    if let Err(e) = sent {
+    StorageVol::create_xml(pool, &xml, 0)
+}
+
+/// Sends `file` into the new volume `vol`, deleting it on failure; its
+/// path on the host.
+fn fill(
+    conn: &Connect,
+    vol: &StorageVol,
+    name: &str,
+    path: &str,
+    file: &File,
+    size: u64,
+) -> Result<String, Failure> {
+    if let Err(e) = send(conn, vol, file, size) {
         let _ = vol.delete(0);
         return Err(format!("cannot upload {path} into volume {name}: {e}"));
     }
-    vol_path(&vol)
+    vol_path(vol)
+}
+
+/// The shared volume `name` holding `path` (`Request::Shared`): its path
+/// once complete, `None` while another b9 uploads it.
+pub fn shared(
+    conn: &Connect,
+    pool: &StoragePool,
+    name: &str,
+    path: &str,
+    owner: &str,
+) -> Result<Option<String>, Failure> {
+    let done = format!("{name}.done");
+    let lock_suffix = format!("-owns-{name}");
+    let lock = format!("{owner}{lock_suffix}");
+    // Twice: a dead upload's volume is deleted, then the name taken.
+    for _ in 0..2 {
+        if lookup(pool, &done)?.is_some() {
+            match lookup(pool, name)? {
+                Some(vol) => return vol_path(&vol).map(Some),
+                // The volume was deleted by hand: its marker must not
+                // vouch for the next upload while it runs.
+                None => delete(pool, &done)?,
+            }
+        }
+        // The lock goes first, so a volume without marker and without lock
+        // is a dead upload's (an uploader makes the marker, then drops it).
+        let (file, size) = open(path)?;
+        ensure(pool, &lock)?;
+        match create(pool, name, size) {
+            Ok(vol) => {
+                let made = fill(conn, &vol, name, path, &file, size).and_then(|at| {
+                    ensure(pool, &done)?;
+                    // Another b9 that took the volume for a dead upload's
+                    // meanwhile (and deleted it) holds a lock now.
+                    let others = list(pool)?
+                        .iter()
+                        .any(|v| v.ends_with(&lock_suffix) && *v != lock);
+                    let ours = !others && lookup(pool, name)?.is_some();
+                    Ok(ours.then_some(at))
+                });
+                delete(pool, &lock)?;
+                return made;
+            }
+            Err(e) if lookup(pool, name)?.is_none() => {
+                let _ = delete(pool, &lock);
+                return Err(format!("cannot create volume {name}: {}", e.message()));
+            }
+            Err(_) => delete(pool, &lock)?,
+        }
+        if list(pool)?.iter().any(|v| v.ends_with(&lock_suffix)) {
+            return Ok(None);
+        }
+        if lookup(pool, &done)?.is_none() {
+            delete(pool, name)?;
+        }
+    }
+    Ok(None)
+}
+
+/// Makes the empty volume `name` unless it exists.
+fn ensure(pool: &StoragePool, name: &str) -> Result<(), Failure> {
+    match create(pool, name, 0) {
+        Ok(_) => Ok(()),
+        Err(_) if lookup(pool, name)?.is_some() => Ok(()),
+        Err(e) => Err(format!("cannot create volume {name}: {}", e.message())),
+    }
 }
 
 /// The volume's path on its host.

@@ -13,6 +13,9 @@
 //! a domain whose agent channel and console the helper relays over the
 //! connection (`virDomainOpenChannel`, `virDomainOpenConsole`), so nothing
 //! but libvirt's own transport joins b9 and a remote host.
+//!
+//! Version 3 adds volumes shared by every b9 process and client (the
+//! appliance), used only once complete (`Shared`, `Busy`).
 
 use std::io::{BufRead, Write};
 
@@ -20,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The version of these messages; b9 and the helper must agree on it.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The helper's executable name, found next to b9's.
 pub const HELPER: &str = "b9-libvirt";
@@ -46,17 +49,29 @@ pub enum Request {
         /// The pool's name.
         pool: String,
     },
-    /// Copy the local file `path` into the volume `name` of the pool,
-    /// holes kept (only data extents cross the connection). With `keep`, a
-    /// volume of that name already there is reused as it is (the
-    /// appliance); without, one there is replaced.
+    /// Copy the local file `path` into the volume `name` of the pool
+    /// (replacing one of that name), holes kept (only data extents cross
+    /// the connection).
     Upload {
         /// The volume's name.
         name: String,
         /// The local file.
         path: String,
-        /// Reuse an existing volume of that name.
-        keep: bool,
+    },
+    /// The volume `name` shared by every b9 (the appliance), holding the
+    /// local file `path`: used only once complete (a marker volume
+    /// `NAME.done` says so), else uploaded by the one process that creates
+    /// the name, under a lock volume `OWNER-owns-NAME` (`owner`: this b9's
+    /// run-volume prefix, so a killed uploader's lock is swept); a volume
+    /// with neither marker nor lock is a dead upload's and is replaced.
+    /// [`Reply::Volume`], or [`Reply::Busy`] while another b9 uploads it.
+    Shared {
+        /// The volume's name.
+        name: String,
+        /// The local file.
+        path: String,
+        /// The lock volume's prefix, `b9-<client>-<pid>`.
+        owner: String,
     },
     /// Copy the volume `name` into the local file `path` (created or
     /// truncated), holes kept.
@@ -132,6 +147,8 @@ pub enum Reply {
     Done,
     /// The volume is there; its path on the host.
     Volume(String),
+    /// Another b9 is uploading the shared volume: not to be used yet.
+    Busy,
     /// The pool's volumes.
     Volumes(Vec<String>),
     /// The host's description.

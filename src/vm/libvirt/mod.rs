@@ -12,6 +12,7 @@
 //! The domain is created with libvirt's auto-destroy flag and the helper
 //! destroys it when b9 goes away, so none outlives b9, even a killed one.
 
+mod backing;
 pub mod remote;
 pub mod shares;
 mod xml;

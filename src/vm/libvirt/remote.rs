@@ -2,7 +2,8 @@
 //! shares no file system with b9. Everything reaches it through the
 //! helper's connection: the appliance as volumes `b9-appliance-<key>-*`
 //! uploaded once per host and reused, each disk uploaded into a volume
-//! named with this client and b9's PID (`b9-<client>-<pid>-<n>`), written
+//! named with this client and b9's PID (`b9-<client>-<pid>-<n>`; an
+//! overlay's backing image in one more, `backing`), written
 //! disks downloaded back after a successful run, every run volume deleted
 //! when the run ends whatever the outcome; volumes of gone b9 processes of
 //! this client are swept before a run. The agent channel and the console
@@ -10,16 +11,21 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use super::xml::Placement;
-use super::{unexpected, Helper, Libvirt, LibvirtVm};
-use crate::vm::backend::{Hypervisor, Vm, VmError, VmSpec, VmState};
+use super::{backing, unexpected, Helper, Libvirt, LibvirtVm};
+use crate::vm::backend::{Hypervisor, Vm, VmDisk, VmError, VmSpec, VmState};
+use crate::vm::farm::Capacity;
 use b9_protocol::agent::PORT_NAME;
 use b9_protocol::libvirt::{HostInfo, Relay, Reply, Request, Stage};
+
+/// How long deleting a lost run's volumes over a fresh connection may take
+/// before b9 leaves them to the next run's sweep.
+const RECONNECT: Duration = Duration::from_secs(30);
 
 /// One libvirt host reached over its remote protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,17 +134,10 @@ impl RemoteLibvirt {
     }
 
     /// Uploads `path` as volume `name`; its path on the host.
-    fn upload(
-        &self,
-        helper: &mut Helper,
-        name: &str,
-        path: &Path,
-        keep: bool,
-    ) -> Result<String, VmError> {
+    fn upload(&self, helper: &mut Helper, name: &str, path: &Path) -> Result<String, VmError> {
         let request = Request::Upload {
             name: name.to_string(),
             path: utf8(path)?,
-            keep,
         };
         match helper.call(&request)? {
             Reply::Volume(at) => Ok(at),
@@ -146,25 +145,98 @@ impl RemoteLibvirt {
         }
     }
 
+    /// The shared volume `name` holding `path` (uploaded when missing,
+    /// used only once complete); while another b9 uploads it, this run
+    /// uploads its own copy into a run volume recorded in `disks`. Its
+    /// path on the host.
+    fn shared(
+        &self,
+        helper: &mut Helper,
+        name: &str,
+        path: &Path,
+        disks: &mut Vec<RunVolume>,
+    ) -> Result<String, VmError> {
+        let request = Request::Shared {
+            name: name.to_string(),
+            path: utf8(path)?,
+            owner: format!("{}{}", client_prefix(), std::process::id()),
+        };
+        match helper.call(&request)? {
+            Reply::Volume(at) => Ok(at),
+            Reply::Busy => {
+                tracing::info!(
+                    "another b9 is uploading {name} to {}; this run uploads its own copy",
+                    self.libvirt.uri
+                );
+                let own = run_volume();
+                disks.push(RunVolume {
+                    name: own.clone(),
+                    local: path.to_path_buf(),
+                    written: false,
+                    backing: None,
+                });
+                self.upload(helper, &own, path)
+            }
+            other => Err(self.failure("upload", other)),
+        }
+    }
+
+    /// Uploads a disk of the run (and the backing image of an overlay)
+    /// into run volumes recorded in `disks`; the disk's volume name.
+    fn upload_disk(
+        &self,
+        helper: &mut Helper,
+        disk: &VmDisk,
+        disks: &mut Vec<RunVolume>,
+    ) -> Result<String, VmError> {
+        let backing = backing::of(&disk.path, disk.format)?;
+        let remote_backing = match &backing {
+            Some((_, file)) => {
+                let name = run_volume();
+                // Recorded before the upload: a half-made volume is deleted too.
+                disks.push(RunVolume {
+                    name: name.clone(),
+                    local: file.clone(),
+                    written: false,
+                    backing: None,
+                });
+                Some(self.upload(helper, &name, file)?)
+            }
+            None => None,
+        };
+        let name = run_volume();
+        disks.push(RunVolume {
+            name: name.clone(),
+            local: disk.path.clone(),
+            written: !disk.read_only && !disk.serial.starts_with(super::shares::DISCARDED),
+            backing: backing.as_ref().map(|(local, _)| local.clone()),
+        });
+        let (Some((local, _)), Some(remote)) = (&backing, &remote_backing) else {
+            self.upload(helper, &name, &disk.path)?;
+            return Ok(name);
+        };
+        backing::point(&disk.path, remote)?;
+        let uploaded = self.upload(helper, &name, &disk.path);
+        backing::point(&disk.path, local)?;
+        uploaded.map(|_| name)
+    }
+
     /// The appliance's volumes (uploaded when missing); their host paths.
-    fn appliance(&self, helper: &mut Helper, spec: &VmSpec) -> Result<(String, String), VmError> {
+    fn appliance(
+        &self,
+        helper: &mut Helper,
+        spec: &VmSpec,
+        disks: &mut Vec<RunVolume>,
+    ) -> Result<(String, String), VmError> {
         // One upload per host at a time in this process: a second run
         // waits and then finds the volume there.
         static UPLOADING: Mutex<()> = Mutex::new(());
         let _guard = UPLOADING.lock().unwrap_or_else(|p| p.into_inner());
         let key = appliance_key(&spec.initrd);
-        let kernel = self.upload(
-            helper,
-            &format!("b9-appliance-{key}-kernel"),
-            &spec.kernel,
-            true,
-        )?;
-        let initrd = self.upload(
-            helper,
-            &format!("b9-appliance-{key}-initrd"),
-            &spec.initrd,
-            true,
-        )?;
+        let kernel = format!("b9-appliance-{key}-kernel");
+        let kernel = self.shared(helper, &kernel, &spec.kernel, disks)?;
+        let initrd = format!("b9-appliance-{key}-initrd");
+        let initrd = self.shared(helper, &initrd, &spec.initrd, disks)?;
         Ok((kernel, initrd))
     }
 
@@ -227,6 +299,16 @@ pub fn describe(uri: &str, pool: &str) -> Result<HostInfo, VmError> {
     }
 }
 
+/// The CPUs and free memory of the host of `uri` (`virNodeGetInfo`,
+/// `virNodeGetFreeMemory`); an unreachable host is [`VmError::HostLost`].
+pub(crate) fn capacity(uri: &str, pool: &str) -> Result<Capacity, VmError> {
+    let info = describe(uri, pool)?;
+    Ok(Capacity {
+        cpus: info.cpus.into(),
+        memory: info.free_bytes,
+    })
+}
+
 impl Hypervisor for RemoteLibvirt {
     fn name(&self) -> &'static str {
         "libvirt"
@@ -242,22 +324,23 @@ impl Hypervisor for RemoteLibvirt {
         let mut helper = Helper::spawn()?;
         self.open(&mut helper)?;
         self.sweep(&mut helper)?;
-        let (kernel, initrd) = self.appliance(&mut helper, spec)?;
-        let mut volumes = Vec::new();
         let mut disks = Vec::new();
-        for disk in &spec.disks {
-            let name = run_volume();
-            // Recorded before the upload: a half-made volume is deleted too.
-            disks.push(RunVolume {
-                name: name.clone(),
-                local: disk.path.clone(),
-                written: !disk.read_only && !disk.serial.starts_with(super::shares::DISCARDED),
-            });
-            if let Err(e) = self.upload(&mut helper, &name, &disk.path, false) {
-                cleanup(&mut helper, &disks);
+        let (kernel, initrd) = match self.appliance(&mut helper, spec, &mut disks) {
+            Ok(paths) => paths,
+            Err(e) => {
+                self.cleanup(&mut helper, &disks);
                 return Err(e);
             }
-            volumes.push(name);
+        };
+        let mut volumes = Vec::new();
+        for disk in &spec.disks {
+            match self.upload_disk(&mut helper, disk, &mut disks) {
+                Ok(name) => volumes.push(name),
+                Err(e) => {
+                    self.cleanup(&mut helper, &disks);
+                    return Err(e);
+                }
+            }
         }
         let placement = Placement::Remote {
             pool: &self.pool,
@@ -275,10 +358,11 @@ impl Hypervisor for RemoteLibvirt {
             self.libvirt.create(&mut helper, spec, xml, Some(relay))
         });
         if let Err(e) = started {
-            cleanup(&mut helper, &disks);
+            self.cleanup(&mut helper, &disks);
             return Err(e);
         }
         let vm = RemoteVm {
+            host: self.clone(),
             inner: LibvirtVm {
                 helper,
                 uri: self.libvirt.uri.clone(),
@@ -297,17 +381,65 @@ struct RunVolume {
     local: std::path::PathBuf,
     /// Attached writable: downloaded back after a successful run.
     written: bool,
+    /// An overlay's local backing file name, named again after the download.
+    backing: Option<String>,
 }
 
-/// Deletes the run's volumes.
-fn cleanup(helper: &mut Helper, disks: &[RunVolume]) {
-    for disk in disks {
-        delete(helper, &disk.name);
+impl RemoteLibvirt {
+    /// Deletes the run's volumes; those the connection could not delete
+    /// (the host was lost: often only b9's connection to it) once more over
+    /// a fresh connection.
+    fn cleanup(&self, helper: &mut Helper, disks: &[RunVolume]) {
+        let left: Vec<String> = disks
+            .iter()
+            .filter(|disk| {
+                let request = Request::Delete {
+                    name: disk.name.clone(),
+                };
+                !matches!(helper.call(&request), Ok(Reply::Done))
+            })
+            .map(|disk| disk.name.clone())
+            .collect();
+        if !left.is_empty() {
+            self.delete_afresh(left);
+        }
+    }
+
+    /// Deletes `names` over a new connection, waiting at most [`RECONNECT`]
+    /// (a host that is really down is left to the sweep of the next run).
+    fn delete_afresh(&self, names: Vec<String>) {
+        let host = self.clone();
+        let listed = names.join(", ");
+        let (done, result) = mpsc::channel();
+        std::thread::spawn(move || {
+            let deleted = Helper::spawn().and_then(|mut helper| {
+                host.open(&mut helper)?;
+                for name in &names {
+                    let request = Request::Delete { name: name.clone() };
+                    match helper.call(&request)? {
+                        Reply::Done => {}
+                        other => return Err(host.failure("delete a volume", other)),
+                    }
+                }
+                Ok(())
+            });
+            let _ = done.send(deleted);
+        });
+        let why = match result.recv_timeout(RECONNECT) {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} s", RECONNECT.as_secs()),
+        };
+        tracing::warn!(
+            "volumes {listed} are left on {} (the next run from this client deletes them): {why}",
+            self.libvirt.uri
+        );
     }
 }
 
 /// A remote domain and the volumes of its run.
 struct RemoteVm {
+    host: RemoteLibvirt,
     inner: LibvirtVm,
     disks: Vec<RunVolume>,
 }
@@ -328,7 +460,11 @@ impl Vm for RemoteVm {
                 path: utf8(&disk.local)?,
             };
             match self.inner.helper.call(&request)? {
-                Reply::Done => {}
+                Reply::Done => {
+                    if let Some(name) = &disk.backing {
+                        backing::point(&disk.local, name)?;
+                    }
+                }
                 Reply::Failed { message, .. } => {
                     return Err(VmError::Start(format!(
                         "libvirt at {} cannot download the build image {}: {message}",
@@ -348,7 +484,7 @@ impl Drop for RemoteVm {
         if let Err(e) = self.inner.stop(Duration::ZERO) {
             tracing::warn!("{e}");
         }
-        cleanup(&mut self.inner.helper, &self.disks);
+        self.host.cleanup(&mut self.inner.helper, &self.disks);
     }
 }
 

@@ -14,6 +14,11 @@ use b9_protocol::agent::PORT_NAME;
 /// The domain template, with `{{KEY}}` placeholders.
 const DOMAIN_TEMPLATE: &str = include_str!("../../../xml-templates/domain.xml");
 
+/// The `network` value for user-mode networking (`<interface
+/// type='user'>`: NAT through the host, no libvirt network needed, what a
+/// session libvirt offers); any other value names a libvirt network.
+pub const USER_NETWORK: &str = "user";
+
 /// Where the domain's files are.
 #[derive(Clone, Copy, Debug)]
 pub enum Placement<'a> {
@@ -52,7 +57,11 @@ impl Libvirt {
                 disks_xml(&spec.disks)?,
                 local_channel_xml(&spec.agent_socket)?,
                 local_console_xml(&spec.console_log)?,
-                seclabel_xml(),
+                if is_session(&self.uri) {
+                    String::new()
+                } else {
+                    seclabel_xml()
+                },
             ),
             Placement::Remote {
                 pool,
@@ -91,6 +100,11 @@ impl Libvirt {
     fn interface_xml(&self, network: bool) -> Result<String, VmError> {
         match (network, &self.network) {
             (false, _) => Ok(String::new()),
+            (true, Some(name)) if name == USER_NETWORK => Ok(
+                "    <interface type='user'>\n      <model type='virtio'/>\n      \
+                 <rom enabled='no'/>\n    </interface>"
+                    .to_string(),
+            ),
             (true, Some(name)) => Ok(format!(
                 "    <interface type='network'>\n      <source network='{}'/>\n      \
                  <model type='virtio'/>\n      <rom enabled='no'/>\n    </interface>",
@@ -138,6 +152,14 @@ fn local_console_xml(log: &Path) -> Result<String, VmError> {
 const REMOTE_CONSOLE_XML: &str =
     "    <serial type='pty'>\n      <target port='0'/>\n    </serial>\n    \
      <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>";
+
+/// A session daemon's URI (`qemu:///session`): its QEMU runs as the
+/// calling user already, and it has no DAC security driver.
+fn is_session(uri: &str) -> bool {
+    uri.split('?')
+        .next()
+        .is_some_and(|u| u.trim_end_matches('/').ends_with("/session"))
+}
 
 /// QEMU as the calling user, without relabelling (build directories
 /// under 0700 parents).
@@ -418,6 +440,28 @@ mod tests {
         };
         let xml = libvirt.domain_xml(&spec).unwrap();
         assert!(xml.contains("<source network='default'/>"), "{xml}");
+        let user = Libvirt {
+            network: Some(USER_NETWORK.into()),
+            ..Libvirt::default()
+        };
+        let xml = user.domain_xml(&spec).unwrap();
+        assert!(xml.contains("<interface type='user'>"), "{xml}");
+        assert!(!xml.contains("<source network="), "{xml}");
+    }
+
+    #[test]
+    fn a_session_domain_has_no_seclabel() {
+        let system = Libvirt::default().domain_xml(&spec()).unwrap();
+        assert!(
+            system.contains("<seclabel type='static' model='dac'"),
+            "{system}"
+        );
+        let session = Libvirt {
+            uri: "qemu:///session".into(),
+            ..Libvirt::default()
+        };
+        let xml = session.domain_xml(&spec()).unwrap();
+        assert!(!xml.contains("<seclabel"), "{xml}");
     }
 
     #[test]
