@@ -12,13 +12,20 @@
 //! the host answers with [`ToAgent::Job`] (or [`ToAgent::Abort`] when the
 //! versions differ); the agent reports progress and ends with
 //! [`ToHost::Done`] or [`ToHost::Failed`], after which the host stops the VM.
+//!
+//! Checkpoints (version 3): after each command listed in
+//! [`Job::pause_after`] that did not end the script, the agent syncs and
+//! freezes the job's mounted disk file systems (`FIFREEZE`: the disks hold
+//! a consistent, clean state), sends [`ToHost::Paused`] and waits for
+//! [`ToAgent::Continue`]; then it thaws them and goes on. The host keeps
+//! the disks' state at that point (the step cache's per-command layers).
 
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
 /// The protocol version; both sides must agree exactly.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The name of the agent's virtio-serial port.
 pub const PORT_NAME: &str = "org.b9.agent.0";
@@ -171,6 +178,12 @@ pub enum ToHost {
         /// host truncates that disk to `bytes` and uses it instead.
         on_scratch: bool,
     },
+    /// Command `index` ended and is listed in [`Job::pause_after`]: the
+    /// disks' file systems are frozen until [`ToAgent::Continue`].
+    Paused {
+        /// Index into [`Job::commands`].
+        index: usize,
+    },
     /// Everything was done, synced and unmounted.
     Done,
     /// The job could not be carried out (not a command failure: those are
@@ -191,6 +204,9 @@ pub enum ToAgent {
         /// Why.
         reason: String,
     },
+    /// The host kept the disks' state after a [`ToHost::Paused`]: thaw
+    /// and go on.
+    Continue,
     /// The interactive terminal changed size.
     WindowSize {
         /// Rows.
@@ -219,6 +235,10 @@ pub struct Job {
     pub network: Option<Network>,
     /// Run the single command on a pseudo-terminal, forwarding stdin.
     pub interactive: bool,
+    /// Indices of commands after which the agent pauses with the file
+    /// systems frozen (a checkpoint), ascending.
+    #[serde(default)]
+    pub pause_after: Vec<usize>,
 }
 
 /// A disk and where it is mounted.
