@@ -269,3 +269,104 @@ impl Drop for NewLayers {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::disk::qcow2::Qcow2Image;
+    use crate::stepcache::prune;
+
+    fn base() -> KeyBuilder {
+        let mut k = KeyBuilder::new();
+        k.field("inputs");
+        k
+    }
+
+    fn texts(cmds: &[&str]) -> Vec<String> {
+        cmds.iter().map(|c| c.to_string()).collect()
+    }
+
+    /// A chain of three layers of one 1 MiB image, each an overlay of the
+    /// one below but the first.
+    fn chain(cache: &StepCache, keys: &[Key]) {
+        let mut new = cache.begin_layers(keys).unwrap();
+        assert_eq!(new.len(), keys.len());
+        let names = [("0-root.raw".to_string(), "raw".to_string())];
+        let mut below: Option<(Key, Manifest)> = None;
+        for j in 0..new.len() {
+            let backing = below
+                .as_ref()
+                .map(|(k, _)| PathBuf::from(format!("../{k}/{}", image_file(0))));
+            let path = new.image(j, 0);
+            Qcow2Image::create(&path, 1 << 20, backing.as_deref().map(|b| (b, "qcow2"))).unwrap();
+            let info = LayerInfo {
+                label: "t",
+                commands: j + 1,
+                images: &names,
+                output: vec![format!("> {j}")],
+                seconds: 1.0,
+            };
+            let m = new
+                .commit(j, &info, below.as_ref().map(|(k, m)| (k, m)))
+                .unwrap();
+            below = Some((new.key(j).clone(), m));
+        }
+    }
+
+    #[test]
+    fn a_changed_command_changes_its_layer_key_and_the_later_ones_only() {
+        let a = keys(&base(), &texts(&["a", "b", "c"]));
+        let b = keys(&base(), &texts(&["a", "B", "c"]));
+        assert_eq!(a[0], b[0]);
+        assert_ne!(a[1], b[1]);
+        assert_ne!(a[2], b[2]);
+        let mut other = KeyBuilder::new();
+        other.field("other inputs");
+        assert_ne!(keys(&other, &texts(&["a"]))[0], a[0], "the inputs count");
+    }
+
+    #[test]
+    fn a_chain_is_found_whole_and_a_corrupt_layer_cuts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = StepCache::new(dir.path().join("steps"), u64::MAX);
+        let keys = keys(&base(), &texts(&["a", "b", "c"]));
+        chain(&cache, &keys);
+        let found = cache.find_layer(&keys).expect("the chain");
+        assert_eq!(found.commands(), 3);
+        assert_eq!(found.manifest.output, ["> 2"]);
+        // The top image reads through the chain (the cache is trusted).
+        assert_eq!(crate::disk::open(&found.image(0)).unwrap().size(), 1 << 20);
+        drop(found);
+        // The middle layer's image damaged: the chain is cut below it.
+        let middle = cache.entry_dir(&keys[1]).join(image_file(0));
+        let mut bytes = std::fs::read(&middle).unwrap();
+        bytes[0x20] ^= 1;
+        std::fs::write(&middle, bytes).unwrap();
+        let found = cache.find_layer(&keys).expect("the first layer");
+        assert_eq!(found.commands(), 1);
+        assert!(!cache.entry_dir(&keys[1]).exists(), "the corrupt layer is removed");
+    }
+
+    #[test]
+    fn eviction_never_breaks_a_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let unlimited = StepCache::new(dir.path().join("steps"), u64::MAX);
+        let keys = keys(&base(), &texts(&["a", "b", "c"]));
+        chain(&unlimited, &keys);
+        // The bottom layer least recently used, the top most recently.
+        for (age, key) in [(300, &keys[0]), (200, &keys[1]), (100, &keys[2])] {
+            let old = std::time::SystemTime::now() - std::time::Duration::from_secs(age);
+            let m = unlimited.entry_dir(key).join(entry::MANIFEST);
+            File::options().write(true).open(m).unwrap().set_modified(old).unwrap();
+        }
+        let sizes: Vec<u64> = prune::list(&unlimited).iter().map(|e| e.bytes).collect();
+        let total: u64 = sizes.iter().sum();
+        let limited = StepCache::new(dir.path().join("steps"), total - 1);
+        prune::evict(&limited);
+        let left: Vec<Key> = prune::list(&limited).into_iter().map(|e| e.key).collect();
+        assert_eq!(left, [keys[0].clone(), keys[1].clone()], "the top goes first");
+        assert_eq!(limited.find_layer(&keys).unwrap().commands(), 2);
+        assert_eq!(prune::clean(&limited), 2, "clean removes whole chains");
+    }
+}
