@@ -318,8 +318,14 @@ fn a_changed_last_command_boots_on_the_cached_layer() {
         resumed.contains("commands 1 to 3 taken from the step cache"),
         "{resumed}"
     );
-    assert!(resumed.contains("(cached) RUN echo three > /etc/three"), "{resumed}");
-    assert!(resumed.contains("] RUN echo changed > /etc/last"), "{resumed}");
+    assert!(
+        resumed.contains("(cached) RUN echo three > /etc/three"),
+        "{resumed}"
+    );
+    assert!(
+        resumed.contains("] RUN echo changed > /etc/last"),
+        "{resumed}"
+    );
     for earlier in ["] RUN echo one", "] RUN cp", "] RUN echo three"] {
         assert!(!resumed.contains(earlier), "{earlier} ran again: {resumed}");
     }
@@ -344,7 +350,10 @@ fn a_changed_last_command_boots_on_the_cached_layer() {
     std::fs::write(p.p("layered.b9"), layered("again")).unwrap();
     let cut = build(&[]);
     assert!(cut.contains("discarding layer"), "{cut}");
-    assert!(cut.contains("commands 1 to 1 taken from the step cache"), "{cut}");
+    assert!(
+        cut.contains("commands 1 to 1 taken from the step cache"),
+        "{cut}"
+    );
     assert_eq!(contents(&p)[2], "again\n");
     no_vm_left(&p);
 }

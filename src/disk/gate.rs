@@ -127,9 +127,10 @@ pub fn confine(image: &Path, what: &'static str, reference: &Path) -> Result<Pat
         source,
     })?;
     let trusted = TRUSTED_DIRS.get().map(Vec::as_slice).unwrap_or_default();
-    let in_store = stores()
-        .lock()
-        .is_ok_and(|s| s.iter().any(|d| home.starts_with(d) && resolved.starts_with(d)));
+    let in_store = stores().lock().is_ok_and(|s| {
+        s.iter()
+            .any(|d| home.starts_with(d) && resolved.starts_with(d))
+    });
     if resolved.starts_with(&home) || in_store || trusted.iter().any(|t| resolved.starts_with(t)) {
         return Ok(resolved);
     }

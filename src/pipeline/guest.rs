@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use crate::disk::{self, CreateOptions, Format};
 use crate::lang::syntax::*;
 use crate::pipeline::error::BuildError;
+use crate::pipeline::layered::{self, LayerRun};
 use crate::pipeline::script::flatten;
 use crate::pipeline::vm_images::{bytes, Built};
-use crate::vm::backend::{VmDisk, VmShare};
-use crate::vm::launch::Launcher;
-use crate::pipeline::layered::{self, LayerRun};
 use crate::stepcache::key::KeyBuilder;
 use crate::stepcache::StepCache;
+use crate::vm::backend::{VmDisk, VmShare};
+use crate::vm::launch::Launcher;
 use crate::vm::request::{
     Checkpoint, FsResize, GuestCommand, ResizeHow, RunDisk, RunRequest, RunShare,
 };
@@ -99,9 +99,8 @@ pub fn run(
         })
         .collect();
     let label = request.name.clone();
-    let layered = layers.and_then(|(cache, base)| {
-        layered::prepare(cache, base, &label, &mut request, &disks)
-    });
+    let layered = layers
+        .and_then(|(cache, base)| layered::prepare(cache, base, &label, &mut request, &disks));
     let skipped = layered.as_ref().map_or(0, LayerRun::skipped);
     tracing::info!(
         "starting the appliance ({}) with {} disk(s), {} command(s)",

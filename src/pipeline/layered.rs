@@ -17,8 +17,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::disk::{self, CreateOptions, Format, Target};
 use crate::disk::qcow2::Qcow2Image;
+use crate::disk::{self, CreateOptions, Format, Target};
 use crate::pipeline::error::BuildError;
 use crate::pipeline::guest::GuestImage;
 use crate::stepcache::entry::Manifest;
@@ -177,8 +177,7 @@ impl LayerRun {
             let built = &mut img.built;
             let staging = disk::capability::staging_path(&built.path);
             disk::convert_file(&top, &staging, Target::from(built.format), None, create)?;
-            std::fs::rename(&staging, &built.path)
-                .map_err(BuildError::io("move", &staging))?;
+            std::fs::rename(&staging, &built.path).map_err(BuildError::io("move", &staging))?;
         }
         output.extend_from_slice(logged);
         Ok(output)
@@ -222,7 +221,9 @@ impl LayerRun {
                 output,
                 seconds,
             };
-            let m = self.new.commit(j, &info, below.as_ref().map(|(k, m)| (k, m)))?;
+            let m = self
+                .new
+                .commit(j, &info, below.as_ref().map(|(k, m)| (k, m)))?;
             below = Some((self.new.key(j).clone(), m));
         }
         Ok(())

@@ -119,7 +119,10 @@ impl StepCache {
             }
             next = match &manifest.backing {
                 Some(b) => Some(Key::parse(&b.key).ok_or_else(|| {
-                    (k.clone(), CacheError::Corrupt(format!("bad backing key {:?}", b.key)))
+                    (
+                        k.clone(),
+                        CacheError::Corrupt(format!("bad backing key {:?}", b.key)),
+                    )
                 })?),
                 None => None,
             };
@@ -345,7 +348,10 @@ mod tests {
         std::fs::write(&middle, bytes).unwrap();
         let found = cache.find_layer(&keys).expect("the first layer");
         assert_eq!(found.commands(), 1);
-        assert!(!cache.entry_dir(&keys[1]).exists(), "the corrupt layer is removed");
+        assert!(
+            !cache.entry_dir(&keys[1]).exists(),
+            "the corrupt layer is removed"
+        );
     }
 
     #[test]
@@ -358,14 +364,23 @@ mod tests {
         for (age, key) in [(300, &keys[0]), (200, &keys[1]), (100, &keys[2])] {
             let old = std::time::SystemTime::now() - std::time::Duration::from_secs(age);
             let m = unlimited.entry_dir(key).join(entry::MANIFEST);
-            File::options().write(true).open(m).unwrap().set_modified(old).unwrap();
+            File::options()
+                .write(true)
+                .open(m)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
         }
         let sizes: Vec<u64> = prune::list(&unlimited).iter().map(|e| e.bytes).collect();
         let total: u64 = sizes.iter().sum();
         let limited = StepCache::new(dir.path().join("steps"), total - 1);
         prune::evict(&limited);
         let left: Vec<Key> = prune::list(&limited).into_iter().map(|e| e.key).collect();
-        assert_eq!(left, [keys[0].clone(), keys[1].clone()], "the top goes first");
+        assert_eq!(
+            left,
+            [keys[0].clone(), keys[1].clone()],
+            "the top goes first"
+        );
         assert_eq!(limited.find_layer(&keys).unwrap().commands(), 2);
         assert_eq!(prune::clean(&limited), 2, "clean removes whole chains");
     }
