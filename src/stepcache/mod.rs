@@ -87,7 +87,7 @@ pub struct Slot {
     cache: StepCache,
     key: Key,
     started: Instant,
-    layers: Option<KeyBuilder>,
+    layers: Option<Box<KeyBuilder>>,
 }
 
 /// The step cache's directory: `$XDG_CACHE_HOME/b9/steps`, else
@@ -263,14 +263,14 @@ impl Slot {
     /// `base` is its key without the commands ([`layer::keys`]).
     pub fn layered(self, base: KeyBuilder) -> Slot {
         Slot {
-            layers: Some(base),
+            layers: Some(Box::new(base)),
             ..self
         }
     }
 
     /// The cache and the layers' key base, when the step is layered.
     pub fn layers(&self) -> Option<(&StepCache, &KeyBuilder)> {
-        self.layers.as_ref().map(|b| (&self.cache, b))
+        self.layers.as_deref().map(|b| (&self.cache, b))
     }
 
     /// The time since the slot was claimed (the step's duration).

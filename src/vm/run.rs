@@ -202,7 +202,7 @@ fn drive(
             ))
         }
     }
-    protocol::send(&mut writer, &ToAgent::Job(job.clone()))
+    protocol::send(&mut writer, &ToAgent::Job(Box::new(job.clone())))
         .map_err(|e| RunError::Protocol(e.to_string(), tail()))?;
     if job.interactive {
         let stdin = writer

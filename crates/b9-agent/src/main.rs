@@ -97,7 +97,7 @@ fn receive_job(port: &mut Port) -> Result<Option<Job>, String> {
         .recv()
         .map_err(|e| format!("waiting for the job: {e}"))?;
     match protocol::decode::<ToAgent>(&frame).map_err(|e| e.to_string())? {
-        ToAgent::Job(job) => Ok(Some(job)),
+        ToAgent::Job(job) => Ok(Some(*job)),
         ToAgent::Abort { reason } => {
             log(format!("the host aborted: {reason}"));
             Ok(None)

@@ -198,7 +198,7 @@ pub enum ToHost {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToAgent {
     /// What to do.
-    Job(Job),
+    Job(Box<Job>),
     /// Stop: the versions differ or the host gives up.
     Abort {
         /// Why.
