@@ -189,7 +189,7 @@ pub struct LayerInfo<'a> {
     pub images: &'a [(String, String)],
     /// The output up to its last command.
     pub output: Vec<String>,
-    /// How long the run took up to its last command, in seconds.
+    /// How long the run that made it took, in seconds.
     pub seconds: f64,
 }
 
