@@ -239,6 +239,11 @@ fn two_builds_of_the_same_step_run_it_once() {
 /// A four-command script over two disks (no read-write share, so it is
 /// kept command by command) whose last command writes `last`.
 fn layered(last: &str) -> String {
+    layered_with("three", last)
+}
+
+/// [`layered`] with the third command writing `third`.
+fn layered_with(third: &str, last: &str) -> String {
     format!(
         r#"Artifact (IID "layered")
   (VmImages
@@ -252,7 +257,7 @@ fn layered(last: &str) -> String {
         (Begin
            [ Run "echo" ["one", ">", "/etc/one"]
            , In "/data" [ Run "cp" ["/mnt/ro/input.txt", "copied.txt"] ]
-           , Run "echo" ["three", ">", "/etc/three"]
+           , Run "echo" ["{third}", ">", "/etc/three"]
            , Run "echo" ["{last}", ">", "/etc/last"]
            ])))
 "#
@@ -355,5 +360,23 @@ fn a_changed_last_command_boots_on_the_cached_layer() {
         "{cut}"
     );
     assert_eq!(contents(&p)[2], "again\n");
+
+    // A failing last command: the layers before it are kept, so the fixed
+    // script resumes after the changed third command.
+    std::fs::write(p.p("layered.b9"), layered_with("3", "x; exit 3")).unwrap();
+    let failed = p.b9(&["build", "-f", "layered.b9"]);
+    let log = text(&failed);
+    assert!(!failed.status.success(), "{log}");
+    assert!(
+        log.contains("commands 1 to 2 taken from the step cache"),
+        "{log}"
+    );
+    std::fs::write(p.p("layered.b9"), layered_with("3", "fixed")).unwrap();
+    let fixed = build(&[]);
+    assert!(
+        fixed.contains("commands 1 to 3 taken from the step cache"),
+        "{fixed}"
+    );
+    assert_eq!(contents(&p)[1..3], ["3\n", "fixed\n"]);
     no_vm_left(&p);
 }

@@ -115,7 +115,12 @@ pub fn run(
             source,
             console_log: request.console_log.clone(),
         })?;
-    events.verdict(&report.statuses)?;
+    if let Err(e) = events.verdict(&report.statuses) {
+        if let Some(l) = layered {
+            l.keep(images, &events.logged, &events.marks, events.paused, create);
+        }
+        return Err(e);
+    }
     let output = match layered {
         Some(l) => l.finish(images, &events.logged, &events.marks, create)?,
         None => events.logged,
@@ -344,6 +349,8 @@ struct LogEvents<'a> {
     tail: VecDeque<String>,
     logged: Vec<String>,
     marks: Vec<usize>,
+    /// Checkpoints taken so far.
+    paused: usize,
 }
 
 impl<'a> LogEvents<'a> {
@@ -356,6 +363,7 @@ impl<'a> LogEvents<'a> {
             tail: VecDeque::new(),
             logged: Vec::new(),
             marks: Vec::new(),
+            paused: 0,
         }
     }
 
@@ -449,6 +457,7 @@ impl Events for LogEvents<'_> {
     }
 
     fn checkpoint(&mut self, index: usize) -> Vec<(usize, PathBuf)> {
+        self.paused += 1;
         self.checkpoints
             .iter()
             .find(|c| c.after == index)

@@ -169,7 +169,8 @@ impl LayerRun {
             .as_ref()
             .map(|f| f.manifest.output.clone())
             .unwrap_or_default();
-        if let Err(e) = self.commit(images, &output, logged, marks, create) {
+        let all = self.new.len();
+        if let Err(e) = self.commit(images, &output, logged, marks, all, create) {
             tracing::warn!("step cache: cannot keep the layers of this run: {e}");
         }
         for (i, img) in images.iter_mut().enumerate() {
@@ -183,13 +184,37 @@ impl LayerRun {
         Ok(output)
     }
 
-    /// Writes the first layer of a fresh run and the manifests of all.
+    /// After a run whose script failed: keeps the layers of the commands
+    /// before the failure (`taken` checkpoints were taken), so the script
+    /// fixed resumes there; the build images are left as they are.
+    pub fn keep(
+        mut self,
+        images: &[GuestImage<'_>],
+        logged: &[String],
+        marks: &[usize],
+        taken: usize,
+        create: &CreateOptions,
+    ) {
+        let before = self
+            .found
+            .as_ref()
+            .map(|f| f.manifest.output.clone())
+            .unwrap_or_default();
+        let upto = taken.min(self.new.len());
+        if let Err(e) = self.commit(images, &before, logged, marks, upto, create) {
+            tracing::warn!("step cache: cannot keep the layers of this run: {e}");
+        }
+    }
+
+    /// Writes the first layer of a fresh run and the manifests of the
+    /// first `upto` new layers.
     fn commit(
         &mut self,
         images: &[GuestImage<'_>],
         before: &[String],
         logged: &[String],
         marks: &[usize],
+        upto: usize,
         create: &CreateOptions,
     ) -> Result<(), CacheError> {
         let names: Vec<(String, String)> = images
@@ -200,7 +225,7 @@ impl LayerRun {
                 (name.to_string_lossy().into_owned(), format.to_string())
             })
             .collect();
-        if self.found.is_none() && !self.new.is_empty() {
+        if self.found.is_none() && upto > 0 {
             for (i, img) in images.iter().enumerate() {
                 let to = self.new.image(0, i);
                 disk::convert_file(&img.built.path, &to, Target::Qcow2, None, create)?;
@@ -211,7 +236,7 @@ impl LayerRun {
             .as_ref()
             .map(|f| (f.key.clone(), f.manifest.clone()));
         let seconds = self.started.elapsed().as_secs_f64();
-        for j in 0..self.new.len() {
+        for j in 0..upto {
             let mut output = before.to_vec();
             output.extend_from_slice(&logged[..marks.get(j).copied().unwrap_or(0)]);
             let info = LayerInfo {
