@@ -65,7 +65,7 @@ const SCRIPT: &str = r#"Artifact (IID "bench")
 /// A ten-command script whose last command writes `last`.
 fn ten(last: &str) -> String {
     let commands: Vec<String> = (1..10)
-        .map(|i| format!("Run \"sh\" [\"-c\", \"'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo $i > /etc/n{i}'\"]"))
+        .map(|i| format!("Run \"sh\" [\"-c\", \"'i=0; while [ $$i -lt 20000 ]; do i=$$((i+1)); done; echo $$i > /etc/n{i}'\"]"))
         .chain([format!("Run \"echo\" [\"{last}\", \">\", \"/etc/last\"]")])
         .collect();
     format!(
@@ -176,7 +176,6 @@ fn run(rounds: usize) -> Result<(), String> {
             return Err(format!("the miss stored nothing:\n{log}"));
         }
         stored.push(store_seconds(&log).unwrap_or(0.0));
-        eprintln!("{log}");
         miss.push(t);
         let (t, log) = build(&b9, &project, &cache, &[])?;
         if !log.contains("taken from the step cache") {
@@ -197,10 +196,7 @@ fn run(rounds: usize) -> Result<(), String> {
             return Err(format!("the changed script did not resume:\n{log}"));
         }
         resumed.push(t);
-        eprintln!("{log}");
-        let (t, log) = build_file(&b9, &project, &cache, "ten.b9", &["--no-cache"])?;
-        eprintln!("{log}");
-        full.push(t);
+        full.push(build_file(&b9, &project, &cache, "ten.b9", &["--no-cache"])?.0);
         let _ = std::fs::remove_dir_all(&cache);
     }
     let (plain, miss, hit) = (median(&mut plain), median(&mut miss), median(&mut hit));

@@ -127,10 +127,13 @@ fn execute(job: &Job, port: Port, mounts: &mut Mounts) -> (Result<(), String>, p
             pty::run_interactive(cmd, reader, &sender)
         } else {
             let host = watch_host(reader);
-            let frozen: Vec<PathBuf> = job
+            let frozen: Vec<freeze::Target> = job
                 .disks
                 .iter()
-                .filter_map(|d| targets.get(&d.serial).cloned())
+                .filter_map(|d| {
+                    let path = targets.get(&d.serial)?.clone();
+                    Some(freeze::Target::new(path, devices.get(&d.serial)?))
+                })
                 .collect();
             let mut pause = |index: usize| {
                 if job.pause_after.contains(&index) {
