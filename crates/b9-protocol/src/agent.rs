@@ -14,11 +14,12 @@
 //! [`ToHost::Done`] or [`ToHost::Failed`], after which the host stops the VM.
 //!
 //! Checkpoints (version 3): after each command listed in
-//! [`Job::pause_after`] that did not end the script, the agent syncs and
-//! freezes the job's mounted disk file systems (`FIFREEZE`: the disks hold
-//! a consistent, clean state), sends [`ToHost::Paused`] and waits for
-//! [`ToAgent::Continue`]; then it thaws them and goes on. The host keeps
-//! the disks' state at that point (the step cache's per-command layers).
+//! [`Job::pause_after`] that did not end the script, the agent syncs the
+//! job's mounted disk file systems and freezes those without a journal
+//! (`FIFREEZE`; a synced journaled one is consistent as after a power
+//! cut), sends [`ToHost::Paused`] and waits for [`ToAgent::Continue`];
+//! then it thaws them and goes on. The host keeps the disks' state at that
+//! point (the step cache's per-command layers). See docs/PROTOCOL.md.
 
 use std::io::{self, Read, Write};
 
@@ -179,7 +180,8 @@ pub enum ToHost {
         on_scratch: bool,
     },
     /// Command `index` ended and is listed in [`Job::pause_after`]: the
-    /// disks' file systems are frozen until [`ToAgent::Continue`].
+    /// disks' file systems are synced (frozen when without a journal) until
+    /// [`ToAgent::Continue`].
     Paused {
         /// Index into [`Job::commands`].
         index: usize,
