@@ -4,8 +4,11 @@
 //! change of each input kind misses (a byte of the source image with its
 //! times put back, a shared file, the script, a mount point, the kernel);
 //! a changed script and `--no-cache` really run; two b9 processes needing
-//! the same step run it once. Entry checks, corruption and eviction are
-//! unit-tested in `src/stepcache`.
+//! the same step run it once; a script with its last command changed
+//! boots on the cached layer and runs only that command (the same files as
+//! a full run), a damaged layer is detected, the layers before a failing
+//! command are kept. Entry checks, corruption, layer keys and eviction
+//! (chains kept whole) are unit-tested in `src/stepcache`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
 
@@ -300,6 +303,9 @@ fn layers(p: &Project) -> Vec<(u64, std::path::PathBuf)> {
 #[test]
 fn a_changed_last_command_boots_on_the_cached_layer() {
     let p = project();
+    // The root without a journal (frozen at checkpoints), the data image
+    // with one (synced: its journal is replayed on resume).
+    ok("tune2fs", &["-O", "^has_journal", &s(&p.p("root.raw"))]);
     std::fs::write(p.p("layered.b9"), layered("four")).unwrap();
     let build = |args: &[&str]| {
         let mut all = vec!["build", "-f", "layered.b9"];
