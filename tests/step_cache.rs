@@ -4,8 +4,11 @@
 //! change of each input kind misses (a byte of the source image with its
 //! times put back, a shared file, the script, a mount point, the kernel);
 //! a changed script and `--no-cache` really run; two b9 processes needing
-//! the same step run it once. Entry checks, corruption and eviction are
-//! unit-tested in `src/stepcache`.
+//! the same step run it once; a script with its last command changed
+//! boots on the cached layer and runs only that command (the same files as
+//! a full run), a damaged layer is detected, the layers before a failing
+//! command are kept. Entry checks, corruption, layer keys and eviction
+//! (chains kept whole) are unit-tested in `src/stepcache`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
 
@@ -234,4 +237,152 @@ fn two_builds_of_the_same_step_run_it_once() {
         std::fs::read_to_string(a.p("rw/out.txt")).unwrap()
     );
     no_vm_left(&a);
+}
+
+/// A four-command script over two disks (no read-write share, so it is
+/// kept command by command) whose last command writes `last`.
+fn layered(last: &str) -> String {
+    layered_with("three", last)
+}
+
+/// [`layered`] with the third command writing `third`.
+fn layered_with(third: &str, last: &str) -> String {
+    format!(
+        r#"Artifact (IID "layered")
+  (VmImages
+     [ ImageTarget (LocalFile (Image "out/root.qcow2" QCow2 Ext4) KeepSize)
+         (SourceImage (Image "root.raw" Raw Ext4) NoPT KeepSize) (MountPoint "/")
+     , ImageTarget (LocalFile (Image "out/data.raw" Raw Ext4) KeepSize)
+         (EmptyImage "data" Ext4 Raw (ImageSize 32 MB)) (MountPoint "/data")
+     ]
+     (VmScript X86_64
+        [ SharedDirectoryRO "ro" (MountPoint "/mnt/ro") ]
+        (Begin
+           [ Run "echo" ["one", ">", "/etc/one"]
+           , In "/data" [ Run "cp" ["/mnt/ro/input.txt", "copied.txt"] ]
+           , Run "echo" ["{third}", ">", "/etc/three"]
+           , Run "echo" ["{last}", ">", "/etc/last"]
+           ])))
+"#
+    )
+}
+
+/// What a build left in the images, read with debugfs (both file systems
+/// clean).
+fn contents(p: &Project) -> Vec<String> {
+    let root = as_raw(&p.p("out/root.qcow2"));
+    let data = as_raw(&p.p("out/data.raw"));
+    e2fsck_clean(&root);
+    e2fsck_clean(&data);
+    let mut out: Vec<String> = ["/etc/one", "/etc/three", "/etc/last"]
+        .iter()
+        .map(|f| debugfs_cat(&root, f))
+        .collect();
+    out.push(debugfs_cat(&data, "/copied.txt"));
+    out
+}
+
+/// The layers in the project's step cache: (commands held, directory).
+fn layers(p: &Project) -> Vec<(u64, std::path::PathBuf)> {
+    let dir = p.p("home/.cache/b9/steps");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        let Ok(text) = std::fs::read_to_string(path.join("manifest.json")) else {
+            continue;
+        };
+        let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if let Some(n) = m["commands"].as_u64() {
+            out.push((n, path));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_changed_last_command_boots_on_the_cached_layer() {
+    let p = project();
+    // The root without a journal (frozen at checkpoints), the data image
+    // with one (synced: its journal is replayed on resume).
+    ok("tune2fs", &["-O", "^has_journal", &s(&p.p("root.raw"))]);
+    std::fs::write(p.p("layered.b9"), layered("four")).unwrap();
+    let build = |args: &[&str]| {
+        let mut all = vec!["build", "-f", "layered.b9"];
+        all.extend_from_slice(args);
+        let out = p.b9(&all);
+        let log = text(&out);
+        assert!(out.status.success(), "{log}");
+        log
+    };
+    let first = build(&[]);
+    assert!(first.contains("RUN echo one > /etc/one"), "{first}");
+    let kept: Vec<u64> = layers(&p).iter().map(|(n, _)| *n).collect();
+    assert_eq!(kept, [1, 2, 3], "a layer after each command but the last");
+    assert_eq!(contents(&p)[2], "four\n");
+
+    // Only the last command changed: boots on layer 3, runs one command.
+    std::fs::write(p.p("layered.b9"), layered("changed")).unwrap();
+    let resumed = build(&[]);
+    assert!(booted(&resumed), "{resumed}");
+    assert!(
+        resumed.contains("commands 1 to 3 taken from the step cache"),
+        "{resumed}"
+    );
+    assert!(
+        resumed.contains("(cached) RUN echo three > /etc/three"),
+        "{resumed}"
+    );
+    assert!(
+        resumed.contains("] RUN echo changed > /etc/last"),
+        "{resumed}"
+    );
+    for earlier in ["] RUN echo one", "] RUN cp", "] RUN echo three"] {
+        assert!(!resumed.contains(earlier), "{earlier} ran again: {resumed}");
+    }
+    let from_layer = contents(&p);
+
+    // The full run (--no-cache bypasses the layers too) has the same files.
+    let full = build(&["--no-cache"]);
+    assert!(full.contains("RUN echo one > /etc/one"), "{full}");
+    assert!(!full.contains("step cache"), "{full}");
+    assert_eq!(contents(&p), from_layer);
+    assert_eq!(
+        from_layer,
+        ["one\n", "three\n", "changed\n", "from the host\n"]
+    );
+
+    // A damaged layer 2 is detected: the run resumes from layer 1.
+    let (_, two) = layers(&p).into_iter().find(|(n, _)| *n == 2).unwrap();
+    let image = two.join("image-0.qcow2");
+    let mut bytes = std::fs::read(&image).unwrap();
+    bytes[0x30] ^= 1;
+    std::fs::write(&image, bytes).unwrap();
+    std::fs::write(p.p("layered.b9"), layered("again")).unwrap();
+    let cut = build(&[]);
+    assert!(cut.contains("discarding layer"), "{cut}");
+    assert!(
+        cut.contains("commands 1 to 1 taken from the step cache"),
+        "{cut}"
+    );
+    assert_eq!(contents(&p)[2], "again\n");
+
+    // A failing last command: the layers before it are kept, so the fixed
+    // script resumes after the changed third command.
+    std::fs::write(p.p("layered.b9"), layered_with("3", "x; exit 3")).unwrap();
+    let failed = p.b9(&["build", "-f", "layered.b9"]);
+    let log = text(&failed);
+    assert!(!failed.status.success(), "{log}");
+    assert!(
+        log.contains("commands 1 to 2 taken from the step cache"),
+        "{log}"
+    );
+    std::fs::write(p.p("layered.b9"), layered_with("3", "fixed")).unwrap();
+    let fixed = build(&[]);
+    assert!(
+        fixed.contains("commands 1 to 3 taken from the step cache"),
+        "{fixed}"
+    );
+    assert_eq!(contents(&p)[1..3], ["3\n", "fixed\n"]);
+    no_vm_left(&p);
 }

@@ -9,7 +9,8 @@
 //!   path elsewhere, no `..` out of it, no symbolic link out of it
 //!   (canonicalised, then compared). Directories listed in b9.conf's
 //!   `trusted_image_dirs` are allowed too; overlays b9 made itself in this
-//!   process name a backing file b9 chose, and are trusted for that one step.
+//!   process name a backing file b9 chose, and are trusted for that one step;
+//!   images inside b9's step cache may name files inside it (`trust_store`).
 
 use std::collections::BTreeSet;
 use std::fs::{File, FileType, Metadata};
@@ -91,6 +92,21 @@ pub fn trust_dirs(dirs: &[PathBuf]) {
     let _ = TRUSTED_DIRS.set(canonical);
 }
 
+/// Directories (canonical) whose images may name files anywhere inside
+/// them: b9's step cache, whose layers are overlays of images in sibling
+/// entries.
+fn stores() -> &'static Mutex<BTreeSet<PathBuf>> {
+    static STORES: OnceLock<Mutex<BTreeSet<PathBuf>>> = OnceLock::new();
+    STORES.get_or_init(Mutex::default)
+}
+
+/// Lets images inside `dir` (b9's own store) name files inside `dir`.
+pub fn trust_store(dir: &Path) {
+    if let (Ok(d), Ok(mut s)) = (dir.canonicalize(), stores().lock()) {
+        s.insert(d);
+    }
+}
+
 /// Resolves `reference` (the `what` an image names, e.g. "backing file"),
 /// relative to the directory of `image` as QEMU does, and refuses it unless
 /// it lies inside that directory or a trusted one. The result is canonical.
@@ -111,7 +127,11 @@ pub fn confine(image: &Path, what: &'static str, reference: &Path) -> Result<Pat
         source,
     })?;
     let trusted = TRUSTED_DIRS.get().map(Vec::as_slice).unwrap_or_default();
-    if resolved.starts_with(&home) || trusted.iter().any(|t| resolved.starts_with(t)) {
+    let in_store = stores().lock().is_ok_and(|s| {
+        s.iter()
+            .any(|d| home.starts_with(d) && resolved.starts_with(d))
+    });
+    if resolved.starts_with(&home) || in_store || trusted.iter().any(|t| resolved.starts_with(t)) {
         return Ok(resolved);
     }
     Err(DiskError::Escapes {

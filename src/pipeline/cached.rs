@@ -18,7 +18,7 @@ use crate::stepcache::entry::{ImageOut, StepOutput};
 use crate::stepcache::index::FileHashes;
 use crate::stepcache::key::{Key, KeyBuilder};
 use crate::stepcache::{CacheError, Claim, Hit, Slot, StepCache};
-use crate::vm::settings::VmSettings;
+use crate::vm::settings::{HypervisorSettings, VmSettings};
 
 /// Why an artifact's step has no key.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,16 @@ fn text(v: &impl Syntax) -> String {
 
 /// The key of the instance's guest step.
 pub fn step_key(inst: &Instance, k: &KeyInputs<'_>, hashes: &mut FileHashes) -> Result<Key, NoKey> {
+    step_keys(inst, k, hashes).map(|(key, _)| key)
+}
+
+/// The key of the instance's guest step, and the key builder over
+/// everything but the commands (the base of its layers' keys).
+fn step_keys(
+    inst: &Instance,
+    k: &KeyInputs<'_>,
+    hashes: &mut FileHashes,
+) -> Result<(Key, KeyBuilder), NoKey> {
     let (targets, script) = parts(inst).ok_or(NoKey::NoStep)?;
     let commands = match script {
         VmScript::VmScript(_, _, body) => flatten(&body.value),
@@ -96,7 +106,6 @@ pub fn step_key(inst: &Instance, k: &KeyInputs<'_>, hashes: &mut FileHashes) -> 
     if commands.is_empty() && !resizes {
         return Err(NoKey::NoStep);
     }
-    key.field(serde_json::to_string(&commands).unwrap_or_default());
     if let VmScript::VmScript(arch, _, _) = script {
         key.field(text(arch));
     }
@@ -117,7 +126,9 @@ pub fn step_key(inst: &Instance, k: &KeyInputs<'_>, hashes: &mut FileHashes) -> 
     }
     key.field(format!("{:?}", k.vm.network));
     appliance_into_key(k.vm, hashes, &mut key)?;
-    Ok(key.finish())
+    let mut step = key.clone();
+    step.field(serde_json::to_string(&commands).unwrap_or_default());
+    Ok((step.finish(), key))
 }
 
 /// Adds a source image; tells whether it asks for a file-system resize.
@@ -213,6 +224,23 @@ fn modules_into_key(dir: &Path, key: &mut KeyBuilder) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether the step can be kept command by command: the `qemu` backend
+/// (external snapshots), more than one command, and no read-write share
+/// (what a command writes there is not in the disks' state).
+fn layers_possible(inst: &Instance, k: &KeyInputs<'_>) -> bool {
+    let qemu = matches!(k.vm.hypervisor, HypervisorSettings::Qemu { .. });
+    qemu && parts(inst).is_some_and(|(_, script)| match script {
+        VmScript::VmScript(_, shares, body) => {
+            flatten(&body.value).len() > 1
+                && !shares
+                    .value
+                    .iter()
+                    .any(|s| matches!(s.value, SharedDirectory::SharedDirectory(..)))
+        }
+        VmScript::NoVmScript => false,
+    })
+}
+
 /// The step cache's verdict on an instance for `b9 show`.
 pub fn status(inst: &Instance, cache: Option<&StepCache>, k: &KeyInputs<'_>) -> String {
     let Some(cache) = cache else {
@@ -257,11 +285,11 @@ pub fn claim(inst: &Instance, cache: &StepCache, k: &KeyInputs<'_>) -> Option<Cl
             return None;
         }
     };
-    let key = step_key(inst, k, &mut hashes);
+    let key = step_keys(inst, k, &mut hashes);
     if let Err(e) = hashes.save() {
         tracing::warn!("step cache: cannot save the file-hash index: {e}");
     }
-    let key = match key {
+    let (key, base) = match key {
         Ok(key) => key,
         Err(NoKey::NoStep) => return None,
         Err(e) => {
@@ -270,6 +298,7 @@ pub fn claim(inst: &Instance, cache: &StepCache, k: &KeyInputs<'_>) -> Option<Cl
         }
     };
     match cache.claim(&key) {
+        Ok(Claim::Miss(slot)) if layers_possible(inst, k) => Some(Claim::Miss(slot.layered(base))),
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!("step cache unusable, the step runs: {e}");

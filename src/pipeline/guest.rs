@@ -8,11 +8,16 @@ use std::path::{Path, PathBuf};
 use crate::disk::{self, CreateOptions, Format};
 use crate::lang::syntax::*;
 use crate::pipeline::error::BuildError;
+use crate::pipeline::layered::{self, LayerRun};
 use crate::pipeline::script::flatten;
 use crate::pipeline::vm_images::{bytes, Built};
+use crate::stepcache::key::KeyBuilder;
+use crate::stepcache::StepCache;
 use crate::vm::backend::{VmDisk, VmShare};
 use crate::vm::launch::Launcher;
-use crate::vm::request::{FsResize, GuestCommand, ResizeHow, RunDisk, RunRequest, RunShare};
+use crate::vm::request::{
+    Checkpoint, FsResize, GuestCommand, ResizeHow, RunDisk, RunRequest, RunShare,
+};
 use crate::vm::run::Events;
 use b9_protocol::agent::Kind;
 
@@ -68,7 +73,11 @@ pub fn request(
 
 /// Boots the appliance with the build images, runs the script and the
 /// file-system resizes, and swaps shrunk file systems in; returns the
-/// output lines as they were logged.
+/// output lines as they were logged. With `layers` (the step cache and
+/// the key base of the step's layers), the run resumes from the longest
+/// cached prefix of the script and keeps a layer after each command
+/// (`pipeline::layered`).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     launcher: &Launcher,
     mut request: RunRequest,
@@ -76,31 +85,51 @@ pub fn run(
     images: &mut [GuestImage<'_>],
     dirs: &GuestDirs<'_>,
     create: &CreateOptions,
+    layers: Option<(&StepCache, &KeyBuilder)>,
 ) -> Result<Vec<String>, BuildError> {
     attach_disks(images, &mut request, dirs.dir, create)?;
     if !request.commands.is_empty() && !request.has_root() {
         return Err(BuildError::NoRoot);
     }
     attach_shares(script, dirs, &mut request)?;
+    let disks: Vec<usize> = (0..images.len())
+        .filter_map(|i| {
+            let serial = serial(i);
+            request.disks.iter().position(|d| d.disk.serial == serial)
+        })
+        .collect();
+    let label = request.name.clone();
+    let layered = layers
+        .and_then(|(cache, base)| layered::prepare(cache, base, &label, &mut request, &disks));
+    let skipped = layered.as_ref().map_or(0, LayerRun::skipped);
     tracing::info!(
         "starting the appliance ({}) with {} disk(s), {} command(s)",
         launcher.hypervisor_name(),
         request.disks.len(),
         request.commands.len()
     );
-    let mut events = LogEvents::new(&request.commands);
+    let mut events = LogEvents::new(&request, skipped);
     let report = launcher
         .run(&request, &mut events)
         .map_err(|source| BuildError::Vm {
             source,
             console_log: request.console_log.clone(),
         })?;
-    events.verdict(&report.statuses)?;
+    if let Err(e) = events.verdict(&report.statuses) {
+        if let Some(l) = layered {
+            l.keep(images, &events.logged, &events.marks, events.paused, create);
+        }
+        return Err(e);
+    }
+    let output = match layered {
+        Some(l) => l.finish(images, &events.logged, &events.marks, create)?,
+        None => events.logged,
+    };
     // Grown file systems stay where they are; shrunk ones were copied.
     for r in report.resized.iter().filter(|r| r.on_scratch) {
         swap_in(images, &r.serial, r.bytes, dirs.dir)?;
     }
-    Ok(events.logged)
+    Ok(output)
 }
 
 /// The serial of build image `i` and of its scratch disk.
@@ -309,21 +338,32 @@ fn swap_in(
 /// Logs the script's progress and output line by line (inside the
 /// instance's span, so every line carries the instance id), keeps the
 /// last lines for the error message and every logged line for the step
-/// cache.
+/// cache (`marks`: how many lines were logged when each command ended),
+/// and hands out the request's checkpoints.
 struct LogEvents<'a> {
     commands: &'a [GuestCommand],
+    checkpoints: &'a [Checkpoint],
+    /// Commands before the first one run (taken from a cached layer).
+    skipped: usize,
     partial: [Vec<u8>; 2],
     tail: VecDeque<String>,
     logged: Vec<String>,
+    marks: Vec<usize>,
+    /// Checkpoints taken so far.
+    paused: usize,
 }
 
 impl<'a> LogEvents<'a> {
-    fn new(commands: &'a [GuestCommand]) -> Self {
+    fn new(request: &'a RunRequest, skipped: usize) -> Self {
         LogEvents {
-            commands,
+            commands: &request.commands,
+            checkpoints: &request.checkpoints,
+            skipped,
             partial: [Vec::new(), Vec::new()],
             tail: VecDeque::new(),
             logged: Vec::new(),
+            marks: Vec::new(),
+            paused: 0,
         }
     }
 
@@ -368,7 +408,7 @@ impl<'a> LogEvents<'a> {
                 }
                 let tail: Vec<&str> = self.tail.iter().map(String::as_str).collect();
                 return Err(BuildError::ScriptFailed {
-                    number: i + 1,
+                    number: self.skipped + i + 1,
                     line: c.line.clone(),
                     who,
                     status: *status,
@@ -378,8 +418,8 @@ impl<'a> LogEvents<'a> {
         }
         if statuses.len() < self.commands.len() {
             return Err(BuildError::Incomplete {
-                ran: statuses.len(),
-                of: self.commands.len(),
+                ran: self.skipped + statuses.len(),
+                of: self.skipped + self.commands.len(),
             });
         }
         Ok(())
@@ -413,6 +453,16 @@ impl Events for LogEvents<'_> {
             "exit status {status}{how} after {:.1} s",
             millis as f64 / 1000.0
         ));
+        self.marks.push(self.logged.len());
+    }
+
+    fn checkpoint(&mut self, index: usize) -> Vec<(usize, PathBuf)> {
+        self.paused += 1;
+        self.checkpoints
+            .iter()
+            .find(|c| c.after == index)
+            .map(|c| c.overlays.clone())
+            .unwrap_or_default()
     }
 
     fn log(&mut self, line: &str) {

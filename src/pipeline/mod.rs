@@ -7,6 +7,7 @@ pub mod cached;
 pub mod error;
 pub mod guest;
 pub mod id;
+pub mod layered;
 pub mod log;
 pub mod output;
 pub mod postfix;

@@ -23,7 +23,7 @@ use crate::pipeline::output::{self, Staged};
 use crate::pipeline::postfix;
 use crate::pipeline::script::flatten;
 use crate::repo::{LocalRepo, SharedImage};
-use crate::stepcache::{Claim, StepCache};
+use crate::stepcache::{Claim, Slot, StepCache};
 use crate::timeouts::Timeouts;
 use crate::vm::launch::LazyLauncher;
 
@@ -176,6 +176,7 @@ pub fn assemble(
             &mut images,
             &dirs,
             &s.create,
+            slot.as_ref().and_then(Slot::layers),
         )?;
         if let Some(slot) = slot {
             cached::store(slot, &inst.id.value, &images, &script.value, &dirs, output);

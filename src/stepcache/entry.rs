@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::disk::{self, CreateOptions, Format, Target};
 use crate::stepcache::index::{hash_file, FileHashes};
-use crate::stepcache::key::tree_hash;
+use crate::stepcache::key::{tree_hash, Key};
 use crate::stepcache::{tree, CacheError};
 
 /// The manifest's file name in an entry.
@@ -32,6 +32,25 @@ pub struct Manifest {
     pub shares: Vec<StoredShare>,
     /// The step's output as it was logged.
     pub output: Vec<String>,
+    /// For a layer (the state after the first `commands` commands): how
+    /// many commands it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<usize>,
+    /// For a layer whose images are qcow2 overlays: the entry they are
+    /// overlays of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing: Option<Backing>,
+}
+
+/// The entry a layer's images are overlays of (their backing files are
+/// `../<key>/<file>`), with the hashes its images had when the layer was
+/// made: a backing entry made again differently breaks the chain.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Backing {
+    /// The backing entry's key.
+    pub key: String,
+    /// Its images' hashes, in order.
+    pub hashes: Vec<String>,
 }
 
 /// A build image in an entry.
@@ -121,11 +140,21 @@ pub fn write(dir: &Path, key: &str, out: &StepOutput<'_>, now: u64) -> Result<()
         images,
         shares,
         output: out.output.clone(),
+        commands: None,
+        backing: None,
     };
-    let text = serde_json::to_vec_pretty(&manifest)
+    write_manifest(dir, &manifest)
+}
+
+/// Writes `manifest` into the entry `dir` (to a temporary file, renamed:
+/// a manifest is whole or absent).
+pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), CacheError> {
+    let text = serde_json::to_vec_pretty(manifest)
         .map_err(|e| CacheError::Corrupt(format!("cannot encode the manifest: {e}")))?;
     let path = dir.join(MANIFEST);
-    std::fs::write(&path, text).map_err(CacheError::io("write", &path))
+    let tmp = dir.join(format!(".{MANIFEST}.tmp"));
+    std::fs::write(&tmp, text).map_err(CacheError::io("write", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(CacheError::io("rename into", &path))
 }
 
 /// Reads and checks the entry in `dir`: the manifest names `key`, and
@@ -148,6 +177,20 @@ pub fn verify(dir: &Path, key: &str) -> Result<Manifest, CacheError> {
             )));
         }
         parse_format(&img.format)?;
+    }
+    if let Some(b) = &m.backing {
+        let below = Key::parse(&b.key)
+            .and_then(|k| dir.parent().map(|p| p.join(k.as_str())))
+            .ok_or_else(|| CacheError::Corrupt(format!("bad backing key {:?}", b.key)))?;
+        let theirs = read_manifest(&below)
+            .map_err(|e| CacheError::Corrupt(format!("backing entry {}: {e}", b.key)))?;
+        let now: Vec<&String> = theirs.images.iter().map(|i| &i.hash).collect();
+        if now != b.hashes.iter().collect::<Vec<_>>() {
+            return Err(CacheError::Corrupt(format!(
+                "backing entry {} is not the one this layer was made on",
+                b.key
+            )));
+        }
     }
     let mut hashes = FileHashes::load(dir);
     for s in &m.shares {

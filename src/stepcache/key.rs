@@ -11,7 +11,7 @@ use crate::stepcache::index::FileHashes;
 
 /// Changes whenever what a key covers or how entries are stored changes,
 /// so entries of an older b9 are never taken.
-pub const FORMAT_VERSION: &str = "b9-step-cache-1";
+pub const FORMAT_VERSION: &str = "b9-step-cache-2";
 
 /// A step's key: 64 hex digits.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -37,6 +37,7 @@ impl std::fmt::Display for Key {
 }
 
 /// Builds a key field by field.
+#[derive(Clone)]
 pub struct KeyBuilder {
     hasher: blake3::Hasher,
 }

@@ -16,6 +16,7 @@
 pub mod entry;
 pub mod index;
 pub mod key;
+pub mod layer;
 pub mod prune;
 mod tree;
 
@@ -26,7 +27,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::disk::{CreateOptions, DiskError, Format};
 use entry::{Manifest, StepOutput};
 use index::FileHashes;
-use key::Key;
+use key::{Key, KeyBuilder};
 
 /// Why the step cache failed (a build then runs the step).
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +87,7 @@ pub struct Slot {
     cache: StepCache,
     key: Key,
     started: Instant,
+    layers: Option<Box<KeyBuilder>>,
 }
 
 /// The step cache's directory: `$XDG_CACHE_HOME/b9/steps`, else
@@ -99,7 +101,7 @@ pub fn default_dir() -> Option<PathBuf> {
 }
 
 /// Seconds since 1970.
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -141,7 +143,22 @@ impl StepCache {
             op: "create",
             path: self.dir.clone(),
             source,
-        })
+        })?;
+        // Layers' images are overlays of images in sibling entries.
+        crate::disk::gate::trust_store(&self.dir);
+        Ok(())
+    }
+
+    /// Opens (creating) the lock file of `key`, unlocked.
+    fn open_lock(&self, key: &Key) -> Result<File, CacheError> {
+        let path = self.lock_path(key);
+        File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(CacheError::io("lock", &path))
     }
 
     fn entry_dir(&self, key: &Key) -> PathBuf {
@@ -169,16 +186,7 @@ impl StepCache {
             path: lock_path.clone(),
             source,
         };
-        let lock = match File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-        {
-            Ok(f) => f,
-            Err(e) => return Err(io(e)),
-        };
+        let lock = self.open_lock(key)?;
         if let Err(std::fs::TryLockError::WouldBlock) = lock.try_lock() {
             tracing::info!("waiting for another b9 running the same step");
             lock.lock().map_err(io)?;
@@ -205,13 +213,14 @@ impl StepCache {
             cache: self.clone(),
             key: key.clone(),
             started: Instant::now(),
+            layers: None,
         }))
     }
 }
 
 /// Marks an entry used now (least-recently-used order is by the manifest's
 /// modification time).
-fn touch(dir: &Path) {
+pub(crate) fn touch(dir: &Path) {
     let manifest = dir.join(entry::MANIFEST);
     if let Ok(f) = File::options().write(true).open(&manifest) {
         let _ = f.set_modified(SystemTime::now());
@@ -250,6 +259,20 @@ impl Hit {
 }
 
 impl Slot {
+    /// The slot of a step whose commands may be kept layer by layer;
+    /// `base` is its key without the commands ([`layer::keys`]).
+    pub fn layered(self, base: KeyBuilder) -> Slot {
+        Slot {
+            layers: Some(Box::new(base)),
+            ..self
+        }
+    }
+
+    /// The cache and the layers' key base, when the step is layered.
+    pub fn layers(&self) -> Option<(&StepCache, &KeyBuilder)> {
+        self.layers.as_deref().map(|b| (&self.cache, b))
+    }
+
     /// The time since the slot was claimed (the step's duration).
     pub fn elapsed_seconds(&self) -> f64 {
         self.started.elapsed().as_secs_f64()

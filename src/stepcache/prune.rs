@@ -23,6 +23,10 @@ pub struct EntryInfo {
     pub used: u64,
     /// Bytes on disk.
     pub bytes: u64,
+    /// For a layer: how many commands it holds.
+    pub commands: Option<usize>,
+    /// For a layer on another: that one's key.
+    pub backing: Option<Key>,
 }
 
 /// The entries, least recently used first.
@@ -50,6 +54,11 @@ pub fn list(cache: &StepCache) -> Vec<EntryInfo> {
                 created: manifest.as_ref().map_or(0, |m| m.created),
                 used,
                 bytes: size(&dir),
+                commands: manifest.as_ref().and_then(|m| m.commands),
+                backing: manifest
+                    .as_ref()
+                    .and_then(|m| m.backing.as_ref())
+                    .and_then(|b| Key::parse(&b.key)),
             })
         })
         .collect();
@@ -71,39 +80,62 @@ fn size(path: &Path) -> u64 {
     })
 }
 
+/// Keys of the entries other entries are layered on (their backing).
+fn backed(entries: &[EntryInfo]) -> Vec<Key> {
+    entries.iter().filter_map(|e| e.backing.clone()).collect()
+}
+
 /// Removes the least recently used entries until the cache holds at most
-/// its limit; entries another b9 holds are skipped. Returns the removed.
+/// its limit; entries another b9 holds are skipped, and so are layers
+/// another layer is an overlay of (chains are never broken: a chain goes
+/// from its top down). Returns the removed.
 pub fn evict(cache: &StepCache) -> Vec<EntryInfo> {
     sweep(cache);
-    let entries = list(cache);
+    let mut entries = list(cache);
     let mut total: u64 = entries.iter().map(|e| e.bytes).sum();
     let mut removed = Vec::new();
-    for e in entries {
-        if total <= cache.max_bytes() {
+    while total > cache.max_bytes() {
+        let below = backed(&entries);
+        let Some(pos) = entries
+            .iter()
+            .position(|e| !below.contains(&e.key) && remove_locked(cache, &e.key))
+        else {
             break;
-        }
-        if remove_locked(cache, &e.key) {
-            total = total.saturating_sub(e.bytes);
-            tracing::info!(
-                "step cache: removed entry {} ({}, {} bytes) to stay within {} bytes",
-                e.key,
-                e.label,
-                e.bytes,
-                cache.max_bytes()
-            );
-            removed.push(e);
-        }
+        };
+        let e = entries.remove(pos);
+        total = total.saturating_sub(e.bytes);
+        tracing::info!(
+            "step cache: removed entry {} ({}, {} bytes) to stay within {} bytes",
+            e.key,
+            e.label,
+            e.bytes,
+            cache.max_bytes()
+        );
+        removed.push(e);
     }
     removed
 }
 
-/// Removes every entry no other b9 holds; returns how many.
+/// Removes every entry no other b9 holds, layers from the top of their
+/// chains down (a layer in use keeps the ones below it); returns how many.
 pub fn clean(cache: &StepCache) -> usize {
     sweep(cache);
-    list(cache)
-        .into_iter()
-        .filter(|e| remove_locked(cache, &e.key))
-        .count()
+    let mut entries = list(cache);
+    let mut count = 0;
+    loop {
+        let below = backed(&entries);
+        let before = entries.len();
+        entries.retain(|e| below.contains(&e.key) || !remove_locked(cache, &e.key));
+        count += before - entries.len();
+        if entries.len() == before {
+            return count;
+        }
+    }
+}
+
+/// Removes the entry for `key` if its lock is free (a corrupt layer).
+pub fn remove_unlocked(cache: &StepCache, key: &Key) -> bool {
+    remove_locked(cache, key)
 }
 
 /// Removes the entry for `key` if its lock is free.

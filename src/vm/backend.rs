@@ -149,6 +149,16 @@ pub trait Vm: Send {
     fn collect(&mut self) -> Result<(), VmError> {
         Ok(())
     }
+    /// While the guest's file systems are frozen: each disk (index into
+    /// [`VmSpec::disks`]) goes on writing into the existing qcow2 overlay
+    /// at its path; the file it wrote to keeps its state. Only the `qemu`
+    /// backend can.
+    fn checkpoint(&mut self, overlays: &[(usize, PathBuf)]) -> Result<(), VmError> {
+        let _ = overlays;
+        Err(VmError::Monitor(
+            "this backend cannot keep the disks' state between commands".into(),
+        ))
+    }
 }
 
 /// A way to run VMs.

@@ -6,6 +6,11 @@
 //! host page cache in write-back mode: the guest's flushes reach the image
 //! files, and QEMU flushes everything when it quits, so the host sees all
 //! data once the VM is gone.
+//!
+//! A checkpoint ([`Vm::checkpoint`]) is an external snapshot
+//! (`blockdev-snapshot-sync` into an overlay b9 created): the disk's
+//! current file becomes read-only and keeps its state, writes go on into
+//! the overlay.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -30,6 +35,8 @@ pub const DEFAULT_BINARY: &str = "qemu-system-x86_64";
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one QMP command in [`Vm::state`] may take.
 const STATE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long an external snapshot (`blockdev-snapshot-sync`) may take.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The grace period a dropped VM gets before it is killed.
 const DROP_GRACE: Duration = Duration::from_secs(5);
 /// How many lines of QEMU's stderr an error quotes.
@@ -99,6 +106,8 @@ impl Hypervisor for Qemu {
             exit: None,
             qmp: None,
             files,
+            snapshots: 0,
+            tops: Vec::new(),
         };
         vm.await_monitor(START_TIMEOUT)?;
         vm.check_agent_socket()?;
@@ -335,6 +344,10 @@ struct QemuVm {
     exit: Option<ExitStatus>,
     qmp: Option<Qmp>,
     files: RuntimeFiles,
+    /// External snapshots taken so far (numbers their node names).
+    snapshots: usize,
+    /// Each snapshotted disk's active node (`d<index>` until then).
+    tops: Vec<(usize, String)>,
 }
 
 impl QemuVm {
@@ -472,6 +485,37 @@ impl Vm for QemuVm {
             return VmState::Gone(format!("the VM shut down ({cause})"));
         }
         self.query_state()
+    }
+
+    fn checkpoint(&mut self, overlays: &[(usize, PathBuf)]) -> Result<(), VmError> {
+        let qmp = self
+            .qmp
+            .as_mut()
+            .ok_or_else(|| VmError::Monitor("no QMP connection".into()))?;
+        // All disks in one transaction would be atomic; the guest's file
+        // systems are frozen, so one after another is as good.
+        for (disk, path) in overlays {
+            self.snapshots += 1;
+            let node = format!("d{disk}-{}", self.snapshots);
+            let top = match self.tops.iter_mut().find(|(d, _)| d == disk) {
+                Some((_, top)) => std::mem::replace(top, node.clone()),
+                None => {
+                    self.tops.push((*disk, node.clone()));
+                    format!("d{disk}")
+                }
+            };
+            let command = qapi::qmp::blockdev_snapshot_sync(qapi::qmp::BlockdevSnapshotSync {
+                device: None,
+                node_name: Some(top),
+                snapshot_file: path.to_string_lossy().into_owned(),
+                snapshot_node_name: Some(node),
+                format: Some("qcow2".into()),
+                mode: Some(qapi::qmp::NewImageMode::existing),
+            });
+            qmp.execute(&command, SNAPSHOT_TIMEOUT)
+                .map_err(|e| VmError::Monitor(e.to_string()))?;
+        }
+        Ok(())
     }
 
     fn stop(&mut self, grace: Duration) -> Result<(), VmError> {

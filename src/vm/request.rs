@@ -31,6 +31,22 @@ pub struct RunRequest {
     pub console_log: PathBuf,
     /// Run the single command on a pseudo-terminal, forwarding stdin.
     pub interactive: bool,
+    /// Where the disks' state is kept after some commands (the step
+    /// cache's layers), in command order.
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+/// A checkpoint: after command `after` (an index into the commands), with
+/// the file systems frozen, each listed disk goes on writing into a new
+/// qcow2 overlay, so the file it wrote to so far keeps the state.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// The command after which the agent pauses.
+    pub after: usize,
+    /// Disks (index into [`RunRequest::disks`]) and their new overlay
+    /// files, created by the caller (any backing name: the VM's current
+    /// file is the backing).
+    pub overlays: Vec<(usize, PathBuf)>,
 }
 
 /// A disk of a run and where the guest mounts it.
@@ -89,6 +105,7 @@ impl RunRequest {
             resizes: self.resizes.clone(),
             network,
             interactive: self.interactive,
+            pause_after: self.checkpoints.iter().map(|c| c.after).collect(),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! always stop the VM.
 
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -37,6 +37,12 @@ pub trait Events {
     fn exited(&mut self, index: usize, status: i32, millis: u64);
     /// A message of the agent itself.
     fn log(&mut self, line: &str);
+    /// The agent paused after command `index`: the disks and overlay files
+    /// of that checkpoint (`RunRequest::checkpoints`).
+    fn checkpoint(&mut self, index: usize) -> Vec<(usize, PathBuf)> {
+        let _ = index;
+        Vec::new()
+    }
 }
 
 /// What the agent did.
@@ -88,6 +94,9 @@ pub enum RunError {
     /// Ctrl-C or SIGTERM.
     #[error("interrupted; the VM was stopped")]
     Interrupted,
+    /// The disks' state after a command could not be kept.
+    #[error("cannot keep the disks' state after command {0}: {1}")]
+    Checkpoint(usize, VmError),
     /// The agent connection broke down.
     #[error("talking to the agent failed: {0}{1}")]
     Protocol(String, Tail),
@@ -193,12 +202,15 @@ fn drive(
             ))
         }
     }
-    protocol::send(&mut writer, &ToAgent::Job(job.clone()))
+    protocol::send(&mut writer, &ToAgent::Job(Box::new(job.clone())))
         .map_err(|e| RunError::Protocol(e.to_string(), tail()))?;
     if job.interactive {
-        crate::vm::interactive::forward_stdin(writer);
+        let stdin = writer
+            .try_clone()
+            .map_err(|e| RunError::Protocol(e.to_string(), tail()))?;
+        crate::vm::interactive::forward_stdin(stdin);
     }
-    follow(&mut watch, &frames, events)
+    follow(&mut watch, &frames, events, &mut writer)
 }
 
 /// Handles the agent's messages until it is done.
@@ -206,6 +218,7 @@ fn follow(
     watch: &mut Watch<'_>,
     frames: &Receiver<std::io::Result<Frame>>,
     events: &mut dyn Events,
+    writer: &mut UnixStream,
 ) -> Result<Report, RunError> {
     let mut report = Report::default();
     loop {
@@ -236,6 +249,15 @@ fn follow(
                 bytes,
                 on_scratch,
             }),
+            ToHost::Paused { index } => {
+                let overlays = events.checkpoint(index);
+                watch
+                    .vm
+                    .checkpoint(&overlays)
+                    .map_err(|e| RunError::Checkpoint(index + 1, e))?;
+                protocol::send(writer, &ToAgent::Continue)
+                    .map_err(|e| RunError::Protocol(e.to_string(), watch.tail()))?;
+            }
             ToHost::Done => return Ok(report),
             ToHost::Failed { message } => return Err(RunError::Agent(message, watch.tail())),
             ToHost::Hello { .. } => {

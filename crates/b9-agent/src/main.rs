@@ -13,6 +13,7 @@
 mod copytree;
 mod dhcp;
 mod disks;
+mod freeze;
 mod fsuuid;
 mod init;
 mod inodeflags;
@@ -96,7 +97,7 @@ fn receive_job(port: &mut Port) -> Result<Option<Job>, String> {
         .recv()
         .map_err(|e| format!("waiting for the job: {e}"))?;
     match protocol::decode::<ToAgent>(&frame).map_err(|e| e.to_string())? {
-        ToAgent::Job(job) => Ok(Some(job)),
+        ToAgent::Job(job) => Ok(Some(*job)),
         ToAgent::Abort { reason } => {
             log(format!("the host aborted: {reason}"));
             Ok(None)
@@ -125,8 +126,23 @@ fn execute(job: &Job, port: Port, mounts: &mut Mounts) -> (Result<(), String>, p
                 .ok_or("interactive job without a command")?;
             pty::run_interactive(cmd, reader, &sender)
         } else {
-            watch_host(reader);
-            run::run_all(&job.commands, &sender)
+            let host = watch_host(reader);
+            let frozen: Vec<freeze::Target> = job
+                .disks
+                .iter()
+                .filter_map(|d| {
+                    let path = targets.get(&d.serial)?.clone();
+                    Some(freeze::Target::new(path, devices.get(&d.serial)?))
+                })
+                .collect();
+            let mut pause = |index: usize| {
+                if job.pause_after.contains(&index) {
+                    freeze::checkpoint(index, &frozen, &sender, &host)
+                } else {
+                    Ok(())
+                }
+            };
+            run::run_all(&job.commands, &sender, &mut pause)
         }
         .map_err(|e| format!("running the script: {e}"))?;
         run::kill_leftovers();
@@ -140,18 +156,25 @@ fn execute(job: &Job, port: Port, mounts: &mut Mounts) -> (Result<(), String>, p
 
 /// Powers the machine off when the host closes the port while the job
 /// runs: b9 was killed, and nobody would ever stop this VM otherwise (the
-/// kernel reports a closed host side as end of file). The host sends
-/// nothing else during a non-interactive job.
-fn watch_host(mut reader: std::fs::File) {
+/// kernel reports a closed host side as end of file). The host's messages
+/// during a non-interactive job ([`ToAgent::Continue`] after checkpoints)
+/// come out of the returned channel.
+fn watch_host(mut reader: std::fs::File) -> std::sync::mpsc::Receiver<ToAgent> {
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || loop {
         match protocol::read_frame(&mut reader) {
-            Ok(Some(_)) => {}
+            Ok(Some(frame)) => {
+                if let Ok(msg) = protocol::decode::<ToAgent>(&frame) {
+                    let _ = tx.send(msg);
+                }
+            }
             Ok(None) | Err(_) => {
                 port::console("the host closed the port: powering off");
                 init::power_off();
             }
         }
     });
+    rx
 }
 
 /// Serial -> path maps (devices, mount points).

@@ -17,9 +17,14 @@ use crate::{reaper, sys, users};
 /// processes may hold its pipes open forever).
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
-/// Runs the commands in order; true when the script succeeded (every
-/// failure, if any, was ignored).
-pub fn run_all(commands: &[Command], sender: &Sender) -> io::Result<bool> {
+/// Runs the commands in order, calling `pause` after each one that does
+/// not end the script (a checkpoint, docs/PROTOCOL.md#checkpoints); true
+/// when the script succeeded (every failure, if any, was ignored).
+pub fn run_all(
+    commands: &[Command],
+    sender: &Sender,
+    pause: &mut dyn FnMut(usize) -> Result<(), String>,
+) -> io::Result<bool> {
     let root = Path::new(SYSROOT);
     let shell = users::shell(root);
     for (index, cmd) in commands.iter().enumerate() {
@@ -38,6 +43,7 @@ pub fn run_all(commands: &[Command], sender: &Sender) -> io::Result<bool> {
             ));
             return Ok(false);
         }
+        pause(index).map_err(io::Error::other)?;
     }
     Ok(true)
 }

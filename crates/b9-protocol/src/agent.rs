@@ -12,13 +12,21 @@
 //! the host answers with [`ToAgent::Job`] (or [`ToAgent::Abort`] when the
 //! versions differ); the agent reports progress and ends with
 //! [`ToHost::Done`] or [`ToHost::Failed`], after which the host stops the VM.
+//!
+//! Checkpoints (version 3): after each command listed in
+//! [`Job::pause_after`] that did not end the script, the agent syncs the
+//! job's mounted disk file systems and freezes those without a journal
+//! (`FIFREEZE`; a synced journaled one is consistent as after a power
+//! cut), sends [`ToHost::Paused`] and waits for [`ToAgent::Continue`];
+//! then it thaws them and goes on. The host keeps the disks' state at that
+//! point (the step cache's per-command layers). See docs/PROTOCOL.md.
 
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
 /// The protocol version; both sides must agree exactly.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The name of the agent's virtio-serial port.
 pub const PORT_NAME: &str = "org.b9.agent.0";
@@ -171,6 +179,13 @@ pub enum ToHost {
         /// host truncates that disk to `bytes` and uses it instead.
         on_scratch: bool,
     },
+    /// Command `index` ended and is listed in [`Job::pause_after`]: the
+    /// disks' file systems are synced (frozen when without a journal) until
+    /// [`ToAgent::Continue`].
+    Paused {
+        /// Index into [`Job::commands`].
+        index: usize,
+    },
     /// Everything was done, synced and unmounted.
     Done,
     /// The job could not be carried out (not a command failure: those are
@@ -185,12 +200,15 @@ pub enum ToHost {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToAgent {
     /// What to do.
-    Job(Job),
+    Job(Box<Job>),
     /// Stop: the versions differ or the host gives up.
     Abort {
         /// Why.
         reason: String,
     },
+    /// The host kept the disks' state after a [`ToHost::Paused`]: thaw
+    /// and go on.
+    Continue,
     /// The interactive terminal changed size.
     WindowSize {
         /// Rows.
@@ -219,6 +237,10 @@ pub struct Job {
     pub network: Option<Network>,
     /// Run the single command on a pseudo-terminal, forwarding stdin.
     pub interactive: bool,
+    /// Indices of commands after which the agent pauses with the file
+    /// systems frozen (a checkpoint), ascending.
+    #[serde(default)]
+    pub pause_after: Vec<usize>,
 }
 
 /// A disk and where it is mounted.
