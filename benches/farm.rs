@@ -15,8 +15,9 @@
 //! `cargo bench --bench farm` moves a 1 GiB image holding 500 MiB of
 //! scattered data and builds 5 times each; under `cargo test` it moves
 //! 16 MiB once and builds once each, as a smoke test. Measure with a
-//! release build (`cargo build --release --workspace` first: the release
-//! helper is used when there). Needs root (the fixture makes users and an
+//! release build (`cargo build --release --workspace` first: the bench
+//! uses the helper of its own profile, and fails when any request gets no
+//! reply or a `Failed` one). Needs root (the fixture makes users and an
 //! sshd).
 
 use std::path::Path;
@@ -66,12 +67,13 @@ fn bench() -> Result<(), String> {
     let image = dir.join("in.raw");
     make_sparse(&image, size, data)?;
     chown(&dir, &client)?;
-    let helper = repo.join("target/release/b9-libvirt");
-    let helper = if helper.exists() {
-        helper
-    } else {
-        repo.join("target/debug/b9-libvirt")
-    };
+    // The helper of this build's profile (`target/PROFILE/deps/farm-*`):
+    // another profile's may be stale and speak another protocol version.
+    let helper = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("b9-libvirt")))
+        .filter(|h| h.exists())
+        .ok_or("no b9-libvirt beside this bench's profile: build the workspace in it first (`cargo build --release --workspace`)")?;
     let as_client = |script: String| {
         let mut c = Command::new("setpriv");
         c.args(["--reuid", &client, "--regid", &client, "--init-groups"])
@@ -85,11 +87,14 @@ fn bench() -> Result<(), String> {
             .iter()
             .filter_map(|r| serde_json::to_string(r).ok())
             .collect();
-        // Fails when any reply is `Failed`.
+        // Fails unless every request got a reply and none is `Failed`.
         format!(
-            "! (printf '%s\\n' {} | {} --protocol {VERSION} | grep Failed >&2)",
+            "replies=$(printf '%s\\n' {} | {} --protocol {VERSION}) && \
+             [ \"$(printf '%s\\n' \"$replies\" | grep -c .)\" -eq {} ] && \
+             ! printf '%s\\n' \"$replies\" | grep Failed >&2",
             quote(&lines),
-            helper.display()
+            helper.display(),
+            lines.len()
         )
     };
     let pool = Request::Pool {
