@@ -320,6 +320,15 @@ fn a_changed_last_command_boots_on_the_cached_layer() {
     let kept: Vec<u64> = layers(&p).iter().map(|(n, _)| *n).collect();
     assert_eq!(kept, [1, 2, 3], "a layer after each command but the last");
     assert_eq!(contents(&p)[2], "four\n");
+    let list = text(&p.b9(&["cache", "list"]));
+    // Layer 1 holds whole images; each later one is an overlay of the one below.
+    assert!(list.contains("layer after 1 command\n"), "{list}");
+    for n in [2, 3] {
+        assert!(
+            list.contains(&format!("layer after {n} commands, on ")),
+            "{list}"
+        );
+    }
 
     // Only the last command changed: boots on layer 3, runs one command.
     std::fs::write(p.p("layered.b9"), layered("changed")).unwrap();

@@ -50,12 +50,13 @@ pub fn run(command: &CacheCommand, out: &mut impl Write) -> Result<(), Failure> 
             for e in &entries {
                 writeln!(
                     out,
-                    "{}  {:<20}  run {}  used {}  {} MiB",
+                    "{}  {:<20}  run {}  used {}  {} MiB{}",
                     &e.key.as_str()[..16],
                     e.label,
                     format_date(e.created),
                     format_date(e.used),
-                    e.bytes.div_ceil(1 << 20)
+                    e.bytes.div_ceil(1 << 20),
+                    layer_note(e)
                 )
                 .map_err(fail)?;
             }
@@ -77,6 +78,22 @@ pub fn run(command: &CacheCommand, out: &mut impl Write) -> Result<(), Failure> 
             )
             .map_err(fail)
         }
+    }
+}
+
+/// What `b9 cache list` adds for a layer: the commands it holds and the
+/// layer it is an overlay of.
+fn layer_note(e: &prune::EntryInfo) -> String {
+    let Some(n) = e.commands else {
+        return String::new();
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    match &e.backing {
+        Some(below) => format!(
+            "  layer after {n} command{plural}, on {}",
+            &below.as_str()[..16]
+        ),
+        None => format!("  layer after {n} command{plural}"),
     }
 }
 
