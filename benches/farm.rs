@@ -26,6 +26,12 @@ use std::process::Command;
 use b9_protocol::libvirt::{Request, VERSION};
 
 mod common;
+#[allow(dead_code)]
+#[path = "../tests/common/fixture.rs"]
+mod fixture;
+#[allow(dead_code)]
+#[path = "../tests/common/guest.rs"]
+mod guest;
 use common::{alternate, make_sparse, report, time};
 
 /// The issue's target for b9/virsh.
@@ -180,13 +186,9 @@ fn run_overhead(
         std::fs::write(
             dir.join(format!("{name}.conf")),
             format!(
-                "[global]\nbuild_dir_root: Nothing\ndefault_timeout_seconds: 900\n\
-                 ext4_attributes: []\nkeep_temp_dirs: False\nlog_file: Nothing\n\
-                 max_cached_shared_images: Just 2\nrepository: Nothing\n\
-                 repository_cache: Just (InB9UserDir \"repo-cache\")\nunique_build_dirs: True\n\
-                 verbosity: Just LogInfo\n\n\
-                 [vm]\nbackend: libvirt\naccel: tcg\nkernel: {}\nmodules_dir: {}\n\
+                "{}[vm]\nbackend: libvirt\naccel: tcg\nkernel: {}\nmodules_dir: {}\n\
                  memory_mb: 512\ncpus: 1\nqemu_binary:\n\n[libvirt]\nconnection: {connection}\n",
+                guest::global_section(900),
                 get("KERNEL")?,
                 get("MODULES")?
             ),

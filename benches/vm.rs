@@ -272,13 +272,9 @@ fn b9_project(dir: &Path, root: &Path, guest: &guest::Guest) -> Result<PathBuf, 
     std::fs::write(
         p.join("b9.conf"),
         format!(
-            "[global]\nbuild_dir_root: Nothing\ndefault_timeout_seconds: 900\n\
-             ext4_attributes: []\nkeep_temp_dirs: False\nlog_file: Nothing\n\
-             max_cached_shared_images: Just 2\nrepository: Nothing\n\
-             repository_cache: Just (InB9UserDir \"repo-cache\")\nunique_build_dirs: True\n\
-             verbosity: Just LogInfo\n\n\
-             [vm]\nbackend: qemu\naccel: tcg\nkernel: {}\nmodules_dir: {}\nqemu_binary:\n\n\
+            "{}[vm]\nbackend: qemu\naccel: tcg\nkernel: {}\nmodules_dir: {}\nqemu_binary:\n\n\
              [libvirt]\nconnection: qemu:///system\nnetwork:\n",
+            guest::global_section(900),
             guest.kernel.display(),
             guest.modules.display()
         ),

@@ -144,13 +144,9 @@ impl ClientProject {
         std::fs::write(
             path.join("b9.conf"),
             format!(
-                "[global]\nbuild_dir_root: Nothing\ndefault_timeout_seconds: 600\n\
-                 ext4_attributes: []\nkeep_temp_dirs: False\nlog_file: Nothing\n\
-                 max_cached_shared_images: Just 2\nrepository: Nothing\n\
-                 repository_cache: Just (InB9UserDir \"repo-cache\")\nunique_build_dirs: True\n\
-                 verbosity: Just LogInfo\n\n\
-                 [vm]\nbackend: libvirt\naccel: tcg\nkernel: {}\nmodules_dir: {}\n\
+                "{}[vm]\nbackend: libvirt\naccel: tcg\nkernel: {}\nmodules_dir: {}\n\
                  memory_mb: 512\ncpus: 1\nqemu_binary:\n\n[libvirt]\n{libvirt}\n",
+                super::guest::global_section(600),
                 h.kernel.display(),
                 h.modules.display()
             ),

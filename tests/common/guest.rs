@@ -36,3 +36,16 @@ fn fetch() -> Guest {
         busybox: get("BUSYBOX"),
     }
 }
+
+/// The `[global]` section of a guest test's or bench's `b9.conf`: no
+/// repository, build directories removed, a private shared-image cache,
+/// and `timeout_seconds` for each guest run.
+pub fn global_section(timeout_seconds: u64) -> String {
+    format!(
+        "[global]\nbuild_dir_root: Nothing\ndefault_timeout_seconds: {timeout_seconds}\n\
+         ext4_attributes: []\nkeep_temp_dirs: False\nlog_file: Nothing\n\
+         max_cached_shared_images: Just 2\nrepository: Nothing\n\
+         repository_cache: Just (InB9UserDir \"repo-cache\")\nunique_build_dirs: True\n\
+         verbosity: Just LogInfo\n\n"
+    )
+}

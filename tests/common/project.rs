@@ -75,14 +75,10 @@ impl Project {
         std::fs::write(
             path.join("b9.conf"),
             format!(
-                "[global]\nbuild_dir_root: Nothing\ndefault_timeout_seconds: {timeout}\n\
-                 ext4_attributes: []\nkeep_temp_dirs: False\nlog_file: Nothing\n\
-                 max_cached_shared_images: Just 2\nrepository: Nothing\n\
-                 repository_cache: Just (InB9UserDir \"repo-cache\")\nunique_build_dirs: True\n\
-                 verbosity: Just LogInfo\n\n\
-                 [vm]\nbackend: {backend}\n{accel}kernel: {}\nmodules_dir: {}\n\
+                "{}[vm]\nbackend: {backend}\n{accel}kernel: {}\nmodules_dir: {}\n\
                  memory_mb: 512\ncpus: 1\nqemu_binary:\n{extra_vm}\n\n\
                  [libvirt]\nconnection: qemu:///system\nnetwork:{network}\n",
+                super::guest::global_section(timeout),
                 f.kernel.display(),
                 f.modules.display()
             ),
