@@ -173,23 +173,24 @@ fn write_flat(out: &mut String, term: &ErlTerm) {
 /// from 127 on as `\x{h}`.
 fn escape_string(out: &mut String, s: &str) {
     for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 32 || (c as u32) >= 127 => {
-                let _ = write!(out, "\\x{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
+        escape(out, c, '"');
     }
 }
 
 /// Atom and char escaping of the original: `'` and `\` escaped, chars 0–31
 /// and from 127 on as `\x{h}`.
 fn escape_atom_char(out: &mut String, c: char) {
+    escape(out, c, '\'');
+}
+
+/// `c` inside a literal closed by `quote`: the quote and `\` escaped,
+/// chars 0–31 and from 127 on as `\x{h}`.
+fn escape(out: &mut String, c: char, quote: char) {
     match c {
-        '\'' => out.push_str("\\'"),
-        '\\' => out.push_str("\\\\"),
+        c if c == quote || c == '\\' => {
+            out.push('\\');
+            out.push(c);
+        }
         c if (c as u32) < 32 || (c as u32) >= 127 => {
             let _ = write!(out, "\\x{{{:x}}}", c as u32);
         }
