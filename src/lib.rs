@@ -14,6 +14,7 @@ pub mod content;
 pub mod diag;
 pub mod disk;
 pub mod eval;
+pub mod events;
 pub mod interrupt;
 pub mod lang;
 pub mod lock;

@@ -178,6 +178,7 @@ fn guest_script_example_seed_holds_the_host_name() {
             max_cached: None,
             timeouts,
             step_cache: None,
+            events: b9::events::Events::default(),
         },
         keep_build_dir: false,
         jobs: 1,

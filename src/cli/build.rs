@@ -58,5 +58,6 @@ pub(crate) fn image_settings(session: &Session, no_cache: bool) -> ImageSettings
         } else {
             crate::cli::cache::step_cache(session)
         },
+        events: crate::events::Events::default(),
     }
 }

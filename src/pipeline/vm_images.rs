@@ -52,6 +52,8 @@ pub struct ImageSettings {
     pub timeouts: Timeouts,
     /// The step cache; `None` runs every guest step.
     pub step_cache: Option<StepCache>,
+    /// Where the build's events go.
+    pub events: crate::events::Events,
 }
 
 /// What an artifact's images export: files staged next to their
