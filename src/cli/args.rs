@@ -5,6 +5,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// How `b9 build --events` writes events.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum EventFormat {
+    /// One JSON object per line (docs/events.schema.json).
+    Json,
+}
+
 /// b9 builds VM images, cloud-init media and generated files from `.b9` build files.
 #[derive(Debug, Parser)]
 #[command(
@@ -99,6 +106,9 @@ pub enum Command {
         /// Run every guest step, taking nothing from the step cache and storing nothing.
         #[arg(long)]
         no_cache: bool,
+        /// Write the build's events on stdout in this format (docs/EVENTS.md).
+        #[arg(long, value_name = "FORMAT")]
+        events: Option<EventFormat>,
     },
     /// Check build files completely (syntax, variables, sources, images) without building.
     Check(BuildFiles),

@@ -154,11 +154,16 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             image::run(command, &cli.global.config, started, out)
         }
         Command::Reformat { files, .. } => reformat::reformat(files, out).map_err(Failure::from),
-        Command::Build { files, no_cache } => {
+        Command::Build {
+            files,
+            no_cache,
+            events,
+        } => {
             let session = session::open(&cli.global)?;
             let (instances, warnings) = evaluate(&session, files, true)?;
             report(&warnings);
-            build::build(&session, &instances, *no_cache)
+            let events = build::events(*events, &session, &warnings)?;
+            build::build(&session, &instances, *no_cache, events)
         }
         Command::Cache { command } => cache::run(command, out),
         Command::Check(files) => {

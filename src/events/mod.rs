@@ -1,15 +1,18 @@
 //! Build events: what a build reports as it goes, for programs that follow a
 //! build without reading its log (docs/EVENTS.md). The pipeline emits them
 //! through an [`Events`] handle; `b9 build --events json` writes them as JSON
-//! lines on stdout.
+//! lines on stdout (`json`).
+
+pub mod json;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
 
-/// One thing that happened during a build.
+/// One thing that happened during a build (docs/EVENTS.md lists every
+/// event and field).
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -21,10 +24,23 @@ pub enum Event {
         /// How many artifact instances it builds.
         artifacts: usize,
     },
+    /// The build is over.
+    BuildFinished {
+        /// The build id of the run.
+        build_id: String,
+        /// Whether every artifact succeeded.
+        success: bool,
+        /// How many artifacts failed.
+        failed: usize,
+        /// How long the build took, in milliseconds.
+        duration_ms: u64,
+    },
     /// Work on one artifact instance began.
     ArtifactStarted {
         /// The instance id.
         instance: String,
+        /// What it assembles.
+        assembly: Assembly,
     },
     /// One artifact instance is done.
     ArtifactFinished {
@@ -32,11 +48,210 @@ pub enum Event {
         instance: String,
         /// Whether it succeeded.
         success: bool,
+        /// How long it took, in milliseconds.
+        duration_ms: u64,
         /// The files it wrote (empty when it failed).
-        outputs: Vec<PathBuf>,
+        outputs: Vec<Output>,
         /// Why it failed.
         error: Option<String>,
     },
+    /// A warning of the checks or of the build.
+    Warning {
+        /// The instance it concerns, if any.
+        instance: Option<String>,
+        /// What is wrong, in one line.
+        message: String,
+        /// `file:line:col`, if it has a place.
+        location: Option<String>,
+        /// Further facts.
+        notes: Vec<String>,
+        /// What to do about it.
+        hints: Vec<String>,
+    },
+    /// An artifact's guest step began.
+    GuestStepStarted {
+        /// The instance id.
+        instance: String,
+        /// How many commands the script has.
+        commands: usize,
+        /// Where its result comes from.
+        start: StepStart,
+        /// The commands taken from a cached layer (`start` is `layer`).
+        layer: Option<usize>,
+    },
+    /// A script command began in the guest.
+    CommandStarted {
+        /// The instance id.
+        instance: String,
+        /// The command's number in the script, from 1.
+        number: usize,
+        /// The command line.
+        line: String,
+        /// The user it runs as (`As`).
+        user: Option<String>,
+        /// The directory it runs in (`In`).
+        dir: Option<String>,
+    },
+    /// Output of a command.
+    CommandOutput {
+        /// The instance id.
+        instance: String,
+        /// The command's number in the script, from 1.
+        number: usize,
+        /// Which stream.
+        stream: Stream,
+        /// The bytes as text (invalid UTF-8 replaced, per chunk).
+        text: String,
+        /// Replayed from the step cache, not run now.
+        cached: bool,
+    },
+    /// A command ended.
+    CommandExited {
+        /// The instance id.
+        instance: String,
+        /// The command's number in the script, from 1.
+        number: usize,
+        /// Its exit status.
+        status: i32,
+        /// A failure that `IgnoreErrors` lets pass.
+        ignored: bool,
+        /// How long it ran, in milliseconds.
+        duration_ms: u64,
+    },
+    /// A build image or its file system got a new size.
+    Resize {
+        /// The instance id.
+        instance: String,
+        /// The build image.
+        #[serde(serialize_with = "lossy")]
+        image: PathBuf,
+        /// What was resized.
+        target: ResizeTarget,
+        /// The new size in bytes.
+        bytes: u64,
+    },
+    /// An image export is in place.
+    ExportWritten {
+        /// The instance id.
+        instance: String,
+        /// Where it is.
+        #[serde(serialize_with = "lossy")]
+        path: PathBuf,
+        /// Its image format (`raw`, `qcow2`, `vmdk`).
+        format: String,
+        /// Its file size in bytes.
+        bytes: u64,
+    },
+    /// Progress of a shared-image transfer.
+    Transfer {
+        /// Its direction.
+        direction: Direction,
+        /// What is transferred.
+        name: String,
+        /// Bytes done.
+        done: u64,
+        /// Bytes in all.
+        total: u64,
+    },
+}
+
+/// What an artifact assembles.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Assembly {
+    /// Cloud-init media.
+    CloudInit,
+    /// VM images.
+    VmImages,
+}
+
+/// Where a guest step's result comes from.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStart {
+    /// Every command runs.
+    Fresh,
+    /// The whole step is taken from the step cache; no VM runs.
+    Cache,
+    /// The first commands are taken from a cached layer, the rest run.
+    Layer,
+}
+
+/// A command's output stream.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// What a resize changed.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeTarget {
+    /// The image file (its virtual size).
+    Image,
+    /// The file system inside it.
+    FileSystem,
+}
+
+/// A transfer's direction.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// To a remote repository.
+    Push,
+    /// From a remote repository.
+    Pull,
+}
+
+/// A file or directory an artifact wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Output {
+    /// Where it is.
+    #[serde(serialize_with = "lossy")]
+    pub path: PathBuf,
+    /// What it is.
+    pub kind: OutputKind,
+    /// A file's size in bytes (`None` for a directory).
+    pub bytes: Option<u64>,
+}
+
+/// What kind of output.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// A file (media, an exported image, a size or version file).
+    File,
+    /// A directory (`CI_DIR` media).
+    Directory,
+    /// An image added to the shared-image cache.
+    SharedImage,
+}
+
+impl Output {
+    /// The output at `path` as it is now (after its commit).
+    pub fn of(path: &Path) -> Output {
+        let meta = std::fs::metadata(path).ok();
+        let dir = meta.as_ref().is_some_and(std::fs::Metadata::is_dir);
+        Output {
+            path: path.to_path_buf(),
+            kind: if dir {
+                OutputKind::Directory
+            } else {
+                OutputKind::File
+            },
+            bytes: meta.filter(|_| !dir).map(|m| m.len()),
+        }
+    }
 }
 
 /// Where a build's events go: a cheap, cloneable handle shared by every
@@ -56,6 +271,73 @@ impl Events {
             sink(&event);
         }
     }
+
+    /// Reports the event `make` gives; `make` runs only when somebody
+    /// listens, so an unheard event costs nothing.
+    pub fn emit_with(&self, make: impl FnOnce() -> Event) {
+        if let Some(sink) = &self.0 {
+            sink(&make());
+        }
+    }
+
+    /// Whether somebody listens.
+    pub fn is_heard(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// A progress callback for `repo::remote`'s push and pull
+    /// (`(bytes_done, total)`) that reports [`Event::Transfer`]s.
+    pub fn transfer(&self, direction: Direction, name: &str) -> impl FnMut(u64, u64) + '_ {
+        let name = name.to_string();
+        move |done, total| {
+            self.emit_with(|| Event::Transfer {
+                direction,
+                name: name.clone(),
+                done,
+                total,
+            })
+        }
+    }
+
+    /// Reports a check or build warning.
+    pub fn warning(&self, instance: Option<&str>, d: &crate::diag::Diagnostic) {
+        self.emit_with(|| Event::Warning {
+            instance: instance.map(str::to_string),
+            message: d.message.clone(),
+            location: d.position(),
+            notes: d.notes.clone(),
+            hints: d.hints.clone(),
+        });
+    }
+
+    /// Replays the logged lines of a cached guest run (`RUN LINE`,
+    /// `> stdout`, `! stderr`, as `pipeline::guest` logs them) as
+    /// [`Event::CommandOutput`]s marked cached.
+    pub fn replay(&self, instance: &str, lines: &[String]) {
+        if !self.is_heard() {
+            return;
+        }
+        let mut number = 0;
+        for line in lines {
+            let (stream, text) = if line.starts_with("RUN ") {
+                number += 1;
+                continue;
+            } else if let Some(t) = line.strip_prefix("> ") {
+                (Stream::Stdout, t)
+            } else if let Some(t) = line.strip_prefix("! ") {
+                (Stream::Stderr, t)
+            } else {
+                continue;
+            };
+            self.emit(Event::CommandOutput {
+                instance: instance.to_string(),
+                number,
+                stream,
+                text: format!("{text}\n"),
+                cached: true,
+            });
+        }
+    }
 }
 
 impl fmt::Debug for Events {
@@ -65,5 +347,102 @@ impl fmt::Debug for Events {
         } else {
             "Events(none)"
         })
+    }
+}
+
+/// A path as text (bytes that are not UTF-8 replaced), so every event
+/// serialises.
+fn lossy<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
+}
+
+/// Milliseconds of a duration, saturated.
+pub fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn collect() -> (Events, Arc<Mutex<Vec<Event>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let events = Events::new(move |e| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.clone());
+            }
+        });
+        (events, seen)
+    }
+
+    #[test]
+    fn unheard_events_are_never_made() {
+        let events = Events::default();
+        let mut made = false;
+        events.emit_with(|| {
+            made = true;
+            Event::BuildStarted {
+                build_id: String::new(),
+                artifacts: 0,
+            }
+        });
+        assert!(!made && !events.is_heard());
+    }
+
+    #[test]
+    fn replayed_output_is_numbered_by_command_and_cached() {
+        let (events, seen) = collect();
+        let lines: Vec<String> = [
+            "RUN echo a",
+            "> a",
+            "exit status 0 after 0.1 s",
+            "RUN x",
+            "! b",
+        ]
+        .map(String::from)
+        .to_vec();
+        events.replay("i", &lines);
+        let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(
+            *seen,
+            vec![
+                Event::CommandOutput {
+                    instance: "i".into(),
+                    number: 1,
+                    stream: Stream::Stdout,
+                    text: "a\n".into(),
+                    cached: true
+                },
+                Event::CommandOutput {
+                    instance: "i".into(),
+                    number: 2,
+                    stream: Stream::Stderr,
+                    text: "b\n".into(),
+                    cached: true
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn transfer_progress_becomes_events() {
+        let (events, seen) = collect();
+        let mut progress = events.transfer(Direction::Pull, "img");
+        progress(5, 10);
+        progress(10, 10);
+        drop(progress);
+        let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(seen.len(), 2);
+        assert_eq!(
+            seen[1],
+            Event::Transfer {
+                direction: Direction::Pull,
+                name: "img".into(),
+                done: 10,
+                total: 10
+            }
+        );
     }
 }

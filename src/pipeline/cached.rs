@@ -281,13 +281,17 @@ pub fn claim(inst: &Instance, cache: &StepCache, k: &KeyInputs<'_>) -> Option<Cl
     let mut hashes = match cache.hashes() {
         Ok(h) => h,
         Err(e) => {
-            tracing::warn!("step cache unusable, the step runs: {e}");
+            warn(inst, k, format!("step cache unusable, the step runs: {e}"));
             return None;
         }
     };
     let key = step_keys(inst, k, &mut hashes);
     if let Err(e) = hashes.save() {
-        tracing::warn!("step cache: cannot save the file-hash index: {e}");
+        warn(
+            inst,
+            k,
+            format!("step cache: cannot save the file-hash index: {e}"),
+        );
     }
     let (key, base) = match key {
         Ok(key) => key,
@@ -301,10 +305,19 @@ pub fn claim(inst: &Instance, cache: &StepCache, k: &KeyInputs<'_>) -> Option<Cl
         Ok(Claim::Miss(slot)) if layers_possible(inst, k) => Some(Claim::Miss(slot.layered(base))),
         Ok(c) => Some(c),
         Err(e) => {
-            tracing::warn!("step cache unusable, the step runs: {e}");
+            warn(inst, k, format!("step cache unusable, the step runs: {e}"));
             None
         }
     }
+}
+
+/// Logs a warning about the instance's step and reports it as an event.
+fn warn(inst: &Instance, k: &KeyInputs<'_>, message: String) {
+    tracing::warn!("{message}");
+    k.images.events.warning(
+        Some(&inst.id.value),
+        &crate::diag::Diagnostic::warning(message),
+    );
 }
 
 /// The build images and read-write shares after the step, from a hit;

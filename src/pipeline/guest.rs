@@ -6,11 +6,12 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 use crate::disk::{self, CreateOptions, Format};
+use crate::events::{Event, ResizeTarget, StepStart, Stream};
 use crate::lang::syntax::*;
 use crate::pipeline::error::BuildError;
 use crate::pipeline::layered::{self, LayerRun};
 use crate::pipeline::script::flatten;
-use crate::pipeline::vm_images::{bytes, Built};
+use crate::pipeline::vm_images::{bytes, resized, Built};
 use crate::stepcache::key::KeyBuilder;
 use crate::stepcache::StepCache;
 use crate::vm::backend::{VmDisk, VmShare};
@@ -86,8 +87,9 @@ pub fn run(
     dirs: &GuestDirs<'_>,
     create: &CreateOptions,
     layers: Option<(&StepCache, &KeyBuilder)>,
+    events: &crate::events::Events,
 ) -> Result<Vec<String>, BuildError> {
-    attach_disks(images, &mut request, dirs.dir, create)?;
+    attach_disks(images, &mut request, dirs.dir, create, events)?;
     if !request.commands.is_empty() && !request.has_root() {
         return Err(BuildError::NoRoot);
     }
@@ -102,32 +104,59 @@ pub fn run(
     let layered = layers
         .and_then(|(cache, base)| layered::prepare(cache, base, &label, &mut request, &disks));
     let skipped = layered.as_ref().map_or(0, LayerRun::skipped);
+    events.emit_with(|| Event::GuestStepStarted {
+        instance: label.clone(),
+        commands: skipped + request.commands.len(),
+        start: if skipped > 0 {
+            StepStart::Layer
+        } else {
+            StepStart::Fresh
+        },
+        layer: (skipped > 0).then_some(skipped),
+    });
+    if let Some(l) = &layered {
+        events.replay(&label, l.cached_output());
+    }
     tracing::info!(
         "starting the appliance ({}) with {} disk(s), {} command(s)",
         launcher.hypervisor_name(),
         request.disks.len(),
         request.commands.len()
     );
-    let mut events = LogEvents::new(&request, skipped);
+    let mut log = LogEvents::new(&request, skipped, events);
     let report = launcher
-        .run(&request, &mut events)
+        .run(&request, &mut log)
         .map_err(|source| BuildError::Vm {
             source,
             console_log: request.console_log.clone(),
         })?;
-    if let Err(e) = events.verdict(&report.statuses) {
+    if let Err(e) = log.verdict(&report.statuses) {
         if let Some(l) = layered {
-            l.keep(images, &events.logged, &events.marks, events.paused, create);
+            l.keep(images, &log.logged, &log.marks, log.paused, create);
         }
         return Err(e);
     }
     let output = match layered {
-        Some(l) => l.finish(images, &events.logged, &events.marks, create)?,
-        None => events.logged,
+        Some(l) => l.finish(images, &log.logged, &log.marks, create)?,
+        None => log.logged,
     };
     // Grown file systems stay where they are; shrunk ones were copied.
     for r in report.resized.iter().filter(|r| r.on_scratch) {
         swap_in(images, &r.serial, r.bytes, dirs.dir)?;
+    }
+    for r in &report.resized {
+        if let Some(img) = (0..images.len())
+            .find(|i| serial(*i) == r.serial)
+            .and_then(|i| images.get(i))
+        {
+            resized(
+                events,
+                &label,
+                &img.built.path,
+                ResizeTarget::FileSystem,
+                r.bytes,
+            );
+        }
     }
     Ok(output)
 }
@@ -152,6 +181,7 @@ fn attach_disks(
     request: &mut RunRequest,
     dir: &Path,
     create: &CreateOptions,
+    events: &crate::events::Events,
 ) -> Result<(), BuildError> {
     for (i, img) in images.iter_mut().enumerate() {
         let path = &img.built.path;
@@ -195,6 +225,7 @@ fn attach_disks(
         }
         if current > size {
             disk::resize_file(path, current, create)?;
+            resized(events, &request.name, path, ResizeTarget::Image, current);
         }
         let scratch_size = current;
         let needs_scratch = !after.is_empty();
@@ -351,13 +382,21 @@ struct LogEvents<'a> {
     marks: Vec<usize>,
     /// Checkpoints taken so far.
     paused: usize,
+    /// Where the build's events go, and the instance they are about.
+    events: &'a crate::events::Events,
+    instance: &'a str,
+    /// The number in the script of the command running.
+    number: usize,
 }
 
 impl<'a> LogEvents<'a> {
-    fn new(request: &'a RunRequest, skipped: usize) -> Self {
+    fn new(request: &'a RunRequest, skipped: usize, events: &'a crate::events::Events) -> Self {
         LogEvents {
             commands: &request.commands,
             checkpoints: &request.checkpoints,
+            events,
+            instance: &request.name,
+            number: skipped,
             skipped,
             partial: [Vec::new(), Vec::new()],
             tail: VecDeque::new(),
@@ -429,13 +468,32 @@ impl<'a> LogEvents<'a> {
 impl Events for LogEvents<'_> {
     fn started(&mut self, index: usize) {
         self.tail.clear();
+        self.number = self.skipped + index + 1;
         if let Some(c) = self.commands.get(index) {
             self.info(format!("RUN {}", c.line));
+            self.events.emit_with(|| Event::CommandStarted {
+                instance: self.instance.to_string(),
+                number: self.number,
+                line: c.line.clone(),
+                user: c.user.clone(),
+                dir: c.dir.clone(),
+            });
         }
     }
 
     fn output(&mut self, kind: Kind, bytes: &[u8]) {
         let slot = usize::from(kind == Kind::Stderr);
+        self.events.emit_with(|| Event::CommandOutput {
+            instance: self.instance.to_string(),
+            number: self.number,
+            stream: if slot == 1 {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            },
+            text: String::from_utf8_lossy(bytes).into_owned(),
+            cached: false,
+        });
         self.partial[slot].extend_from_slice(bytes);
         while let Some(pos) = self.partial[slot].iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.partial[slot].drain(..=pos).collect();
@@ -445,10 +503,15 @@ impl Events for LogEvents<'_> {
 
     fn exited(&mut self, index: usize, status: i32, millis: u64) {
         self.flush();
-        let how = match self.commands.get(index) {
-            Some(c) if status != 0 && c.ignore_errors => " (ignored)",
-            _ => "",
-        };
+        let ignored = status != 0 && self.commands.get(index).is_some_and(|c| c.ignore_errors);
+        let how = if ignored { " (ignored)" } else { "" };
+        self.events.emit_with(|| Event::CommandExited {
+            instance: self.instance.to_string(),
+            number: self.skipped + index + 1,
+            status,
+            ignored,
+            duration_ms: millis,
+        });
         self.info(format!(
             "exit status {status}{how} after {:.1} s",
             millis as f64 / 1000.0

@@ -98,6 +98,11 @@ impl LayerRun {
         self.found.as_ref().map_or(0, Found::commands)
     }
 
+    /// The logged output of the commands the cached layer holds.
+    pub fn cached_output(&self) -> &[String] {
+        self.found.as_ref().map_or(&[], |f| &f.manifest.output)
+    }
+
     /// The files of build image `i`, in the order the VM writes into them
     /// (see the module's documentation), but the first one on a fresh run.
     fn overlays(&self, i: usize) -> Vec<PathBuf> {

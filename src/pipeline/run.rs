@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use crate::content::render::Renderer;
 use crate::eval::expand::Instance;
+use crate::events::{millis, Assembly, Event, Events, Output};
 use crate::lang::syntax::{ArtifactAssembly, CloudInitType};
 use crate::media::{self, MediaOptions};
 use crate::pipeline::error::BuildError;
@@ -44,13 +45,25 @@ pub struct ArtifactFailure {
 /// artifacts are not written.
 pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<ArtifactFailure>> {
     let start = Instant::now();
+    let events = &s.images.events;
+    events.emit_with(|| Event::BuildStarted {
+        build_id: s.images.build_id.clone(),
+        artifacts: instances.len(),
+    });
     let whole = |cause| {
         vec![ArtifactFailure {
             instance: String::new(),
             cause,
         }]
     };
-    let workdir = BuildDir::open(&s.images.build_dir, s.keep_build_dir).map_err(whole)?;
+    let workdir = match BuildDir::open(&s.images.build_dir, s.keep_build_dir).map_err(whole) {
+        Ok(w) => w,
+        Err(failures) => {
+            let result = Err(failures);
+            finished(events, &s.images.build_id, start, &result);
+            return result;
+        }
+    };
     let instances_dir = workdir.path().join("artifact-instances");
     let result = std::fs::create_dir_all(&instances_dir)
         .map_err(|e| whole(BuildError::io("create the build directory", &instances_dir)(e)))
@@ -60,11 +73,29 @@ pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<Artifact
             };
             // All sources first, then the assemblies.
             for_each(instances, s.jobs, |inst| generate(inst, &dir_of(inst), s))?;
-            for_each(instances, s.jobs, |inst| assemble(inst, &dir_of(inst), s))
+            for_each(instances, s.jobs, |inst| {
+                reported(inst, events, || assemble(inst, &dir_of(inst), s))
+            })
         });
     workdir.finish(result.is_err());
     tracing::info!("DURATION: {:.3} s", start.elapsed().as_secs_f64());
+    finished(events, &s.images.build_id, start, &result);
     result
+}
+
+/// Reports the end of the build.
+fn finished(
+    events: &Events,
+    build_id: &str,
+    start: Instant,
+    result: &Result<(), Vec<ArtifactFailure>>,
+) {
+    events.emit_with(|| Event::BuildFinished {
+        build_id: build_id.to_string(),
+        success: result.is_ok(),
+        failed: result.as_ref().map_or_else(Vec::len, |()| 0),
+        duration_ms: millis(start.elapsed()),
+    });
 }
 
 /// Runs `job` over the instances on up to `jobs` threads, each inside an
@@ -108,7 +139,40 @@ fn for_each(
     }
 }
 
+/// Runs an artifact's `work` between its `artifact_started` and
+/// `artifact_finished` events (docs/EVENTS.md).
+fn reported(
+    inst: &Instance,
+    events: &Events,
+    work: impl FnOnce() -> Result<Vec<Output>, BuildError>,
+) -> Result<(), BuildError> {
+    let start = Instant::now();
+    let instance = &inst.id.value;
+    events.emit_with(|| Event::ArtifactStarted {
+        instance: instance.clone(),
+        assembly: match inst.assembly.value {
+            ArtifactAssembly::CloudInit(..) => Assembly::CloudInit,
+            _ => Assembly::VmImages,
+        },
+    });
+    let result = work();
+    events.emit_with(|| Event::ArtifactFinished {
+        instance: instance.clone(),
+        success: result.is_ok(),
+        duration_ms: millis(start.elapsed()),
+        outputs: result.as_ref().map(Vec::clone).unwrap_or_default(),
+        error: result.as_ref().err().map(ToString::to_string),
+    });
+    result.map(drop)
+}
+
 fn generate(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), BuildError> {
+    // A failure here is the artifact's: it starts and ends with it.
+    let events = &s.images.events;
+    generate_files(inst, dir, s).or_else(|e| reported(inst, events, || Err(e)))
+}
+
+fn generate_files(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), BuildError> {
     let renderer = Renderer {
         env: &inst.env,
         cwd: &s.images.cwd,
@@ -123,7 +187,8 @@ fn generate(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), BuildE
     Ok(())
 }
 
-fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), BuildError> {
+/// Assembles an artifact; returns the outputs it wrote.
+fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<Vec<Output>, BuildError> {
     match &inst.assembly.value {
         ArtifactAssembly::CloudInit(types, base) => {
             let opts = MediaOptions {
@@ -151,7 +216,11 @@ fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), BuildE
                 Ok::<(), BuildError>(())
             });
             match result {
-                Ok(()) => output::commit(staged),
+                Ok(()) => {
+                    let targets: Vec<PathBuf> = staged.iter().map(|s| s.target.clone()).collect();
+                    output::commit(staged)?;
+                    Ok(targets.iter().map(|t| Output::of(t)).collect())
+                }
                 Err(e) => {
                     output::discard(staged);
                     Err(e)
@@ -163,7 +232,7 @@ fn assemble(inst: &Instance, dir: &Path, s: &BuildSettings) -> Result<(), BuildE
                 launcher: &s.launcher,
                 sources: dir,
             };
-            vm_images::assemble(inst, &s.images, &guest)?.commit(&s.images)
+            vm_images::assemble(inst, &s.images, &guest)?.commit(&s.images, &inst.id.value)
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::disk::partition::{self, PartitionReader};
 use crate::disk::qcow2::Qcow2Image;
 use crate::disk::{self, CreateOptions, DiskError, Format, Target};
 use crate::eval::expand::Instance;
+use crate::events::{Event, Events, Output, OutputKind, ResizeTarget, StepStart};
 use crate::lang::syntax::*;
 use crate::lang::typed::Node;
 use crate::pipeline::cached;
@@ -64,15 +65,23 @@ pub struct Exports {
     pub staged: Vec<Staged>,
     /// Shared images and their converted files, added on commit.
     pub shares: Vec<(SharedImage, PathBuf)>,
+    /// The staged files that are exported images, with their formats.
+    pub images: Vec<(PathBuf, Format)>,
 }
 
 impl Exports {
     /// Moves the staged files into place, then adds the shared images to
-    /// the cache (applying `max_cached_shared_images`).
-    pub fn commit(self, s: &ImageSettings) -> Result<(), BuildError> {
+    /// the cache (applying `max_cached_shared_images`); reports each
+    /// exported image and returns every output (docs/EVENTS.md).
+    pub fn commit(self, s: &ImageSettings, instance: &str) -> Result<Vec<Output>, BuildError> {
+        let targets: Vec<PathBuf> = self.staged.iter().map(|st| st.target.clone()).collect();
         output::commit(self.staged)?;
+        let mut outputs: Vec<Output> = targets.iter().map(|t| Output::of(t)).collect();
+        for (path, format) in &self.images {
+            exported(s, instance, path, *format);
+        }
         if self.shares.is_empty() {
-            return Ok(());
+            return Ok(outputs);
         }
         let repo = LocalRepo::open(&s.cache_root)?;
         for (img, file) in self.shares {
@@ -81,8 +90,14 @@ impl Exports {
             for old in removed {
                 tracing::info!("removed cached image {} {}", old.name, old.build_id);
             }
+            let path = repo.image_path(&img);
+            exported(s, instance, &path, format_of(&img.image_type));
+            outputs.push(Output {
+                kind: OutputKind::SharedImage,
+                ..Output::of(&path)
+            });
         }
-        Ok(())
+        Ok(outputs)
     }
 
     /// Removes what was staged.
@@ -92,6 +107,26 @@ impl Exports {
             let _ = std::fs::remove_file(file);
         }
     }
+}
+
+/// Reports the export at `path`.
+fn exported(s: &ImageSettings, instance: &str, path: &Path, format: Format) {
+    s.events.emit_with(|| Event::ExportWritten {
+        instance: instance.to_string(),
+        path: path.to_path_buf(),
+        format: format.extension().to_string(),
+        bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
+    });
+}
+
+/// Reports a resize of build image `image`.
+pub fn resized(events: &Events, instance: &str, image: &Path, target: ResizeTarget, bytes: u64) {
+    events.emit_with(|| Event::Resize {
+        instance: instance.to_string(),
+        image: image.to_path_buf(),
+        target,
+        bytes,
+    });
 }
 
 /// The appliance and what it shares, for artifacts with a script or a
@@ -131,16 +166,29 @@ pub fn assemble(
         .step_cache
         .as_ref()
         .and_then(|c| cached::claim(inst, c, &inputs));
+    let iid = inst.id.value.as_str();
     let (mut built, slot) = match claim {
-        Some(Claim::Hit(hit)) => (
-            cached::restore(&hit, targets, &script.value, &dir, &dirs, s)?,
-            None,
-        ),
+        Some(Claim::Hit(hit)) => {
+            s.events.emit_with(|| Event::GuestStepStarted {
+                instance: iid.to_string(),
+                commands: match &script.value {
+                    VmScript::VmScript(_, _, body) => flatten(&body.value).len(),
+                    VmScript::NoVmScript => 0,
+                },
+                start: StepStart::Cache,
+                layer: None,
+            });
+            s.events.replay(iid, &hit.manifest.output);
+            (
+                cached::restore(&hit, targets, &script.value, &dir, &dirs, s)?,
+                None,
+            )
+        }
         claim => {
             let mut built = Vec::new();
             for (i, t) in targets.iter().enumerate() {
                 let ImageTarget::ImageTarget(_, source, _) = &t.value;
-                built.push(build_image(&dir, i, source, s)?);
+                built.push(build_image(&dir, i, source, s, iid)?);
             }
             let slot = match claim {
                 Some(Claim::Miss(slot)) => Some(slot),
@@ -179,6 +227,7 @@ pub fn assemble(
             &dirs,
             &s.create,
             slot.as_ref().and_then(Slot::layers),
+            &s.events,
         )?;
         if let Some(slot) = slot {
             cached::store(slot, &inst.id.value, &images, &script.value, &dirs, output);
@@ -194,7 +243,9 @@ pub fn assemble(
     for (t, built) in targets.iter().zip(&built) {
         let ImageTarget::ImageTarget(dest, _, _) = &t.value;
         let result = match destination_resize(dest) {
-            Some(size) => disk::resize_file(&built.path, size, &s.create).map_err(Into::into),
+            Some(size) => disk::resize_file(&built.path, size, &s.create)
+                .map(|()| resized(&s.events, iid, &built.path, ResizeTarget::Image, size))
+                .map_err(Into::into),
             None => Ok(()),
         }
         .and_then(|()| export(built, dest, s, &mut exports));
@@ -273,12 +324,14 @@ fn stem(path: &str) -> String {
         .unwrap_or_else(|| "image".into())
 }
 
-/// Creates build image number `i`; returns its path and format.
+/// Creates build image number `i` of instance `iid`; returns its path and
+/// format.
 fn build_image(
     dir: &Path,
     i: usize,
     source: &Node<ImageSource>,
     s: &ImageSettings,
+    iid: &str,
 ) -> Result<Built, BuildError> {
     let path_for = |name: &str, f: Format| dir.join(format!("{i}-{name}.{}", f.extension()));
     match &source.value {
@@ -328,14 +381,12 @@ fn build_image(
         ImageSource::SourceImage(image, part, resize) => {
             let Image::Image(src, _, fs) = &image.value;
             let src = s.project_root.join(&src.value);
-            Ok(copy_source(
-                &src,
-                &part.value,
+            copied(
+                copy_source(&src, &part.value, resize, fs.value.clone(), &path_for, s)?,
                 resize,
-                fs.value.clone(),
-                &path_for,
                 s,
-            )?)
+                iid,
+            )
         }
         ImageSource::From(name, resize) => {
             let repo = LocalRepo::open(&s.cache_root)?;
@@ -348,14 +399,20 @@ fn build_image(
                 img.build_id,
                 img.date
             );
-            Ok(copy_source(
-                &repo.image_path(&img),
-                &Partition::NoPT,
+            let path = repo.image_path(&img);
+            copied(
+                copy_source(
+                    &path,
+                    &Partition::NoPT,
+                    resize,
+                    img.fs.clone(),
+                    &path_for,
+                    s,
+                )?,
                 resize,
-                img.fs.clone(),
-                &path_for,
                 s,
-            )?)
+                iid,
+            )
         }
         ImageSource::CopyOnWrite(image) => {
             let Image::Image(src, _, fs) = &image.value;
@@ -376,6 +433,25 @@ fn build_image(
             })
         }
     }
+}
+
+/// A copied source image, its `ResizeImage` reported.
+fn copied(
+    built: Built,
+    resize: &Node<ImageResize>,
+    s: &ImageSettings,
+    iid: &str,
+) -> Result<Built, BuildError> {
+    if let ImageResize::ResizeImage(size) = &resize.value {
+        resized(
+            &s.events,
+            iid,
+            &built.path,
+            ResizeTarget::Image,
+            bytes(size),
+        );
+    }
+    Ok(built)
 }
 
 /// Copies a source image (or one partition of it) into a build image of
@@ -446,6 +522,7 @@ fn export(
         ImageDestination::LocalFile(image, _) => {
             let Image::Image(path, ty, _) = &image.value;
             let st = output::stage(&s.cwd.join(&path.value))?;
+            out.images.push((st.target.clone(), format_of(&ty.value)));
             out.staged.push(st);
             if let Some(st) = out.staged.last() {
                 place(build, format, &st.tmp, format_of(&ty.value), s)?;
@@ -460,6 +537,7 @@ fn export(
                 .join(&name.value)
                 .join("disks/raw");
             let image = output::stage(&disks.join("0.raw"))?;
+            out.images.push((image.target.clone(), Format::Raw));
             let tmp = image.tmp.clone();
             out.staged.push(image);
             place(build, format, &tmp, Format::Raw, s)?;
