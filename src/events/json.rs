@@ -154,6 +154,152 @@ mod tests {
         );
     }
 
+    /// One event of each kind, with and without its optional values.
+    fn samples() -> Vec<Event> {
+        use crate::events::{Assembly, Direction, ResizeTarget, StepStart};
+        let i = || "web".to_string();
+        vec![
+            Event::BuildStarted {
+                build_id: "B".into(),
+                artifacts: 2,
+            },
+            Event::BuildFinished {
+                build_id: "B".into(),
+                success: false,
+                failed: 1,
+                duration_ms: 9,
+            },
+            Event::ArtifactStarted {
+                instance: i(),
+                assembly: Assembly::VmImages,
+            },
+            Event::ArtifactStarted {
+                instance: i(),
+                assembly: Assembly::CloudInit,
+            },
+            Event::ArtifactFinished {
+                instance: i(),
+                success: true,
+                duration_ms: 1,
+                outputs: vec![
+                    Output {
+                        path: "a.iso".into(),
+                        kind: OutputKind::File,
+                        bytes: Some(4),
+                    },
+                    Output {
+                        path: "s.qcow2".into(),
+                        kind: OutputKind::SharedImage,
+                        bytes: Some(4),
+                    },
+                ],
+                error: None,
+            },
+            Event::ArtifactFinished {
+                instance: i(),
+                success: false,
+                duration_ms: 1,
+                outputs: vec![],
+                error: Some("boom".into()),
+            },
+            Event::Warning {
+                instance: None,
+                message: "m".into(),
+                location: Some("a.b9:1:2".into()),
+                notes: vec!["n".into()],
+                hints: vec![],
+            },
+            Event::Warning {
+                instance: Some(i()),
+                message: "m".into(),
+                location: None,
+                notes: vec![],
+                hints: vec!["h".into()],
+            },
+            Event::GuestStepStarted {
+                instance: i(),
+                commands: 3,
+                start: StepStart::Fresh,
+                layer: None,
+            },
+            Event::GuestStepStarted {
+                instance: i(),
+                commands: 3,
+                start: StepStart::Layer,
+                layer: Some(2),
+            },
+            Event::CommandStarted {
+                instance: i(),
+                number: 1,
+                line: "echo hi".into(),
+                user: Some("root".into()),
+                dir: None,
+            },
+            Event::CommandOutput {
+                instance: i(),
+                number: 1,
+                stream: Stream::Stdout,
+                text: "hi\n".into(),
+                cached: true,
+            },
+            Event::CommandExited {
+                instance: i(),
+                number: 1,
+                status: -1,
+                ignored: true,
+                duration_ms: 5,
+            },
+            Event::Resize {
+                instance: i(),
+                image: "0-root.raw".into(),
+                target: ResizeTarget::FileSystem,
+                bytes: 1 << 20,
+            },
+            Event::ExportWritten {
+                instance: i(),
+                path: "out/r.qcow2".into(),
+                format: "qcow2".into(),
+                bytes: 7,
+            },
+            Event::Transfer {
+                direction: Direction::Push,
+                name: "img".into(),
+                done: 1,
+                total: 2,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_event_kind_matches_the_documented_schema() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/events.schema.json")).unwrap_or_default();
+        let validator = jsonschema::validator_for(&schema);
+        assert!(validator.is_ok(), "{:?}", validator.err());
+        let Ok(validator) = validator else { return };
+        let samples = samples();
+        for e in &samples {
+            let text = line(e, 3, SystemTime::now());
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{text}: {errors:?}");
+        }
+        // Every kind of the schema is exercised, and a field too many fails.
+        let kinds: std::collections::BTreeSet<String> = samples
+            .iter()
+            .map(|e| {
+                let v: serde_json::Value = serde_json::to_value(e).unwrap_or_default();
+                v["event"].as_str().unwrap_or_default().to_string()
+            })
+            .collect();
+        let documented = schema["oneOf"].as_array().map_or(0, Vec::len);
+        assert_eq!(kinds.len(), documented);
+        let mut extra: serde_json::Value =
+            serde_json::from_str(&line(&samples[0], 0, SystemTime::now())).unwrap_or_default();
+        extra["surprise"] = serde_json::Value::Bool(true);
+        assert!(!validator.is_valid(&extra));
+    }
+
     #[test]
     fn lines_are_numbered_in_the_order_written() {
         let out = Shared::default();
