@@ -1,0 +1,321 @@
+//! `b9 build --events json` end to end: stdout holds nothing but JSON
+//! lines, each valid against `docs/events.schema.json`; the events agree
+//! with the files the build wrote (sizes checked on disk, formats with
+//! qemu-img), with the script's output and exit statuses, and come in the
+//! documented order (docs/EVENTS.md). One build boots a TCG guest; one is
+//! media only (no VM).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+mod common;
+
+use common::project::{ok, text, Project};
+
+/// The lines of stdout, each parsed and checked against the schema and
+/// the envelope's `seq`, in order.
+fn parse(out: &Output) -> Vec<Value> {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::project::repo().join("docs/events.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let stdout = String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8");
+    assert!(stdout.ends_with('\n'), "stdout: {stdout:?}");
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+        .collect();
+    for (i, e) in events.iter().enumerate() {
+        let errors: Vec<String> = validator.iter_errors(e).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{e}: {errors:?}");
+        assert_eq!(e["v"], 1);
+        assert_eq!(e["seq"], i as u64, "{e}");
+    }
+    events
+}
+
+fn kind(e: &Value) -> &str {
+    e["event"].as_str().unwrap()
+}
+
+fn of_kind<'a>(events: &'a [Value], k: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| kind(e) == k).collect()
+}
+
+/// The order docs/EVENTS.md promises: warnings of the checks, then
+/// `build_started` ... `build_finished` last; each instance started once
+/// and finished once after it, its own events in between; commands
+/// started, then their output, then exited.
+fn check_order(events: &[Value]) {
+    let start = events
+        .iter()
+        .position(|e| kind(e) == "build_started")
+        .expect("build_started");
+    assert!(events[..start].iter().all(|e| kind(e) == "warning"));
+    assert_eq!(kind(events.last().unwrap()), "build_finished");
+    assert_eq!(of_kind(events, "build_finished").len(), 1);
+    // Per instance: the state it is in (0 not begun, 1 running, 2 done).
+    let mut state: HashMap<&str, u8> = HashMap::new();
+    let mut command: HashMap<&str, (u64, bool)> = HashMap::new();
+    for e in &events[start + 1..events.len() - 1] {
+        let Some(i) = e["instance"].as_str() else {
+            continue;
+        };
+        let s = state.entry(i).or_default();
+        match kind(e) {
+            "artifact_started" => {
+                assert_eq!(*s, 0, "{i} started twice");
+                *s = 1;
+            }
+            "artifact_finished" => {
+                assert_eq!(*s, 1, "{i} finished without running");
+                *s = 2;
+            }
+            "warning" => {}
+            k => {
+                assert_eq!(*s, 1, "{k} of {i} outside its artifact");
+                let n = e["number"].as_u64();
+                let c = command.entry(i).or_default();
+                match k {
+                    "command_started" => *c = (n.unwrap(), true),
+                    "command_output" if e["cached"] == false => {
+                        assert_eq!(*c, (n.unwrap(), true), "{e}")
+                    }
+                    "command_exited" => {
+                        assert_eq!(*c, (n.unwrap(), true), "{e}");
+                        c.1 = false;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(state.values().all(|s| *s == 2), "{state:?}");
+    assert_eq!(
+        state.len(),
+        of_kind(events, "artifact_finished").len(),
+        "one artifact_finished per instance"
+    );
+}
+
+/// Each output an event names exists with the size it gives.
+fn check_outputs(events: &[Value]) {
+    for e in of_kind(events, "artifact_finished") {
+        for o in e["outputs"].as_array().unwrap() {
+            let path = Path::new(o["path"].as_str().unwrap());
+            let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{o}: {e}"));
+            match o["kind"].as_str().unwrap() {
+                "directory" => assert!(meta.is_dir() && o["bytes"].is_null(), "{o}"),
+                _ => assert_eq!(o["bytes"], meta.len(), "{o}"),
+            }
+        }
+    }
+    for e in of_kind(events, "export_written") {
+        let path = e["path"].as_str().unwrap();
+        assert_eq!(e["bytes"], std::fs::metadata(path).unwrap().len(), "{e}");
+        let info: Value =
+            serde_json::from_str(&ok("qemu-img", &["info", "--output=json", path])).unwrap();
+        assert_eq!(info["format"], e["format"], "{e}");
+    }
+}
+
+/// The artifact_finished event of `instance`.
+fn finished<'a>(events: &'a [Value], instance: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| kind(e) == "artifact_finished" && e["instance"] == instance)
+        .unwrap_or_else(|| panic!("no artifact_finished for {instance}"))
+}
+
+/// What the commands of `instance` wrote on `stream`.
+fn output(events: &[Value], instance: &str, stream: &str) -> String {
+    events
+        .iter()
+        .filter(|e| {
+            kind(e) == "command_output" && e["instance"] == instance && e["stream"] == stream
+        })
+        .map(|e| e["text"].as_str().unwrap())
+        .collect()
+}
+
+const SEED: &str = r#"Artifact (IID "seed") (CloudInit [CI_ISO, CI_DIR] "out/seed")"#;
+
+#[test]
+fn guest_build_events_agree_with_its_outputs() {
+    let p = Project::new("qemu", "", 600);
+    let file = format!(
+        r#"Let []
+  [ {SEED}
+  , Artifact (IID "guest")
+      (VmImages
+         [ ImageTarget (LocalFile (Image "out/root.qcow2" QCow2 Ext4) (ResizeImage (ImageSize 96 MB)))
+             (SourceImage (Image "root.raw" Raw Ext4) NoPT KeepSize) (MountPoint "/")
+         ]
+         (VmScript X86_64 []
+            (Begin
+               [ Run "echo" ["hello events"]
+               , As "root" [IgnoreErrors True [Run "sh" ["-c", "'echo to stderr >&2; exit 4'"]]]
+               ])))
+  ]
+"#
+    );
+    std::fs::write(p.p("events.b9"), &file).unwrap();
+    let out = p.b9(&["build", "--no-cache", "--events", "json", "-f", "events.b9"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let events = parse(&out);
+    check_order(&events);
+    check_outputs(&events);
+
+    // The cloud-init seed without meta-data warns, with its place.
+    let warning = of_kind(&events, "warning")
+        .into_iter()
+        .find(|w| w["message"].as_str().unwrap().contains("meta-data"))
+        .expect("the meta-data warning");
+    assert_eq!(warning["location"], "events.b9:2:5");
+
+    let seed = finished(&events, "seed");
+    assert_eq!(seed["success"], true);
+    let paths: Vec<&str> = seed["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [p.p("out/seed.iso"), p.p("out/seed")].map(|p| p.to_string_lossy().into_owned())
+    );
+
+    let guest = finished(&events, "guest");
+    assert_eq!(guest["success"], true, "{guest}");
+    assert_eq!(guest["error"], Value::Null);
+    let export = of_kind(&events, "export_written");
+    assert_eq!(export.len(), 1);
+    assert_eq!(export[0]["path"], p.p("out/root.qcow2").to_str().unwrap());
+    assert_eq!(export[0]["format"], "qcow2");
+    let info: Value = serde_json::from_str(&ok(
+        "qemu-img",
+        &["info", "--output=json", p.p("out/root.qcow2").to_str().unwrap()],
+    ))
+    .unwrap();
+    assert_eq!(info["virtual-size"], 96 << 20);
+    let resize = of_kind(&events, "resize");
+    assert!(
+        resize
+            .iter()
+            .any(|r| r["target"] == "image" && r["bytes"] == 96u64 << 20),
+        "{resize:?}"
+    );
+
+    let step = of_kind(&events, "guest_step_started");
+    assert_eq!(step.len(), 1);
+    assert_eq!(step[0]["start"], "fresh");
+    assert_eq!(step[0]["commands"], 2);
+    let started = of_kind(&events, "command_started");
+    assert_eq!(started.len(), 2);
+    assert_eq!(started[0]["line"], "echo hello events");
+    assert_eq!(started[1]["user"], "root");
+    assert_eq!(output(&events, "guest", "stdout"), "hello events\n");
+    assert_eq!(output(&events, "guest", "stderr"), "to stderr\n");
+    let exited: Vec<(u64, i64, bool)> = of_kind(&events, "command_exited")
+        .iter()
+        .map(|e| {
+            (
+                e["number"].as_u64().unwrap(),
+                e["status"].as_i64().unwrap(),
+                e["ignored"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(exited, [(1, 0, false), (2, 4, true)]);
+    let done = events.last().unwrap();
+    assert_eq!((done["success"].clone(), done["failed"].clone()), (true.into(), 0.into()));
+
+    // A failing script: the artifact's error, the build's failure.
+    let bad = r#"Artifact (IID "bad")
+  (VmImages
+     [ ImageTarget (LocalFile (Image "out/bad.raw" Raw Ext4) KeepSize)
+         (SourceImage (Image "root.raw" Raw Ext4) NoPT KeepSize) (MountPoint "/") ]
+     (VmScript X86_64 [] (Run "sh" ["-c", "'echo failing; exit 3'"])))
+"#;
+    std::fs::write(p.p("bad.b9"), bad).unwrap();
+    let out = p.b9(&["build", "--no-cache", "--events", "json", "-f", "bad.b9"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let events = parse(&out);
+    check_order(&events);
+    let bad = finished(&events, "bad");
+    assert_eq!(bad["success"], false);
+    assert_eq!(bad["outputs"], Value::Array(vec![]));
+    let error = bad["error"].as_str().unwrap();
+    assert!(error.contains("exit status 3") || error.contains("status 3"), "{error}");
+    assert!(!p.p("out/bad.raw").exists());
+    assert_eq!(output(&events, "bad", "stdout"), "failing\n");
+    let exited = of_kind(&events, "command_exited");
+    assert_eq!(exited.len(), 1);
+    assert_eq!(exited[0]["status"], 3);
+    let done = events.last().unwrap();
+    assert_eq!((done["success"].clone(), done["failed"].clone()), (false.into(), 1.into()));
+}
+
+/// A media-only build (no guest): the events and the files agree; a build
+/// file that fails its checks writes no event.
+#[test]
+fn media_build_events_agree_with_its_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("home")).unwrap();
+    std::fs::write(dir.join("b9.conf"), common::guest::global_section(60)).unwrap();
+    std::fs::write(dir.join("meta-data"), "instance-id: i-1\n").unwrap();
+    let file = format!(
+        "Let []\n  [ {SEED}\n  , Artifact (IID \"vfat\") (CloudInit [CI_VFAT] \"out/v\")\n  , \
+         Sources [FromContent \"x\" (FromTextFile (Source NoConversion \"missing.txt\"))]\n      \
+         [Artifact (IID \"late\") (CloudInit [CI_DIR] \"out/late\")]\n  ]\n"
+    );
+    std::fs::write(dir.join("media.b9"), &file).unwrap();
+    let b9 = |file: &str| {
+        Command::new(env!("CARGO_BIN_EXE_b9"))
+            .arg("-c")
+            .arg(dir.join("b9.conf"))
+            .args(["build", "--events", "json", "-f", file])
+            .current_dir(dir)
+            .env("HOME", dir.join("home"))
+            .output()
+            .unwrap()
+    };
+    // `missing.txt` is reported by the checks: no build, no events.
+    let out = b9("media.b9");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+
+    std::fs::write(dir.join("missing.txt"), "here now").unwrap();
+    let out = b9("media.b9");
+    assert!(out.status.success(), "{}", text(&out));
+    let events = parse(&out);
+    check_order(&events);
+    check_outputs(&events);
+    assert_eq!(events[of_kind(&events, "warning").len()]["artifacts"], 3);
+    let kinds: Vec<&str> = of_kind(&events, "artifact_started")
+        .iter()
+        .map(|e| e["assembly"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["cloud_init"; 3]);
+    let late = finished(&events, "late");
+    assert_eq!(late["outputs"][0]["kind"], "directory");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out/late/x")).unwrap(),
+        "here now"
+    );
+    let vfat = finished(&events, "vfat");
+    assert_eq!(
+        vfat["outputs"][0]["bytes"],
+        std::fs::metadata(dir.join("out/v.vfat")).unwrap().len()
+    );
+    // Logs stay on stderr.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrote"));
+}
