@@ -160,7 +160,7 @@ fn guest_build_events_agree_with_its_outputs() {
          (VmScript X86_64 []
             (Begin
                [ Run "echo" ["hello events"]
-               , As "root" [IgnoreErrors True [Run "sh" ["-c", "'echo to stderr >&2; exit 4'"]]]
+               , In "/tmp" [IgnoreErrors True [Run "sh" ["-c", "'echo to stderr >&2; exit 4'"]]]
                ])))
   ]
 "#
@@ -177,7 +177,7 @@ fn guest_build_events_agree_with_its_outputs() {
         .into_iter()
         .find(|w| w["message"].as_str().unwrap().contains("meta-data"))
         .expect("the meta-data warning");
-    assert_eq!(warning["location"], "events.b9:2:5");
+    assert_eq!(warning["location"], "events.b9:2:27");
 
     let seed = finished(&events, "seed");
     assert_eq!(seed["success"], true);
@@ -201,7 +201,11 @@ fn guest_build_events_agree_with_its_outputs() {
     assert_eq!(export[0]["format"], "qcow2");
     let info: Value = serde_json::from_str(&ok(
         "qemu-img",
-        &["info", "--output=json", p.p("out/root.qcow2").to_str().unwrap()],
+        &[
+            "info",
+            "--output=json",
+            p.p("out/root.qcow2").to_str().unwrap(),
+        ],
     ))
     .unwrap();
     assert_eq!(info["virtual-size"], 96 << 20);
@@ -220,7 +224,10 @@ fn guest_build_events_agree_with_its_outputs() {
     let started = of_kind(&events, "command_started");
     assert_eq!(started.len(), 2);
     assert_eq!(started[0]["line"], "echo hello events");
-    assert_eq!(started[1]["user"], "root");
+    assert_eq!(
+        (&started[1]["dir"], &started[1]["user"]),
+        (&Value::from("/tmp"), &Value::Null)
+    );
     assert_eq!(output(&events, "guest", "stdout"), "hello events\n");
     assert_eq!(output(&events, "guest", "stderr"), "to stderr\n");
     let exited: Vec<(u64, i64, bool)> = of_kind(&events, "command_exited")
@@ -235,7 +242,10 @@ fn guest_build_events_agree_with_its_outputs() {
         .collect();
     assert_eq!(exited, [(1, 0, false), (2, 4, true)]);
     let done = events.last().unwrap();
-    assert_eq!((done["success"].clone(), done["failed"].clone()), (true.into(), 0.into()));
+    assert_eq!(
+        (done["success"].clone(), done["failed"].clone()),
+        (true.into(), 0.into())
+    );
 
     // A failing script: the artifact's error, the build's failure.
     let bad = r#"Artifact (IID "bad")
@@ -253,14 +263,20 @@ fn guest_build_events_agree_with_its_outputs() {
     assert_eq!(bad["success"], false);
     assert_eq!(bad["outputs"], Value::Array(vec![]));
     let error = bad["error"].as_str().unwrap();
-    assert!(error.contains("exit status 3") || error.contains("status 3"), "{error}");
+    assert!(
+        error.contains("exit status 3") || error.contains("status 3"),
+        "{error}"
+    );
     assert!(!p.p("out/bad.raw").exists());
     assert_eq!(output(&events, "bad", "stdout"), "failing\n");
     let exited = of_kind(&events, "command_exited");
     assert_eq!(exited.len(), 1);
     assert_eq!(exited[0]["status"], 3);
     let done = events.last().unwrap();
-    assert_eq!((done["success"].clone(), done["failed"].clone()), (false.into(), 1.into()));
+    assert_eq!(
+        (done["success"].clone(), done["failed"].clone()),
+        (false.into(), 1.into())
+    );
 }
 
 /// A media-only build (no guest): the events and the files agree; a build
