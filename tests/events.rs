@@ -2,8 +2,9 @@
 //! lines, each valid against `docs/events.schema.json`; the events agree
 //! with the files the build wrote (sizes checked on disk, formats with
 //! qemu-img), with the script's output and exit statuses, and come in the
-//! documented order (docs/EVENTS.md). One build boots a TCG guest; one is
-//! media only (no VM).
+//! documented order (docs/EVENTS.md). One build boots a TCG guest (then
+//! takes its step from the step cache, then fails a script); one is media
+//! only (no VM).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
 
@@ -166,7 +167,8 @@ fn guest_build_events_agree_with_its_outputs() {
 "#
     );
     std::fs::write(p.p("events.b9"), &file).unwrap();
-    let out = p.b9(&["build", "--no-cache", "--events", "json", "-f", "events.b9"]);
+    // The step cache is the project's own (under its home).
+    let out = p.b9(&["build", "--events", "json", "-f", "events.b9"]);
     assert!(out.status.success(), "{}", text(&out));
     let events = parse(&out);
     check_order(&events);
@@ -246,6 +248,24 @@ fn guest_build_events_agree_with_its_outputs() {
         (done["success"].clone(), done["failed"].clone()),
         (true.into(), 0.into())
     );
+
+    // Again: the step from the cache, its output replayed, no command run.
+    let out = p.b9(&["build", "--events", "json", "-f", "events.b9"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let events = parse(&out);
+    check_order(&events);
+    check_outputs(&events);
+    let step = of_kind(&events, "guest_step_started");
+    assert_eq!(
+        (&step[0]["start"], &step[0]["commands"]),
+        (&"cache".into(), &2.into())
+    );
+    assert!(of_kind(&events, "command_started").is_empty());
+    let replayed = of_kind(&events, "command_output");
+    assert!(replayed.iter().all(|e| e["cached"] == true), "{replayed:?}");
+    assert_eq!(output(&events, "guest", "stdout"), "hello events\n");
+    assert_eq!(output(&events, "guest", "stderr"), "to stderr\n");
+    assert_eq!(finished(&events, "guest")["success"], true);
 
     // A failing script: the artifact's error, the build's failure.
     let bad = r#"Artifact (IID "bad")
