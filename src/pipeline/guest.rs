@@ -145,9 +145,10 @@ pub fn run(
         swap_in(images, &r.serial, r.bytes, dirs.dir)?;
     }
     for r in &report.resized {
-        if let Some(img) = (0..images.len())
-            .find(|i| serial(*i) == r.serial)
-            .and_then(|i| images.get(i))
+        if let Some((_, img)) = images
+            .iter()
+            .enumerate()
+            .find(|(i, _)| serial(*i) == r.serial)
         {
             resized(
                 events,

@@ -42,7 +42,8 @@ pub struct ArtifactFailure {
 }
 
 /// Builds the instances. Returns every artifact failure; outputs of failed
-/// artifacts are not written.
+/// artifacts are not written. Reports the build's start and end, and each
+/// artifact's, to `s.images.events` (docs/EVENTS.md).
 pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<ArtifactFailure>> {
     let start = Instant::now();
     let events = &s.images.events;
@@ -50,20 +51,26 @@ pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<Artifact
         build_id: s.images.build_id.clone(),
         artifacts: instances.len(),
     });
+    let result = build(instances, s);
+    tracing::info!("DURATION: {:.3} s", start.elapsed().as_secs_f64());
+    events.emit_with(|| Event::BuildFinished {
+        build_id: s.images.build_id.clone(),
+        success: result.is_ok(),
+        failed: result.as_ref().map_or_else(Vec::len, |()| 0),
+        duration_ms: millis(start.elapsed()),
+    });
+    result
+}
+
+/// The build in its build directory.
+fn build(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<ArtifactFailure>> {
     let whole = |cause| {
         vec![ArtifactFailure {
             instance: String::new(),
             cause,
         }]
     };
-    let workdir = match BuildDir::open(&s.images.build_dir, s.keep_build_dir).map_err(whole) {
-        Ok(w) => w,
-        Err(failures) => {
-            let result = Err(failures);
-            finished(events, &s.images.build_id, start, &result);
-            return result;
-        }
-    };
+    let workdir = BuildDir::open(&s.images.build_dir, s.keep_build_dir).map_err(whole)?;
     let instances_dir = workdir.path().join("artifact-instances");
     let result = std::fs::create_dir_all(&instances_dir)
         .map_err(|e| whole(BuildError::io("create the build directory", &instances_dir)(e)))
@@ -74,28 +81,11 @@ pub fn run(instances: &[Instance], s: &BuildSettings) -> Result<(), Vec<Artifact
             // All sources first, then the assemblies.
             for_each(instances, s.jobs, |inst| generate(inst, &dir_of(inst), s))?;
             for_each(instances, s.jobs, |inst| {
-                reported(inst, events, || assemble(inst, &dir_of(inst), s))
+                reported(inst, &s.images.events, || assemble(inst, &dir_of(inst), s))
             })
         });
     workdir.finish(result.is_err());
-    tracing::info!("DURATION: {:.3} s", start.elapsed().as_secs_f64());
-    finished(events, &s.images.build_id, start, &result);
     result
-}
-
-/// Reports the end of the build.
-fn finished(
-    events: &Events,
-    build_id: &str,
-    start: Instant,
-    result: &Result<(), Vec<ArtifactFailure>>,
-) {
-    events.emit_with(|| Event::BuildFinished {
-        build_id: build_id.to_string(),
-        success: result.is_ok(),
-        failed: result.as_ref().map_or_else(Vec::len, |()| 0),
-        duration_ms: millis(start.elapsed()),
-    });
 }
 
 /// Runs `job` over the instances on up to `jobs` threads, each inside an
