@@ -2,9 +2,9 @@
 //! lines, each valid against `docs/events.schema.json`; the events agree
 //! with the files the build wrote (sizes checked on disk, formats with
 //! qemu-img), with the script's output and exit statuses, and come in the
-//! documented order (docs/EVENTS.md). One build boots a TCG guest (then
-//! takes its step from the step cache, then fails a script); one is media
-//! only (no VM).
+//! documented order (docs/EVENTS.md). One project boots a TCG guest, then
+//! takes the step from the step cache, then resumes from a cached layer,
+//! then fails a script; one build is media only (no VM).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
 
@@ -266,6 +266,35 @@ fn guest_build_events_agree_with_its_outputs() {
     assert_eq!(output(&events, "guest", "stdout"), "hello events\n");
     assert_eq!(output(&events, "guest", "stderr"), "to stderr\n");
     assert_eq!(finished(&events, "guest")["success"], true);
+
+    // The last command changed: command 1 from its cached layer (its
+    // output replayed), command 2 runs.
+    std::fs::write(p.p("events.b9"), file.replace("exit 4", "exit 5")).unwrap();
+    let out = p.b9(&["build", "--events", "json", "-f", "events.b9"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let events = parse(&out);
+    check_order(&events);
+    let step = of_kind(&events, "guest_step_started");
+    assert_eq!(
+        (&step[0]["start"], &step[0]["layer"], &step[0]["commands"]),
+        (&"layer".into(), &1.into(), &2.into())
+    );
+    let replayed: Vec<(&Value, &Value)> = of_kind(&events, "command_output")
+        .iter()
+        .filter(|e| e["cached"] == true)
+        .map(|e| (&e["number"], &e["text"]))
+        .collect();
+    assert_eq!(replayed, [(&1.into(), &"hello events\n".into())]);
+    let started: Vec<&Value> = of_kind(&events, "command_started")
+        .iter()
+        .map(|e| &e["number"])
+        .collect();
+    assert_eq!(started, [&Value::from(2)]);
+    let exited = of_kind(&events, "command_exited");
+    assert_eq!(
+        (&exited[0]["number"], &exited[0]["status"]),
+        (&2.into(), &5.into())
+    );
 
     // A failing script: the artifact's error, the build's failure.
     let bad = r#"Artifact (IID "bad")
