@@ -328,8 +328,9 @@ fn guest_build_events_agree_with_its_outputs() {
     );
 }
 
-/// A media-only build (no guest): the events and the files agree; a build
-/// file that fails its checks writes no event.
+/// A build without a guest (media, images exported to a file and to the
+/// shared-image cache): the events and the files agree; a build file that
+/// fails its checks writes no event.
 #[test]
 fn media_build_events_agree_with_its_outputs() {
     let tmp = tempfile::tempdir().unwrap();
@@ -338,9 +339,21 @@ fn media_build_events_agree_with_its_outputs() {
     std::fs::write(dir.join("b9.conf"), common::guest::global_section(60)).unwrap();
     std::fs::write(dir.join("meta-data"), "instance-id: i-1\n").unwrap();
     let file = format!(
-        "Let []\n  [ {SEED}\n  , Artifact (IID \"vfat\") (CloudInit [CI_VFAT] \"out/v\")\n  , \
-         Sources [FromContent \"x\" (FromTextFile (Source NoConversion \"missing.txt\"))]\n      \
-         [Artifact (IID \"late\") (CloudInit [CI_DIR] \"out/late\")]\n  ]\n"
+        r#"Let []
+  [ {SEED}
+  , Artifact (IID "vfat") (CloudInit [CI_VFAT] "out/v")
+  , Sources [FromContent "x" (FromTextFile (Source NoConversion "missing.txt"))]
+      [Artifact (IID "late") (CloudInit [CI_DIR] "out/late")]
+  , Artifact (IID "img")
+      (VmImages
+         [ ImageTarget (LocalFile (Image "out/data.vmdk" Vmdk Ext4) (ResizeImage (ImageSize 48 MB)))
+             (EmptyImage "data" Ext4 Raw (ImageSize 32 MB)) NotMounted
+         , ImageTarget (Share "base-os" QCow2 KeepSize)
+             (EmptyImage "root" Ext4 Raw (ImageSize 16 MB)) NotMounted
+         ]
+         NoVmScript)
+  ]
+"#
     );
     std::fs::write(dir.join("media.b9"), &file).unwrap();
     let b9 = |file: &str| {
@@ -364,12 +377,46 @@ fn media_build_events_agree_with_its_outputs() {
     let events = parse(&out);
     check_order(&events);
     check_outputs(&events);
-    assert_eq!(events[of_kind(&events, "warning").len()]["artifacts"], 3);
-    let kinds: Vec<&str> = of_kind(&events, "artifact_started")
+    assert_eq!(events[of_kind(&events, "warning").len()]["artifacts"], 4);
+    let mut kinds: Vec<&str> = of_kind(&events, "artifact_started")
         .iter()
         .map(|e| e["assembly"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["cloud_init"; 3]);
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["cloud_init", "cloud_init", "cloud_init", "vm_images"]
+    );
+    // The images: no guest step, the resize, both exports.
+    assert!(of_kind(&events, "guest_step_started").is_empty());
+    let resize = of_kind(&events, "resize");
+    assert_eq!(resize.len(), 1);
+    assert_eq!(
+        (&resize[0]["target"], &resize[0]["bytes"]),
+        (&"image".into(), &(48u64 << 20).into())
+    );
+    let exports: Vec<(&str, &str)> = of_kind(&events, "export_written")
+        .iter()
+        .map(|e| (e["path"].as_str().unwrap(), e["format"].as_str().unwrap()))
+        .collect();
+    let shared = dir.join("home/.b9/repo-cache/local-repo/b9_shared_images");
+    assert_eq!(exports.len(), 2, "{exports:?}");
+    assert_eq!(
+        exports[0],
+        (dir.join("out/data.vmdk").to_str().unwrap(), "vmdk")
+    );
+    assert!(Path::new(exports[1].0).starts_with(&shared), "{exports:?}");
+    assert_eq!(exports[1].1, "qcow2");
+    let img: Vec<(&str, &str)> = finished(&events, "img")["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["path"].as_str().unwrap(), o["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        img,
+        [(exports[0].0, "file"), (exports[1].0, "shared_image")]
+    );
     let late = finished(&events, "late");
     assert_eq!(late["outputs"][0]["kind"], "directory");
     assert_eq!(
