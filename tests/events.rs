@@ -332,7 +332,7 @@ fn guest_build_events_agree_with_its_outputs() {
 /// shared-image cache): the events and the files agree; a build file that
 /// fails its checks writes no event.
 #[test]
-fn media_build_events_agree_with_its_outputs() {
+fn build_without_a_guest_events_agree_with_its_outputs() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::create_dir_all(dir.join("home")).unwrap();
