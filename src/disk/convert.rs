@@ -70,8 +70,9 @@ pub fn copy(
         let _ = free_tx.send(Vec::with_capacity(CHUNK as usize));
     }
     let producer_bar = bar.clone();
-    // Installs the Ctrl-C/SIGTERM handlers: the first signal stops the copy.
-    let interrupted = crate::interrupt::flag();
+    // The first Ctrl-C/SIGTERM (where the caller's token watches for them)
+    // stops the copy.
+    crate::interrupt::arm();
     let result = std::thread::scope(|scope| {
         let producer = scope.spawn(move || -> Result<u64, DiskError> {
             let mut read = 0;
@@ -79,7 +80,7 @@ pub fn copy(
                 let mut pos = e.start;
                 let end = e.start + e.len;
                 while pos < end {
-                    if interrupted.load(Ordering::Relaxed) {
+                    if crate::interrupt::cancelled() {
                         return Err(DiskError::Interrupted);
                     }
                     // Chunks end on grain boundaries so zero runs line up.

@@ -260,7 +260,8 @@ impl Farm {
                 state.busy[i] += 1;
                 return Ok(i);
             }
-            if crate::interrupt::flag().load(Ordering::Relaxed) {
+            crate::interrupt::arm();
+            if crate::interrupt::cancelled() {
                 return Err(RunError::Interrupted);
             }
             state = self

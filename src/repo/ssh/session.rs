@@ -96,12 +96,15 @@ impl Session {
             return Err(closed());
         }
         let ssh = &self.ssh;
+        if interruptible {
+            crate::interrupt::arm();
+        }
         let watch = async {
             loop {
                 if ssh.is_closed() {
                     return closed();
                 }
-                if interruptible && crate::interrupt::requested() {
+                if interruptible && crate::interrupt::cancelled() {
                     return SshError::Interrupted;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
