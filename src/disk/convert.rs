@@ -2,7 +2,6 @@
 //! data is read and written, so the output stays sparse; reading and writing
 //! overlap on two threads; a progress bar shows on a terminal.
 
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use crate::disk::capability::{Extent, ImageReader, ImageWriter};

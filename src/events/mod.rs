@@ -42,7 +42,10 @@ pub enum Event {
 /// Where a build's events go: a cheap, cloneable handle shared by every
 /// thread of the build; the default sends them nowhere.
 #[derive(Clone, Default)]
-pub struct Events(Option<Arc<dyn Fn(&Event) + Send + Sync>>);
+pub struct Events(Option<Arc<Sink>>);
+
+/// What receives the events.
+type Sink = dyn Fn(&Event) + Send + Sync;
 
 impl Events {
     /// Events handed to `sink`, from whatever thread emits them.

@@ -27,6 +27,7 @@ pub struct Node<T> {
 
 impl<T> Node<T> {
     /// A value without a place in a source.
+    #[cfg(test)]
     pub fn new(value: T) -> Node<T> {
         Node {
             value,

@@ -9,7 +9,6 @@
 //! (its inputs uploaded afresh), then the run fails naming host and cause.
 
 use std::cmp::Reverse;
-use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex, MutexGuard, Once};
 use std::time::Duration;
 

@@ -129,11 +129,6 @@ impl Session {
         }
     }
 
-    /// `user@host:port` of this session.
-    pub fn target(&self) -> &str {
-        &self.target
-    }
-
     /// Creates `dir` and its missing parents (like `mkdir -p`).
     pub fn mkdir_p(&self, dir: &str) -> Result<(), SshError> {
         let sftp = &self.sftp;
@@ -277,6 +272,7 @@ impl Session {
     }
 
     /// Removes the remote file `remote`.
+    #[cfg(any(test, feature = "internals"))]
     pub fn remove(&self, remote: &str) -> Result<(), SshError> {
         self.run(async {
             self.sftp
