@@ -86,7 +86,10 @@ impl BuildFiles {
                 BuildSource::Text { name, text } => lang::parse(Source::new(name, text.clone())),
             };
             match result {
-                Ok(file) => parsed.push(file),
+                Ok(file) => {
+                    tracing::debug!("parsed build file {}", file.source.name().display());
+                    parsed.push(file)
+                }
                 Err(mut d) => problems.append(&mut d),
             }
         }
