@@ -74,8 +74,18 @@ impl Config {
     /// Reads a configuration from text; `name` names it in diagnostics.
     ///
     /// ```
-    /// let config = b9::Config::from_text("b9.conf", "[global]\nunique_build_dirs: False\n")?;
+    /// let text = "[global]\nbuild_dir_root: Nothing\nkeep_temp_dirs: False\n\
+    ///             log_file: Nothing\nrepository: Nothing\nrepository_cache: Nothing\n\
+    ///             unique_build_dirs: False\nverbosity: Nothing\n";
+    /// let config = b9::Config::from_text("b9.conf", text)?;
     /// assert!(config.warnings().is_empty());
+    ///
+    /// // A missing key is an error that names its place and how to fix it.
+    /// let Err(b9::Error::Invalid(problems)) = b9::Config::from_text("b9.conf", "[global]\n") else {
+    ///     panic!("an incomplete [global] section was accepted");
+    /// };
+    /// assert_eq!(problems[0].span().map(|s| s.start), Some((1, 1)));
+    /// assert!(problems[0].hints()[0].contains("build_dir_root"));
     /// # Ok::<(), b9::Error>(())
     /// ```
     pub fn from_text(name: impl Into<PathBuf>, text: &str) -> Result<Config, Error> {

@@ -12,7 +12,7 @@ pub enum Backend {
     /// The embedded QEMU backend (no root needed).
     #[default]
     Qemu,
-    /// A libvirt domain (see [`LibvirtConfig`]).
+    /// A libvirt domain (the `[libvirt]` section).
     Libvirt,
 }
 
