@@ -57,6 +57,7 @@ pub fn run(hosts: &[&str], out: &mut dyn Write) -> Result<usize, b9::Error> {
     Ok(report.instances)
 }
 
+/// Checks the build file for the hosts named as arguments (default: two).
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let hosts: Vec<&str> = if args.is_empty() {
