@@ -49,9 +49,12 @@ impl Config {
     /// them (docs/COMPATIBILITY.md#config-files).
     pub fn load(files: &[PathBuf]) -> Result<Config, Error> {
         let b9_dir = b9_dir()?;
-        let located = config::locate(files, &b9_dir)?;
+        let located = config::locate(files, &b9_dir).map_err(Error::input_one)?;
         let notices = located.notice();
-        Ok(Config::loaded(config::load(&located)?, notices))
+        Ok(Config::loaded(
+            config::load(&located).map_err(Error::input)?,
+            notices,
+        ))
     }
 
     /// Reads the configuration from files when there is one: the `-c`
@@ -89,7 +92,10 @@ impl Config {
     /// # Ok::<(), b9::Error>(())
     /// ```
     pub fn from_text(name: impl Into<PathBuf>, text: &str) -> Result<Config, Error> {
-        Ok(Config::loaded(config::parse_str(name, text)?, Vec::new()))
+        Ok(Config::loaded(
+            config::parse_str(name, text).map_err(Error::input)?,
+            Vec::new(),
+        ))
     }
 
     /// Applies the overrides that are set (as the global flags do).
@@ -136,8 +142,8 @@ pub fn add_repo(files: &[PathBuf], repo: &NewRepo) -> Result<PathBuf, Error> {
     })?;
     let b9_dir = config::default_b9_dir()
         .ok_or_else(|| Error::invalid("cannot find the b9 directory: $HOME is not set"))?;
-    let located = config::locate(files, &b9_dir)?;
-    let loaded = config::load(&located)?;
+    let located = config::locate(files, &b9_dir).map_err(Error::input_one)?;
+    let loaded = config::load(&located).map_err(Error::input)?;
     let mut updated = loaded.config.clone();
     updated.repos.retain(|r| r.id != repo.id);
     updated.repos.push(config::RemoteRepo {

@@ -61,14 +61,14 @@ impl Error {
     }
 }
 
-impl From<Vec<diag::Diagnostic>> for Error {
-    fn from(ds: Vec<diag::Diagnostic>) -> Error {
+impl Error {
+    /// Input errors found by the internals.
+    pub(crate) fn input(ds: Vec<diag::Diagnostic>) -> Error {
         Error::Invalid(wrap(ds))
     }
-}
 
-impl From<diag::Diagnostic> for Error {
-    fn from(d: diag::Diagnostic) -> Error {
+    /// One input error found by the internals.
+    pub(crate) fn input_one(d: diag::Diagnostic) -> Error {
         Error::Invalid(vec![Diagnostic(d)])
     }
 }

@@ -196,7 +196,7 @@ impl Session {
         notes: &mut dyn FnMut(&str),
         keep: &mut dyn FnMut(expand::Instance),
     ) -> Result<Vec<Diagnostic>, Error> {
-        let parsed = files.parse()?;
+        let parsed = files.parse().map_err(Error::input)?;
         // The cloud-configs of `CloudInit` artifacts against cloud-init's
         // schema (compiled once a run, when the first one is met).
         let mut cloud = CloudConfigCheck::new(self.config.cloud_init.schema.clone());
@@ -218,7 +218,7 @@ impl Session {
         }
         let diagnostics = check::dedupe(diagnostics);
         if diagnostics.iter().any(diag::Diagnostic::is_error) {
-            return Err(diagnostics.into());
+            return Err(Error::input(diagnostics));
         }
         Ok(wrap(diagnostics))
     }

@@ -40,6 +40,6 @@ pub fn reformat(files: &[impl AsRef<Path>], out: &mut dyn Write) -> Result<(), E
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.into())
+        Err(Error::input(problems))
     }
 }

@@ -97,7 +97,7 @@ impl Session {
     /// configured verbosity, for the whole process. Call it at most once.
     pub fn init_logging(&self) -> Result<(), Error> {
         crate::pipeline::log::init(self.config.verbosity, self.config.log_file.as_deref())
-            .map_err(Error::from)
+            .map_err(Error::input_one)
     }
 
     /// Notices for the user (a default configuration file was created).
