@@ -11,17 +11,15 @@
 //! cleanly first begins ([`arm`]); until then a signal ends b9 the usual way (nothing is in flight
 //! that needs cleaning up).
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 /// The exit status after a second signal (128 + SIGINT, as shells report).
 const FORCED_EXIT: i32 = 130;
 
 /// The flag Ctrl-C and SIGTERM set, once the handlers are installed.
 static SIGNALLED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-
-/// The tokens of the operations running now.
-static ACTIVE: Mutex<Vec<CancelToken>> = Mutex::new(Vec::new());
 
 /// A cancellation token: cheap to clone, every clone cancels the same
 /// operations. The default token is never cancelled unless
@@ -88,38 +86,50 @@ fn install_handlers(flag: &Arc<AtomicBool>) {
     });
 }
 
-/// `token` watched while the guard lives: [`cancelled`] reports it.
-pub(crate) struct Watch(Arc<AtomicBool>);
-
-/// Watches `token` until the guard is dropped.
-pub(crate) fn watch(token: &CancelToken) -> Watch {
-    active().push(token.clone());
-    Watch(Arc::clone(&token.flag))
+thread_local! {
+    /// The token of the API call this thread works for.
+    static CURRENT: RefCell<Option<CancelToken>> = const { RefCell::new(None) };
 }
 
-/// Called where a long operation that stops cleanly begins: installs the
-/// signal handlers of a watched [`CancelToken::on_signals`] token.
-pub(crate) fn arm() {
-    if let Some(t) = active().iter().find(|t| t.signals) {
-        install_handlers(&t.flag);
-    }
+/// `token` watched on this thread while the guard lives; the token watched
+/// before comes back when it is dropped.
+pub(crate) struct Watch(Option<CancelToken>);
+
+/// Watches `token` on this thread until the guard is dropped: [`cancelled`]
+/// reports it here, and threads the library spawns for the work take it
+/// along ([`current`], [`inherit`]).
+pub(crate) fn watch(token: &CancelToken) -> Watch {
+    Watch(CURRENT.with(|c| c.replace(Some(token.clone()))))
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let mut active = active();
-        if let Some(i) = active.iter().position(|t| Arc::ptr_eq(&t.flag, &self.0)) {
-            active.swap_remove(i);
-        }
+        let previous = self.0.take();
+        CURRENT.with(|c| *c.borrow_mut() = previous);
     }
 }
 
-fn active() -> std::sync::MutexGuard<'static, Vec<CancelToken>> {
-    ACTIVE.lock().unwrap_or_else(|p| p.into_inner())
+/// The token watched on this thread, for a thread spawned for the same work.
+pub(crate) fn current() -> Option<CancelToken> {
+    CURRENT.with(|c| c.borrow().clone())
 }
 
-/// True once a token of a running operation was cancelled (false where no
-/// operation watches one, such as in the guest agent). Installs nothing.
+/// Watches `token` (from [`current`] on the spawning thread) on this one.
+pub(crate) fn inherit(token: Option<&CancelToken>) -> Option<Watch> {
+    token.map(watch)
+}
+
+/// Called where a long operation that stops cleanly begins: installs the
+/// signal handlers if this thread watches a [`CancelToken::on_signals`]
+/// token.
+pub(crate) fn arm() {
+    if let Some(t) = current().filter(|t| t.signals) {
+        install_handlers(&t.flag);
+    }
+}
+
+/// True once the token this thread watches was cancelled (false where none
+/// is watched, such as in the guest agent). Installs nothing.
 pub(crate) fn cancelled() -> bool {
-    active().iter().any(CancelToken::is_cancelled)
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(CancelToken::is_cancelled))
 }

@@ -74,7 +74,7 @@ fn check_reports_errors_as_located_diagnostics() {
 }
 
 #[test]
-fn a_build_through_the_api_writes_media_and_names_the_failed_artifact() {
+fn a_build_through_the_api_writes_media_and_images_and_names_the_failed_artifact() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
@@ -85,9 +85,12 @@ fn a_build_through_the_api_writes_media_and_names_the_failed_artifact() {
         "Let []\n  [ Sources [ FromContent \"meta-data\" (FromString \"local-hostname: good\\n\") ]\n      \
          [ Artifact (IID \"good\") (CloudInit [CI_ISO, CI_DIR] {:?}) ]\n  \
          , Sources [ FromContent \"meta-data\" (FromString \"x\\n\") ]\n      \
-         [ Artifact (IID \"bad\") (CloudInit [CI_DIR] {:?}) ]\n  ]\n",
+         [ Artifact (IID \"bad\") (CloudInit [CI_DIR] {:?}) ]\n  \
+         , Artifact (IID \"disk\") (VmImages [ImageTarget (LocalFile (Image {:?} QCow2 Ext4) KeepSize) \
+         (EmptyImage \"data\" Ext4 Raw (ImageSize 16 MB)) (MountPoint \"/data\")] NoVmScript)\n  ]\n",
         out.join("good").display().to_string(),
         dir.path().join("blocked/bad").display().to_string(),
+        out.join("disk.qcow2").display().to_string(),
     );
     let session = session(dir.path());
     let plan = session
@@ -96,16 +99,16 @@ fn a_build_through_the_api_writes_media_and_names_the_failed_artifact() {
             &mut no_notes,
         )
         .unwrap();
-    assert_eq!(plan.len(), 2);
+    assert_eq!(plan.len(), 3);
     let Err(Error::Build(failures)) = session.build(&plan, &BuildOptions::new()) else {
         panic!("the blocked output did not fail the build");
     };
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].instance, "bad");
-    let iso = out.join("good.iso");
+    // The medium, read by isoinfo.
     let meta = Command::new("isoinfo")
         .args(["-R", "-x", "/meta-data", "-i"])
-        .arg(&iso)
+        .arg(out.join("good.iso"))
         .output()
         .expect("isoinfo (genisoimage) is needed: run scripts/setup");
     assert_eq!(
@@ -116,6 +119,28 @@ fn a_build_through_the_api_writes_media_and_names_the_failed_artifact() {
         std::fs::read_to_string(out.join("good/meta-data")).unwrap(),
         "local-hostname: good\n"
     );
+    // The image: qcow2 of 16 MiB holding a clean ext4 labelled "data".
+    let raw = dir.path().join("disk.raw");
+    let convert = Command::new("qemu-img")
+        .args(["convert", "-f", "qcow2", "-O", "raw"])
+        .arg(out.join("disk.qcow2"))
+        .arg(&raw)
+        .status()
+        .expect("qemu-img is needed: run scripts/setup");
+    assert!(convert.success());
+    assert_eq!(std::fs::metadata(&raw).unwrap().len(), 16 << 20);
+    let fsck = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    let label = Command::new("e2label").arg(&raw).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&label.stdout), "data\n");
     // The build directory is gone (unique build directories are not kept).
     assert!(!session.build_dir().exists());
 }

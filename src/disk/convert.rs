@@ -72,8 +72,10 @@ pub fn copy(
     // The first Ctrl-C/SIGTERM (where the caller's token watches for them)
     // stops the copy.
     crate::interrupt::arm();
+    let cancel = crate::interrupt::current();
     let result = std::thread::scope(|scope| {
         let producer = scope.spawn(move || -> Result<u64, DiskError> {
+            let _watch = crate::interrupt::inherit(cancel.as_ref());
             let mut read = 0;
             for e in &extents {
                 let mut pos = e.start;
