@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
-use b9::{BuildFiles, BuildOptions, Config, Error, Overrides, Session};
+use std::sync::{Arc, Mutex};
+
+use b9::{BuildFiles, BuildOptions, Config, Error, Event, Events, Overrides, Session};
 
 #[path = "../examples/generate_and_check.rs"]
 mod generate_and_check;
@@ -100,11 +102,34 @@ fn a_build_through_the_api_writes_media_and_images_and_names_the_failed_artifact
         )
         .unwrap();
     assert_eq!(plan.len(), 3);
-    let Err(Error::Build(failures)) = session.build(&plan, &BuildOptions::new()) else {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let mut options = BuildOptions::new();
+    options.events = Events::new({
+        let events = Arc::clone(&events);
+        move |e: &Event| events.lock().unwrap().push(e.clone())
+    });
+    let Err(Error::Build(failures)) = session.build(&plan, &options) else {
         panic!("the blocked output did not fail the build");
     };
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].instance, "bad");
+    // What the events say agrees with the outcome: a finished artifact's
+    // outputs exist, the failed one is reported failed.
+    for event in events.lock().unwrap().iter() {
+        match event {
+            Event::BuildStarted { artifacts, .. } => assert_eq!(*artifacts, 3),
+            Event::ArtifactFinished {
+                instance,
+                success,
+                outputs,
+                ..
+            } => {
+                assert_eq!(*success, instance != "bad", "{event:?}");
+                assert!(outputs.iter().all(|o| o.exists()), "{event:?}");
+            }
+            _ => {}
+        }
+    }
     // The medium, read by isoinfo.
     let meta = Command::new("isoinfo")
         .args(["-R", "-x", "/meta-data", "-i"])
