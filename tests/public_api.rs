@@ -20,6 +20,9 @@ use serde_json::Value;
 /// The committed surface.
 const PINNED: &str = "tests/public-api.txt";
 
+/// The rustdoc JSON format the renderer reads (Rust 1.95).
+const FORMAT_VERSION: u64 = 57;
+
 #[test]
 fn public_api_matches_the_pinned_surface() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -64,7 +67,12 @@ fn rustdoc_json(root: &Path) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(target.join("doc/b9.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        doc["format_version"], FORMAT_VERSION,
+        "rustdoc's JSON format changed with the toolchain: check the renderer below against it"
+    );
+    doc
 }
 
 /// The JSON and the public path of every item reachable from the root.
