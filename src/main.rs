@@ -1,5 +1,7 @@
-//! The `b9` executable: all logic lives in the library's `cli` module.
+//! The `b9` executable: the command line on the `b9` library's public API.
+
+mod cli;
 
 fn main() -> std::process::ExitCode {
-    b9::cli::main()
+    cli::main()
 }

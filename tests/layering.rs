@@ -46,8 +46,10 @@ fn modules() -> BTreeMap<String, String> {
             if parts.last().is_some_and(|p| p == "mod") {
                 parts.pop();
             }
-            // The crate roots and binaries are not modules of the library.
-            if parts.len() == 1 && matches!(parts[0].as_str(), "lib" | "main") || parts[0] == "bin"
+            // The crate roots and binaries (the CLI is the binaries'
+            // module) are not modules of the library.
+            if parts.len() == 1 && matches!(parts[0].as_str(), "lib" | "main")
+                || matches!(parts[0].as_str(), "bin" | "cli")
             {
                 return None;
             }

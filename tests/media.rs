@@ -11,7 +11,10 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use b9::media::{write_dir, write_iso, write_vfat, MediaOptions};
+use b9::media::dir::write_dir;
+use b9::media::iso::write_iso;
+use b9::media::vfat::write_vfat;
+use b9::media::MediaOptions;
 
 const OPTS: MediaOptions = MediaOptions {
     timestamp: 1_700_000_000, // 2023-11-14T22:13:20Z

@@ -14,8 +14,9 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use b9::disk::capability::{Extent, ImageReader};
 use b9::disk::partition::{find, read_table, PartitionInfo, PartitionReader, TableKind};
-use b9::disk::{DiskError, Extent, ImageReader};
+use b9::disk::DiskError;
 
 const MIB: u64 = 1024 * 1024;
 

@@ -6,8 +6,9 @@
 use std::path::Path;
 use std::process::Command;
 
+use b9::disk::capability::ImageReader;
 use b9::disk::vmdk::{self, Subformat};
-use b9::disk::{CreateOptions, ImageReader};
+use b9::disk::CreateOptions;
 
 const OPTS: CreateOptions = CreateOptions {
     timestamp: 1_700_000_000,

@@ -29,7 +29,7 @@ impl Drop for InputFile {
 }
 
 /// Reads a few ranges of an opened image; errors are fine, panics are not.
-pub fn exercise(image: &dyn b9::disk::ImageReader) {
+pub fn exercise(image: &dyn b9::disk::capability::ImageReader) {
     let size = image.size();
     if let Ok(extents) = image.data_extents() {
         for e in extents.iter().take(8) {

@@ -1,5 +1,8 @@
 //! `b9c`: the original's executable name, the same program as `b9`.
 
+#[path = "../cli/mod.rs"]
+mod cli;
+
 fn main() -> std::process::ExitCode {
-    b9::cli::main()
+    cli::main()
 }

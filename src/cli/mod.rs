@@ -1,44 +1,32 @@
 //! The command-line interface: argument parsing, dispatch to one function per
-//! command, diagnostics on stderr, and exit codes.
+//! command, diagnostics on stderr, and exit codes. Built on the `b9`
+//! library's public API only.
 //!
 //! Exit codes: 0 success, 1 build failure, 2 usage or build-file error.
 
-pub mod args;
+mod args;
 mod build;
-pub mod cache;
-mod farm;
-pub mod image;
-pub(crate) mod reformat;
-mod repo;
-mod run;
-mod session;
+mod cache;
+mod image;
 
 use std::io::Write;
 use std::process::ExitCode;
 
+use b9::{BuildFiles, CancelToken, Diagnostic, Error, Session};
 use clap::{CommandFactory, Parser};
 
-use crate::content::cloud_config::CloudConfigCheck;
-use crate::diag::Diagnostic;
-use crate::eval::{check, expand, plan};
-use args::{BuildFiles, Cli, Command};
-
-/// The version of the original b9 whose files and CLI this one is compatible with.
-pub const COMPAT_VERSION: &str = "4.0.0";
+use args::{AccelArg, Cli, Command, GlobalArgs};
 
 /// Exit status: a build failed.
-pub(crate) const EXIT_BUILD: u8 = 1;
+const EXIT_BUILD: u8 = 1;
 /// Exit status: a build file, configuration or usage error.
 const EXIT_USAGE: u8 = 2;
 
 /// Runs b9 with the process arguments.
 pub fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args
-        .get(1)
-        .is_some_and(|a| a == crate::vm::parent_death::SHIM_ARG)
-    {
-        return crate::vm::parent_death::exec(&args[2..]);
+    if args.get(1).is_some_and(|a| a == b9::PARENT_DEATH_SHIM_ARG) {
+        return b9::exec_with_parent_death(&args[2..]);
     }
     let cli = Cli::parse_from(args);
     let mut stdout = std::io::stdout().lock();
@@ -54,24 +42,28 @@ pub fn main() -> ExitCode {
 
 /// Why a command failed: what to print and the exit status.
 #[derive(Debug)]
-pub struct Failure {
+struct Failure {
     /// The problems.
-    pub diagnostics: Vec<Diagnostic>,
+    diagnostics: Vec<Diagnostic>,
     /// The exit status.
-    pub code: u8,
+    code: u8,
 }
 
-impl From<Vec<Diagnostic>> for Failure {
-    fn from(diagnostics: Vec<Diagnostic>) -> Failure {
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
         Failure {
-            diagnostics,
-            code: EXIT_USAGE,
+            diagnostics: e.diagnostics(),
+            code: if matches!(e, Error::Invalid(_)) {
+                EXIT_USAGE
+            } else {
+                EXIT_BUILD
+            },
         }
     }
 }
 
 /// A failed command (exit code 1) with one message.
-pub(crate) fn fail(e: impl std::fmt::Display) -> Failure {
+fn fail(e: impl std::fmt::Display) -> Failure {
     Failure {
         diagnostics: vec![Diagnostic::error(e.to_string())],
         code: EXIT_BUILD,
@@ -79,8 +71,11 @@ pub(crate) fn fail(e: impl std::fmt::Display) -> Failure {
 }
 
 /// A usage or input error (exit code 2) with one message.
-pub(crate) fn usage(e: impl std::fmt::Display) -> Failure {
-    vec![Diagnostic::error(e.to_string())].into()
+fn usage(e: impl std::fmt::Display) -> Failure {
+    Failure {
+        diagnostics: vec![Diagnostic::error(e.to_string())],
+        code: EXIT_USAGE,
+    }
 }
 
 /// Prints diagnostics to stderr with a closing count.
@@ -99,36 +94,98 @@ fn report(diagnostics: &[Diagnostic]) {
     }
 }
 
-/// Runs one parsed command line, writing normal output to `out`.
-pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
-    let io = |e: std::io::Error| Failure {
+/// A failure to write normal output (a closed pipe is no failure).
+fn io(e: std::io::Error) -> Failure {
+    Failure {
         diagnostics: vec![Diagnostic::error(format!("cannot write output: {e}"))],
         code: if e.kind() == std::io::ErrorKind::BrokenPipe {
             0
         } else {
             1
         },
+    }
+}
+
+/// The configuration overrides the global flags ask for (only those given).
+fn overrides(g: &GlobalArgs) -> b9::Overrides {
+    let mut o = b9::Overrides::default();
+    o.verbosity = if g.verbose {
+        Some(b9::LogLevel::Trace)
+    } else if g.quiet {
+        Some(b9::LogLevel::Error)
+    } else {
+        None
     };
+    o.log_file = g.log_file.clone();
+    o.build_dir_root = g.build_root.clone();
+    o.keep_temp_dirs = g.keep_build_dir;
+    o.predictable_build_dir = g.predictable_build_dir;
+    o.repository_cache = g.repo_cache.clone();
+    o.repository = g.repo.clone();
+    o.network = g.network.clone();
+    o.accel = g.accel.map(|a| match a {
+        AccelArg::Auto => b9::Accel::Auto,
+        AccelArg::Kvm => b9::Accel::Kvm,
+        AccelArg::Tcg => b9::Accel::Tcg,
+    });
+    o
+}
+
+/// Finds and loads the configuration, applies the flags, starts logging.
+fn open(g: &GlobalArgs) -> Result<Session, Failure> {
+    let config = b9::Config::load(&g.config)?.with_overrides(&overrides(g));
+    let session = Session::new(config)?;
+    session.init_logging()?;
+    Ok(session)
+}
+
+/// Runs one parsed command line, writing normal output to `out`.
+fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
+    let cancel = b9::CancelToken::on_signals();
     match &cli.command {
         Command::Version => writeln!(
             out,
-            "{} (compatible with b9 {COMPAT_VERSION})",
-            env!("CARGO_PKG_VERSION")
+            "{} (compatible with b9 {})",
+            b9::VERSION,
+            b9::COMPAT_VERSION
         )
         .map_err(io),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "b9", out);
             Ok(())
         }
-        Command::List => match &cli.global.repo {
-            Some(id) => repo::list_remote(&session::open(&cli.global)?, id, out),
-            None => repo::list(&session::open(&cli.global)?, out),
-        },
-        Command::Run { image, command } => run::run(&session::open(&cli.global)?, image, command),
-        Command::Farm => farm::show(&session::open(&cli.global)?, out).map_err(io),
-        Command::Push { name } => repo::push(&session::open(&cli.global)?, name, out),
-        Command::Pull { name } => repo::pull(&session::open(&cli.global)?, name.as_deref(), out),
-        Command::CleanRemote => repo::clean_remote(&session::open(&cli.global)?, out),
+        Command::List => {
+            let session = open(&cli.global)?;
+            match &cli.global.repo {
+                Some(id) => b9::shared::list_remote(&session, id, out)?,
+                None => b9::shared::list(&session, out)?,
+            }
+            Ok(())
+        }
+        Command::Run { image, command } => {
+            let session = open(&cli.global)?;
+            match b9::run_image(&session, image, command, &cancel)? {
+                0 => Ok(()),
+                status => Err(Failure {
+                    diagnostics: Vec::new(),
+                    code: u8::try_from(status).unwrap_or(1),
+                }),
+            }
+        }
+        Command::Farm => b9::farm::show(&open(&cli.global)?, out).map_err(io),
+        Command::Push { name } => Ok(b9::shared::push(
+            &open(&cli.global)?,
+            name,
+            &transfer_options(&cancel),
+            out,
+        )?),
+        Command::Pull { name } => Ok(b9::shared::pull(
+            &open(&cli.global)?,
+            name.as_deref(),
+            &transfer_options(&cancel),
+            out,
+        )?),
+        Command::CleanRemote => Ok(b9::shared::clean_remote(&open(&cli.global)?, out)?),
         Command::AddRepo {
             name,
             remote_directory,
@@ -136,42 +193,34 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             host,
             port,
             user,
-        } => repo::add_repo(
-            &cli.global,
-            &repo::NewRepo {
-                id: name,
-                remote_dir: remote_directory,
-                key: ssh_priv_key_file,
-                host,
-                port: *port,
-                user,
-            },
-            out,
-        ),
-        Command::CleanLocal => repo::clean_local(&session::open(&cli.global)?, out),
-        Command::Image { command } => {
-            let started = session::start_time().map_err(Failure::from)?;
-            image::run(command, &cli.global.config, started, out)
+        } => {
+            let repo =
+                b9::NewRepo::new(name, remote_directory, ssh_priv_key_file, host, *port, user);
+            let path = b9::add_repo(&cli.global.config, &repo)?;
+            writeln!(out, "added repository `{name}` to {}", path.display()).map_err(fail)
         }
-        Command::Reformat { files, .. } => reformat::reformat(files, out).map_err(Failure::from),
+        Command::CleanLocal => Ok(b9::shared::clean_local(&open(&cli.global)?, out)?),
+        Command::Image { command } => {
+            let started = b9::start_time()?;
+            image::run(command, &cli.global.config, started, &cancel, out)
+        }
+        Command::Reformat { files, .. } => Ok(b9::reformat(files, out)?),
         Command::Build {
             files,
             no_cache,
             events,
         } => {
-            let session = session::open(&cli.global)?;
-            let (instances, warnings) = evaluate(&session, files, true)?;
-            report(&warnings);
-            let events = build::events(*events, &session, &warnings)?;
-            build::build(&session, &instances, *no_cache, events)
+            let session = open(&cli.global)?;
+            let plan = session.plan(&build_files(&session, files), &mut note)?;
+            report(plan.warnings());
+            build::build(&session, &plan, *no_cache, *events, &cancel)
         }
         Command::Cache { command } => cache::run(command, out),
         Command::Check(files) => {
-            let session = session::open(&cli.global)?;
-            // Each instance is checked and dropped: none is kept.
-            let mut count = 0usize;
-            let warnings = evaluate_into(&session, files, true, &mut |_| count += 1)?;
-            report(&warnings);
+            let session = open(&cli.global)?;
+            let checked = session.check(&build_files(&session, files), &mut note)?;
+            report(&checked.warnings);
+            let count = checked.instances;
             writeln!(
                 out,
                 "ok: {} artifact instance{} in {} build file{}",
@@ -183,75 +232,37 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             .map_err(io)
         }
         Command::Show { files, json } => {
-            let session = session::open(&cli.global)?;
-            let (instances, warnings) = evaluate(&session, files, false)?;
-            report(&warnings);
-            let entries = plan::plan(&instances, &session.build_id);
-            let steps = cache::show(&session, &instances);
+            let session = open(&cli.global)?;
+            let plan = session.expand(&build_files(&session, files), &mut note)?;
+            report(plan.warnings());
             let text = if *json {
-                let value = serde_json::json!({
-                    "build_id": session.build_id,
-                    "instances": entries,
-                    "step_cache": steps.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-                });
-                serde_json::to_string_pretty(&value)
-                    .map(|s| s + "\n")
-                    .unwrap_or_default()
+                plan.show_json(&session)
             } else {
-                plan::render_text(&entries) + &cache::render_show(&steps)
+                plan.show_text(&session)
             };
             out.write_all(text.as_bytes()).map_err(io)
         }
     }
 }
 
-/// Loads config and build files, expands them, and (with `checks`) runs the
-/// static checks. Errors fail; warnings are returned.
-fn evaluate(
-    session: &session::Session,
-    files: &BuildFiles,
-    checks: bool,
-) -> Result<(Vec<expand::Instance>, Vec<Diagnostic>), Failure> {
-    let mut instances = Vec::new();
-    let warnings = evaluate_into(session, files, checks, &mut |inst| instances.push(inst))?;
-    Ok((instances, warnings))
-}
-
-/// [`evaluate`], handing each instance to `keep` once it is expanded and
-/// checked.
-fn evaluate_into(
-    session: &session::Session,
-    files: &BuildFiles,
-    checks: bool,
-    keep: &mut dyn FnMut(expand::Instance),
-) -> Result<Vec<Diagnostic>, Failure> {
-    for n in &session.notices {
+/// The build files of the command line, after printing what the session
+/// has to say about the configuration.
+fn build_files(session: &Session, files: &args::BuildFiles) -> BuildFiles {
+    for n in session.notices() {
         eprintln!("{n}");
     }
-    report(&session.warnings);
-    let parsed = session::parse_all(files)?;
-    // The cloud-configs of `CloudInit` artifacts against cloud-init's schema
-    // (compiled once a run, when the first one is met).
-    let mut cloud = CloudConfigCheck::new(session.config.cloud_init.schema.clone());
-    let mut checker = checks.then(|| check::Checker::new(&session.dirs).with_check(&mut cloud));
-    let mut count = 0usize;
-    let mut diagnostics = expand::expand_into(&parsed, &session.vars(&files.args), &mut |inst| {
-        count += 1;
-        if let Some(c) = &mut checker {
-            c.instance(&inst);
-        }
-        keep(inst);
-    });
-    tracing::debug!("expanded into {count} artifact instances");
-    if let Some(c) = checker {
-        diagnostics.extend(c.finish());
-    }
-    if let Some(note) = cloud.skipped_note() {
-        eprintln!("{note}");
-    }
-    let diagnostics = check::dedupe(diagnostics);
-    if diagnostics.iter().any(Diagnostic::is_error) {
-        return Err(diagnostics.into());
-    }
-    Ok(diagnostics)
+    report(session.warnings());
+    BuildFiles::files(&files.files).with_args(files.args.iter().cloned())
+}
+
+/// Prints a note of the checks to stderr.
+fn note(text: &str) {
+    eprintln!("{text}");
+}
+
+/// A push or pull stopped by `cancel`, reporting no events.
+fn transfer_options(cancel: &CancelToken) -> b9::shared::TransferOptions {
+    let mut options = b9::shared::TransferOptions::new();
+    options.cancel = cancel.clone();
+    options
 }

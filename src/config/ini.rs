@@ -304,11 +304,6 @@ impl Ini {
             .insert(Entry::generated(key, value));
     }
 
-    /// Adds an empty section if it is not there yet.
-    pub fn add_section(&mut self, section: &str) {
-        self.section_mut_or_insert(section);
-    }
-
     fn section_mut_or_insert(&mut self, name: &str) -> &mut Section {
         let index = match self.sections.iter().position(|s| s.name == name) {
             Some(i) => i,

@@ -39,6 +39,7 @@ impl fmt::Display for LitError {
 pub const EXPECTED_BOOL: &str = "a boolean (True/False, yes/no, on/off, 1/0)";
 
 /// A log level (`LogLevel` of the original).
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LogLevel {
     /// `LogTrace`: everything.

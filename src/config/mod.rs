@@ -28,13 +28,10 @@ mod probe;
 mod read;
 mod write;
 
-pub use literal::{LogLevel, RamSize, SystemPath};
-pub use locate::{default_b9_dir, locate, versioned_candidates, Located};
-pub use model::{
-    Accel, B9Config, Backend, CloudInitConfig, LibvirtConfig, Overrides, RemoteRepo, VmConfig,
-};
-pub use probe::{running_kernel_release, VmPaths, OSRELEASE_PATH};
-pub use read::{from_document, load, load_files, load_sources, parse_str, Loaded};
+pub use literal::{LogLevel, SystemPath};
+pub use locate::{default_b9_dir, locate, versioned_candidates};
+pub use model::{Accel, B9Config, Backend, Overrides, RemoteRepo, VmConfig};
+pub use read::{load, parse_str, Loaded};
 pub use write::render_default;
 
 /// The version of the original b9 this b9 is compatible with; it names the

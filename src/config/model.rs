@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use super::literal::{LogLevel, SystemPath};
 
 /// How the VM that runs build scripts is started.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Backend {
     /// The embedded QEMU backend (no root needed).
     #[default]
     Qemu,
-    /// A libvirt domain (see [`LibvirtConfig`]).
+    /// A libvirt domain (the `[libvirt]` section).
     Libvirt,
 }
 
@@ -26,6 +27,7 @@ impl Backend {
 }
 
 /// The CPU virtualisation QEMU uses.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Accel {
     /// KVM when `/dev/kvm` is usable, TCG otherwise.
@@ -214,6 +216,7 @@ pub(super) fn default_ext4_attributes() -> Vec<String> {
 
 /// CLI flags that override the configuration; each applies only when given
 /// (docs/COMPATIBILITY.md#differences: "a flag overrides the configuration only when given").
+#[non_exhaustive]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Overrides {
     /// `-v` (`Trace`) / `-q` (`Error`).

@@ -28,8 +28,6 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
     /// The merged INI document of all files read.
     pub document: Ini,
-    /// The files read, in order.
-    pub files: Vec<PathBuf>,
 }
 
 impl Loaded {
@@ -101,7 +99,6 @@ pub fn load_sources(sources: &[SourceRef]) -> Result<Loaded, Vec<Diagnostic>> {
         config,
         warnings,
         document,
-        files,
     })
 }
 

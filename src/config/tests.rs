@@ -2,6 +2,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+use super::model::{CloudInitConfig, LibvirtConfig};
+use super::probe::{VmPaths, OSRELEASE_PATH};
+use super::read::load_sources;
 use super::*;
 use crate::diag::source::Source;
 use crate::diag::Diagnostic;
@@ -497,7 +500,7 @@ fn load_from_disk_via_locate() {
     let located = locate(&[b9.join("b9.conf"), other], &b9).unwrap();
     let l = load(&located).unwrap();
     assert!(l.config.keep_temp_dirs);
-    assert_eq!(l.files.len(), 2);
+    assert_eq!(located.files.len(), 2);
 }
 
 #[test]

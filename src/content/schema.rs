@@ -52,7 +52,6 @@ pub enum SchemaError {
 
 /// cloud-init's cloud-config schema, compiled.
 pub struct CloudSchema {
-    path: PathBuf,
     /// The schema document, to read the alternatives of a `oneOf`.
     schema: Json,
     validator: Validator,
@@ -122,16 +121,10 @@ impl CloudSchema {
         keys.sort();
         keys.dedup();
         Ok(CloudSchema {
-            path: path.to_path_buf(),
             schema,
             validator,
             keys,
         })
-    }
-
-    /// The file the schema was read from.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The top-level keys the schema describes, sorted.

@@ -14,6 +14,7 @@ use std::path::Path;
 use source::{LineCol, Source, SourceRef, Span};
 
 /// How bad a diagnostic is.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
     /// Stops the build.

@@ -2,7 +2,6 @@
 //! data is read and written, so the output stays sparse; reading and writing
 //! overlap on two threads; a progress bar shows on a terminal.
 
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use crate::disk::capability::{Extent, ImageReader, ImageWriter};
@@ -70,16 +69,19 @@ pub fn copy(
         let _ = free_tx.send(Vec::with_capacity(CHUNK as usize));
     }
     let producer_bar = bar.clone();
-    // Installs the Ctrl-C/SIGTERM handlers: the first signal stops the copy.
-    let interrupted = crate::interrupt::flag();
+    // The first Ctrl-C/SIGTERM (where the caller's token watches for them)
+    // stops the copy.
+    crate::interrupt::arm();
+    let cancel = crate::interrupt::current();
     let result = std::thread::scope(|scope| {
         let producer = scope.spawn(move || -> Result<u64, DiskError> {
+            let _watch = crate::interrupt::inherit(cancel.as_ref());
             let mut read = 0;
             for e in &extents {
                 let mut pos = e.start;
                 let end = e.start + e.len;
                 while pos < end {
-                    if interrupted.load(Ordering::Relaxed) {
+                    if crate::interrupt::cancelled() {
                         return Err(DiskError::Interrupted);
                     }
                     // Chunks end on grain boundaries so zero runs line up.

@@ -15,8 +15,6 @@ pub mod qcow2_stream;
 pub mod raw;
 pub mod vmdk;
 
-pub use capability::{CreateOptions, Extent, Format, ImageReader, ImageWriter};
+pub use capability::{CreateOptions, Format};
 pub use error::DiskError;
-pub use open::{
-    check_source, convert_file, convert_reader, create, detect, open, resize_file, Target,
-};
+pub use open::{convert_file, convert_reader, create, detect, open, resize_file, Target};

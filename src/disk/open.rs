@@ -27,6 +27,7 @@ pub enum Target {
 
 impl Target {
     /// The format written.
+    #[cfg(test)]
     pub fn format(self) -> Format {
         match self {
             Target::Raw => Format::Raw,

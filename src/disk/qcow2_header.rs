@@ -634,7 +634,7 @@ mod tests {
         assert_eq!((h.version, h.cluster_bits, h.size), (3, 9, 65536));
         let r = crate::disk::qcow2::Qcow2Image::open(&p, false).unwrap();
         let mut buf = [0u8; 6];
-        crate::disk::ImageReader::read_at(&r, &mut buf, 0).unwrap();
+        crate::disk::capability::ImageReader::read_at(&r, &mut buf, 0).unwrap();
         assert_eq!(&buf, b"hello\0");
     }
 

@@ -24,6 +24,7 @@ use crate::text::{erlang, yaml};
 
 /// Runs every static check over the instances and returns the problems found
 /// (errors and warnings), each reported once.
+#[cfg(any(test, feature = "internals"))]
 pub fn check(instances: &[Instance], dirs: &Dirs) -> Vec<Diagnostic> {
     let mut c = Checker::new(dirs);
     for inst in instances {

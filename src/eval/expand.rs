@@ -88,6 +88,7 @@ pub enum WriterInput {
 
 /// Expands the build files (combined as `Let [] [f1, f2, ...]`) into instances.
 /// Returns the instances and every problem found.
+#[cfg(any(test, feature = "internals"))]
 pub fn expand(files: &[BuildFile], vars: &BuildVars) -> (Vec<Instance>, Vec<Diagnostic>) {
     let mut instances = Vec::new();
     let diagnostics = expand_into(files, vars, &mut |inst| instances.push(inst));

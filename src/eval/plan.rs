@@ -9,6 +9,7 @@ use crate::lang::syntax::*;
 use crate::lang::typed::Node;
 
 /// One instance of the plan.
+#[non_exhaustive]
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct PlanEntry {
     /// The instance id (`IID`).
@@ -26,6 +27,7 @@ pub struct PlanEntry {
 }
 
 /// A generated file.
+#[non_exhaustive]
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct PlannedFile {
     /// Path inside the instance directory.

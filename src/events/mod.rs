@@ -213,6 +213,7 @@ pub enum Direction {
 }
 
 /// A file or directory an artifact wrote.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Output {
     /// Where it is.
@@ -239,7 +240,7 @@ pub enum OutputKind {
 
 impl Output {
     /// The output at `path` as it is now (after its commit).
-    pub fn of(path: &Path) -> Output {
+    pub(crate) fn of(path: &Path) -> Output {
         let meta = std::fs::metadata(path).ok();
         let dir = meta.as_ref().is_some_and(std::fs::Metadata::is_dir);
         Output {
@@ -277,22 +278,29 @@ impl Events {
 
     /// Reports the event `make` gives; `make` runs only when somebody
     /// listens, so an unheard event costs nothing.
-    pub fn emit_with(&self, make: impl FnOnce() -> Event) {
+    pub(crate) fn emit_with(&self, make: impl FnOnce() -> Event) {
         if let Some(sink) = &self.0 {
             sink(&make());
         }
     }
 
     /// Whether somebody listens.
-    pub fn is_heard(&self) -> bool {
+    pub(crate) fn is_heard(&self) -> bool {
         self.0.is_some()
     }
 
     /// A progress callback for `repo::remote`'s push and pull
-    /// (`(bytes_done, total)`) that reports [`Event::Transfer`]s.
-    pub fn transfer(&self, direction: Direction, name: &str) -> impl FnMut(u64, u64) + '_ {
+    /// (`(bytes_done, total)`) that reports [`Event::Transfer`]s: the first
+    /// call, each further percent, and the end.
+    pub(crate) fn transfer(&self, direction: Direction, name: &str) -> impl FnMut(u64, u64) + '_ {
         let name = name.to_string();
+        let mut last: Option<u64> = None;
         move |done, total| {
+            let step = done.saturating_mul(100) / total.max(1);
+            if last.is_some_and(|l| l == step && done < total) {
+                return;
+            }
+            last = Some(step);
             self.emit_with(|| Event::Transfer {
                 direction,
                 name: name.clone(),
@@ -303,7 +311,7 @@ impl Events {
     }
 
     /// Reports a check or build warning.
-    pub fn warning(&self, instance: Option<&str>, d: &crate::diag::Diagnostic) {
+    pub(crate) fn warning(&self, instance: Option<&str>, d: &crate::diag::Diagnostic) {
         self.emit_with(|| Event::Warning {
             instance: instance.map(str::to_string),
             message: d.message.clone(),
@@ -316,7 +324,7 @@ impl Events {
     /// Replays the logged lines of a cached guest run (`RUN LINE`,
     /// `> stdout`, `! stderr`, as `pipeline::guest` logs them) as
     /// [`Event::CommandOutput`]s marked cached.
-    pub fn replay(&self, instance: &str, lines: &[String]) {
+    pub(crate) fn replay(&self, instance: &str, lines: &[String]) {
         if !self.is_heard() {
             return;
         }
@@ -360,7 +368,7 @@ fn lossy<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// Milliseconds of a duration, saturated.
-pub fn millis(d: std::time::Duration) -> u64 {
+pub(crate) fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 

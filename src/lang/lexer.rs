@@ -97,6 +97,7 @@ pub struct LexError {
 }
 
 /// Splits `text` into tokens; the last token is always [`TokenKind::Eof`].
+#[cfg(test)]
 pub fn tokenize(text: &str) -> Result<Vec<Token>, LexError> {
     let mut tokens = Tokens::new(text);
     let mut out = Vec::new();

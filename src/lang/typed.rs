@@ -27,6 +27,7 @@ pub struct Node<T> {
 
 impl<T> Node<T> {
     /// A value without a place in a source.
+    #[cfg(test)]
     pub fn new(value: T) -> Node<T> {
         Node {
             value,
@@ -489,7 +490,13 @@ macro_rules! syntax_enum {
     ) => {
         $(#[$meta])*
         #[derive(Clone, Debug, PartialEq)]
-        #[allow(non_camel_case_types, clippy::upper_case_acronyms, clippy::large_enum_variant)]
+        // The variants are the original language's constructor names.
+        #[allow(
+            non_camel_case_types,
+            clippy::upper_case_acronyms,
+            clippy::large_enum_variant,
+            clippy::enum_variant_names
+        )]
         pub enum $name $(<$g>)? {
             $(
                 $(#[$vmeta])*

@@ -22,9 +22,6 @@ pub mod dir;
 pub mod iso;
 pub mod vfat;
 
-pub use dir::write_dir;
-pub use iso::write_iso;
-pub use vfat::write_vfat;
 
 /// Settings shared by every medium.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -97,11 +97,14 @@ fn for_each(
 ) -> Result<(), Vec<ArtifactFailure>> {
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
+    // The caller's cancellation token, watched on every job thread too.
+    let cancel = crate::interrupt::current();
     std::thread::scope(|scope| {
         for _ in 0..jobs.clamp(1, instances.len().max(1)) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(inst) = instances.get(i) else { break };
+                let _watch = crate::interrupt::inherit(cancel.as_ref());
                 let span =
                     tracing::info_span!(crate::pipeline::log::INSTANCE_SPAN, id = %inst.id.value);
                 let _entered = span.enter();

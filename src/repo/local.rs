@@ -71,6 +71,7 @@ impl LocalRepo {
     }
 
     /// `<cache>/local-repo`.
+    #[cfg(any(test, feature = "internals"))]
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -294,6 +295,7 @@ impl LocalRepo {
     /// Keeps the newest `keep` versions of `name` and deletes the `.b9si`
     /// and then the image of every older one; returns the deleted versions.
     /// `keep < 1` is an error (docs/COMPATIBILITY.md#revision-limit). Broken `.b9si` files are left alone.
+    #[cfg(any(test, feature = "internals"))]
     pub fn prune(&self, name: &str, keep: i64) -> Result<Vec<SharedImage>, RepoError> {
         check_limit(keep)?;
         let _lock = self.lock(true)?;

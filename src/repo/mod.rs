@@ -15,10 +15,8 @@ pub mod ssh;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use local::{LocalRepo, IMAGES_DIR, LOCAL_REPO_DIR, LOCK_FILE};
-pub use shared_image::{
-    haskell_show_string, image_extension, is_safe_component, SharedImage, INFO_EXTENSION,
-};
+pub use local::{LocalRepo, IMAGES_DIR, LOCK_FILE};
+pub use shared_image::{is_safe_component, SharedImage, INFO_EXTENSION};
 
 use crate::config::SystemPath;
 

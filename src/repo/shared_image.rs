@@ -110,6 +110,7 @@ impl SharedImage {
     }
 
     /// The one-line Haskell `show` form, which the original reads as well.
+    #[cfg(test)]
     pub fn to_show(&self) -> String {
         format!(
             "SharedImage (SharedImageName {}) (SharedImageDate {}) (SharedImageBuildId {}) {:?} {:?}",

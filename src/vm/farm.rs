@@ -9,7 +9,6 @@
 //! (its inputs uploaded afresh), then the run fails naming host and cause.
 
 use std::cmp::Reverse;
-use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex, MutexGuard, Once};
 use std::time::Duration;
 
@@ -260,7 +259,8 @@ impl Farm {
                 state.busy[i] += 1;
                 return Ok(i);
             }
-            if crate::interrupt::flag().load(Ordering::Relaxed) {
+            crate::interrupt::arm();
+            if crate::interrupt::cancelled() {
                 return Err(RunError::Interrupted);
             }
             state = self

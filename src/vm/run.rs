@@ -4,7 +4,6 @@
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -127,7 +126,7 @@ pub fn run(
     events: &mut dyn Events,
     booted: &mut bool,
 ) -> Result<Report, RunError> {
-    let flag = crate::interrupt::flag();
+    crate::interrupt::arm();
     let started = Instant::now();
     let mut vm = backend.start(spec)?;
     let result = drive(
@@ -136,7 +135,6 @@ pub fn run(
         job,
         limits,
         events,
-        flag,
         started,
         booted,
     );
@@ -153,14 +151,12 @@ pub fn run(
 }
 
 /// Connects to the agent and follows the job to its end.
-#[allow(clippy::too_many_arguments)]
 fn drive(
     vm: &mut dyn Vm,
     spec: &VmSpec,
     job: &Job,
     limits: &Limits,
     events: &mut dyn Events,
-    flag: &AtomicBool,
     started: Instant,
     booted: &mut bool,
 ) -> Result<Report, RunError> {
@@ -172,7 +168,6 @@ fn drive(
     let frames = reader(stream);
     let mut watch = Watch {
         vm,
-        flag,
         started,
         limits,
         console: &spec.console_log,
@@ -270,7 +265,6 @@ fn follow(
 /// Waits for frames while watching the VM, the clock and Ctrl-C.
 struct Watch<'a> {
     vm: &'a mut dyn Vm,
-    flag: &'a AtomicBool,
     started: Instant,
     limits: &'a Limits,
     console: &'a Path,
@@ -301,7 +295,7 @@ impl Watch<'_> {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            if self.flag.load(Ordering::Relaxed) {
+            if crate::interrupt::cancelled() {
                 return Err(RunError::Interrupted);
             }
             if let Some(limit) = self.limits.timeout {

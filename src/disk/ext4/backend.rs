@@ -247,7 +247,7 @@ struct FstoolBuilder {
 
 /// A DiskError for fstool's error `e` while writing the image `path`.
 pub(crate) fn fs_error(path: &Path, e: fstool::Error) -> DiskError {
-    if crate::interrupt::pending() {
+    if crate::interrupt::cancelled() {
         return DiskError::Interrupted;
     }
     match e {
@@ -389,7 +389,7 @@ impl Builder for FstoolBuilder {
                 // Reading the host file failed; a failed write names the
                 // image, and an interruption is one.
                 fstool::Error::Io(source)
-                    if !self.dev.write_failed() && !crate::interrupt::pending() =>
+                    if !self.dev.write_failed() && !crate::interrupt::cancelled() =>
                 {
                     DiskError::Io {
                         op: "cannot copy into ext4 image",

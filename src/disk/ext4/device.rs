@@ -110,7 +110,7 @@ impl ImageFile {
 /// so a long format or population stops between two writes. Not
 /// `ErrorKind::Interrupted`: writers retry on that.
 fn stop_if_interrupted() -> io::Result<()> {
-    if crate::interrupt::pending() {
+    if crate::interrupt::cancelled() {
         return Err(io::Error::other("interrupted by Ctrl-C or SIGTERM"));
     }
     Ok(())

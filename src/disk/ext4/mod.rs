@@ -88,6 +88,7 @@ pub fn create(path: &Path, spec: &Ext4Spec<'_>) -> Result<(), DiskError> {
 }
 
 /// What a fresh file system of a given size (default features) can hold.
+#[cfg(any(test, feature = "internals"))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
     /// Block size in bytes.
@@ -103,6 +104,7 @@ pub struct Capacity {
 
 /// The [`Capacity`] of a file system [`create`] would make in `size` bytes
 /// with the default features (for sizing a minimal copy of a tree).
+#[cfg(any(test, feature = "internals"))]
 pub fn capacity(size: u64) -> Result<Capacity, DiskError> {
     let f = features::parse(&[])?;
     let g = geometry::plan(size, f.bit64, f.sparse_super)?;

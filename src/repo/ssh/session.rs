@@ -96,12 +96,15 @@ impl Session {
             return Err(closed());
         }
         let ssh = &self.ssh;
+        if interruptible {
+            crate::interrupt::arm();
+        }
         let watch = async {
             loop {
                 if ssh.is_closed() {
                     return closed();
                 }
-                if interruptible && crate::interrupt::requested() {
+                if interruptible && crate::interrupt::cancelled() {
                     return SshError::Interrupted;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -124,11 +127,6 @@ impl Session {
             }
             r => r,
         }
-    }
-
-    /// `user@host:port` of this session.
-    pub fn target(&self) -> &str {
-        &self.target
     }
 
     /// Creates `dir` and its missing parents (like `mkdir -p`).
@@ -274,6 +272,7 @@ impl Session {
     }
 
     /// Removes the remote file `remote`.
+    #[cfg(any(test, feature = "internals"))]
     pub fn remove(&self, remote: &str) -> Result<(), SshError> {
         self.run(async {
             self.sftp

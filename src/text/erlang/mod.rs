@@ -44,7 +44,7 @@ mod print;
 mod tests;
 
 pub use merge::merge;
-pub use parse::{parse, parse_document, ErlError, Trailing, MAX_DEPTH};
+pub use parse::{parse, parse_document};
 pub use print::render;
 
 /// An Erlang term (the subset in docs/COMPATIBILITY.md#erlang-terms).

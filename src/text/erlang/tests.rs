@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 
+use super::parse::{ErlError, Trailing, MAX_DEPTH};
 use super::*;
 
 #[test]

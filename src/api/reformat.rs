@@ -1,15 +1,17 @@
-//! `b9 reformat`: rewrite build files in the canonical layout.
+//! `b9 reformat`: build files rewritten in the canonical layout.
 
 use std::io::Write;
 use std::path::Path;
 
+use super::config::write_atomically;
+use super::error::Error;
 use crate::diag::Diagnostic;
 use crate::lang;
 
 /// Parses each file, writes it back in canonical layout (only when it
-/// changed, atomically) and prints it. A file that does not parse is left
-/// untouched; its problems are returned.
-pub fn reformat(files: &[impl AsRef<Path>], out: &mut impl Write) -> Result<(), Vec<Diagnostic>> {
+/// changed, atomically) and writes it to `out`. A file that does not parse
+/// is left untouched; the problems of all files are in the error.
+pub fn reformat(files: &[impl AsRef<Path>], out: &mut dyn Write) -> Result<(), Error> {
     let mut problems = Vec::new();
     for path in files {
         let path = path.as_ref();
@@ -38,32 +40,6 @@ pub fn reformat(files: &[impl AsRef<Path>], out: &mut impl Write) -> Result<(), 
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems)
+        Err(Error::input(problems))
     }
-}
-
-/// Writes a file through a temporary sibling and a rename, keeping its mode.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.b9-tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            std::fs::set_permissions(&tmp, meta.permissions())?;
-        }
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

@@ -8,8 +8,9 @@ use crate::vm::settings::HypervisorSettings;
 
 use super::session::Session;
 
-/// Prints one paragraph per host.
-pub fn show(session: &Session, out: &mut impl Write) -> std::io::Result<()> {
+/// Writes one paragraph per host to `out`: reachable, versions, CPUs,
+/// memory, KVM, pool space, b9 domains running.
+pub fn show(session: &Session, out: &mut dyn Write) -> std::io::Result<()> {
     let (uris, pool) = match &session.vm.hypervisor {
         HypervisorSettings::Libvirt {
             connection,
