@@ -1,17 +1,28 @@
 //! Runs a build with the `b9` library and prints each build event as a JSON
-//! line on stdout as it happens (the log goes to stderr). The configuration
-//! is the user's `b9.conf`, as for `b9 build`; Ctrl-C stops the build.
+//! line on stdout as it happens, in the format of `b9 build --events json`
+//! (docs/EVENTS.md); the log goes to stderr. The configuration is the
+//! user's `b9.conf`, as for `b9 build`; Ctrl-C stops the build.
 //!
 //! ```text
 //! cargo run --example build_events -- examples/cloud-init.b9 demo
 //! ```
 
+use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
-use b9::{BuildFiles, BuildOptions, CancelToken, Config, Events, Session};
+use b9::{BuildFiles, BuildOptions, CancelToken, Config, Session};
 
-fn build(file: &str, args: &[String]) -> Result<(), b9::Error> {
-    let session = Session::new(Config::load(&[])?)?;
+/// Builds `file` (with positional `args`) under `config`, writing each
+/// event to `out` as a JSON line; `cancel` stops the build.
+pub fn build(
+    config: Config,
+    file: &Path,
+    args: &[String],
+    cancel: CancelToken,
+    out: impl Write + Send + 'static,
+) -> Result<(), b9::Error> {
+    let session = Session::new(config)?;
     session.init_logging()?;
     let files = BuildFiles::files([file]).with_args(args.iter().cloned());
     let plan = session.plan(&files, &mut |note| eprintln!("{note}"))?;
@@ -19,12 +30,9 @@ fn build(file: &str, args: &[String]) -> Result<(), b9::Error> {
         eprintln!("{warning}");
     }
     let mut options = BuildOptions::new();
-    options.cancel = CancelToken::on_signals();
+    options.cancel = cancel;
     // Called from the build's threads, in the order things happen.
-    options.events = Events::new(|event| match serde_json::to_string(event) {
-        Ok(line) => println!("{line}"),
-        Err(e) => eprintln!("cannot print an event: {e}"),
-    });
+    options.events = b9::events::json::json_lines(out);
     session.build(&plan, &options)
 }
 
@@ -34,7 +42,16 @@ fn main() -> ExitCode {
         eprintln!("usage: build_events FILE.b9 [ARG...]");
         return ExitCode::from(2);
     };
-    match build(file, rest) {
+    let result = Config::load(&[]).and_then(|config| {
+        build(
+            config,
+            Path::new(file),
+            rest,
+            CancelToken::on_signals(),
+            std::io::stdout(),
+        )
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             for d in e.diagnostics() {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod companion;
+pub mod events;
 pub mod farm;
 pub mod fixture;
 pub mod guest;
