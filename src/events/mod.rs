@@ -441,18 +441,24 @@ mod tests {
     fn transfer_progress_becomes_events() {
         let (events, seen) = collect();
         let mut progress = events.transfer(Direction::Pull, "img");
-        progress(5, 10);
-        progress(10, 10);
+        // One event per percent: 1,000 small steps of 1 MB give 101.
+        for step in 0..=1000u64 {
+            progress(step << 20, 1000 << 20);
+        }
         drop(progress);
         let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-        assert_eq!(seen.len(), 2);
+        assert_eq!(seen.len(), 101);
+        let Event::Transfer { done: first, .. } = seen[0] else {
+            panic!("{:?}", seen[0]);
+        };
+        assert_eq!(first, 0);
         assert_eq!(
-            seen[1],
+            seen[100],
             Event::Transfer {
                 direction: Direction::Pull,
                 name: "img".into(),
-                done: 10,
-                total: 10
+                done: 1000 << 20,
+                total: 1000 << 20
             }
         );
     }
