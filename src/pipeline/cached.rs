@@ -224,12 +224,19 @@ fn modules_into_key(dir: &Path, key: &mut KeyBuilder) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Whether the step can be kept command by command: the `qemu` backend
-/// (external snapshots), more than one command, and no read-write share
-/// (what a command writes there is not in the disks' state).
+/// Whether the step can be kept command by command: a backend that takes
+/// checkpoints (`qemu`, a local libvirt connection: external snapshots),
+/// more than one command, and no read-write share (what a command writes
+/// there is not in the disks' state).
 fn layers_possible(inst: &Instance, k: &KeyInputs<'_>) -> bool {
-    let qemu = matches!(k.vm.hypervisor, HypervisorSettings::Qemu { .. });
-    qemu && parts(inst).is_some_and(|(_, script)| match script {
+    let checkpoints = match &k.vm.hypervisor {
+        HypervisorSettings::Qemu { .. } => true,
+        // A remote host's disks are run volumes, not b9's files.
+        HypervisorSettings::Libvirt {
+            connection, hosts, ..
+        } => hosts.is_empty() && !crate::vm::libvirt::remote::is_remote(connection),
+    };
+    checkpoints && parts(inst).is_some_and(|(_, script)| match script {
         VmScript::VmScript(_, shares, body) => {
             flatten(&body.value).len() > 1
                 && !shares
