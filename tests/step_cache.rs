@@ -7,7 +7,7 @@
 //! the same step run it once; a script with its last command changed
 //! boots on the cached layer and runs only that command (the same files as
 //! a full run), a damaged layer is detected, the layers before a failing
-//! command are kept. Entry checks, corruption, layer keys and eviction
+//! command are kept; the same resume on a local libvirt domain. Entry checks, corruption, layer keys and eviction
 //! (chains kept whole) are unit-tested in `src/stepcache`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
@@ -45,7 +45,12 @@ fn script(command: &str, mount: &str) -> String {
 /// A project whose b9.conf boots a copy of the fixture kernel (so the
 /// test can change it), with the shares' directories.
 fn project() -> Project {
-    let p = Project::new("qemu", "", 600);
+    project_on("qemu")
+}
+
+/// [`project`] on `backend` (`qemu`, or `libvirt` at `qemu:///system`).
+fn project_on(backend: &str) -> Project {
+    let p = Project::new(backend, "", 600);
     let conf = std::fs::read_to_string(p.p("b9.conf")).unwrap();
     let kernel = &fixture().kernel;
     std::fs::copy(kernel, p.p("kernel")).unwrap();
@@ -393,5 +398,77 @@ fn a_changed_last_command_boots_on_the_cached_layer() {
         "{fixed}"
     );
     assert_eq!(contents(&p)[1..3], ["3\n", "fixed\n"]);
+    no_vm_left(&p);
+}
+
+/// libvirt at `qemu:///system` must be running (`virtlogd -d; libvirtd -d`).
+fn require_libvirtd() {
+    let out = std::process::Command::new("virsh")
+        .args(["-c", "qemu:///system", "version"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "libvirtd is not running: start it with `virtlogd -d; libvirtd -d`"
+    );
+}
+
+#[test]
+fn libvirt_a_changed_last_command_boots_on_the_cached_layer() {
+    require_libvirtd();
+    let p = project_on("libvirt");
+    let build = |args: &[&str]| {
+        let mut all = vec!["build", "-f", "layered.b9"];
+        all.extend_from_slice(args);
+        let out = p.b9(&all);
+        let log = text(&out);
+        assert!(out.status.success(), "{log}");
+        log
+    };
+    std::fs::write(p.p("layered.b9"), layered("four")).unwrap();
+    let first = build(&[]);
+    assert!(first.contains("RUN echo one > /etc/one"), "{first}");
+    let kept: Vec<u64> = layers(&p).iter().map(|(n, _)| *n).collect();
+    assert_eq!(kept, [1, 2, 3], "a layer after each command but the last");
+    // Each layer after the first is an overlay of the one below, as b9
+    // created it (libvirt's snapshot left the backing name alone).
+    let all = layers(&p);
+    for pair in all.windows(2) {
+        let info = ok("qemu-img", &["info", &s(&pair[1].1.join("image-0.qcow2"))]);
+        let below = pair[0]
+            .1
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            info.contains(&format!("backing file: ../{below}/image-0.qcow2")),
+            "{info}"
+        );
+    }
+
+    std::fs::write(p.p("layered.b9"), layered("changed")).unwrap();
+    let resumed = build(&[]);
+    assert!(booted(&resumed), "{resumed}");
+    assert!(
+        resumed.contains("commands 1 to 3 taken from the step cache"),
+        "{resumed}"
+    );
+    assert!(
+        resumed.contains("] RUN echo changed > /etc/last"),
+        "{resumed}"
+    );
+    for earlier in ["] RUN echo one", "] RUN cp", "] RUN echo three"] {
+        assert!(!resumed.contains(earlier), "{earlier} ran again: {resumed}");
+    }
+    let from_layer = contents(&p);
+
+    let full = build(&["--no-cache"]);
+    assert!(full.contains("RUN echo one > /etc/one"), "{full}");
+    assert_eq!(contents(&p), from_layer);
+    assert_eq!(
+        from_layer,
+        ["one\n", "three\n", "changed\n", "from the host\n"]
+    );
     no_vm_left(&p);
 }

@@ -236,16 +236,17 @@ fn layers_possible(inst: &Instance, k: &KeyInputs<'_>) -> bool {
             connection, hosts, ..
         } => hosts.is_empty() && !crate::vm::libvirt::remote::is_remote(connection),
     };
-    checkpoints && parts(inst).is_some_and(|(_, script)| match script {
-        VmScript::VmScript(_, shares, body) => {
-            flatten(&body.value).len() > 1
-                && !shares
-                    .value
-                    .iter()
-                    .any(|s| matches!(s.value, SharedDirectory::SharedDirectory(..)))
-        }
-        VmScript::NoVmScript => false,
-    })
+    checkpoints
+        && parts(inst).is_some_and(|(_, script)| match script {
+            VmScript::VmScript(_, shares, body) => {
+                flatten(&body.value).len() > 1
+                    && !shares
+                        .value
+                        .iter()
+                        .any(|s| matches!(s.value, SharedDirectory::SharedDirectory(..)))
+            }
+            VmScript::NoVmScript => false,
+        })
 }
 
 /// The step cache's verdict on an instance for `b9 show`.

@@ -67,8 +67,14 @@ mod tests {
                 overlay: None,
             },
         ]);
-        assert!(xml.contains("<disk name='vda' snapshot='external' type='file'>"), "{xml}");
-        assert!(xml.contains("<source file='/c/a&apos;b&amp;.qcow2'/>"), "{xml}");
+        assert!(
+            xml.contains("<disk name='vda' snapshot='external' type='file'>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<source file='/c/a&apos;b&amp;.qcow2'/>"),
+            "{xml}"
+        );
         assert!(xml.contains("<disk name='vdb' snapshot='no'/>"), "{xml}");
     }
 }
