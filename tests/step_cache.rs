@@ -68,13 +68,27 @@ fn project_on(backend: &str) -> Project {
 
 /// `b9 show`'s verdict on the artifact.
 fn verdict(p: &Project, file: &str) -> String {
+    verdict_on(p, file, "cached")
+}
+
+/// `b9 show`'s verdict on the artifact `iid`.
+fn verdict_on(p: &Project, file: &str, iid: &str) -> String {
     let out = p.b9(&["show", "-f", file]);
     let log = text(&out);
     assert!(out.status.success(), "{log}");
+    let prefix = format!("step cache: {iid}: ");
     log.lines()
-        .find_map(|l| l.strip_prefix("step cache: cached: "))
+        .find_map(|l| l.strip_prefix(&prefix))
         .unwrap_or_else(|| panic!("no verdict: {log}"))
         .to_string()
+}
+
+/// `b9 show --json`'s verdict on the artifact `iid`.
+fn json_verdict(p: &Project, file: &str, iid: &str) -> serde_json::Value {
+    let out = p.b9(&["show", "--json", "-f", file]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["step_cache"][iid].clone()
 }
 
 fn hit(p: &Project, file: &str) -> bool {
@@ -335,8 +349,37 @@ fn a_changed_last_command_boots_on_the_cached_layer() {
         );
     }
 
+    // b9 show tells the whole step, a resume from a layer, a fresh run.
+    let v = verdict_on(&p, "layered.b9", "layered");
+    assert!(v.starts_with("guest step from the cache (run "), "{v}");
+    assert_eq!(json_verdict(&p, "layered.b9", "layered")["step"], "cached");
+    std::fs::write(p.p("third.b9"), layered_with("3", "four")).unwrap();
+    let v = verdict_on(&p, "third.b9", "layered");
+    assert!(
+        v.starts_with("guest step resumes from layer 2 of 4 commands (run "),
+        "{v}"
+    );
+    ok("sed", &["-i", "s/one/uno/", &s(&p.p("third.b9"))]);
+    let v = verdict_on(&p, "third.b9", "layered");
+    assert_eq!(v, "guest step runs (not in the cache)");
+    assert_eq!(
+        json_verdict(&p, "third.b9", "layered"),
+        serde_json::json!({"step": "runs", "why": "not in the cache"})
+    );
+
     // Only the last command changed: boots on layer 3, runs one command.
     std::fs::write(p.p("layered.b9"), layered("changed")).unwrap();
+    let v = verdict_on(&p, "layered.b9", "layered");
+    assert!(
+        v.starts_with("guest step resumes from layer 3 of 4 commands (run "),
+        "{v}"
+    );
+    let j = json_verdict(&p, "layered.b9", "layered");
+    assert_eq!(
+        (&j["step"], &j["layer"], &j["commands"]),
+        (&"resumes".into(), &3.into(), &4.into()),
+        "{j}"
+    );
     let resumed = build(&[]);
     assert!(booted(&resumed), "{resumed}");
     assert!(

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use crate::cli::session::Session;
 use crate::cli::{fail, Failure};
 use crate::eval::expand::Instance;
-use crate::pipeline::cached::{self, KeyInputs};
+use crate::pipeline::cached::{self, KeyInputs, Verdict};
 use crate::stepcache::{format_date, prune, StepCache};
 
 /// The `cache` commands.
@@ -99,7 +99,7 @@ fn layer_note(e: &prune::EntryInfo) -> String {
 
 /// For `b9 show`: each `VmImages` artifact's instance id and whether its
 /// guest step would come from the step cache.
-pub fn show(session: &Session, instances: &[Instance]) -> Vec<(String, String)> {
+pub fn show(session: &Session, instances: &[Instance]) -> Vec<(String, Verdict)> {
     let images = crate::cli::build::image_settings(session, false);
     // The instance directory exists only during a build.
     let sources = Path::new("");
@@ -121,7 +121,7 @@ pub fn show(session: &Session, instances: &[Instance]) -> Vec<(String, String)> 
 }
 
 /// The text lines of [`show`]'s verdicts.
-pub fn render_show(steps: &[(String, String)]) -> String {
+pub fn render_show(steps: &[(String, Verdict)]) -> String {
     steps
         .iter()
         .map(|(id, verdict)| format!("step cache: {id}: {verdict}\n"))

@@ -25,7 +25,7 @@ use crate::stepcache::entry::Manifest;
 use crate::stepcache::key::{Key, KeyBuilder};
 use crate::stepcache::layer::{self, Found, LayerInfo, NewLayers};
 use crate::stepcache::{format_date, CacheError, StepCache};
-use crate::vm::request::{Checkpoint, RunRequest};
+use crate::vm::request::{Checkpoint, GuestCommand, RunRequest};
 
 /// A run with layers, between its preparation and its end.
 pub struct LayerRun {
@@ -46,15 +46,7 @@ pub fn prepare(
     request: &mut RunRequest,
     disks: &[usize],
 ) -> Option<LayerRun> {
-    let texts: Vec<String> = request
-        .commands
-        .iter()
-        .take(layer::MAX_LAYERS)
-        .map(|c| serde_json::to_string(c).unwrap_or_default())
-        .collect();
-    // No layer after the last command: that is the whole step's entry.
-    let last = texts.len().min(request.commands.len() - 1);
-    let keys = layer::keys(base, &texts[..last]);
+    let keys = layer_keys(base, &request.commands);
     let found = cache.find_layer(&keys);
     let skip = found.as_ref().map_or(0, Found::commands);
     let new = match cache.begin_layers(&keys[skip..]) {
@@ -90,6 +82,18 @@ pub fn prepare(
         request.grow_first.clear();
     }
     Some(run)
+}
+
+/// The keys of the layers a script of `commands` can have: one after each
+/// command but the last (that state is the whole step's entry), at most
+/// [`layer::MAX_LAYERS`].
+pub fn layer_keys(base: &KeyBuilder, commands: &[GuestCommand]) -> Vec<Key> {
+    let texts: Vec<String> = commands
+        .iter()
+        .take(commands.len().saturating_sub(1).min(layer::MAX_LAYERS))
+        .map(|c| serde_json::to_string(c).unwrap_or_default())
+        .collect();
+    layer::keys(base, &texts)
 }
 
 impl LayerRun {
