@@ -230,14 +230,7 @@ fn modules_into_key(dir: &Path, key: &mut KeyBuilder) -> std::io::Result<()> {
 /// more than one command, and no read-write share (what a command writes
 /// there is not in the disks' state).
 fn layers_possible(inst: &Instance, k: &KeyInputs<'_>) -> bool {
-    let checkpoints = match &k.vm.hypervisor {
-        HypervisorSettings::Qemu { .. } => true,
-        // A remote host's disks are run volumes, not b9's files.
-        HypervisorSettings::Libvirt {
-            connection, hosts, ..
-        } => hosts.is_empty() && !crate::vm::libvirt::remote::is_remote(connection),
-    };
-    checkpoints
+    takes_checkpoints(&k.vm.hypervisor)
         && parts(inst).is_some_and(|(_, script)| match script {
             VmScript::VmScript(_, shares, body) => {
                 flatten(&body.value).len() > 1
@@ -297,6 +290,19 @@ impl std::fmt::Display for Verdict {
             ),
             Verdict::Runs { why } => write!(f, "guest step runs ({why})"),
         }
+    }
+}
+
+/// Whether the backend keeps the disks' state between commands: `qemu`
+/// and a local libvirt connection do; a remote libvirt host's disks are
+/// run volumes, not b9's files (docs/PROTOCOL.md#helper-snapshot), so its
+/// steps are cached whole only.
+fn takes_checkpoints(hypervisor: &HypervisorSettings) -> bool {
+    match hypervisor {
+        HypervisorSettings::Qemu { .. } => true,
+        HypervisorSettings::Libvirt {
+            connection, hosts, ..
+        } => hosts.is_empty() && !crate::vm::libvirt::remote::is_remote(connection),
     }
 }
 
@@ -485,5 +491,37 @@ pub fn store(
             started.elapsed().as_secs_f64()
         ),
         Err(e) => tracing::warn!("step cache: cannot store the step: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn libvirt(connection: &str, hosts: &[&str]) -> HypervisorSettings {
+        HypervisorSettings::Libvirt {
+            connection: connection.into(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            pool: "default".into(),
+            vms_per_host: 1,
+        }
+    }
+
+    #[test]
+    fn qemu_and_local_libvirt_keep_layers_remote_hosts_do_not() {
+        let qemu = HypervisorSettings::Qemu {
+            binary: "qemu-system-x86_64".into(),
+        };
+        assert!(takes_checkpoints(&qemu));
+        assert!(takes_checkpoints(&libvirt("qemu:///system", &[])));
+        assert!(takes_checkpoints(&libvirt("qemu:///session", &[])));
+        assert!(!takes_checkpoints(&libvirt(
+            "qemu+ssh://b9@farm1/system",
+            &[]
+        )));
+        assert!(!takes_checkpoints(&libvirt(
+            "qemu:///system",
+            &["qemu+ssh://b9@farm1/system"]
+        )));
     }
 }
