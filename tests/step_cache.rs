@@ -6,7 +6,8 @@
 //! a changed script and `--no-cache` really run; two b9 processes needing
 //! the same step run it once; a script with its last command changed
 //! boots on the cached layer and runs only that command (the same files as
-//! a full run), a damaged layer is detected, the layers before a failing
+//! a full run; `b9 show` says whole, layer N of M or runs, in text and
+//! JSON), a damaged layer is detected, the layers before a failing
 //! command are kept; the same resume on a local libvirt domain. Entry checks, corruption, layer keys and eviction
 //! (chains kept whole) are unit-tested in `src/stepcache`.
 
