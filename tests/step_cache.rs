@@ -8,8 +8,9 @@
 //! boots on the cached layer and runs only that command (the same files as
 //! a full run; `b9 show` says whole, layer N of M or runs, in text and
 //! JSON), a damaged layer is detected, the layers before a failing
-//! command are kept; the same resume on a local libvirt domain. Entry checks, corruption, layer keys and eviction
-//! (chains kept whole) are unit-tested in `src/stepcache`.
+//! command are kept; the same resume on a local libvirt domain. Entry
+//! checks, corruption, layer keys and eviction (chains kept whole) are
+//! unit-tested in `src/stepcache`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
 
