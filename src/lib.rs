@@ -82,7 +82,9 @@ pub use api::diagnostic::{Diagnostic, Severity, SourceSpan};
 pub use api::error::{ArtifactFailure, Error};
 pub use api::farm;
 pub use api::image;
-pub use api::plan::{BuildFiles, CheckReport, Plan, PlanEntry, PlannedFile, StepVerdict};
+pub use api::plan::{
+    BuildFiles, CheckReport, Plan, PlanEntry, PlannedFile, StepStatus, StepVerdict,
+};
 pub use api::reformat::reformat;
 pub use api::run::run as run_image;
 pub use api::session::{start_time, Session};

@@ -6,9 +6,11 @@
 //! a changed script and `--no-cache` really run; two b9 processes needing
 //! the same step run it once; a script with its last command changed
 //! boots on the cached layer and runs only that command (the same files as
-//! a full run), a damaged layer is detected, the layers before a failing
-//! command are kept. Entry checks, corruption, layer keys and eviction
-//! (chains kept whole) are unit-tested in `src/stepcache`.
+//! a full run; `b9 show` says whole, layer N of M or runs, in text and
+//! JSON), a damaged layer is detected, the layers before a failing
+//! command are kept; the same resume on a local libvirt domain. Entry
+//! checks, corruption, layer keys and eviction (chains kept whole) are
+//! unit-tested in `src/stepcache`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
 
@@ -45,7 +47,12 @@ fn script(command: &str, mount: &str) -> String {
 /// A project whose b9.conf boots a copy of the fixture kernel (so the
 /// test can change it), with the shares' directories.
 fn project() -> Project {
-    let p = Project::new("qemu", "", 600);
+    project_on("qemu")
+}
+
+/// [`project`] on `backend` (`qemu`, or `libvirt` at `qemu:///system`).
+fn project_on(backend: &str) -> Project {
+    let p = Project::new(backend, "", 600);
     let conf = std::fs::read_to_string(p.p("b9.conf")).unwrap();
     let kernel = &fixture().kernel;
     std::fs::copy(kernel, p.p("kernel")).unwrap();
@@ -63,13 +70,27 @@ fn project() -> Project {
 
 /// `b9 show`'s verdict on the artifact.
 fn verdict(p: &Project, file: &str) -> String {
+    verdict_on(p, file, "cached")
+}
+
+/// `b9 show`'s verdict on the artifact `iid`.
+fn verdict_on(p: &Project, file: &str, iid: &str) -> String {
     let out = p.b9(&["show", "-f", file]);
     let log = text(&out);
     assert!(out.status.success(), "{log}");
+    let prefix = format!("step cache: {iid}: ");
     log.lines()
-        .find_map(|l| l.strip_prefix("step cache: cached: "))
+        .find_map(|l| l.strip_prefix(&prefix))
         .unwrap_or_else(|| panic!("no verdict: {log}"))
         .to_string()
+}
+
+/// `b9 show --json`'s verdict on the artifact `iid`.
+fn json_verdict(p: &Project, file: &str, iid: &str) -> serde_json::Value {
+    let out = p.b9(&["show", "--json", "-f", file]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["step_cache"][iid].clone()
 }
 
 fn hit(p: &Project, file: &str) -> bool {
@@ -330,8 +351,37 @@ fn a_changed_last_command_boots_on_the_cached_layer() {
         );
     }
 
+    // b9 show tells the whole step, a resume from a layer, a fresh run.
+    let v = verdict_on(&p, "layered.b9", "layered");
+    assert!(v.starts_with("guest step from the cache (run "), "{v}");
+    assert_eq!(json_verdict(&p, "layered.b9", "layered")["step"], "cached");
+    std::fs::write(p.p("third.b9"), layered_with("3", "four")).unwrap();
+    let v = verdict_on(&p, "third.b9", "layered");
+    assert!(
+        v.starts_with("guest step resumes from layer 2 of 4 commands (run "),
+        "{v}"
+    );
+    ok("sed", &["-i", "s/one/uno/", &s(&p.p("third.b9"))]);
+    let v = verdict_on(&p, "third.b9", "layered");
+    assert_eq!(v, "guest step runs (not in the cache)");
+    assert_eq!(
+        json_verdict(&p, "third.b9", "layered"),
+        serde_json::json!({"step": "runs", "why": "not in the cache"})
+    );
+
     // Only the last command changed: boots on layer 3, runs one command.
     std::fs::write(p.p("layered.b9"), layered("changed")).unwrap();
+    let v = verdict_on(&p, "layered.b9", "layered");
+    assert!(
+        v.starts_with("guest step resumes from layer 3 of 4 commands (run "),
+        "{v}"
+    );
+    let j = json_verdict(&p, "layered.b9", "layered");
+    assert_eq!(
+        (&j["step"], &j["layer"], &j["commands"]),
+        (&"resumes".into(), &3.into(), &4.into()),
+        "{j}"
+    );
     let resumed = build(&[]);
     assert!(booted(&resumed), "{resumed}");
     assert!(
@@ -393,5 +443,77 @@ fn a_changed_last_command_boots_on_the_cached_layer() {
         "{fixed}"
     );
     assert_eq!(contents(&p)[1..3], ["3\n", "fixed\n"]);
+    no_vm_left(&p);
+}
+
+/// libvirt at `qemu:///system` must be running (`virtlogd -d; libvirtd -d`).
+fn require_libvirtd() {
+    let out = std::process::Command::new("virsh")
+        .args(["-c", "qemu:///system", "version"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "libvirtd is not running: start it with `virtlogd -d; libvirtd -d`"
+    );
+}
+
+#[test]
+fn libvirt_a_changed_last_command_boots_on_the_cached_layer() {
+    require_libvirtd();
+    let p = project_on("libvirt");
+    let build = |args: &[&str]| {
+        let mut all = vec!["build", "-f", "layered.b9"];
+        all.extend_from_slice(args);
+        let out = p.b9(&all);
+        let log = text(&out);
+        assert!(out.status.success(), "{log}");
+        log
+    };
+    std::fs::write(p.p("layered.b9"), layered("four")).unwrap();
+    let first = build(&[]);
+    assert!(first.contains("RUN echo one > /etc/one"), "{first}");
+    let kept: Vec<u64> = layers(&p).iter().map(|(n, _)| *n).collect();
+    assert_eq!(kept, [1, 2, 3], "a layer after each command but the last");
+    // Each layer after the first is an overlay of the one below, as b9
+    // created it (libvirt's snapshot left the backing name alone).
+    let all = layers(&p);
+    for pair in all.windows(2) {
+        let info = ok("qemu-img", &["info", &s(&pair[1].1.join("image-0.qcow2"))]);
+        let below = pair[0]
+            .1
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            info.contains(&format!("backing file: ../{below}/image-0.qcow2")),
+            "{info}"
+        );
+    }
+
+    std::fs::write(p.p("layered.b9"), layered("changed")).unwrap();
+    let resumed = build(&[]);
+    assert!(booted(&resumed), "{resumed}");
+    assert!(
+        resumed.contains("commands 1 to 3 taken from the step cache"),
+        "{resumed}"
+    );
+    assert!(
+        resumed.contains("] RUN echo changed > /etc/last"),
+        "{resumed}"
+    );
+    for earlier in ["] RUN echo one", "] RUN cp", "] RUN echo three"] {
+        assert!(!resumed.contains(earlier), "{earlier} ran again: {resumed}");
+    }
+    let from_layer = contents(&p);
+
+    let full = build(&["--no-cache"]);
+    assert!(full.contains("RUN echo one > /etc/one"), "{full}");
+    assert_eq!(contents(&p), from_layer);
+    assert_eq!(
+        from_layer,
+        ["one\n", "three\n", "changed\n", "from the host\n"]
+    );
     no_vm_left(&p);
 }

@@ -16,6 +16,7 @@ use crate::lang::{self, BuildFile};
 use crate::pipeline::cached::{self, KeyInputs};
 
 pub use crate::eval::plan::{PlanEntry, PlannedFile};
+pub use crate::pipeline::cached::Verdict as StepStatus;
 
 /// Build files (paths or texts) and the positional arguments bound to
 /// `${arg_1}`, `${arg_2}`, ...; several files are combined as
@@ -127,8 +128,10 @@ pub struct Plan {
 pub struct StepVerdict {
     /// The instance id.
     pub instance: String,
-    /// Whether the step would come from the step cache, and why not.
-    pub verdict: String,
+    /// Whether the step would come from the step cache, resume from a
+    /// cached layer, or run (and why); its `Display` is what `b9 show`
+    /// prints.
+    pub verdict: StepStatus,
 }
 
 impl Session {

@@ -11,6 +11,7 @@ pub mod open;
 pub mod partition;
 pub mod qcow2;
 mod qcow2_header;
+pub mod qcow2_own;
 pub mod qcow2_stream;
 pub mod raw;
 pub mod vmdk;

@@ -88,6 +88,26 @@ impl Qcow2Image {
         normalize_header(path)
     }
 
+    /// Writes `buf` at `offset` of an image opened writable (clusters
+    /// allocated as needed).
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), DiskError> {
+        guard(&self.path, || {
+            self.access
+                .write(buf, offset)
+                .map_err(io_err("cannot write", &self.path))
+        })
+    }
+
+    /// Flushes what was written, then closes the image.
+    pub fn close(self) -> Result<(), DiskError> {
+        self.access
+            .flush()
+            .map_err(io_err("cannot flush", &self.path))?;
+        let path = self.path.clone();
+        drop(self);
+        normalize_header(&path)
+    }
+
     /// Grows or shrinks the virtual size, then closes the image.
     pub fn resize(mut self, size: u64) -> Result<(), DiskError> {
         let current = self.access.size();
@@ -98,12 +118,7 @@ impl Qcow2Image {
             self.access.resize_shrink(size)
         };
         result.map_err(io_err("cannot resize", &self.path))?;
-        self.access
-            .flush()
-            .map_err(io_err("cannot flush", &self.path))?;
-        let path = self.path.clone();
-        drop(self);
-        normalize_header(&path)
+        self.close()
     }
 }
 

@@ -11,13 +11,14 @@ use crate::lang::syntax::*;
 use crate::lang::typed::{Node, Syntax};
 use crate::pipeline::error::BuildError;
 use crate::pipeline::guest::{share_dirs, GuestDirs, GuestImage};
+use crate::pipeline::layered::layer_keys;
 use crate::pipeline::script::flatten;
 use crate::pipeline::vm_images::{bytes, Built, ImageSettings};
 use crate::repo::LocalRepo;
 use crate::stepcache::entry::{ImageOut, StepOutput};
 use crate::stepcache::index::FileHashes;
 use crate::stepcache::key::{Key, KeyBuilder};
-use crate::stepcache::{CacheError, Claim, Hit, Slot, StepCache};
+use crate::stepcache::{format_date, CacheError, Claim, Hit, Slot, StepCache};
 use crate::vm::settings::{HypervisorSettings, VmSettings};
 
 /// Why an artifact's step has no key.
@@ -64,11 +65,6 @@ pub fn parts(inst: &Instance) -> Option<(&[Node<ImageTarget>], &VmScript)> {
 /// A value of the build language as canonical text (no places).
 fn text(v: &impl Syntax) -> String {
     print_term(&v.to_term())
-}
-
-/// The key of the instance's guest step.
-pub fn step_key(inst: &Instance, k: &KeyInputs<'_>, hashes: &mut FileHashes) -> Result<Key, NoKey> {
-    step_keys(inst, k, hashes).map(|(key, _)| key)
 }
 
 /// The key of the instance's guest step, and the key builder over
@@ -224,31 +220,97 @@ fn modules_into_key(dir: &Path, key: &mut KeyBuilder) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Whether the step can be kept command by command: the `qemu` backend
-/// (external snapshots), more than one command, and no read-write share
-/// (what a command writes there is not in the disks' state).
+/// Whether the step can be kept command by command: a backend that takes
+/// checkpoints (`qemu`, a local libvirt connection: external snapshots),
+/// more than one command, and no read-write share (what a command writes
+/// there is not in the disks' state).
 fn layers_possible(inst: &Instance, k: &KeyInputs<'_>) -> bool {
-    let qemu = matches!(k.vm.hypervisor, HypervisorSettings::Qemu { .. });
-    qemu && parts(inst).is_some_and(|(_, script)| match script {
-        VmScript::VmScript(_, shares, body) => {
-            flatten(&body.value).len() > 1
-                && !shares
-                    .value
-                    .iter()
-                    .any(|s| matches!(s.value, SharedDirectory::SharedDirectory(..)))
+    takes_checkpoints(&k.vm.hypervisor)
+        && parts(inst).is_some_and(|(_, script)| match script {
+            VmScript::VmScript(_, shares, body) => {
+                flatten(&body.value).len() > 1
+                    && !shares
+                        .value
+                        .iter()
+                        .any(|s| matches!(s.value, SharedDirectory::SharedDirectory(..)))
+            }
+            VmScript::NoVmScript => false,
+        })
+}
+
+/// What the step cache would do with an instance's guest step (`b9 show`,
+/// text and JSON).
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Verdict {
+    /// The step cache is off (`--no-cache`, `[vm] step_cache: False`).
+    Off,
+    /// The artifact runs nothing in the guest.
+    NoStep,
+    /// The whole step comes from the cache.
+    Cached {
+        /// When the cached run was (UTC).
+        run: String,
+    },
+    /// The run boots on the cached layer after command `layer` of
+    /// `commands` and runs only the rest.
+    Resumes {
+        /// Commands the layer holds.
+        layer: usize,
+        /// Commands of the script.
+        commands: usize,
+        /// When the run that made the layer was (UTC).
+        run: String,
+    },
+    /// The step runs in full.
+    Runs {
+        /// Why (not cached, an input unreadable...).
+        why: String,
+    },
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Off => write!(f, "step cache off"),
+            Verdict::NoStep => write!(f, "no guest step"),
+            Verdict::Cached { run } => write!(f, "guest step from the cache (run {run})"),
+            Verdict::Resumes {
+                layer,
+                commands,
+                run,
+            } => write!(
+                f,
+                "guest step resumes from layer {layer} of {commands} commands (run {run})"
+            ),
+            Verdict::Runs { why } => write!(f, "guest step runs ({why})"),
         }
-        VmScript::NoVmScript => false,
-    })
+    }
+}
+
+/// Whether the backend keeps the disks' state between commands: `qemu`
+/// and a local libvirt connection do; a remote libvirt host's disks are
+/// run volumes, not b9's files (docs/PROTOCOL.md#helper-snapshot), so its
+/// steps are cached whole only.
+fn takes_checkpoints(hypervisor: &HypervisorSettings) -> bool {
+    match hypervisor {
+        HypervisorSettings::Qemu { .. } => true,
+        HypervisorSettings::Libvirt {
+            connection, hosts, ..
+        } => hosts.is_empty() && !crate::vm::libvirt::remote::is_remote(connection),
+    }
 }
 
 /// The step cache's verdict on an instance for `b9 show`.
-pub fn status(inst: &Instance, cache: Option<&StepCache>, k: &KeyInputs<'_>) -> String {
+pub fn status(inst: &Instance, cache: Option<&StepCache>, k: &KeyInputs<'_>) -> Verdict {
     let Some(cache) = cache else {
-        return "step cache off".into();
+        return Verdict::Off;
     };
+    let runs = |why: String| Verdict::Runs { why };
     let mut hashes = match cache.hashes() {
         Ok(h) => h,
-        Err(e) => return format!("step cache unusable: {e}"),
+        Err(e) => return runs(format!("step cache unusable: {e}")),
     };
     let generated = parts(inst).is_some_and(|(_, script)| match script {
         VmScript::VmScript(_, shares, _) => shares
@@ -257,22 +319,45 @@ pub fn status(inst: &Instance, cache: Option<&StepCache>, k: &KeyInputs<'_>) -> 
             .any(|s| matches!(s.value, SharedDirectory::SharedSources(_))),
         VmScript::NoVmScript => false,
     });
-    let verdict = match step_key(inst, k, &mut hashes) {
+    let verdict = match step_keys(inst, k, &mut hashes) {
         Ok(_) if generated => {
-            "guest step depends on the generated files it shares (known when building)".into()
+            runs("it depends on the generated files it shares: known when building".into())
         }
-        Ok(key) => match cache.peek(&key) {
-            Some(m) => format!(
-                "guest step from the cache (run {})",
-                crate::stepcache::format_date(m.created)
-            ),
-            None => "guest step runs (not in the cache)".into(),
+        Ok((key, base)) => match cache.peek(&key) {
+            Some(m) => Verdict::Cached {
+                run: format_date(m.created),
+            },
+            None => {
+                resumes(inst, cache, k, &base).unwrap_or_else(|| runs("not in the cache".into()))
+            }
         },
-        Err(NoKey::NoStep) => "no guest step".into(),
-        Err(e) => format!("guest step runs ({e})"),
+        Err(NoKey::NoStep) => Verdict::NoStep,
+        Err(e) => runs(e.to_string()),
     };
     let _ = hashes.save();
     verdict
+}
+
+/// The cached layer a layered run of the instance's script would boot on.
+fn resumes(
+    inst: &Instance,
+    cache: &StepCache,
+    k: &KeyInputs<'_>,
+    base: &KeyBuilder,
+) -> Option<Verdict> {
+    if !layers_possible(inst, k) {
+        return None;
+    }
+    let commands = match parts(inst)?.1 {
+        VmScript::VmScript(_, _, body) => flatten(&body.value),
+        VmScript::NoVmScript => return None,
+    };
+    let m = cache.peek_layer(&layer_keys(base, &commands))?;
+    Some(Verdict::Resumes {
+        layer: m.commands?,
+        commands: commands.len(),
+        run: format_date(m.created),
+    })
 }
 
 /// Looks the instance's step up: `None` when it has no step, is not
@@ -333,7 +418,7 @@ pub fn restore(
     let m = &hit.manifest;
     tracing::info!(
         "guest step taken from the step cache: run {} ({:.1} s), entry {}",
-        crate::stepcache::format_date(m.created),
+        format_date(m.created),
         m.seconds,
         m.key
     );
@@ -415,5 +500,37 @@ pub fn store(
             started.elapsed().as_secs_f64()
         ),
         Err(e) => tracing::warn!("step cache: cannot store the step: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn libvirt(connection: &str, hosts: &[&str]) -> HypervisorSettings {
+        HypervisorSettings::Libvirt {
+            connection: connection.into(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            pool: "default".into(),
+            vms_per_host: 1,
+        }
+    }
+
+    #[test]
+    fn qemu_and_local_libvirt_keep_layers_remote_hosts_do_not() {
+        let qemu = HypervisorSettings::Qemu {
+            binary: "qemu-system-x86_64".into(),
+        };
+        assert!(takes_checkpoints(&qemu));
+        assert!(takes_checkpoints(&libvirt("qemu:///system", &[])));
+        assert!(takes_checkpoints(&libvirt("qemu:///session", &[])));
+        assert!(!takes_checkpoints(&libvirt(
+            "qemu+ssh://b9@farm1/system",
+            &[]
+        )));
+        assert!(!takes_checkpoints(&libvirt(
+            "qemu:///system",
+            &["qemu+ssh://b9@farm1/system"]
+        )));
     }
 }

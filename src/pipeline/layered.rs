@@ -14,7 +14,8 @@
 //! become the next layers; the top overlay, written by the last command,
 //! from which the build image is made afterwards.
 
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::disk::qcow2::Qcow2Image;
@@ -25,7 +26,7 @@ use crate::stepcache::entry::Manifest;
 use crate::stepcache::key::{Key, KeyBuilder};
 use crate::stepcache::layer::{self, Found, LayerInfo, NewLayers};
 use crate::stepcache::{format_date, CacheError, StepCache};
-use crate::vm::request::{Checkpoint, RunRequest};
+use crate::vm::request::{Checkpoint, GuestCommand, RunRequest};
 
 /// A run with layers, between its preparation and its end.
 pub struct LayerRun {
@@ -46,15 +47,7 @@ pub fn prepare(
     request: &mut RunRequest,
     disks: &[usize],
 ) -> Option<LayerRun> {
-    let texts: Vec<String> = request
-        .commands
-        .iter()
-        .take(layer::MAX_LAYERS)
-        .map(|c| serde_json::to_string(c).unwrap_or_default())
-        .collect();
-    // No layer after the last command: that is the whole step's entry.
-    let last = texts.len().min(request.commands.len() - 1);
-    let keys = layer::keys(base, &texts[..last]);
+    let keys = layer_keys(base, &request.commands);
     let found = cache.find_layer(&keys);
     let skip = found.as_ref().map_or(0, Found::commands);
     let new = match cache.begin_layers(&keys[skip..]) {
@@ -90,6 +83,18 @@ pub fn prepare(
         request.grow_first.clear();
     }
     Some(run)
+}
+
+/// The keys of the layers a script of `commands` can have: one after each
+/// command but the last (that state is the whole step's entry), at most
+/// [`layer::MAX_LAYERS`].
+pub fn layer_keys(base: &KeyBuilder, commands: &[GuestCommand]) -> Vec<Key> {
+    let texts: Vec<String> = commands
+        .iter()
+        .take(commands.len().saturating_sub(1).min(layer::MAX_LAYERS))
+        .map(|c| serde_json::to_string(c).unwrap_or_default())
+        .collect();
+    layer::keys(base, &texts)
 }
 
 impl LayerRun {
@@ -160,7 +165,8 @@ impl LayerRun {
 
     /// After a successful run: commits the new layers (`logged` is the
     /// run's output, `marks[c]` how much of it command `c` ended at) and
-    /// makes each build image from its top overlay. Returns the output of
+    /// makes each build image from its top overlay (a fresh run's raw one
+    /// in place). Returns the output of
     /// the whole script (the cached layer's, then the run's).
     pub fn finish(
         mut self,
@@ -181,6 +187,12 @@ impl LayerRun {
         for (i, img) in images.iter_mut().enumerate() {
             let top = self.new.top(i);
             let built = &mut img.built;
+            // A fresh run's build image holds the state after command 1:
+            // what the later commands changed is written into it.
+            if self.found.is_none() && built.format != Format::Vmdk {
+                apply_in_place(&self.overlays(i), &built.path, built.format)?;
+                continue;
+            }
             let staging = disk::capability::staging_path(&built.path);
             disk::convert_file(&top, &staging, Target::from(built.format), None, create)?;
             std::fs::rename(&staging, &built.path).map_err(BuildError::io("move", &staging))?;
@@ -257,5 +269,162 @@ impl LayerRun {
             below = Some((self.new.key(j).clone(), m));
         }
         Ok(())
+    }
+}
+
+/// Writes into the build image `image` (raw or qcow2) what the qcow2
+/// `overlays` (in order, the last one the top, which reads through the
+/// others into `image`'s state) hold themselves: afterwards `image` reads
+/// as the top does. Only the clusters the run wrote are copied, not the
+/// whole image (`qemu-img commit` in effect).
+fn apply_in_place(overlays: &[PathBuf], image: &Path, format: Format) -> Result<(), BuildError> {
+    let Some(top) = overlays.last() else {
+        return Ok(());
+    };
+    let mut ranges = Vec::new();
+    for o in overlays {
+        ranges.extend(disk::qcow2_own::own_extents(o)?);
+    }
+    ranges.sort_by_key(|e| e.start);
+    let reader = disk::open(top)?;
+    let target = InPlace::open(image, format)?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut done = 0;
+    for e in ranges {
+        let mut pos = e.start.max(done);
+        let end = e.start + e.len;
+        while pos < end {
+            let n = usize::try_from(end - pos).map_or(CHUNK, |n| n.min(CHUNK));
+            reader.read_at(&mut buf[..n], pos)?;
+            target.write_at(&buf[..n], pos, image)?;
+            pos += n as u64;
+        }
+        done = done.max(end);
+    }
+    target.close()
+}
+
+/// The bytes copied at a time by [`apply_in_place`].
+const CHUNK: usize = 1 << 20;
+
+/// A build image written in place.
+enum InPlace {
+    Raw(std::fs::File),
+    Qcow2(Qcow2Image),
+}
+
+impl InPlace {
+    fn open(image: &Path, format: Format) -> Result<InPlace, BuildError> {
+        Ok(match format {
+            Format::Qcow2 => InPlace::Qcow2(Qcow2Image::open(image, true)?),
+            _ => InPlace::Raw(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(image)
+                    .map_err(BuildError::io("open", image))?,
+            ),
+        })
+    }
+
+    fn write_at(&self, buf: &[u8], pos: u64, image: &Path) -> Result<(), BuildError> {
+        match self {
+            InPlace::Raw(f) => f
+                .write_all_at(buf, pos)
+                .map_err(BuildError::io("write", image)),
+            InPlace::Qcow2(q) => Ok(q.write_at(buf, pos)?),
+        }
+    }
+
+    fn close(self) -> Result<(), BuildError> {
+        match self {
+            InPlace::Raw(_) => Ok(()),
+            InPlace::Qcow2(q) => Ok(q.close()?),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn tool(name: &str, args: &[&str]) {
+        let out = Command::new(name).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A build image in `format`, a chain of two overlays on a copy of it
+    /// written by qemu-io (data over data, across a cluster boundary, a
+    /// zeroed cluster): applied in place, the image reads as the top does
+    /// (`qemu-img compare`).
+    fn applies(format: Format) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        let fmt = format.extension();
+        let image = p(&format!("image.{fmt}"));
+        tool(
+            "qemu-img",
+            &["create", "-f", fmt, &image.to_string_lossy(), "4M"],
+        );
+        tool(
+            "qemu-io",
+            &["-f", fmt, "-c", "write -P 1 0 4M", &image.to_string_lossy()],
+        );
+        tool(
+            "qemu-img",
+            &[
+                "convert",
+                "-f",
+                fmt,
+                "-O",
+                "qcow2",
+                &image.to_string_lossy(),
+                &p("layer1.qcow2").to_string_lossy(),
+            ],
+        );
+        let (o2, top) = (p("o2.qcow2"), p("top.qcow2"));
+        Qcow2Image::create(&o2, 4 << 20, Some((Path::new("layer1.qcow2"), "qcow2"))).unwrap();
+        Qcow2Image::create(&top, 4 << 20, Some((Path::new("o2.qcow2"), "qcow2"))).unwrap();
+        for (file, cmd) in [
+            (&o2, "write -P 5 0 64k"),
+            (&o2, "write -P 8 2M 4k"),
+            (&top, "write -P 6 32k 64k"),
+            (&top, "write -z 1M 64k"),
+            (&top, "write -P 7 3M 100"),
+        ] {
+            tool(
+                "qemu-io",
+                &["-f", "qcow2", "-c", cmd, &file.to_string_lossy()],
+            );
+        }
+        apply_in_place(&[o2, top.clone()], &image, format).unwrap();
+        tool(
+            "qemu-img",
+            &[
+                "compare",
+                "-f",
+                fmt,
+                "-F",
+                "qcow2",
+                &image.to_string_lossy(),
+                &top.to_string_lossy(),
+            ],
+        );
+    }
+
+    #[test]
+    fn overlays_applied_in_place_make_a_raw_image_read_as_the_top() {
+        applies(Format::Raw);
+    }
+
+    #[test]
+    fn overlays_applied_in_place_make_a_qcow2_image_read_as_the_top() {
+        applies(Format::Qcow2);
     }
 }

@@ -96,6 +96,22 @@ impl StepCache {
         None
     }
 
+    /// The manifest of the layer for the most commands among `keys` whose
+    /// chain has every manifest (not checked, not locked: for `b9 show`).
+    pub fn peek_layer(&self, keys: &[Key]) -> Option<Manifest> {
+        keys.iter().rev().find_map(|key| {
+            let top = self.peek(key)?;
+            let mut below = top.backing.clone();
+            for _ in 0..MAX_LAYERS {
+                let Some(b) = below.take() else {
+                    return top.commands.is_some().then_some(top);
+                };
+                below = self.peek(&Key::parse(&b.key)?)?.backing;
+            }
+            None
+        })
+    }
+
     /// Locks and checks the chain under `key`: `None` when a layer of it
     /// is being written or removed; the corrupt layer and why on error.
     fn open_chain(&self, key: &Key) -> Result<Option<Found>, (Key, CacheError)> {

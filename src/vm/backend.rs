@@ -151,8 +151,8 @@ pub trait Vm: Send {
     }
     /// While the guest's file systems are frozen: each disk (index into
     /// [`VmSpec::disks`]) goes on writing into the existing qcow2 overlay
-    /// at its path; the file it wrote to keeps its state. Only the `qemu`
-    /// backend can.
+    /// at its path; the file it wrote to keeps its state. The `qemu`
+    /// backend and local libvirt domains can.
     fn checkpoint(&mut self, overlays: &[(usize, PathBuf)]) -> Result<(), VmError> {
         let _ = overlays;
         Err(VmError::Monitor(

@@ -1,11 +1,13 @@
 //! `b9-libvirt`: b9's libvirt helper. It holds one libvirt connection,
 //! at most one transient domain and the storage pool of the remote path,
-//! answering b9's requests on stdin and stdout (`b9_protocol::libvirt`). It
+//! answering b9's requests on stdin and stdout (`b9_protocol::libvirt`),
+//! and takes its domain's checkpoints (`snapshot.rs`). It
 //! is the only b9 program that links libvirt. When its stdin closes it
 //! destroys the domain and exits.
 
 mod host;
 mod relay;
+mod snapshot;
 mod volume;
 
 use std::io::{BufReader, Write};
@@ -94,6 +96,12 @@ fn handle(held: &mut Held, request: Request) -> Reply {
         }
         Request::State => match &held.domain {
             Some(domain) => Ok(Reply::State(state(held, domain))),
+            None => Err(failed(Stage::Protocol, "no domain was started".to_string())),
+        },
+        Request::Snapshot { disks } => match &held.domain {
+            Some(domain) => snapshot::take(domain, &disks)
+                .map(|()| Reply::Done)
+                .map_err(|e| failed(Stage::Snapshot, e)),
             None => Err(failed(Stage::Protocol, "no domain was started".to_string())),
         },
         Request::Stop => match &held.domain {

@@ -308,7 +308,7 @@ pub fn list(pool: &StoragePool) -> Result<Vec<String>, Failure> {
 }
 
 /// Escapes XML's special characters in a name.
-fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     value
         .replace('&', "&amp;")
         .replace('<', "&lt;")

@@ -16,6 +16,10 @@
 //!
 //! Version 3 adds volumes shared by every b9 process and client (the
 //! appliance), used only once complete (`Shared`, `Busy`).
+//!
+//! Version 4 adds checkpoints of a local domain (`Snapshot`): a disk-only
+//! external snapshot of the running domain into qcow2 overlays b9 created,
+//! for the step cache's layers.
 
 use std::io::{BufRead, Write};
 
@@ -23,7 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The version of these messages; b9 and the helper must agree on it.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// The helper's executable name, found next to b9's.
 pub const HELPER: &str = "b9-libvirt";
@@ -97,6 +101,14 @@ pub enum Request {
     },
     /// Report the domain's state.
     State,
+    /// Moves disks of the running domain on to existing qcow2 overlays (a
+    /// disk-only external snapshot without metadata,
+    /// `virDomainSnapshotCreateXML`): the file each wrote to keeps its
+    /// state. [`Reply::Done`].
+    Snapshot {
+        /// Every disk of the domain, with its overlay or none (left out).
+        disks: Vec<SnapshotDisk>,
+    },
     /// Destroy the domain (done when it is already gone).
     Stop,
 }
@@ -111,6 +123,16 @@ pub struct Relay {
     pub port: String,
     /// The local file the console's output is appended to.
     pub console_log: String,
+}
+
+/// One disk of a [`Request::Snapshot`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotDisk {
+    /// The disk's target in the domain XML (`vda`, `vdb`...).
+    pub target: String,
+    /// The local qcow2 file it goes on writing into; `None`: the disk is
+    /// not part of the snapshot.
+    pub overlay: Option<String>,
 }
 
 /// A host as `b9 farm` shows it.
@@ -143,7 +165,7 @@ pub enum Reply {
     State(DomainState),
     /// The domain is destroyed or was gone.
     Stopped,
-    /// Done (`Pool`, `Download`, `Delete`).
+    /// Done (`Pool`, `Download`, `Delete`, `Snapshot`).
     Done,
     /// The volume is there; its path on the host.
     Volume(String),
@@ -186,6 +208,8 @@ pub enum Stage {
     Pool,
     /// A volume operation or transfer.
     Volume,
+    /// Taking a snapshot of the domain's disks.
+    Snapshot,
     /// The request itself (unknown, out of order).
     Protocol,
 }

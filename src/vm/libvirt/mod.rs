@@ -11,6 +11,12 @@
 //! stopping destroys the domain, which removes a transient domain entirely.
 //! The domain is created with libvirt's auto-destroy flag and the helper
 //! destroys it when b9 goes away, so none outlives b9, even a killed one.
+//!
+//! A checkpoint ([`Vm::checkpoint`], the step cache's layers) is a
+//! disk-only external snapshot of the domain into b9's overlays, taken by
+//! the helper (`Request::Snapshot`, docs/PROTOCOL.md#helper-snapshot); only
+//! a local domain can, whose disks are b9's files (a remote one's are run
+//! volumes: its steps are cached whole only).
 
 mod backing;
 pub mod remote;
@@ -24,7 +30,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::backend::{remove_if_exists, Hypervisor, Vm, VmError, VmSpec, VmState};
-use b9_protocol::libvirt::{self as wire, DomainState, Reply, Request, Stage};
+use b9_protocol::libvirt::{self as wire, DomainState, Reply, Request, SnapshotDisk, Stage};
 
 /// The connection URI used when none is configured.
 pub const DEFAULT_URI: &str = "qemu:///system";
@@ -64,6 +70,7 @@ impl Hypervisor for Libvirt {
             helper,
             uri: self.uri.clone(),
             agent_socket: spec.agent_socket.clone(),
+            disks: spec.disks.len(),
         };
         vm.check_agent_socket()?;
         Ok(Box::new(vm))
@@ -190,6 +197,8 @@ struct LibvirtVm {
     helper: Helper,
     uri: String,
     agent_socket: PathBuf,
+    /// How many disks the domain has (`vda`, `vdb`...).
+    disks: usize,
 }
 
 impl LibvirtVm {
@@ -215,6 +224,30 @@ impl Vm for LibvirtVm {
             Ok(Reply::State(DomainState::Gone(why))) => VmState::Gone(why),
             Ok(other) => VmState::Gone(unexpected(&other)),
             Err(e) => VmState::Gone(e.to_string()),
+        }
+    }
+
+    fn checkpoint(&mut self, overlays: &[(usize, PathBuf)]) -> Result<(), VmError> {
+        let disks = (0..self.disks)
+            .map(|index| {
+                let overlay = overlays
+                    .iter()
+                    .find(|(d, _)| *d == index)
+                    .map(|(_, path)| remote::utf8(path))
+                    .transpose()?;
+                Ok(SnapshotDisk {
+                    target: xml::virtio_disk_name(index),
+                    overlay,
+                })
+            })
+            .collect::<Result<Vec<_>, VmError>>()?;
+        match self.helper.call(&Request::Snapshot { disks })? {
+            Reply::Done => Ok(()),
+            Reply::Failed { message, .. } => Err(VmError::Monitor(format!(
+                "libvirt at {} cannot snapshot the domain's disks: {message}",
+                self.uri
+            ))),
+            other => Err(VmError::Monitor(unexpected(&other))),
         }
     }
 

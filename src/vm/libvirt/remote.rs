@@ -279,7 +279,7 @@ fn delete(helper: &mut Helper, name: &str) {
 }
 
 /// A path as the helper takes it.
-fn utf8(path: &Path) -> Result<String, VmError> {
+pub(super) fn utf8(path: &Path) -> Result<String, VmError> {
     path.to_str()
         .map(String::from)
         .ok_or_else(|| VmError::Start(format!("libvirt needs UTF-8 paths: {}", path.display())))
@@ -367,6 +367,7 @@ impl Hypervisor for RemoteLibvirt {
                 helper,
                 uri: self.libvirt.uri.clone(),
                 agent_socket: spec.agent_socket.clone(),
+                disks: spec.disks.len(),
             },
             disks,
         };

@@ -259,7 +259,7 @@ fn format_name(format: Format) -> &'static str {
 }
 
 /// `vda`..`vdz`, `vdaa`...: the kernel's naming for the index.
-fn virtio_disk_name(index: usize) -> String {
+pub(super) fn virtio_disk_name(index: usize) -> String {
     let mut suffix = Vec::new();
     let mut n = index;
     loop {
