@@ -168,7 +168,8 @@ fn the_initramfs_holds_init_libraries_and_modules_dependencies_first() {
     }
 
     // modules.order: every needed module, each after what it depends on
-    // (by modinfo's account), every file present.
+    // (by modinfo's account) and naming those dependencies (the agent loads
+    // the others in parallel), every file present.
     let order = std::fs::read_to_string(r.join("b9/modules.order")).unwrap();
     let order: Vec<&str> = order.lines().collect();
     let norm = |s: &str| s.trim_end_matches(".ko").replace('-', "_");
@@ -178,17 +179,20 @@ fn the_initramfs_holds_init_libraries_and_modules_dependencies_first() {
         .filter_map(|l| Path::new(l).file_name()?.to_str().map(norm))
         .collect();
     let mut loaded = BTreeSet::new();
-    for file in &order {
+    for line in &order {
+        let (file, after) = line.split_once(": ").unwrap_or((line, ""));
+        let after: BTreeSet<String> = after.split_whitespace().map(norm).collect();
         let path = r.join("b9/modules").join(file);
         assert!(path.is_file(), "{file} listed but missing");
         let deps = run(Command::new("modinfo").args(["-F", "depends"]).arg(&path));
         for dep in deps.trim().split(',').filter(|d| !d.is_empty()) {
             let dep = norm(dep);
             assert!(
-                loaded.contains(&dep) || builtin.contains(&dep),
-                "{file} comes before its dependency {dep}: {order:?}"
+                builtin.contains(&dep) || (loaded.contains(&dep) && after.contains(&dep)),
+                "{file} is not loaded after its dependency {dep}: {order:?}"
             );
         }
+        assert!(after.is_subset(&loaded), "{line}: {order:?}");
         loaded.insert(norm(file));
     }
     for m in appliance::MODULES {

@@ -17,6 +17,7 @@ mod freeze;
 mod fsuuid;
 mod init;
 mod inodeflags;
+mod modules;
 mod net;
 mod port;
 mod pty;
@@ -45,7 +46,7 @@ fn main() {
     init::early();
     reaper::start();
     log(format!("starting (kernel {})", sys::kernel_release()));
-    init::load_modules();
+    modules::load_all();
     match port::open() {
         Ok(port) => session(port),
         Err(e) => log(format!("no connection to the host: {e}")),

@@ -9,7 +9,10 @@
 //! ```text
 //! /init                       the agent (0755)
 //! /b9/modules/<name>.ko       each module, decompressed
-//! /b9/modules.order           one file name per line, dependencies first
+//! /b9/modules.order           one module per line, dependencies first:
+//!                             `<name>.ko[: <dep>.ko ...]`, naming those it
+//!                             must be loaded after (the agent loads the
+//!                             others in parallel)
 //! /lib64/ld-linux-x86-64.so.2 the agent's interpreter and libraries, at the
 //! /lib/x86_64-linux-gnu/...   paths the dynamic linker asks for
 //! /dev/console                char 5,1
@@ -65,7 +68,7 @@ pub const MODULES: [&str; 14] = [
 
 /// Changes whenever the initramfs layout changes, so old cached
 /// appliances are not reused.
-const FORMAT_VERSION: &str = "b9-appliance-1";
+const FORMAT_VERSION: &str = "b9-appliance-2";
 
 /// Inputs of the appliance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -334,11 +337,25 @@ impl Contents<'_> {
         for l in self.libraries {
             w.file(&l.path, 0o755, &l.data)?;
         }
+        let files: std::collections::HashMap<String, String> = self
+            .modules
+            .iter()
+            .map(|m| (modules::normalize(&m.name), format!("{}.ko", m.name)))
+            .collect();
         let mut order = String::new();
         for m in self.modules {
             let file = format!("{}.ko", m.name);
             w.file(&format!("/b9/modules/{file}"), 0o644, &m.data)?;
             order.push_str(&file);
+            let after: Vec<&str> = m
+                .after
+                .iter()
+                .filter_map(|d| files.get(d).map(String::as_str))
+                .collect();
+            if !after.is_empty() {
+                order.push_str(": ");
+                order.push_str(&after.join(" "));
+            }
             order.push('\n');
         }
         w.file("/b9/modules.order", 0o644, order.as_bytes())?;

@@ -17,6 +17,9 @@ pub(super) struct Module {
     pub(super) name: String,
     /// The uncompressed `.ko`.
     pub(super) data: Vec<u8>,
+    /// The normalized names of the appliance's modules that must be loaded
+    /// before this one (its dependencies and soft pre-dependencies found).
+    pub(super) after: Vec<String>,
 }
 
 /// A module's name with `-` and `_` made equal (as the kernel does).
@@ -154,7 +157,17 @@ impl Resolver<'_> {
             self.visit(dep, false)?;
         }
         let stem = module_stem(path).unwrap_or_else(|| key.clone());
-        self.out.push(Module { name: stem, data });
+        // Those loaded before it: visited to the end (not built in, found,
+        // not on the current path of a cycle).
+        let after = (info.depends.iter().chain(&info.soft_pre))
+            .map(|d| normalize(d))
+            .filter(|d| self.state.get(d) == Some(&true))
+            .collect();
+        self.out.push(Module {
+            name: stem,
+            data,
+            after,
+        });
         self.state.insert(key, true);
         for dep in &info.soft_post {
             self.visit(dep, false)?;
