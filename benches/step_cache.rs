@@ -18,21 +18,20 @@
 //! per round (the runs compared ran one after the other, under the same
 //! load) and their medians.
 //!
-//! Measured on the 2-core TCG development machine, shared with other
-//! builds (load average 2 to 5), release build, 5 rounds: no-cache
-//! 4.03 / 4.98 s, miss 4.51 / 4.76 s, hit 0.14 / 0.14 s: ratio 0.030 /
-//! 0.029; overhead 12.8 / -1.3 % (rounds 1.6 to 24.4, -11.7 to 11.4: the
-//! boot alone varies by 0.5 s under load). Timed by phase instead (log
-//! lines), a miss costs about 0.15 s more than a no-cache run of ~3.1 s
-//! (5 %): keying 0.06 s (a fresh cache hashes the 64 MB source, the kernel
-//! and the agent), the four checkpoints 0.05 s, the layers and the entry
-//! 0.05 s. Ten commands (each a shell loop of about 0.3 s), last changed:
-//! 3.67 s on layer 9 vs 6.84 s full run, per-round median 0.496 (rounds
-//! 0.423 to 0.599) / 0.551 (0.446 to 0.689); 2.12 vs 4.53 s (0.47) on a
-//! quieter machine. The resumed run is the appliance's boot (1.8 s quiet,
-//! up to 4 s under load: two vCPUs by default, 29 modules loaded by the
-//! agent in about 0.7 s) plus 0.1 to 0.3 s: the ratio is bounded by boot
-//! / (boot + nine commands), about 0.42 here, whatever the cache does.
+//! Measured on the 2-core TCG development machine, release build, quiet
+//! machine, 3 rounds: no-cache 2.37 s, miss 2.42 s, hit 0.05 s: ratio
+//! 0.019; overhead 2.2 % (rounds 1.9, 2.2, 14.9: the boot alone varies by
+//! a few tenths of a second); ten commands (each a shell loop of about
+//! 0.3 s), last changed: 1.97 s on layer 9 vs 4.83 s full run, 0.396
+//! (rounds 0.394, 0.396, 0.476). The resumed run is the appliance's boot
+//! plus 0.1 to 0.3 s; the boot was cut from 1.9 to 1.5 s by loading the
+//! kernel modules on both vCPUs (0.6 -> 0.36 s) and `mitigations=off`
+//! (before: 0.495 median, rounds 0.472 to 0.533). Under load (average 2
+//! to 5, before those changes) the per-round medians were 0.496 and 0.551
+//! and the miss overhead -1.3 % / 12.8 %; timed by phase, a miss costs
+//! about 0.15 s more than a no-cache run of ~3.1 s (5 %): keying 0.06 s (a
+//! fresh cache hashes the 64 MB source, the kernel and the agent), the
+//! four checkpoints 0.05 s, the layers and the entry 0.05 s.
 //! By hand, a fresh ten-command run on a 1 GB root holding 400 MB (strace
 //! times): its build image made in place from the layers' own clusters in
 //! 2 ms (converting the overlay chain back took about 0.25 s); what stays
