@@ -198,3 +198,69 @@ fn a_cancelled_token_stops_an_image_write_and_leaves_no_output() {
         .expect("qemu-img is needed: run scripts/setup");
     assert!(compare.success());
 }
+
+#[test]
+fn shared_images_are_listed_and_cleaned_as_values() {
+    use b9::image::ImageFormat;
+    use b9::shared::{self, Source};
+    let dir = tempfile::tempdir().unwrap();
+    let mut overrides = Overrides::default();
+    overrides.build_dir_root = Some(dir.path().to_path_buf());
+    overrides.repository_cache = Some(dir.path().join("cache"));
+    // No limit: clean-local keeps no version.
+    let text = Config::default().to_ini().replace(
+        "max_cached_shared_images: Just 2",
+        "max_cached_shared_images: Nothing",
+    );
+    let config = Config::from_text("b9.conf", &text)
+        .unwrap()
+        .with_overrides(&overrides);
+    let conf = dir.path().join("b9.conf");
+    std::fs::write(&conf, config.to_ini()).unwrap();
+    let session = Session::new(config).unwrap();
+    let text =
+        "Artifact (IID \"share\") (VmImages [ImageTarget (Share \"data-disk\" QCow2 KeepSize) \
+                (EmptyImage \"data\" Ext4 Raw (ImageSize 8 MB)) NotMounted] NoVmScript)\n";
+    let plan = session
+        .plan(
+            &BuildFiles::text(dir.path().join("share.b9"), text),
+            &mut no_notes,
+        )
+        .unwrap();
+    session.build(&plan, &BuildOptions::new()).unwrap();
+
+    let listing = shared::list(&session).unwrap();
+    let images_dir = dir.path().join("cache/local-repo/b9_shared_images");
+    assert_eq!(listing.source, Source::Local(images_dir.clone()));
+    assert!(listing.warnings.is_empty(), "{:?}", listing.warnings);
+    let [image] = listing.images.as_slice() else {
+        panic!("not one shared image: {listing:?}");
+    };
+    assert_eq!(
+        (image.name.as_str(), image.build_id.as_str(), image.format),
+        ("data-disk", session.build_id(), ImageFormat::Qcow2)
+    );
+    // The listing prints as `b9 list` does: the executable agrees.
+    let list = Command::new(env!("CARGO_BIN_EXE_b9"))
+        .env("HOME", dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&list.stdout), listing.to_string());
+    assert!(listing.to_string().contains(&format!(
+        "data-disk {} {}",
+        image.date,
+        session.build_id()
+    )));
+
+    assert_eq!(shared::clean_local(&session).unwrap(), vec![image.clone()]);
+    assert!(shared::list(&session).unwrap().images.is_empty());
+    assert!(std::fs::read_dir(&images_dir).unwrap().next().is_none());
+}

@@ -229,23 +229,24 @@ fn build_without_a_guest_events_agree_with_its_outputs() {
 "#
     );
     std::fs::write(dir.join("media.b9"), &file).unwrap();
-    let b9 = |file: &str| {
+    // `--log-format` is another name of `--events`.
+    let b9 = |flag: &str, file: &str| {
         Command::new(env!("CARGO_BIN_EXE_b9"))
             .arg("-c")
             .arg(dir.join("b9.conf"))
-            .args(["build", "--events", "json", "-f", file])
+            .args(["build", flag, "json", "-f", file])
             .current_dir(dir)
             .env("HOME", dir.join("home"))
             .output()
             .unwrap()
     };
     // `missing.txt` is reported by the checks: no build, no events.
-    let out = b9("media.b9");
+    let out = b9("--events", "media.b9");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(out.stdout.is_empty(), "{}", text(&out));
 
     std::fs::write(dir.join("missing.txt"), "here now").unwrap();
-    let out = b9("media.b9");
+    let out = b9("--log-format", "media.b9");
     assert!(out.status.success(), "{}", text(&out));
     let events = parse(&out);
     check_order(&events);

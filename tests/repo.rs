@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use b9::lang::syntax::{FileSystem, ImageType};
-use b9::repo::{render_list, LocalRepo, RepoError, SharedImage};
+use b9::repo::{LocalRepo, RepoError, SharedImage};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -131,7 +131,6 @@ fn limit_keeps_the_newest_two_and_latest_is_the_newest() {
     );
     let (all, _) = repo.list().unwrap();
     assert_eq!(all, vec![other, v2, v3]);
-    assert!(render_list(&all).starts_with("Name   Date                ID"));
 }
 
 #[test]
@@ -235,10 +234,7 @@ fn clean_local_keeps_newest_per_name_or_nothing() {
     assert_eq!(ids, vec![("a", "3"), ("b", "2")]);
     assert_eq!(repo.clean(None).unwrap().len(), 2);
     assert!(files(&repo.images_dir()).is_empty());
-    assert_eq!(
-        render_list(&repo.list().unwrap().0),
-        "\n\nNO SHARED IMAGES\n"
-    );
+    assert!(repo.list().unwrap().0.is_empty());
 }
 
 #[test]

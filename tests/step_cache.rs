@@ -113,8 +113,14 @@ fn flip_keeping_times(p: &Project, path: &Path, offset: u64) {
     ok("touch", &["-r", &s(&reference), &s(path)]);
 }
 
+/// `b9 build -f cached.b9 ARGS`, which must succeed; its log.
 fn build(p: &Project, args: &[&str]) -> String {
-    let mut all = vec!["build", "-f", "cached.b9"];
+    build_file(p, "cached.b9", args)
+}
+
+/// `b9 build -f FILE ARGS`, which must succeed; its log.
+fn build_file(p: &Project, file: &str, args: &[&str]) -> String {
+    let mut all = vec!["build", "-f", file];
     all.extend_from_slice(args);
     let out = p.b9(&all);
     let log = text(&out);
@@ -328,14 +334,7 @@ fn a_changed_last_command_boots_on_the_cached_layer() {
     // with one (synced: its journal is replayed on resume).
     ok("tune2fs", &["-O", "^has_journal", &s(&p.p("root.raw"))]);
     std::fs::write(p.p("layered.b9"), layered("four")).unwrap();
-    let build = |args: &[&str]| {
-        let mut all = vec!["build", "-f", "layered.b9"];
-        all.extend_from_slice(args);
-        let out = p.b9(&all);
-        let log = text(&out);
-        assert!(out.status.success(), "{log}");
-        log
-    };
+    let build = |args: &[&str]| build_file(&p, "layered.b9", args);
     let first = build(&[]);
     assert!(first.contains("RUN echo one > /etc/one"), "{first}");
     let kept: Vec<u64> = layers(&p).iter().map(|(n, _)| *n).collect();
@@ -382,34 +381,7 @@ fn a_changed_last_command_boots_on_the_cached_layer() {
         (&"resumes".into(), &3.into(), &4.into()),
         "{j}"
     );
-    let resumed = build(&[]);
-    assert!(booted(&resumed), "{resumed}");
-    assert!(
-        resumed.contains("commands 1 to 3 taken from the step cache"),
-        "{resumed}"
-    );
-    assert!(
-        resumed.contains("(cached) RUN echo three > /etc/three"),
-        "{resumed}"
-    );
-    assert!(
-        resumed.contains("] RUN echo changed > /etc/last"),
-        "{resumed}"
-    );
-    for earlier in ["] RUN echo one", "] RUN cp", "] RUN echo three"] {
-        assert!(!resumed.contains(earlier), "{earlier} ran again: {resumed}");
-    }
-    let from_layer = contents(&p);
-
-    // The full run (--no-cache bypasses the layers too) has the same files.
-    let full = build(&["--no-cache"]);
-    assert!(full.contains("RUN echo one > /etc/one"), "{full}");
-    assert!(!full.contains("step cache"), "{full}");
-    assert_eq!(contents(&p), from_layer);
-    assert_eq!(
-        from_layer,
-        ["one\n", "three\n", "changed\n", "from the host\n"]
-    );
+    resumes_from_layer_3_like_a_full_run(&p);
 
     // A damaged layer 2 is detected: the run resumes from layer 1.
     let (_, two) = layers(&p).into_iter().find(|(n, _)| *n == 2).unwrap();
@@ -446,6 +418,40 @@ fn a_changed_last_command_boots_on_the_cached_layer() {
     no_vm_left(&p);
 }
 
+/// With only the last of `layered.b9`'s commands changed: the build boots
+/// on layer 3, replays the cached output of commands 1 to 3 and runs only
+/// the last; a full run (`--no-cache` bypasses the layers too) then gives
+/// the same files.
+fn resumes_from_layer_3_like_a_full_run(p: &Project) {
+    let resumed = build_file(p, "layered.b9", &[]);
+    assert!(booted(&resumed), "{resumed}");
+    assert!(
+        resumed.contains("commands 1 to 3 taken from the step cache"),
+        "{resumed}"
+    );
+    assert!(
+        resumed.contains("(cached) RUN echo three > /etc/three"),
+        "{resumed}"
+    );
+    assert!(
+        resumed.contains("] RUN echo changed > /etc/last"),
+        "{resumed}"
+    );
+    for earlier in ["] RUN echo one", "] RUN cp", "] RUN echo three"] {
+        assert!(!resumed.contains(earlier), "{earlier} ran again: {resumed}");
+    }
+    let from_layer = contents(p);
+
+    let full = build_file(p, "layered.b9", &["--no-cache"]);
+    assert!(full.contains("RUN echo one > /etc/one"), "{full}");
+    assert!(!full.contains("step cache"), "{full}");
+    assert_eq!(contents(p), from_layer);
+    assert_eq!(
+        from_layer,
+        ["one\n", "three\n", "changed\n", "from the host\n"]
+    );
+}
+
 /// libvirt at `qemu:///system` must be running (`virtlogd -d; libvirtd -d`).
 fn require_libvirtd() {
     let out = std::process::Command::new("virsh")
@@ -462,14 +468,7 @@ fn require_libvirtd() {
 fn libvirt_a_changed_last_command_boots_on_the_cached_layer() {
     require_libvirtd();
     let p = project_on("libvirt");
-    let build = |args: &[&str]| {
-        let mut all = vec!["build", "-f", "layered.b9"];
-        all.extend_from_slice(args);
-        let out = p.b9(&all);
-        let log = text(&out);
-        assert!(out.status.success(), "{log}");
-        log
-    };
+    let build = |args: &[&str]| build_file(&p, "layered.b9", args);
     std::fs::write(p.p("layered.b9"), layered("four")).unwrap();
     let first = build(&[]);
     assert!(first.contains("RUN echo one > /etc/one"), "{first}");
@@ -493,27 +492,6 @@ fn libvirt_a_changed_last_command_boots_on_the_cached_layer() {
     }
 
     std::fs::write(p.p("layered.b9"), layered("changed")).unwrap();
-    let resumed = build(&[]);
-    assert!(booted(&resumed), "{resumed}");
-    assert!(
-        resumed.contains("commands 1 to 3 taken from the step cache"),
-        "{resumed}"
-    );
-    assert!(
-        resumed.contains("] RUN echo changed > /etc/last"),
-        "{resumed}"
-    );
-    for earlier in ["] RUN echo one", "] RUN cp", "] RUN echo three"] {
-        assert!(!resumed.contains(earlier), "{earlier} ran again: {resumed}");
-    }
-    let from_layer = contents(&p);
-
-    let full = build(&["--no-cache"]);
-    assert!(full.contains("RUN echo one > /etc/one"), "{full}");
-    assert_eq!(contents(&p), from_layer);
-    assert_eq!(
-        from_layer,
-        ["one\n", "three\n", "changed\n", "from the host\n"]
-    );
+    resumes_from_layer_3_like_a_full_run(&p);
     no_vm_left(&p);
 }

@@ -107,7 +107,7 @@ pub enum Command {
         #[arg(long)]
         no_cache: bool,
         /// Write the build's events on stdout in this format (docs/EVENTS.md).
-        #[arg(long, value_name = "FORMAT")]
+        #[arg(long, visible_alias = "log-format", value_name = "FORMAT")]
         events: Option<EventFormat>,
     },
     /// Check build files completely (syntax, variables, sources, images) without building.

@@ -18,7 +18,7 @@ pub enum CacheCommand {
 /// Runs a `cache` command.
 pub fn run(command: &CacheCommand, out: &mut impl Write) -> Result<(), Failure> {
     match command {
-        CacheCommand::List => Ok(b9::step_cache::list(out)?),
+        CacheCommand::List => write!(out, "{}", b9::step_cache::list()?).map_err(fail),
         CacheCommand::Clean => {
             let n = b9::step_cache::clean()?;
             writeln!(

@@ -156,11 +156,15 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
         }
         Command::List => {
             let session = open(&cli.global)?;
-            match &cli.global.repo {
-                Some(id) => b9::shared::list_remote(&session, id, out)?,
-                None => b9::shared::list(&session, out)?,
+            let listing = match &cli.global.repo {
+                Some(id) => b9::shared::list_remote(&session, id),
+                None => b9::shared::list(&session)?,
+            };
+            for w in &listing.warnings {
+                tracing::warn!("{w}");
+                eprintln!("warning: {w}");
             }
-            Ok(())
+            write!(out, "{listing}").map_err(io)
         }
         Command::Run { image, command } => {
             let session = open(&cli.global)?;
@@ -172,20 +176,47 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
                 }),
             }
         }
-        Command::Farm => b9::farm::show(&open(&cli.global)?, out).map_err(io),
-        Command::Push { name } => Ok(b9::shared::push(
-            &open(&cli.global)?,
-            name,
-            &transfer_options(&cancel),
-            out,
-        )?),
-        Command::Pull { name } => Ok(b9::shared::pull(
-            &open(&cli.global)?,
-            name.as_deref(),
-            &transfer_options(&cancel),
-            out,
-        )?),
-        Command::CleanRemote => Ok(b9::shared::clean_remote(&open(&cli.global)?, out)?),
+        Command::Farm => {
+            let hosts = b9::farm::hosts(&open(&cli.global)?);
+            if hosts.is_empty() {
+                writeln!(out, "no libvirt hosts: [vm] backend is qemu").map_err(io)?;
+            }
+            hosts
+                .iter()
+                .try_for_each(|h| write!(out, "{h}"))
+                .map_err(io)
+        }
+        Command::Push { name } => {
+            let pushed = b9::shared::push(&open(&cli.global)?, name, &transfer_options(&cancel))?;
+            let img = &pushed.image;
+            writeln!(
+                out,
+                "pushed {} {} to `{}`",
+                img.name, img.build_id, pushed.repository
+            )
+            .map_err(io)
+        }
+        Command::Pull { name: None } => {
+            let session = open(&cli.global)?;
+            for repo in b9::shared::pull_metadata(&session, &transfer_options(&cancel))? {
+                if let b9::shared::Source::Remote(id) = &repo.source {
+                    writeln!(out, "`{id}`: {} shared image versions", repo.images.len())
+                        .map_err(io)?;
+                }
+            }
+            Ok(())
+        }
+        Command::Pull { name: Some(name) } => {
+            let session = open(&cli.global)?;
+            let img = b9::shared::pull(&session, name, &transfer_options(&cancel))?;
+            writeln!(out, "pulled {} {} ({})", img.name, img.build_id, img.date).map_err(io)
+        }
+        Command::CleanRemote => {
+            for id in b9::shared::clean_remote(&open(&cli.global)?)? {
+                writeln!(out, "cleared the metadata cache of `{id}`").map_err(io)?;
+            }
+            Ok(())
+        }
         Command::AddRepo {
             name,
             remote_directory,
@@ -199,7 +230,20 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             let path = b9::add_repo(&cli.global.config, &repo)?;
             writeln!(out, "added repository `{name}` to {}", path.display()).map_err(fail)
         }
-        Command::CleanLocal => Ok(b9::shared::clean_local(&open(&cli.global)?, out)?),
+        Command::CleanLocal => {
+            let removed = b9::shared::clean_local(&open(&cli.global)?)?;
+            for img in &removed {
+                writeln!(out, "removed {} {} ({})", img.name, img.build_id, img.date)
+                    .map_err(io)?;
+            }
+            let n = removed.len();
+            writeln!(
+                out,
+                "{n} cached image{} removed",
+                if n == 1 { "" } else { "s" }
+            )
+            .map_err(io)
+        }
         Command::Image { command } => {
             let started = b9::start_time()?;
             image::run(command, &cli.global.config, started, &cancel, out)

@@ -98,69 +98,9 @@ pub fn cache_root(repository_cache: Option<&SystemPath>, b9_dir: &Path) -> PathB
     }
 }
 
-/// The table `b9 list` prints, as the original's `prettyPrintSharedImages`
-/// (a `boxes` table): columns `Name`, `Date`, `ID`, left-aligned, separated
-/// by one space, every line padded to the column widths and ended by a
-/// newline. An empty list gives `NO SHARED IMAGES` surrounded by the
-/// original's blank lines.
-pub fn render_list(images: &[SharedImage]) -> String {
-    if images.is_empty() {
-        return "\n\nNO SHARED IMAGES\n".into();
-    }
-    let cols: [(&str, Vec<&str>); 3] = [
-        ("Name", images.iter().map(|i| i.name.as_str()).collect()),
-        ("Date", images.iter().map(|i| i.date.as_str()).collect()),
-        ("ID", images.iter().map(|i| i.build_id.as_str()).collect()),
-    ];
-    let widths: Vec<usize> = cols
-        .iter()
-        .map(|(t, cells)| {
-            cells
-                .iter()
-                .map(|c| c.chars().count())
-                .chain([t.chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in 0..=images.len() {
-        let cells = cols.iter().zip(&widths).map(|((title, cells), w)| {
-            let c = if row == 0 { title } else { &cells[row - 1] };
-            format!("{c:<w$}")
-        });
-        out.push_str(&cells.collect::<Vec<_>>().join(" "));
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lang::syntax::{FileSystem, ImageType};
-
-    #[test]
-    fn list_table() {
-        let img = |n: &str, d: &str, b: &str| SharedImage {
-            name: n.into(),
-            date: d.into(),
-            build_id: b.into(),
-            image_type: ImageType::Raw,
-            fs: FileSystem::Ext4,
-        };
-        let t = render_list(&[
-            img("fedora", "2023-04-19-14:31:45", "0123ABCD"),
-            img("a", "2023-04-20-00:00:00", "1"),
-        ]);
-        assert_eq!(
-            t,
-            "Name   Date                ID      \n\
-             fedora 2023-04-19-14:31:45 0123ABCD\n\
-             a      2023-04-20-00:00:00 1       \n"
-        );
-        assert_eq!(render_list(&[]), "\n\nNO SHARED IMAGES\n");
-    }
 
     #[test]
     fn default_cache_root() {
