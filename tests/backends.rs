@@ -206,6 +206,8 @@ fn fixture(test: &str, cmdline_extra: &str) -> Fixture {
         runtime_dir: root.join("run"),
         console_log: build.join("console.log"),
         network: false,
+        instance: test.to_string(),
+        events: b9::Events::default(),
     };
     Fixture { dir, spec }
 }

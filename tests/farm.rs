@@ -11,6 +11,7 @@ use std::process::Stdio;
 
 mod common;
 
+use common::events::{check_order, check_outputs, of_kind, parse};
 use common::farm::*;
 use common::project::{as_raw, debugfs_cat, debugfs_stat, e2fsck_clean, ok, s, sha, text};
 
@@ -64,9 +65,51 @@ fn a_build_on_a_remote_host_with_shares_and_outputs() {
     std::fs::create_dir_all(p.p("rw")).unwrap();
     std::fs::write(p.p("ro/input.txt"), "from the host\n").unwrap();
     let before = sha(&p.p("root.raw"));
-    let out = p.build("full.b9", FULL_SCRIPT);
+    std::fs::write(p.p("full.b9"), FULL_SCRIPT).unwrap();
+    p.chown();
+    let out = p
+        .command(&["build", "--no-cache", "--events", "json", "-f", "full.b9"])
+        .output()
+        .unwrap();
     let log = text(&out);
     assert!(out.status.success(), "{log}");
+    // The events: each disk uploaded and each written one downloaded,
+    // reported from 0 to its whole size (docs/EVENTS.md#transfer).
+    let events = parse(&out);
+    check_order(&events);
+    check_outputs(&events);
+    let mut ended: Vec<(&str, &str)> = of_kind(&events, "transfer")
+        .into_iter()
+        .filter(|e| e["done"] == e["total"])
+        .map(|e| {
+            assert_eq!(e["instance"], "full", "{e}");
+            (
+                e["direction"].as_str().unwrap(),
+                e["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    ended.sort();
+    ended.dedup();
+    let uploads: Vec<&str> = ended
+        .iter()
+        .filter(|(d, _)| *d == "upload")
+        .map(|(_, n)| *n)
+        .collect();
+    let downloads: Vec<&str> = ended
+        .iter()
+        .filter(|(d, _)| *d == "download")
+        .map(|(_, n)| *n)
+        .collect();
+    // Two build images and two share images (and the appliance's kernel
+    // and initramfs when the host had none).
+    assert!(uploads.len() >= 4, "{ended:?}");
+    assert_eq!(
+        downloads.len(),
+        3,
+        "the build images and the RW share: {ended:?}"
+    );
+    assert!(downloads.iter().all(|d| uploads.contains(d)), "{ended:?}");
     assert_eq!(
         sha(&p.p("root.raw")),
         before,

@@ -274,7 +274,8 @@ pub fn pull(
     })
 }
 
-/// Runs one image transfer with a progress bar and transfer events.
+/// Runs one image transfer (a push or a pull) with a progress bar and
+/// transfer events.
 fn transfer<E: fmt::Display>(
     session: &Session,
     options: &TransferOptions,
@@ -282,12 +283,13 @@ fn transfer<E: fmt::Display>(
     name: &str,
     run: impl FnOnce(&mut dyn FnMut(u64, u64)) -> Result<repo::SharedImage, E>,
 ) -> Result<SharedImage, Error> {
-    let verb = match direction {
-        Direction::Push => "pushing",
-        Direction::Pull => "pulling",
+    let verb = if direction == Direction::Push {
+        "pushing"
+    } else {
+        "pulling"
     };
     let mut bar = Transfer::new(format!("{verb} {name}"), show_progress(session));
-    let mut report = options.events.transfer(direction, name);
+    let mut report = options.events.transfer(direction, None, name);
     let image = run(&mut |done, total| {
         bar.update(done, total);
         report(done, total);

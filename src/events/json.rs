@@ -262,9 +262,17 @@ mod tests {
                 bytes: 7,
             },
             Event::Transfer {
+                instance: None,
                 direction: Direction::Push,
                 name: "img".into(),
                 done: 1,
+                total: 2,
+            },
+            Event::Transfer {
+                instance: Some(i()),
+                direction: Direction::Upload,
+                name: "image-0.qcow2".into(),
+                done: 0,
                 total: 2,
             },
         ]

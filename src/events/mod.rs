@@ -142,8 +142,12 @@ pub enum Event {
         /// Its file size in bytes.
         bytes: u64,
     },
-    /// Progress of a shared-image transfer.
+    /// Progress of a transfer: a shared image pushed or pulled, or a disk
+    /// uploaded to or downloaded from a remote libvirt host.
     Transfer {
+        /// The artifact instance whose guest step transfers (`upload`,
+        /// `download`); `None` for a push or pull.
+        instance: Option<String>,
         /// Its direction.
         direction: Direction,
         /// What is transferred.
@@ -210,6 +214,10 @@ pub enum Direction {
     Push,
     /// From a remote repository.
     Pull,
+    /// A build disk or the appliance to a libvirt host of the farm.
+    Upload,
+    /// A build disk the guest wrote back from a libvirt host of the farm.
+    Download,
 }
 
 /// A file or directory an artifact wrote.
@@ -289,11 +297,17 @@ impl Events {
         self.0.is_some()
     }
 
-    /// A progress callback for `repo::remote`'s push and pull
-    /// (`(bytes_done, total)`) that reports [`Event::Transfer`]s: the first
+    /// A progress callback for push and pull and for a remote host's
+    /// volumes (`(bytes_done, total)`) that reports [`Event::Transfer`]s: the first
     /// call, each further percent, and the end.
-    pub(crate) fn transfer(&self, direction: Direction, name: &str) -> impl FnMut(u64, u64) + '_ {
+    pub(crate) fn transfer(
+        &self,
+        direction: Direction,
+        instance: Option<&str>,
+        name: &str,
+    ) -> impl FnMut(u64, u64) + '_ {
         let name = name.to_string();
+        let instance = instance.map(str::to_string);
         let mut last: Option<u64> = None;
         move |done, total| {
             let step = done.saturating_mul(100) / total.max(1);
@@ -302,6 +316,7 @@ impl Events {
             }
             last = Some(step);
             self.emit_with(|| Event::Transfer {
+                instance: instance.clone(),
                 direction,
                 name: name.clone(),
                 done,
@@ -440,7 +455,7 @@ mod tests {
     #[test]
     fn transfer_progress_becomes_events() {
         let (events, seen) = collect();
-        let mut progress = events.transfer(Direction::Pull, "img");
+        let mut progress = events.transfer(Direction::Pull, None, "img");
         // One event per percent: 1,000 small steps of 1 MB give 101.
         for step in 0..=1000u64 {
             progress(step << 20, 1000 << 20);
@@ -455,6 +470,7 @@ mod tests {
         assert_eq!(
             seen[100],
             Event::Transfer {
+                instance: None,
                 direction: Direction::Pull,
                 name: "img".into(),
                 done: 1000 << 20,

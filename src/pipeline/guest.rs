@@ -89,6 +89,7 @@ pub fn run(
     layers: Option<(&StepCache, &KeyBuilder)>,
     events: &crate::events::Events,
 ) -> Result<Vec<String>, BuildError> {
+    request.events = events.clone();
     attach_disks(images, &mut request, dirs.dir, create, events)?;
     if !request.commands.is_empty() && !request.has_root() {
         return Err(BuildError::NoRoot);

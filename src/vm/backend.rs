@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::disk::Format;
+use crate::events::Events;
 
 /// The accelerator a VM runs with (`auto` is resolved before).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +47,7 @@ pub struct VmShare {
 }
 
 /// Everything a backend needs to start the appliance.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct VmSpec {
     /// A name unique on the host (domain name for libvirt).
     pub name: String,
@@ -76,6 +77,11 @@ pub struct VmSpec {
     /// Attach a network interface (QEMU user networking, or the libvirt
     /// network named in `[libvirt] network`).
     pub network: bool,
+    /// The artifact instance the run is for (named in its events).
+    pub instance: String,
+    /// Where the transfers of a remote host's volumes report
+    /// (`Event::Transfer`).
+    pub events: Events,
 }
 
 /// How a VM ended (or that it still runs).
@@ -198,6 +204,8 @@ impl VmSpec {
             runtime_dir: "/r".into(),
             console_log: "/b/console.log".into(),
             network: false,
+            instance: "test".into(),
+            events: Events::default(),
         }
     }
 }

@@ -332,6 +332,8 @@ impl Launcher {
             runtime_dir: runtime.to_path_buf(),
             console_log: request.console_log.clone(),
             network: self.network.is_some(),
+            instance: request.name.clone(),
+            events: request.events.clone(),
         }
     }
 }

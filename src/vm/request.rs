@@ -34,6 +34,8 @@ pub struct RunRequest {
     /// Where the disks' state is kept after some commands (the step
     /// cache's layers), in command order.
     pub checkpoints: Vec<Checkpoint>,
+    /// Where the transfers of a remote host's volumes report.
+    pub events: crate::events::Events,
 }
 
 /// A checkpoint: after command `after` (an index into the commands), with

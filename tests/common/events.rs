@@ -88,6 +88,9 @@ pub fn check_order(events: &[Value]) {
                         assert_eq!(*c, (n.unwrap(), true), "{e}");
                         c.1 = false;
                     }
+                    // A remote host's uploads before the first command,
+                    // its downloads after the last.
+                    "transfer" => assert!(!c.1, "a transfer while a command ran: {e}"),
                     _ => {}
                 }
             }

@@ -40,7 +40,14 @@ fn main() -> ExitCode {
     let mut held = Held::default();
     loop {
         let reply = match wire::receive::<Request>(&mut input) {
-            Ok(Some(request)) => handle(&mut held, request),
+            Ok(Some(request)) => {
+                // Progress goes out ahead of the reply; a lost b9 shows in
+                // the reply's send.
+                let mut progress = |done, total| {
+                    let _ = wire::send(&mut output, &Reply::Progress { done, total });
+                };
+                handle(&mut held, request, &mut progress)
+            }
             Ok(None) => break,
             Err(e) => failed(Stage::Protocol, format!("unreadable request: {e}")),
         };
@@ -70,22 +77,22 @@ fn failed(stage: Stage, message: String) -> Reply {
     Reply::Failed { stage, message }
 }
 
-/// Answers one request.
-fn handle(held: &mut Held, request: Request) -> Reply {
+/// Answers one request; transfers report to `progress`.
+fn handle(held: &mut Held, request: Request, progress: volume::Progress<'_>) -> Reply {
     let answer = match request {
         Request::Start { uri, xml, relay } => start(held, &uri, &xml, relay.as_ref()),
         Request::Pool { uri, pool } => open_pool(held, &uri, &pool).map(|_| Reply::Done),
         Request::Upload { name, path } => with_pool(held, |conn, pool| {
-            volume::upload(conn, pool, &name, &path).map(Reply::Volume)
+            volume::upload(conn, pool, &name, &path, progress).map(Reply::Volume)
         }),
         Request::Shared { name, path, owner } => with_pool(held, |conn, pool| {
-            volume::shared(conn, pool, &name, &path, &owner).map(|found| match found {
+            volume::shared(conn, pool, &name, &path, &owner, progress).map(|found| match found {
                 Some(at) => Reply::Volume(at),
                 None => Reply::Busy,
             })
         }),
         Request::Download { name, path } => with_pool(held, |conn, pool| {
-            volume::download(conn, pool, &name, &path).map(|()| Reply::Done)
+            volume::download(conn, pool, &name, &path, progress).map(|()| Reply::Done)
         }),
         Request::Delete { name } => with_pool(held, |_, pool| {
             volume::delete(pool, &name).map(|()| Reply::Done)

@@ -32,12 +32,14 @@ fn lookup(pool: &StoragePool, name: &str) -> Result<Option<StorageVol>, Failure>
 }
 
 /// Copies `path` into the volume `name` (created with the file's size,
-/// replacing one of that name). Returns the volume's path on the host.
+/// replacing one of that name), telling `progress` the bytes done of all.
+/// Returns the volume's path on the host.
 pub fn upload(
     conn: &Connect,
     pool: &StoragePool,
     name: &str,
     path: &str,
+    progress: Progress<'_>,
 ) -> Result<String, Failure> {
     if let Some(vol) = lookup(pool, name)? {
         vol.delete(0)
@@ -46,8 +48,11 @@ pub fn upload(
     let (file, size) = open(path)?;
     let vol = create(pool, name, size)
         .map_err(|e| format!("cannot create volume {name}: {}", e.message()))?;
-    fill(conn, &vol, name, path, &file, size)
+    fill(conn, &vol, name, path, &file, size, progress)
 }
+
+/// Where a transfer reports its bytes done and its total.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
 /// Opens a local file; with its size.
 fn open(path: &str) -> Result<(File, u64), Failure> {
@@ -78,8 +83,9 @@ fn fill(
     path: &str,
     file: &File,
     size: u64,
+    progress: Progress<'_>,
 ) -> Result<String, Failure> {
-    if let Err(e) = send(conn, vol, file, size) {
+    if let Err(e) = send(conn, vol, file, size, progress) {
         let _ = vol.delete(0);
         return Err(format!("cannot upload {path} into volume {name}: {e}"));
     }
@@ -94,6 +100,7 @@ pub fn shared(
     name: &str,
     path: &str,
     owner: &str,
+    progress: Progress<'_>,
 ) -> Result<Option<String>, Failure> {
     let done = format!("{name}.done");
     let lock_suffix = format!("-owns-{name}");
@@ -114,7 +121,7 @@ pub fn shared(
         ensure(pool, &lock)?;
         match create(pool, name, size) {
             Ok(vol) => {
-                let made = fill(conn, &vol, name, path, &file, size).and_then(|at| {
+                let made = fill(conn, &vol, name, path, &file, size, progress).and_then(|at| {
                     ensure(pool, &done)?;
                     // Another b9 that took the volume for a dead upload's
                     // meanwhile (and deleted it) holds a lock now.
@@ -159,11 +166,17 @@ fn vol_path(vol: &StorageVol) -> Result<String, Failure> {
 }
 
 /// Sends the file's data extents and holes over an upload stream.
-fn send(conn: &Connect, vol: &StorageVol, file: &File, size: u64) -> Result<(), String> {
+fn send(
+    conn: &Connect,
+    vol: &StorageVol,
+    file: &File,
+    size: u64,
+    progress: Progress<'_>,
+) -> Result<(), String> {
     let stream = Stream::new(conn, 0).map_err(|e| e.message().to_string())?;
     vol.upload(&stream, 0, size, sys::VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
         .map_err(|e| e.message().to_string())?;
-    let result = send_extents(&stream, file, size);
+    let result = send_extents(&stream, file, size, progress);
     match result {
         Ok(()) => stream.finish().map_err(|e| e.message().to_string()),
         Err(e) => {
@@ -173,9 +186,15 @@ fn send(conn: &Connect, vol: &StorageVol, file: &File, size: u64) -> Result<(), 
     }
 }
 
-fn send_extents(stream: &Stream, file: &File, size: u64) -> Result<(), String> {
+fn send_extents(
+    stream: &Stream,
+    file: &File,
+    size: u64,
+    progress: Progress<'_>,
+) -> Result<(), String> {
     let mut buf = vec![0u8; CHUNK];
     let mut offset = 0u64;
+    progress(0, size);
     while offset < size {
         let data = seek(file, offset, libc::SEEK_DATA)?
             .unwrap_or(size)
@@ -183,6 +202,7 @@ fn send_extents(stream: &Stream, file: &File, size: u64) -> Result<(), String> {
         if data > offset {
             send_hole(stream, data - offset)?;
             offset = data;
+            progress(offset, size);
             continue;
         }
         let end = seek(file, offset, libc::SEEK_HOLE)?
@@ -194,6 +214,7 @@ fn send_extents(stream: &Stream, file: &File, size: u64) -> Result<(), String> {
                 .map_err(|e| format!("read: {e}"))?;
             send_all(stream, &buf[..n])?;
             offset += n as u64;
+            progress(offset, size);
         }
     }
     Ok(())
@@ -235,15 +256,25 @@ fn send_hole(stream: &Stream, length: u64) -> Result<(), String> {
 }
 
 /// Copies the volume `name` into `path` (created or truncated), holes
-/// kept as holes.
-pub fn download(conn: &Connect, pool: &StoragePool, name: &str, path: &str) -> Result<(), Failure> {
+/// kept as holes, telling `progress` the bytes done of the volume's size.
+pub fn download(
+    conn: &Connect,
+    pool: &StoragePool,
+    name: &str,
+    path: &str,
+    progress: Progress<'_>,
+) -> Result<(), Failure> {
     let vol = lookup(pool, name)?.ok_or_else(|| format!("no volume {name}"))?;
+    let total = vol
+        .info()
+        .map_err(|e| format!("cannot read volume {name}: {}", e.message()))?
+        .capacity;
     let mut file = File::create(path).map_err(|e| format!("cannot create {path}: {e}"))?;
     let fail = |e: String| format!("cannot download volume {name} into {path}: {e}");
     let stream = Stream::new(conn, 0).map_err(|e| fail(e.message().to_string()))?;
     vol.download(&stream, 0, 0, sys::VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
         .map_err(|e| fail(e.message().to_string()))?;
-    match receive(&stream, &mut file) {
+    match receive(&stream, &mut file, total, progress) {
         Ok(()) => stream.finish().map_err(|e| fail(e.message().to_string())),
         Err(e) => {
             let _ = stream.abort();
@@ -252,9 +283,15 @@ pub fn download(conn: &Connect, pool: &StoragePool, name: &str, path: &str) -> R
     }
 }
 
-fn receive(stream: &Stream, file: &mut File) -> Result<(), String> {
+fn receive(
+    stream: &Stream,
+    file: &mut File,
+    total: u64,
+    progress: Progress<'_>,
+) -> Result<(), String> {
     let mut buf = vec![0u8; CHUNK];
     let mut offset = 0u64;
+    progress(0, total);
     loop {
         // SAFETY: `buf` is valid for `buf.len()` bytes; the stream pointer
         // is valid while `stream` lives.
@@ -276,12 +313,14 @@ fn receive(stream: &Stream, file: &mut File) -> Result<(), String> {
                     return Err(Error::last_error().message().to_string());
                 }
                 offset += u64::try_from(length).map_err(|_| "negative hole".to_string())?;
+                progress(offset.min(total), total);
             }
             n if n > 0 => {
                 let n = n as usize;
                 file.write_all_at(&buf[..n], offset)
                     .map_err(|e| format!("write: {e}"))?;
                 offset += n as u64;
+                progress(offset.min(total), total);
             }
             _ => return Err(Error::last_error().message().to_string()),
         }

@@ -20,6 +20,10 @@
 //! Version 4 adds checkpoints of a local domain (`Snapshot`): a disk-only
 //! external snapshot of the running domain into qcow2 overlays b9 created,
 //! for the step cache's layers.
+//!
+//! Version 5 reports the progress of volume transfers: before its reply to
+//! `Upload`, `Shared` or `Download` the helper may send any number of
+//! `Progress` messages (bytes done of the volume's size, holes included).
 
 use std::io::{BufRead, Write};
 
@@ -27,7 +31,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The version of these messages; b9 and the helper must agree on it.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// The helper's executable name, found next to b9's.
 pub const HELPER: &str = "b9-libvirt";
@@ -175,6 +179,14 @@ pub enum Reply {
     Volumes(Vec<String>),
     /// The host's description.
     Host(HostInfo),
+    /// Progress of the transfer a request started (not its reply: the
+    /// reply follows).
+    Progress {
+        /// Bytes done (holes count as done once skipped).
+        done: u64,
+        /// Bytes in all: the file's or the volume's size.
+        total: u64,
+    },
     /// The request failed.
     Failed {
         /// What failed.

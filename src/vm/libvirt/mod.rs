@@ -155,16 +155,29 @@ impl Helper {
 
     /// Sends a request and reads its reply.
     fn call(&mut self, request: &Request) -> Result<Reply, VmError> {
+        self.call_with_progress(request, &mut |_, _| {})
+    }
+
+    /// Sends `request` and waits for its reply, handing the transfer
+    /// progress the helper reports on the way to `progress`.
+    fn call_with_progress(
+        &mut self,
+        request: &Request,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Reply, VmError> {
         let lost = VmError::LostHelper;
         let to = self
             .to
             .as_mut()
             .ok_or_else(|| lost("already told to finish".to_string()))?;
         wire::send(to, request).map_err(|e| lost(e.to_string()))?;
-        match wire::receive(&mut self.from) {
-            Ok(Some(reply)) => Ok(reply),
-            Ok(None) => Err(lost(self.exit_status())),
-            Err(e) => Err(lost(e.to_string())),
+        loop {
+            match wire::receive(&mut self.from) {
+                Ok(Some(Reply::Progress { done, total })) => progress(done, total),
+                Ok(Some(reply)) => return Ok(reply),
+                Ok(None) => return Err(lost(self.exit_status())),
+                Err(e) => return Err(lost(e.to_string())),
+            }
         }
     }
 

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::xml::Placement;
 use super::{backing, unexpected, Helper, Libvirt, LibvirtVm};
+use crate::events::Direction;
 use crate::vm::backend::{Hypervisor, Vm, VmDisk, VmError, VmSpec, VmState};
 use crate::vm::farm::Capacity;
 use b9_protocol::agent::PORT_NAME;
@@ -133,13 +134,20 @@ impl RemoteLibvirt {
         Ok(())
     }
 
-    /// Uploads `path` as volume `name`; its path on the host.
-    fn upload(&self, helper: &mut Helper, name: &str, path: &Path) -> Result<String, VmError> {
+    /// Uploads `path` as volume `name`, reporting its progress to
+    /// `spec`'s events; its path on the host.
+    fn upload(
+        &self,
+        helper: &mut Helper,
+        name: &str,
+        path: &Path,
+        spec: &VmSpec,
+    ) -> Result<String, VmError> {
         let request = Request::Upload {
             name: name.to_string(),
             path: utf8(path)?,
         };
-        match helper.call(&request)? {
+        match helper.call_with_progress(&request, &mut progress(spec, Direction::Upload, path))? {
             Reply::Volume(at) => Ok(at),
             other => Err(self.failure("upload", other)),
         }
@@ -154,6 +162,7 @@ impl RemoteLibvirt {
         helper: &mut Helper,
         name: &str,
         path: &Path,
+        spec: &VmSpec,
         disks: &mut Vec<RunVolume>,
     ) -> Result<String, VmError> {
         let request = Request::Shared {
@@ -161,7 +170,7 @@ impl RemoteLibvirt {
             path: utf8(path)?,
             owner: format!("{}{}", client_prefix(), std::process::id()),
         };
-        match helper.call(&request)? {
+        match helper.call_with_progress(&request, &mut progress(spec, Direction::Upload, path))? {
             Reply::Volume(at) => Ok(at),
             Reply::Busy => {
                 tracing::info!(
@@ -175,7 +184,7 @@ impl RemoteLibvirt {
                     written: false,
                     backing: None,
                 });
-                self.upload(helper, &own, path)
+                self.upload(helper, &own, path, spec)
             }
             other => Err(self.failure("upload", other)),
         }
@@ -187,6 +196,7 @@ impl RemoteLibvirt {
         &self,
         helper: &mut Helper,
         disk: &VmDisk,
+        spec: &VmSpec,
         disks: &mut Vec<RunVolume>,
     ) -> Result<String, VmError> {
         let backing = backing::of(&disk.path, disk.format)?;
@@ -200,7 +210,7 @@ impl RemoteLibvirt {
                     written: false,
                     backing: None,
                 });
-                Some(self.upload(helper, &name, file)?)
+                Some(self.upload(helper, &name, file, spec)?)
             }
             None => None,
         };
@@ -212,11 +222,11 @@ impl RemoteLibvirt {
             backing: backing.as_ref().map(|(local, _)| local.clone()),
         });
         let (Some((local, _)), Some(remote)) = (&backing, &remote_backing) else {
-            self.upload(helper, &name, &disk.path)?;
+            self.upload(helper, &name, &disk.path, spec)?;
             return Ok(name);
         };
         backing::point(&disk.path, remote)?;
-        let uploaded = self.upload(helper, &name, &disk.path);
+        let uploaded = self.upload(helper, &name, &disk.path, spec);
         backing::point(&disk.path, local)?;
         uploaded.map(|_| name)
     }
@@ -234,9 +244,9 @@ impl RemoteLibvirt {
         let _guard = UPLOADING.lock().unwrap_or_else(|p| p.into_inner());
         let key = appliance_key(&spec.initrd);
         let kernel = format!("b9-appliance-{key}-kernel");
-        let kernel = self.shared(helper, &kernel, &spec.kernel, disks)?;
+        let kernel = self.shared(helper, &kernel, &spec.kernel, spec, disks)?;
         let initrd = format!("b9-appliance-{key}-initrd");
-        let initrd = self.shared(helper, &initrd, &spec.initrd, disks)?;
+        let initrd = self.shared(helper, &initrd, &spec.initrd, spec, disks)?;
         Ok((kernel, initrd))
     }
 
@@ -249,6 +259,15 @@ impl RemoteLibvirt {
             other => VmError::Start(unexpected(&other)),
         }
     }
+}
+
+/// A transfer's progress callback: `Event::Transfer`s of `spec`'s
+/// instance naming the local file.
+fn progress<'a>(spec: &'a VmSpec, direction: Direction, path: &Path) -> impl FnMut(u64, u64) + 'a {
+    let name = path
+        .file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    spec.events.transfer(direction, Some(&spec.instance), &name)
 }
 
 /// The appliance's cache key (its initramfs is `appliance-<key>.img`), or
@@ -334,7 +353,7 @@ impl Hypervisor for RemoteLibvirt {
         };
         let mut volumes = Vec::new();
         for disk in &spec.disks {
-            match self.upload_disk(&mut helper, disk, &mut disks) {
+            match self.upload_disk(&mut helper, disk, spec, &mut disks) {
                 Ok(name) => volumes.push(name),
                 Err(e) => {
                     self.cleanup(&mut helper, &disks);
@@ -370,6 +389,7 @@ impl Hypervisor for RemoteLibvirt {
                 disks: spec.disks.len(),
             },
             disks,
+            spec: spec.clone(),
         };
         vm.inner.check_agent_socket()?;
         Ok(Box::new(vm))
@@ -443,6 +463,8 @@ struct RemoteVm {
     host: RemoteLibvirt,
     inner: LibvirtVm,
     disks: Vec<RunVolume>,
+    /// The spec's instance and events, for the downloads' progress.
+    spec: VmSpec,
 }
 
 impl Vm for RemoteVm {
@@ -460,7 +482,8 @@ impl Vm for RemoteVm {
                 name: disk.name.clone(),
                 path: utf8(&disk.local)?,
             };
-            match self.inner.helper.call(&request)? {
+            let mut report = progress(&self.spec, Direction::Download, &disk.local);
+            match self.inner.helper.call_with_progress(&request, &mut report)? {
                 Reply::Done => {
                     if let Some(name) = &disk.backing {
                         backing::point(&disk.local, name)?;
