@@ -93,9 +93,10 @@ fn bench() -> Result<(), String> {
             .iter()
             .filter_map(|r| serde_json::to_string(r).ok())
             .collect();
-        // Fails unless every request got a reply and none is `Failed`.
+        // Fails unless every request got a reply and none is `Failed`
+        // (`Progress` lines are not replies).
         format!(
-            "replies=$(printf '%s\\n' {} | {} --protocol {VERSION}) && \
+            "replies=$(printf '%s\\n' {} | {} --protocol {VERSION} | grep -v Progress) && \
              [ \"$(printf '%s\\n' \"$replies\" | grep -c .)\" -eq {} ] && \
              ! printf '%s\\n' \"$replies\" | grep Failed >&2",
             quote(&lines),

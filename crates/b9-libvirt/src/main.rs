@@ -41,10 +41,16 @@ fn main() -> ExitCode {
     loop {
         let reply = match wire::receive::<Request>(&mut input) {
             Ok(Some(request)) => {
-                // Progress goes out ahead of the reply; a lost b9 shows in
-                // the reply's send.
-                let mut progress = |done, total| {
-                    let _ = wire::send(&mut output, &Reply::Progress { done, total });
+                // Progress goes out ahead of the reply, at most once per
+                // percent (and at the end); a lost b9 shows in the reply's
+                // send.
+                let mut last = None;
+                let mut progress = |done: u64, total: u64| {
+                    let percent = done.saturating_mul(100) / total.max(1);
+                    if last != Some(percent) || done == total {
+                        last = Some(percent);
+                        let _ = wire::send(&mut output, &Reply::Progress { done, total });
+                    }
                 };
                 handle(&mut held, request, &mut progress)
             }
