@@ -20,7 +20,8 @@
 //! - [`image`]: `info`, `convert`, `create` (also ext4 from a directory) and
 //!   `extract_partition`.
 //! - [`shared`], [`step_cache`], [`farm`], [`run_image`], [`reformat`],
-//!   [`add_repo`]: the other commands of `b9`.
+//!   [`add_repo`]: the other commands of `b9`, returning what they found
+//!   or did as values (the listings' `Display` is what `b9` prints).
 //! - [`events`]: what a build reports as it goes.
 //!
 //! The data flow inside is parse -> expand and check -> pipeline; see
