@@ -86,7 +86,7 @@ pub use api::image;
 pub use api::plan::{
     BuildFiles, CheckReport, Plan, PlanEntry, PlannedFile, StepStatus, StepVerdict,
 };
-pub use api::reformat::reformat;
+pub use api::reformat::{reformat, Reformatted};
 pub use api::run::run as run_image;
 pub use api::session::{start_time, Session};
 pub use api::shared;

@@ -264,3 +264,35 @@ fn shared_images_are_listed_and_cleaned_as_values() {
     assert!(shared::list(&session).unwrap().images.is_empty());
     assert!(std::fs::read_dir(&images_dir).unwrap().next().is_none());
 }
+
+#[test]
+fn reformat_says_whether_it_rewrote_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.b9");
+    std::fs::write(
+        &path,
+        "Artifact   (IID \"x\")\n  (CloudInit [CI_ISO] \"out/x\")\n",
+    )
+    .unwrap();
+    let first = b9::reformat(&path).unwrap();
+    assert!(first.changed);
+    assert_eq!(
+        first.text,
+        "Artifact (IID \"x\") (CloudInit [CI_ISO] \"out/x\")\n"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), first.text);
+    let again = b9::reformat(&path).unwrap();
+    assert!(!again.changed);
+    assert_eq!(again.text, first.text);
+    // A file that does not parse: an input error with its place, the file
+    // untouched.
+    std::fs::write(&path, "Artifact (IID \"x\"\n").unwrap();
+    let Err(Error::Invalid(problems)) = b9::reformat(&path) else {
+        panic!("a broken file was reformatted");
+    };
+    assert_eq!(problems[0].span().unwrap().file, path.as_path());
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "Artifact (IID \"x\"\n"
+    );
+}

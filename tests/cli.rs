@@ -114,13 +114,26 @@ fn reformat_rewrites_files_canonically_and_keeps_comments() {
     let expected = "-- header\nArtifact (IID \"x\") -- the id\n  (CloudInit [CI_ISO] \"out/x\")\n";
     assert_eq!(text(&out.stdout), expected);
     assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), expected);
-    // A broken file is reported and left as it was.
+    // A broken file is reported and left as it was; the good file given
+    // with it is still rewritten and printed.
     let bad = r.write("bad.b9", "Artifact (IID \"x\"\n");
-    let out = r.b9(&["reformat", "-f", "bad.b9"]);
+    let good = r.write("g.b9", "Artifact   (IID \"g\") (CloudInit [] \"out/g\")\n");
+    let out = r.b9(&["reformat", "-f", "bad.b9", "-f", "g.b9"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         std::fs::read_to_string(&bad).unwrap_or_default(),
         "Artifact (IID \"x\"\n"
+    );
+    assert!(
+        text(&out.stderr).contains("--> bad.b9:"),
+        "{}",
+        text(&out.stderr)
+    );
+    let canonical = "Artifact (IID \"g\") (CloudInit [] \"out/g\")\n";
+    assert_eq!(text(&out.stdout), canonical);
+    assert_eq!(
+        std::fs::read_to_string(&good).unwrap_or_default(),
+        canonical
     );
 }
 

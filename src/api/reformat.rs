@@ -1,45 +1,32 @@
 //! `b9 reformat`: build files rewritten in the canonical layout.
 
-use std::io::Write;
 use std::path::Path;
 
 use super::config::write_atomically;
 use super::error::Error;
-use crate::diag::Diagnostic;
 use crate::lang;
 
-/// Parses each file, writes it back in canonical layout (only when it
-/// changed, atomically) and writes it to `out`. A file that does not parse
-/// is left untouched; the problems of all files are in the error.
-pub fn reformat(files: &[impl AsRef<Path>], out: &mut dyn Write) -> Result<(), Error> {
-    let mut problems = Vec::new();
-    for path in files {
-        let path = path.as_ref();
-        match lang::parse_file_with_document(path) {
-            Ok((file, document)) => {
-                let text = lang::print::print_document(&document);
-                if text != file.source.text() {
-                    if let Err(e) = write_atomically(path, &text) {
-                        problems.push(Diagnostic::error(format!(
-                            "cannot write {}: {e}",
-                            path.display()
-                        )));
-                        continue;
-                    }
-                }
-                if let Err(e) = out.write_all(text.as_bytes()) {
-                    problems.push(Diagnostic::error(format!(
-                        "cannot print {}: {e}",
-                        path.display()
-                    )));
-                }
-            }
-            Err(mut d) => problems.append(&mut d),
-        }
+/// A build file after [`reformat`].
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reformatted {
+    /// The file's text in canonical layout (comments kept).
+    pub text: String,
+    /// Whether the file was rewritten (it was not in canonical layout).
+    pub changed: bool,
+}
+
+/// Parses the build file at `path` and writes it back in canonical layout,
+/// only when that changes it (atomically: a reader sees the old or the new
+/// text). A file that does not parse is left untouched and its problems
+/// are the error.
+pub fn reformat(path: &Path) -> Result<Reformatted, Error> {
+    let (file, document) = lang::parse_file_with_document(path).map_err(Error::input)?;
+    let text = lang::print::print_document(&document);
+    let changed = text != file.source.text();
+    if changed {
+        write_atomically(path, &text)
+            .map_err(|e| Error::failed(format!("cannot write {}: {e}", path.display())))?;
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::input(problems))
-    }
+    Ok(Reformatted { text, changed })
 }

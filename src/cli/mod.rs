@@ -248,7 +248,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             let started = b9::start_time()?;
             image::run(command, &cli.global.config, started, &cancel, out)
         }
-        Command::Reformat { files, .. } => Ok(b9::reformat(files, out)?),
+        Command::Reformat { files, .. } => reformat(files, out),
         Command::Build {
             files,
             no_cache,
@@ -287,6 +287,30 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<(), Failure> {
             out.write_all(text.as_bytes()).map_err(io)
         }
     }
+}
+
+/// `b9 reformat`: each file rewritten and printed; a file that does not
+/// parse (or cannot be written) is left alone, the others still done, and
+/// the problems of all reported together.
+fn reformat(files: &[std::path::PathBuf], out: &mut impl Write) -> Result<(), Failure> {
+    let mut failure: Option<Failure> = None;
+    for path in files {
+        match b9::reformat(path) {
+            Ok(done) => out.write_all(done.text.as_bytes()).map_err(io)?,
+            Err(e) => {
+                let this = Failure::from(e);
+                failure = Some(match failure {
+                    None => this,
+                    Some(mut all) => {
+                        all.diagnostics.extend(this.diagnostics);
+                        all.code = all.code.max(this.code);
+                        all
+                    }
+                });
+            }
+        }
+    }
+    failure.map_or(Ok(()), Err)
 }
 
 /// The build files of the command line, after printing what the session
