@@ -296,3 +296,43 @@ fn reformat_says_whether_it_rewrote_the_file() {
         "Artifact (IID \"x\"\n"
     );
 }
+
+#[test]
+fn a_session_in_a_directory_resolves_every_relative_path_there() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("meta-data.in"), "local-hostname: ${host}\n").unwrap();
+    let text = r#"Let [("host", "there")]
+  [ Sources [FromContent "meta-data" (FromTextFile (Source ExpandVariables "meta-data.in"))]
+      [Artifact (IID "seed") (CloudInit [CI_DIR] "out/seed")]
+  , Artifact (IID "fix")
+      (VmImagesWithFixup
+         [ ImageTarget (LocalFile (Image "out/data.raw" Raw Ext4) KeepSize)
+             (EmptyImage "data" Ext4 Raw (ImageSize 8 MB)) NotMounted ]
+         NoVmScript
+         (Run "touch" ["post-fix-ran"]))
+  ]
+"#;
+    // Not this process's working directory.
+    let here = std::env::current_dir().unwrap();
+    assert_ne!(here, dir.path());
+    let session = Session::in_dir(Config::default(), dir.path()).unwrap();
+    assert_eq!(session.project_root(), dir.path());
+    let plan = session
+        .plan(&BuildFiles::text("in-dir.b9", text), &mut no_notes)
+        .unwrap();
+    session.build(&plan, &BuildOptions::new()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/seed/meta-data")).unwrap(),
+        "local-hostname: there\n"
+    );
+    assert_eq!(
+        std::fs::metadata(dir.path().join("out/data.raw"))
+            .unwrap()
+            .len(),
+        8 << 20
+    );
+    assert!(dir.path().join("post-fix-ran").exists());
+    for written in ["out/seed", "out/data.raw", "post-fix-ran"] {
+        assert!(!here.join(written).exists(), "{written} written here");
+    }
+}

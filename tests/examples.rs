@@ -2,19 +2,15 @@
 //! the cloud-init media they build hold the substituted values, read back
 //! with independent tools (isoinfo, mtools, cloud-init's NoCloud reader).
 //! No VM is needed: the guest-script example's seed is built alone, through
-//! the library's pipeline, from the instances the example expands into.
+//! the library's public API (`Plan::retain`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on broken fixtures
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 
 mod common;
 use common::fixture::copy_tree;
-
-use b9::eval::expand::{expand, BuildVars};
-use b9::lang::syntax::ArtifactAssembly;
 
 /// A copy of `examples/` with its own HOME and configuration.
 struct Examples {
@@ -148,57 +144,26 @@ fn cloud_init_example_media_hold_the_substituted_values() {
 #[test]
 fn guest_script_example_seed_holds_the_host_name() {
     let ex = Examples::new();
-    let file = b9::lang::parse_file(&ex.dir.join("guest-script.b9")).unwrap();
-    let vars = BuildVars {
-        args: vec!["demo".into()],
-        project_root: ex.dir.display().to_string(),
-        build_dir: ex.dir.join("BUILD").display().to_string(),
-        build_date: "2024-01-01-00:00:00".into(),
-        build_id: "0123abcd".into(),
-    };
-    let (instances, errors) = expand(&[file], &vars);
-    assert!(errors.is_empty(), "{errors:?}");
+    // Through the library's API, in the examples' directory (this
+    // process's working directory stays where it is).
+    let config = b9::Config::load(&[ex.dir.join("test.conf")]).unwrap();
+    let session = b9::Session::in_dir(config, &ex.dir).unwrap();
+    let files = b9::BuildFiles::files([ex.dir.join("guest-script.b9")]).with_args(["demo"]);
+    // Expanded without the checks: the other artifact's source image
+    // (`scripts/busybox-root`) is not made here.
+    let mut plan = session
+        .expand(&files, &mut |note| eprintln!("{note}"))
+        .unwrap();
     // Only the seed: the other artifact needs a VM.
-    let seeds: Vec<_> = instances
-        .into_iter()
-        .filter(|i| matches!(i.assembly.value, ArtifactAssembly::CloudInit(..)))
-        .collect();
-    assert_eq!(seeds.len(), 1);
-    let (timeouts, _) = b9::timeouts::Timeouts::new(Some(600), None);
-    let settings = b9::pipeline::run::BuildSettings {
-        images: b9::pipeline::vm_images::ImageSettings {
-            build_dir: ex.dir.join("BUILD"),
-            cwd: ex.dir.clone(),
-            project_root: ex.dir.clone(),
-            ext4_attributes: Vec::new(),
-            create: b9::disk::CreateOptions { timestamp: 0 },
-            build_id: "0123abcd".into(),
-            build_date: "2024-01-01-00:00:00".into(),
-            cache_root: ex.dir.join("cache"),
-            max_cached: None,
-            timeouts,
-            step_cache: None,
-            events: b9::events::Events::default(),
-        },
-        keep_build_dir: false,
-        jobs: 1,
-        launcher: Arc::new(b9::vm::launch::LazyLauncher::new(
-            b9::vm::settings::VmSettings {
-                hypervisor: b9::vm::settings::HypervisorSettings::Qemu {
-                    binary: "qemu-system-x86_64".into(),
-                },
-                accel: None,
-                memory_mb: 256,
-                cpus: 1,
-                kernel: Err(b9::diag::Diagnostic::error("no VM in this test")),
-                network: None,
-                cache_dir: None,
-                timeouts,
-            },
-        )),
-    };
-    let built = b9::pipeline::run::run(&seeds, &settings);
-    assert!(built.is_ok(), "the seed builds");
+    plan.retain(|entry| entry.kind == "CloudInit");
+    assert_eq!(plan.len(), 1);
+    session
+        .build(&plan, &b9::BuildOptions::new())
+        .expect("the seed builds");
+    // Everything relative resolved in the session's directory.
+    let here = std::env::current_dir().unwrap();
+    assert_ne!(here, ex.dir);
+    assert!(!here.join("out/demo-vm-seed.iso").exists());
     let iso = ex.dir.join("out/demo-vm-seed.iso");
     assert_eq!(
         iso_file(&iso, "/meta-data"),

@@ -249,6 +249,29 @@ impl Plan {
         crate::eval::plan::plan(&self.instances, &self.build_id)
     }
 
+    /// Keeps only the instances whose entry `keep` accepts, so that
+    /// [`Session::build`] builds those alone (one artifact, only the media,
+    /// the ones whose inputs changed...).
+    ///
+    /// ```
+    /// let session = b9::Session::new(b9::Config::default())?;
+    /// let files = b9::BuildFiles::text(
+    ///     "two.b9",
+    ///     r#"Let [] [ Artifact (IID "a") (VmImages [] NoVmScript)
+    ///               , Artifact (IID "b") (VmImages [] NoVmScript) ]"#,
+    /// );
+    /// let mut plan = session.expand(&files, &mut |_| {})?;
+    /// plan.retain(|entry| entry.id == "b");
+    /// let ids: Vec<String> = plan.entries().into_iter().map(|e| e.id).collect();
+    /// assert_eq!(ids, ["b"]);
+    /// # Ok::<(), b9::Error>(())
+    /// ```
+    pub fn retain(&mut self, mut keep: impl FnMut(&PlanEntry) -> bool) {
+        let build_id = &self.build_id;
+        self.instances
+            .retain(|i| keep(&crate::eval::plan::entry(i, build_id)));
+    }
+
     /// For each `VmImages` artifact, whether its guest step would come
     /// from the step cache of `session`.
     pub fn step_cache(&self, session: &Session) -> Vec<StepVerdict> {

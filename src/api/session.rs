@@ -44,18 +44,42 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session for `config`: fixes the build id and the start time
-    /// (`SOURCE_DATE_EPOCH` when set), resolves the project root against the
-    /// working directory, and trusts the configuration's
-    /// `trusted_image_dirs` for the rest of the process (docs/IMAGES.md).
+    /// A session for `config` in the process's working directory: fixes
+    /// the build id and the start time (`SOURCE_DATE_EPOCH` when set),
+    /// resolves the project root against the working directory, and trusts
+    /// the configuration's `trusted_image_dirs` for the rest of the process
+    /// (docs/IMAGES.md).
     pub fn new(config: Config) -> Result<Session, Error> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::invalid(format!("cannot read the working directory: {e}")))?;
+        Session::in_dir(config, cwd)
+    }
+
+    /// A session as [`Session::new`] makes, whose working directory is
+    /// `dir` instead of the process's: relative paths in build files (their
+    /// sources and outputs) and a relative `build_dir_root` resolve there,
+    /// so one program can build several projects without changing
+    /// directory. A relative `dir` is taken from the process's working
+    /// directory.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir();
+    /// let session = b9::Session::in_dir(b9::Config::default(), &dir)?;
+    /// assert_eq!(session.project_root(), dir.as_path());
+    /// # Ok::<(), b9::Error>(())
+    /// ```
+    pub fn in_dir(config: Config, dir: impl AsRef<Path>) -> Result<Session, Error> {
         let b9_dir = config::default_b9_dir().unwrap_or_else(|| PathBuf::from(".b9"));
         let mut warnings = config.warnings().to_vec();
         let notices = config.notices().to_vec();
         let config = config.config;
         crate::disk::gate::trust_dirs(&config.trusted_image_dirs);
-        let cwd = std::env::current_dir()
-            .map_err(|e| Error::invalid(format!("cannot read the working directory: {e}")))?;
+        let cwd = std::path::absolute(dir.as_ref()).map_err(|e| {
+            Error::invalid(format!(
+                "cannot resolve the directory {}: {e}",
+                dir.as_ref().display()
+            ))
+        })?;
         let project_root = match &config.build_dir_root {
             Some(root) => absolute(&cwd, root),
             None => cwd.clone(),

@@ -43,7 +43,8 @@ pub fn plan(instances: &[Instance], build_id: &str) -> Vec<PlanEntry> {
     instances.iter().map(|i| entry(i, build_id)).collect()
 }
 
-fn entry(inst: &Instance, build_id: &str) -> PlanEntry {
+/// The plan entry of one instance.
+pub(crate) fn entry(inst: &Instance, build_id: &str) -> PlanEntry {
     let mut e = PlanEntry {
         id: inst.id.value.clone(),
         unique_id: format!("{}-{build_id}", inst.id.value),

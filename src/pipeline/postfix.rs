@@ -12,12 +12,13 @@ use crate::pipeline::error::BuildError;
 use crate::pipeline::script::render_bash;
 use crate::vm::request::GuestCommand;
 
-/// Writes `<dir>/post-fix.sh` and runs it; a non-zero exit or the timeout
-/// is an error.
+/// Writes `<dir>/post-fix.sh` and runs it in the build's working
+/// directory `cwd`; a non-zero exit or the timeout is an error.
 pub fn run(
     fixup: &[GuestCommand],
     images: &[PathBuf],
     dir: &Path,
+    cwd: &Path,
     timeout: Option<Duration>,
 ) -> Result<(), BuildError> {
     let path = dir.join("post-fix.sh");
@@ -27,6 +28,7 @@ pub fn run(
     tracing::info!("running the post-fix script {}", path.display());
     let mut child = Command::new(&path)
         .args(images)
+        .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -237,7 +237,7 @@ pub fn assemble(
     let fixup = fixup.map(|f| flatten(&f.value)).unwrap_or_default();
     if !fixup.is_empty() {
         let paths: Vec<PathBuf> = built.iter().map(|b| b.path.clone()).collect();
-        postfix::run(&fixup, &paths, &dir, s.timeouts.limit)?;
+        postfix::run(&fixup, &paths, &dir, &s.cwd, s.timeouts.limit)?;
     }
     let mut exports = Exports::default();
     for (t, built) in targets.iter().zip(&built) {
