@@ -317,8 +317,10 @@ fn a_session_in_a_directory_resolves_every_relative_path_there() {
     assert_ne!(here, dir.path());
     let session = Session::in_dir(Config::default(), dir.path()).unwrap();
     assert_eq!(session.project_root(), dir.path());
+    // The build file too, named relative to the session's directory.
+    std::fs::write(dir.path().join("in-dir.b9"), text).unwrap();
     let plan = session
-        .plan(&BuildFiles::text("in-dir.b9", text), &mut no_notes)
+        .plan(&BuildFiles::files(["in-dir.b9"]), &mut no_notes)
         .unwrap();
     session.build(&plan, &BuildOptions::new()).unwrap();
     assert_eq!(

@@ -37,7 +37,7 @@ fn vars() -> BuildVars {
 
 /// Every problem b9 check finds in a file (parse, expand, checks).
 fn diagnostics(path: &Path) -> Vec<Diagnostic> {
-    let file = match lang::parse_file(path) {
+    let file = match lang::parse_file_in(Path::new(""), path) {
         Ok(f) => f,
         Err(d) => return d,
     };

@@ -77,13 +77,14 @@ impl BuildFiles {
         self.sources.is_empty()
     }
 
-    /// Parses every build file; the problems of all files come together.
-    fn parse(&self) -> Result<Vec<BuildFile>, Vec<diag::Diagnostic>> {
+    /// Parses every build file (relative paths taken from `cwd`); the
+    /// problems of all files come together.
+    fn parse(&self, cwd: &Path) -> Result<Vec<BuildFile>, Vec<diag::Diagnostic>> {
         let mut parsed = Vec::new();
         let mut problems = Vec::new();
         for s in &self.sources {
             let result = match s {
-                BuildSource::File(f) => lang::parse_file(f),
+                BuildSource::File(f) => lang::parse_file_in(cwd, f),
                 BuildSource::Text { name, text } => lang::parse(Source::new(name, text.clone())),
             };
             match result {
@@ -199,7 +200,7 @@ impl Session {
         notes: &mut dyn FnMut(&str),
         keep: &mut dyn FnMut(expand::Instance),
     ) -> Result<Vec<Diagnostic>, Error> {
-        let parsed = files.parse().map_err(Error::input)?;
+        let parsed = files.parse(&self.dirs.cwd).map_err(Error::input)?;
         // The cloud-configs of `CloudInit` artifacts against cloud-init's
         // schema (compiled once a run, when the first one is met).
         let mut cloud = CloudConfigCheck::new(self.config.cloud_init.schema.clone());

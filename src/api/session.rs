@@ -56,8 +56,9 @@ impl Session {
     }
 
     /// A session as [`Session::new`] makes, whose working directory is
-    /// `dir` instead of the process's: relative paths in build files (their
-    /// sources and outputs) and a relative `build_dir_root` resolve there,
+    /// `dir` instead of the process's: relative paths of build files, in
+    /// build files (their sources and outputs) and a relative
+    /// `build_dir_root` resolve there, and post-fix scripts run there,
     /// so one program can build several projects without changing
     /// directory. A relative `dir` is taken from the process's working
     /// directory.

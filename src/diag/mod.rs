@@ -257,7 +257,14 @@ pub fn did_you_mean<'a>(
 // The error is one `Diagnostic`, as callers report it; not on a hot path.
 #[allow(clippy::result_large_err)]
 pub fn read_source(path: &Path, what: &str) -> Result<SourceRef, Diagnostic> {
-    let bytes = std::fs::read(path)
+    read_source_in(Path::new(""), path, what)
+}
+
+/// [`read_source`] of `path` taken from the directory `dir` when it is
+/// relative; the source and the messages name `path` as given.
+#[allow(clippy::result_large_err)]
+pub fn read_source_in(dir: &Path, path: &Path, what: &str) -> Result<SourceRef, Diagnostic> {
+    let bytes = std::fs::read(dir.join(path))
         .map_err(|e| Diagnostic::error(format!("cannot read {what} {}: {e}", path.display())))?;
     match String::from_utf8(bytes) {
         Ok(text) => Ok(Source::new(path, text)),

@@ -59,9 +59,11 @@ pub fn parse_with_document(source: SourceRef) -> Result<(BuildFile, Document), V
     }
 }
 
-/// Reads and parses a build file from disk.
-pub fn parse_file(path: &Path) -> Result<BuildFile, Vec<Diagnostic>> {
-    parse(read_build_file(path)?)
+/// Reads and parses the build file `path`, taken from the directory `dir`
+/// when it is relative (and named as given, as relative paths in build
+/// files are).
+pub fn parse_file_in(dir: &Path, path: &Path) -> Result<BuildFile, Vec<Diagnostic>> {
+    parse(crate::diag::read_source_in(dir, path, "build file").map_err(|e| vec![e])?)
 }
 
 /// [`parse_with_document`] of a file on disk.
