@@ -84,7 +84,7 @@ pub use api::error::{ArtifactFailure, Error};
 pub use api::farm;
 pub use api::image;
 pub use api::plan::{
-    BuildFiles, CheckReport, Plan, PlanEntry, PlannedFile, StepStatus, StepVerdict,
+    ArtifactKind, BuildFiles, CheckReport, Plan, PlanEntry, PlannedFile, StepStatus, StepVerdict,
 };
 pub use api::reformat::{reformat, Reformatted};
 pub use api::run::run as run_image;

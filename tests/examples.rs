@@ -155,7 +155,7 @@ fn guest_script_example_seed_holds_the_host_name() {
         .expand(&files, &mut |note| eprintln!("{note}"))
         .unwrap();
     // Only the seed: the other artifact needs a VM.
-    plan.retain(|entry| entry.kind == "CloudInit");
+    plan.retain(|entry| entry.kind == b9::ArtifactKind::CloudInit);
     assert_eq!(plan.len(), 1);
     session
         .build(&plan, &b9::BuildOptions::new())

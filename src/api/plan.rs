@@ -15,7 +15,7 @@ use crate::eval::{check, expand};
 use crate::lang::{self, BuildFile};
 use crate::pipeline::cached::{self, KeyInputs};
 
-pub use crate::eval::plan::{PlanEntry, PlannedFile};
+pub use crate::eval::plan::{ArtifactKind, PlanEntry, PlannedFile};
 pub use crate::pipeline::cached::Verdict as StepStatus;
 
 /// Build files (paths or texts) and the positional arguments bound to

@@ -16,14 +16,32 @@ pub struct PlanEntry {
     pub id: String,
     /// `<id>-<build id>`: the name of its working directory.
     pub unique_id: String,
-    /// `CloudInit`, `VmImages` or `VmImagesWithFixup`.
-    pub kind: &'static str,
+    /// What it assembles.
+    pub kind: ArtifactKind,
     /// Files generated into the instance directory.
     pub files: Vec<PlannedFile>,
     /// What the instance reads: host files, images, shared images, directories, URLs.
     pub inputs: Vec<String>,
     /// What it writes: files, directories, shared images.
     pub outputs: Vec<String>,
+}
+
+/// What an artifact assembles: its constructor in the build file.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub enum ArtifactKind {
+    /// `CloudInit`: cloud-init media.
+    CloudInit,
+    /// `VmImages`: disk images, maybe changed by a script in a guest.
+    VmImages,
+    /// `VmImagesWithFixup`: as `VmImages`, then a script on the host.
+    VmImagesWithFixup,
+}
+
+impl std::fmt::Display for ArtifactKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
 }
 
 /// A generated file.
@@ -48,7 +66,11 @@ pub(crate) fn entry(inst: &Instance, build_id: &str) -> PlanEntry {
     let mut e = PlanEntry {
         id: inst.id.value.clone(),
         unique_id: format!("{}-{build_id}", inst.id.value),
-        kind: "",
+        kind: match &inst.assembly.value {
+            ArtifactAssembly::CloudInit(..) => ArtifactKind::CloudInit,
+            ArtifactAssembly::VmImages(..) => ArtifactKind::VmImages,
+            ArtifactAssembly::VmImagesWithFixup(..) => ArtifactKind::VmImagesWithFixup,
+        },
         files: Vec::new(),
         inputs: Vec::new(),
         outputs: Vec::new(),
@@ -76,7 +98,6 @@ pub(crate) fn entry(inst: &Instance, build_id: &str) -> PlanEntry {
     }
     match &inst.assembly.value {
         ArtifactAssembly::CloudInit(types, base) => {
-            e.kind = "CloudInit";
             for t in types.iter() {
                 e.outputs.push(match t.value {
                     CloudInitType::CI_ISO => format!("{}.iso", base.value),
@@ -85,12 +106,8 @@ pub(crate) fn entry(inst: &Instance, build_id: &str) -> PlanEntry {
                 });
             }
         }
-        ArtifactAssembly::VmImages(targets, script) => {
-            e.kind = "VmImages";
-            images(targets, script, &mut e);
-        }
-        ArtifactAssembly::VmImagesWithFixup(targets, script, _) => {
-            e.kind = "VmImagesWithFixup";
+        ArtifactAssembly::VmImages(targets, script)
+        | ArtifactAssembly::VmImagesWithFixup(targets, script, _) => {
             images(targets, script, &mut e);
         }
     }
