@@ -47,8 +47,8 @@ impl Session {
     /// A session for `config` in the process's working directory: fixes
     /// the build id and the start time (`SOURCE_DATE_EPOCH` when set),
     /// resolves the project root against the working directory, and trusts
-    /// the configuration's `trusted_image_dirs` for the rest of the process
-    /// (docs/IMAGES.md).
+    /// the configuration's `trusted_image_dirs` for the rest of the process,
+    /// besides those of earlier sessions (docs/IMAGES.md).
     pub fn new(config: Config) -> Result<Session, Error> {
         let cwd = std::env::current_dir()
             .map_err(|e| Error::invalid(format!("cannot read the working directory: {e}")))?;

@@ -81,15 +81,20 @@ pub fn check_regular(path: &Path) -> Result<(), DiskError> {
     open_regular(path).map(drop)
 }
 
-/// The directories b9.conf trusts, canonical.
-static TRUSTED_DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
+/// The directories the configurations of this process trust, canonical.
+fn trusted_dirs() -> &'static Mutex<BTreeSet<PathBuf>> {
+    static TRUSTED: OnceLock<Mutex<BTreeSet<PathBuf>>> = OnceLock::new();
+    TRUSTED.get_or_init(Mutex::default)
+}
 
-/// Sets the directories (b9.conf's `trusted_image_dirs`) whose files any
-/// image may name. Called once, when the configuration is read; names that
-/// do not exist are skipped.
+/// Adds directories (b9.conf's `trusted_image_dirs`) whose files any
+/// image may name, for the rest of the process: each session adds its
+/// configuration's (a program with several configurations trusts them
+/// all); names that do not exist are skipped.
 pub fn trust_dirs(dirs: &[PathBuf]) {
-    let canonical = dirs.iter().filter_map(|d| d.canonicalize().ok()).collect();
-    let _ = TRUSTED_DIRS.set(canonical);
+    if let Ok(mut trusted) = trusted_dirs().lock() {
+        trusted.extend(dirs.iter().filter_map(|d| d.canonicalize().ok()));
+    }
 }
 
 /// Directories (canonical) whose images may name files anywhere inside
@@ -126,12 +131,14 @@ pub fn confine(image: &Path, what: &'static str, reference: &Path) -> Result<Pat
         path: dir.to_path_buf(),
         source,
     })?;
-    let trusted = TRUSTED_DIRS.get().map(Vec::as_slice).unwrap_or_default();
+    let trusted = trusted_dirs()
+        .lock()
+        .is_ok_and(|t| t.iter().any(|d| resolved.starts_with(d)));
     let in_store = stores().lock().is_ok_and(|s| {
         s.iter()
             .any(|d| home.starts_with(d) && resolved.starts_with(d))
     });
-    if resolved.starts_with(&home) || in_store || trusted.iter().any(|t| resolved.starts_with(t)) {
+    if resolved.starts_with(&home) || in_store || trusted {
         return Ok(resolved);
     }
     Err(DiskError::Escapes {
@@ -210,5 +217,23 @@ mod tests {
             assert!(matches!(e, DiskError::Escapes { .. }), "{e}");
             assert!(e.to_string().contains(TRUSTED_DIRS_KEY), "{e}");
         }
+    }
+
+    #[test]
+    fn every_configuration_adds_its_trusted_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let images = d.path().join("images");
+        let (one, two) = (d.path().join("one"), d.path().join("two"));
+        for dir in [&images, &one, &two] {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::write(dir.join("base.raw"), b"").unwrap();
+        }
+        let image = images.join("a.qcow2");
+        let names = |dir: &Path| confine(&image, "backing file", &dir.join("base.raw"));
+        assert!(names(&one).is_err() && names(&two).is_err());
+        // A first session trusts `one`, a second one `two`: both hold.
+        trust_dirs(std::slice::from_ref(&one));
+        trust_dirs(&[two.clone(), d.path().join("missing")]);
+        assert!(names(&one).is_ok() && names(&two).is_ok());
     }
 }
