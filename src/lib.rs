@@ -97,3 +97,9 @@ pub use vm::parent_death::{exec as exec_with_parent_death, SHIM_ARG as PARENT_DE
 
 /// This b9's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The README's code blocks, compiled and run as doc tests so the Rust
+/// example there stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
