@@ -308,13 +308,11 @@ impl Events {
     ) -> impl FnMut(u64, u64) + '_ {
         let name = name.to_string();
         let instance = instance.map(str::to_string);
-        let mut last: Option<u64> = None;
+        let mut pace = b9_protocol::libvirt::PerPercent::default();
         move |done, total| {
-            let step = done.saturating_mul(100) / total.max(1);
-            if last.is_some_and(|l| l == step && done < total) {
+            if !pace.due(done, total) {
                 return;
             }
-            last = Some(step);
             self.emit_with(|| Event::Transfer {
                 instance: instance.clone(),
                 direction,

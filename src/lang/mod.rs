@@ -63,16 +63,17 @@ pub fn parse_with_document(source: SourceRef) -> Result<(BuildFile, Document), V
 /// when it is relative (and named as given, as relative paths in build
 /// files are).
 pub fn parse_file_in(dir: &Path, path: &Path) -> Result<BuildFile, Vec<Diagnostic>> {
-    parse(crate::diag::read_source_in(dir, path, "build file").map_err(|e| vec![e])?)
+    parse(read_build_file(dir, path)?)
 }
 
 /// [`parse_with_document`] of a file on disk.
 pub fn parse_file_with_document(path: &Path) -> Result<(BuildFile, Document), Vec<Diagnostic>> {
-    parse_with_document(read_build_file(path)?)
+    parse_with_document(read_build_file(Path::new(""), path)?)
 }
 
-fn read_build_file(path: &Path) -> Result<SourceRef, Vec<Diagnostic>> {
-    crate::diag::read_source(path, "build file").map_err(|e| vec![e])
+/// The build file `path`, taken from `dir` when relative, named as given.
+fn read_build_file(dir: &Path, path: &Path) -> Result<SourceRef, Vec<Diagnostic>> {
+    crate::diag::read_source_in(dir, path, "build file").map_err(|e| vec![e])
 }
 
 /// Decodes a term of `source` as a `T` of the typed syntax: the one way a

@@ -44,11 +44,9 @@ fn main() -> ExitCode {
                 // Progress goes out ahead of the reply, at most once per
                 // percent (and at the end); a lost b9 shows in the reply's
                 // send.
-                let mut last = None;
+                let mut pace = wire::PerPercent::default();
                 let mut progress = |done: u64, total: u64| {
-                    let percent = done.saturating_mul(100) / total.max(1);
-                    if last != Some(percent) || done == total {
-                        last = Some(percent);
+                    if pace.due(done, total) {
                         let _ = wire::send(&mut output, &Reply::Progress { done, total });
                     }
                 };

@@ -226,6 +226,26 @@ pub enum Stage {
     Protocol,
 }
 
+/// How often transfer progress is worth reporting: on the first call, when
+/// another percent of the total is done, and at the end. The helper sends
+/// `Progress` lines at this pace; b9's transfer events follow it too.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PerPercent {
+    last: Option<u64>,
+}
+
+impl PerPercent {
+    /// Whether `done` of `total` bytes is to be reported (and remembered).
+    pub fn due(&mut self, done: u64, total: u64) -> bool {
+        let percent = done.saturating_mul(100) / total.max(1);
+        if self.last == Some(percent) && done < total {
+            return false;
+        }
+        self.last = Some(percent);
+        true
+    }
+}
+
 /// Writes one message as a line and flushes it.
 pub fn send<T: Serialize>(out: &mut impl Write, message: &T) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(message).map_err(std::io::Error::other)?;
@@ -249,6 +269,19 @@ pub fn receive<T: DeserializeOwned>(input: &mut impl BufRead) -> std::io::Result
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_is_due_once_per_percent_and_at_the_end() {
+        let mut pace = PerPercent::default();
+        let due: Vec<u64> = (0..=1000u64).filter(|&d| pace.due(d, 1000)).collect();
+        assert_eq!(due.len(), 101);
+        assert_eq!((due[0], due[1], due[100]), (0, 10, 1000));
+        // The end is always reported, also twice.
+        assert!(pace.due(1000, 1000));
+        // An empty transfer reports its start and its end.
+        let mut empty = PerPercent::default();
+        assert!(empty.due(0, 0) && empty.due(0, 0));
+    }
 
     #[test]
     fn messages_round_trip_one_per_line() {
